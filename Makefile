@@ -1,0 +1,116 @@
+# ferry: `make` builds the library, `make test` runs every test, `make demo` runs the demo.
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+CC        ?= cc
+BUILD     := build
+
+DEPS      := jansson libsodium
+DEP_CFLAGS = $(shell pkg-config --cflags $(DEPS))
+DEP_LIBS   = $(shell pkg-config --libs $(DEPS))
+CHECK_CFLAGS = $(shell pkg-config --cflags check)
+CHECK_LIBS   = $(shell pkg-config --libs check)
+
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) -Icore/include -Icore/src $(DEP_CFLAGS)
+ASAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+TSAN      := -O1 -g -fsanitize=thread
+
+CORE_SRC  := $(wildcard core/src/*.c)
+CORE_HDR  := $(wildcard core/include/*.h core/src/*.h)
+CORE_OBJ  := $(CORE_SRC:core/src/%.c=$(BUILD)/obj/%.o)
+TEST_SRC  := $(wildcard tests/core/*.c)
+STRESS_SRC := tests/stress/stress.c
+
+.PHONY: all lib install uninstall test deps check-core test-core test-asan test-tsan \
+        bench-core demo clean
+
+all: lib
+lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
+
+$(BUILD)/obj/%.o: core/src/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -DFERRY_BUILD -c $< -o $@
+
+$(BUILD)/libferry.a: $(CORE_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/libferry.so: $(CORE_OBJ)
+	$(CC) -shared -pthread -Wl,-soname,libferry.so.0 -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/ferry.pc: ferry.pc.in Makefile
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 core/include/ferry.h core/include/ferry_transport.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libferry.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libferry.so $(DESTDIR)$(PREFIX)/lib/libferry.so.$(VERSION)
+	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libferry.so.0
+	ln -sf libferry.so.0 $(DESTDIR)$(PREFIX)/lib/libferry.so
+	install -m 644 $(BUILD)/ferry.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/ferry.h $(DESTDIR)$(PREFIX)/include/ferry_transport.h \
+	  $(DESTDIR)$(PREFIX)/lib/libferry.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/ferry.pc
+
+# ---- tests ---------------------------------------------------------------------------------
+deps:
+	@scripts/deps.sh
+
+# core/ is sans-I/O: nothing in it may include civetweb.
+check-core:
+	@if grep -rnE '#[[:space:]]*include[[:space:]]*[<"]civetweb' core/; then \
+	  echo "check-core: core/ must not include civetweb" >&2; exit 1; fi
+	@echo "check-core: core/ is free of civetweb"
+
+$(BUILD)/test/core_tests: $(TEST_SRC) tests/core/*.h $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/tsan/stress: $(STRESS_SRC) $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TSAN) $(STRESS_SRC) $(CORE_SRC) -o $@ $(DEP_LIBS)
+
+test-core: $(BUILD)/test/core_tests
+	$(BUILD)/test/core_tests
+
+test-asan: $(BUILD)/asan/core_tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(BUILD)/asan/core_tests
+
+# TSan needs the narrower address layout that setarch -R gives on kernels with 32-bit
+# mmap randomization.
+test-tsan: $(BUILD)/tsan/stress
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" setarch $$(uname -m) -R $(BUILD)/tsan/stress
+
+test: deps
+	$(MAKE) check-core
+	$(MAKE) lib
+	$(MAKE) test-core
+	$(MAKE) test-asan
+	$(MAKE) test-tsan
+
+# ---- benchmarks and demo -------------------------------------------------------------------
+$(BUILD)/bench/core_publish: bench/core_publish.c $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -O2 $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
+
+bench-core: deps $(BUILD)/bench/core_publish
+	$(BUILD)/bench/core_publish
+
+$(BUILD)/examples/replay: examples/replay/replay.c $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
+
+demo: deps $(BUILD)/examples/replay
+	$(BUILD)/examples/replay
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,199 @@
+/*
+ * ferry.h: resumable real-time sessions for C services. The application API.
+ *
+ * A hub holds sessions. Each session has a public ID, a sequence-numbered outbox of messages
+ * to its client and an inbound sequence that delivers every client message to the
+ * application once, in order. Transports (see ferry_transport.h) attach client connections
+ * to sessions; a session outlives its connection for the resume window.
+ *
+ * Threads. Every function here may be called from any thread unless its comment says
+ * otherwise. Callbacks run on the thread that fed the triggering input (a transport's worker,
+ * or the thread calling ferry_hub_tick) and never with a hub or session lock held, so a
+ * callback may call any ferry function, except ferry_hub_free.
+ *
+ * Lock order, outermost first (internal, written once here):
+ *   session inbound lock (held while on_message runs, so one session's messages are
+ *   delivered one at a time, in order)  ->  hub lock  ->  session lock  ->  link lock.
+ *   A transport's wake/kick callbacks run with hub, session or link locks held.
+ *
+ * Errors are negative ferry_error values; 0 is success. ferry_strerror names each one.
+ */
+#ifndef FERRY_H
+#define FERRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FERRY_PROTOCOL_VERSION 1
+
+#if defined(FERRY_BUILD) && defined(__GNUC__)
+#define FERRY_API __attribute__((visibility("default")))
+#else
+#define FERRY_API
+#endif
+
+typedef struct ferry_hub ferry_hub;
+typedef struct ferry_session ferry_session;
+
+/* Every error a ferry function can return. Codes from -3 to -14 are also sent to peers as
+ * error frames; docs/PROTOCOL.md names their wire strings. */
+typedef enum ferry_error {
+    FERRY_OK = 0,
+    FERRY_ENOMEM = -1,       /* allocation failed; nothing was changed */
+    FERRY_EINVAL = -2,       /* bad argument from the caller (NULL, bad topic name, ...) */
+    FERRY_ETOOBIG = -3,      /* frame, message or batch over its configured limit */
+    FERRY_EJSON = -4,        /* not well-formed JSON (or not UTF-8) */
+    FERRY_EDEPTH = -5,       /* JSON nested deeper than the configured limit */
+    FERRY_EDUPKEY = -6,      /* an object repeats a key */
+    FERRY_EFIELD = -7,       /* a field is missing, has the wrong type or is out of range */
+    FERRY_EFRAMETYPE = -8,   /* frame type not known to this protocol version */
+    FERRY_EVERSION = -9,     /* protocol version not supported */
+    FERRY_EHANDSHAKE = -10,  /* frame out of place: data before the handshake, or a second one */
+    FERRY_EACK = -11,        /* ack for a seq that was never sent */
+    FERRY_ESEQ = -12,        /* message seq skips ahead: an earlier message is missing */
+    FERRY_ECAPACITY = -13,   /* the hub holds its maximum number of sessions */
+    FERRY_ECLOSED = -14,     /* the session or link has ended; nothing more is accepted */
+    FERRY_ENOTFOUND = -15,   /* no live session with that ID */
+    FERRY_EFULL = -16,       /* the outbox overflowed: the session was reset (reason overflow) */
+} ferry_error;
+
+/* A static, human-readable description of an error code; never NULL. */
+FERRY_API const char *ferry_strerror(int err);
+
+/* Why a session ended or could not be resumed. Sent to clients as lowercase strings
+ * (ferry_reason_str). */
+typedef enum ferry_reason {
+    FERRY_REASON_NONE = 0,
+    FERRY_REASON_UNKNOWN,   /* resume named no session we know, or the secret was wrong */
+    FERRY_REASON_EXPIRED,   /* detached for longer than the resume window */
+    FERRY_REASON_OVERFLOW,  /* the outbox hit its count or byte limit (slow consumer) */
+    FERRY_REASON_CLOSED,    /* the client closed the session */
+    FERRY_REASON_SERVER,    /* the application closed the session (ferry_session_close) */
+    FERRY_REASON_SHUTDOWN,  /* the hub was freed */
+} ferry_reason;
+
+/* "unknown", "expired", "overflow", "closed", "server", "shutdown" or "none". */
+FERRY_API const char *ferry_reason_str(ferry_reason r);
+
+typedef enum ferry_state {
+    FERRY_STATE_NEW = 0,    /* created, no connection attached yet */
+    FERRY_STATE_ATTACHED,   /* a connection is attached */
+    FERRY_STATE_DETACHED,   /* no connection; resumable until the resume window ends */
+    FERRY_STATE_EXPIRED,    /* ended (see the reason); only the ID is remembered, for a while */
+} ferry_state;
+
+/* A monotonic clock in milliseconds. Must never go backwards. */
+typedef uint64_t (*ferry_clock_fn)(void *ud);
+
+/* Application callbacks. Any may be NULL. `ud` is the pointer given to ferry_hub_new.
+ * The session pointer is valid for the duration of the call; keep it longer with
+ * ferry_session_ref. */
+typedef struct ferry_callbacks {
+    /* A new session started. Send it whatever initial state it needs. */
+    void (*on_open)(ferry_session *s, void *ud);
+    /* A new session started for a client whose previous session could not be resumed
+     * (reason UNKNOWN, EXPIRED or OVERFLOW): the client saw a gap and must be resynced.
+     * If NULL, on_open is called instead. */
+    void (*on_reset)(ferry_session *s, ferry_reason why, void *ud);
+    /* A client message, delivered once and in order per session. `data` is borrowed: valid
+     * only during the call (json_incref to keep it). */
+    void (*on_message)(ferry_session *s, json_t *data, void *ud);
+    /* The session ended and will never deliver again. Called exactly once per session that
+     * had on_open or on_reset called. */
+    void (*on_close)(ferry_session *s, ferry_reason why, void *ud);
+} ferry_callbacks;
+
+typedef struct ferry_options {
+    size_t max_frame_bytes;    /* largest inbound frame or batch, bytes (64 KiB) */
+    size_t max_message_bytes;  /* largest encoded outbound message, bytes (60 KiB) */
+    size_t max_depth;          /* JSON nesting limit for inbound frames (16) */
+    size_t max_batch;          /* frames per inbound batch, and per pulled batch (128) */
+    size_t max_batch_bytes;    /* pulled batch size target, bytes (64 KiB) */
+    size_t outbox_max_msgs;    /* unacknowledged messages per session (1024) */
+    size_t outbox_max_bytes;   /* unacknowledged bytes per session (1 MiB) */
+    size_t max_sessions;       /* live sessions per hub (100000) */
+    uint32_t heartbeat_ms;     /* ping a connection silent for this long (25000) */
+    uint32_t heartbeat_timeout_ms; /* drop a connection silent for this long (60000) */
+    uint32_t resume_window_ms; /* keep a detached session resumable this long (120000) */
+    uint32_t tombstone_ms;     /* remember an ended session's ID and reason this long (120000) */
+    ferry_clock_fn clock;      /* NULL: CLOCK_MONOTONIC */
+    void *clock_ud;
+} ferry_options;
+
+/* Fills `o` with the defaults shown above. */
+FERRY_API void ferry_options_init(ferry_options *o);
+
+/* Creates a hub. `opt` may be NULL (defaults) and is copied; `cb` may be NULL and is copied.
+ * Returns FERRY_OK and writes *out, FERRY_EINVAL for a zero limit or a heartbeat timeout
+ * not above the heartbeat, or FERRY_ENOMEM. Also initializes libsodium. */
+FERRY_API int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
+                  void *ud);
+
+/* Ends every session (on_close with FERRY_REASON_SHUTDOWN) and frees the hub. Every link
+ * must have been freed first (stop the transports), and no other thread may be using the
+ * hub. NULL is a no-op. */
+FERRY_API void ferry_hub_free(ferry_hub *hub);
+
+/* Runs timers: pings quiet connections, drops dead ones (heartbeat timeout), expires
+ * detached sessions after the resume window, forgets tombstones. Call it about once a
+ * second from any one thread. Returns FERRY_OK. */
+FERRY_API int ferry_hub_tick(ferry_hub *hub);
+
+/* Publishes one message to every session subscribed to `topic`. `json` (`len` bytes, need
+ * not be NUL-terminated) must be one JSON value; it is validated and stored once, shared by
+ * every subscriber's outbox. Writes the number of sessions that queued it to *queued if not
+ * NULL. A subscriber whose outbox overflows is reset (reason overflow); that is not an error
+ * of the publish. Returns FERRY_OK, FERRY_EINVAL (bad topic name), FERRY_EJSON,
+ * FERRY_EDEPTH, FERRY_ETOOBIG (over max_message_bytes) or FERRY_ENOMEM. */
+FERRY_API int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_t len,
+                      size_t *queued);
+
+/* Sends one message to the session with this ID (NUL-terminated). Returns FERRY_OK,
+ * FERRY_ENOTFOUND, FERRY_ECLOSED, FERRY_EFULL (the session was reset), or the errors of
+ * ferry_hub_publish. */
+FERRY_API int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, size_t len);
+
+/* Sessions by state, read under the hub lock; any pointer may be NULL. */
+FERRY_API void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired);
+
+/* Queues one message for this session's client; see ferry_hub_publish for `json`. Returns
+ * FERRY_OK, FERRY_ECLOSED (the session has ended), FERRY_EFULL (the outbox overflowed and
+ * the session was reset), FERRY_EINVAL (NULL), FERRY_EJSON, FERRY_EDEPTH, FERRY_ETOOBIG or
+ * FERRY_ENOMEM. */
+FERRY_API int ferry_session_send(ferry_session *s, const char *json, size_t len);
+
+/* Topic names are 1 to 128 characters from [A-Za-z0-9_.:/-]. Subscribing twice is a
+ * no-op. Returns FERRY_OK, FERRY_EINVAL, FERRY_ECLOSED or FERRY_ENOMEM. */
+FERRY_API int ferry_session_subscribe(ferry_session *s, const char *topic);
+/* Returns FERRY_OK (also when not subscribed) or FERRY_EINVAL. */
+FERRY_API int ferry_session_unsubscribe(ferry_session *s, const char *topic);
+
+/* Ends the session: its client gets a close frame with reason "server" and must not
+ * resume; on_close runs with FERRY_REASON_SERVER. Returns FERRY_OK or FERRY_ECLOSED. */
+FERRY_API int ferry_session_close(ferry_session *s);
+
+/* The public session ID (22 characters, base64url). Owned by the session; valid as long as
+ * the caller holds a reference or is inside a callback for it. It is routing data, not a
+ * secret. */
+FERRY_API const char *ferry_session_id(const ferry_session *s);
+FERRY_API ferry_state ferry_session_state(ferry_session *s);
+
+/* One application pointer per session, never read by ferry. */
+FERRY_API void ferry_session_set_user(ferry_session *s, void *user);
+FERRY_API void *ferry_session_user(ferry_session *s);
+
+/* Reference counting: ref returns `s`; unref releases it. A referenced session's memory
+ * stays valid after it ends; its functions then return FERRY_ECLOSED. */
+FERRY_API ferry_session *ferry_session_ref(ferry_session *s);
+FERRY_API void ferry_session_unref(ferry_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRY_H */

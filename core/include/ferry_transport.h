@@ -1,0 +1,99 @@
+/*
+ * ferry_transport.h: the API for transport authors (WebSocket, long-polling, ...).
+ *
+ * A transport owns client connections; ferry owns sessions. For each connection the
+ * transport makes a link, feeds it every inbound text frame (or long-poll request body) with
+ * ferry_link_recv, and writes out whatever ferry_link_pull gives it. A link binds to one
+ * session when its handshake frame (hello or resume) arrives. ferry never does I/O: when a
+ * link has something to send it calls the transport's wake; when ferry gives up on a link
+ * (superseded by a resume on another connection, heartbeat timeout, session ended) it calls
+ * kick. After kick, or when ferry_link_done says so, the transport writes what it has pulled
+ * and closes the connection.
+ *
+ * Threads. Calls to recv on one link must not overlap (one reader), but recv, pull and done
+ * may run on different threads at once (a reader and a writer). ferry_link_free must be the
+ * last call on a link and must not race any other call on it. See ferry.h for the lock
+ * order.
+ */
+#ifndef FERRY_TRANSPORT_H
+#define FERRY_TRANSPORT_H
+
+#include "ferry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ferry_link ferry_link;
+
+typedef struct ferry_link_ops {
+    /* The link has frames to pull. Called from any thread, possibly with ferry locks held:
+     * it must only signal (a condition variable, an eventfd) and must not call ferry. Calls
+     * are coalesced: expect one per transition from "nothing to send" to "something". */
+    void (*wake)(void *ud);
+    /* ferry is done with this link: pull once more (a final reset or close frame may be
+     * waiting), write it, then close the connection. Same rules as wake. May be NULL. */
+    void (*kick)(void *ud);
+} ferry_link_ops;
+
+/* A growable byte buffer that ferry_link_pull appends to. Zero-initialize it; reuse it
+ * across pulls; free its data with ferry_buf_release. A transport may put its own header
+ * bytes in front by setting len before the pull. */
+typedef struct ferry_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} ferry_buf;
+
+/* Makes room for `extra` more bytes. Returns FERRY_OK or FERRY_ENOMEM. */
+FERRY_API int ferry_buf_reserve(ferry_buf *b, size_t extra);
+/* Frees the buffer's memory and zeroes it. */
+FERRY_API void ferry_buf_release(ferry_buf *b);
+
+/* Creates a link for a new connection. `ops` must outlive the link; `ud` is passed to its
+ * callbacks. Returns FERRY_OK, FERRY_EINVAL or FERRY_ENOMEM. */
+FERRY_API int ferry_link_new(ferry_hub *hub, const ferry_link_ops *ops, void *ud, ferry_link **out);
+
+/* Feeds one inbound frame or batch (`len` bytes of JSON text). The first frame must be a
+ * handshake. Valid client messages are delivered to the application before this returns.
+ * Any error is also queued as an error frame for the peer, and the frame or batch that
+ * caused it changes nothing (a batch is all or nothing); the link stays usable.
+ * Returns FERRY_OK, one of the wire errors FERRY_ETOOBIG .. FERRY_ECAPACITY, FERRY_ECLOSED
+ * (the link is done: pull, write, close) or FERRY_ENOMEM. */
+FERRY_API int ferry_link_recv(ferry_link *l, const char *data, size_t len);
+
+/* Flags for ferry_link_pull. */
+enum {
+    /* Always emit a JSON array, even for zero or one frame (long-poll responses). Without
+     * it a single frame is emitted as a bare object and nothing at all when none is due. */
+    FERRY_PULL_ARRAY = 1u << 0,
+    /* Start from the oldest unacknowledged message instead of the first unsent one. A
+     * long-poll transport pulls this way after feeding the poll's ack, so a response lost
+     * in flight is sent again. */
+    FERRY_PULL_REPLAY = 1u << 1,
+};
+
+/* Appends the frames that are due (control frames first, then messages in seq order), up to
+ * max_batch frames and about max_batch_bytes, to `out` as one JSON text. Returns the number
+ * of frames appended (0 when nothing is due), FERRY_ENOMEM (nothing appended, nothing lost)
+ * or FERRY_EINVAL. Messages stay in the outbox until the client acks them. wake is armed
+ * only by a pull that leaves nothing due, so pull until it returns 0 before waiting. */
+FERRY_API int ferry_link_pull(ferry_link *l, ferry_buf *out, unsigned flags);
+
+/* Non-zero when the transport should close the connection once it has written everything
+ * pulled so far (after a kick, a reset or close frame, a refused handshake). */
+FERRY_API int ferry_link_done(ferry_link *l);
+
+/* The ID of the link's session (NUL-terminated, 22 characters), or NULL before a handshake.
+ * Valid until ferry_link_free. */
+FERRY_API const char *ferry_link_session_id(ferry_link *l);
+
+/* The connection is gone. Detaches the link from its session, which stays resumable for the
+ * resume window, and frees the link. NULL is a no-op. */
+FERRY_API void ferry_link_free(ferry_link *l);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRY_TRANSPORT_H */

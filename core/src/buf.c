@@ -1,0 +1,28 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry_transport.h"
+
+int ferry_buf_reserve(ferry_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2)
+            return FERRY_ENOMEM;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return FERRY_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+void ferry_buf_release(ferry_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}

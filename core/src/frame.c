@@ -1,0 +1,282 @@
+#include "frame.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fy_json_depth_ok(const char *buf, size_t len, size_t max_depth)
+{
+    size_t depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth)
+                return FERRY_EDEPTH;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return 0;
+}
+
+static int fail(fy_err *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->text, sizeof err->text, fmt, ap);
+    va_end(ap);
+    err->code = code;
+    return code;
+}
+
+/* The field must be an integer in [min, FY_SEQ_MAX]. */
+static int get_uint(json_t *obj, const char *key, uint64_t min, uint64_t *out, size_t idx,
+                    fy_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
+        (uint64_t)json_integer_value(v) > FY_SEQ_MAX)
+        return fail(err, FERRY_EFIELD,
+                    "frame %zu: \"%s\" must be an integer from %" PRIu64 " to 2^53-1", idx,
+                    key, min);
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int get_str(json_t *obj, const char *key, const char **s, size_t *len, size_t idx,
+                   fy_err *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_string(v))
+        return fail(err, FERRY_EFIELD, "frame %zu: \"%s\" must be a string", idx, key);
+    *s = json_string_value(v);
+    *len = json_string_length(v);
+    return 0;
+}
+
+static int check_version(json_t *obj, size_t idx, fy_err *err)
+{
+    uint64_t v;
+    int rc = get_uint(obj, "v", 1, &v, idx, err);
+    if (rc)
+        return rc;
+    if (v != FERRY_PROTOCOL_VERSION)
+        return fail(err, FERRY_EVERSION, "protocol version %" PRIu64 " not supported (1 is)",
+                    v);
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    fy_ftype type;
+} frame_types[] = {
+    {"hello", FY_F_HELLO}, {"resume", FY_F_RESUME}, {"msg", FY_F_MSG},   {"ack", FY_F_ACK},
+    {"ping", FY_F_PING},   {"pong", FY_F_PONG},     {"close", FY_F_CLOSE},
+};
+
+static int decode_one(json_t *obj, size_t idx, fy_frame *f, fy_err *err)
+{
+    if (!json_is_object(obj))
+        return fail(err, FERRY_EFIELD, "frame %zu: not an object", idx);
+    json_t *t = json_object_get(obj, "t");
+    if (!json_is_string(t))
+        return fail(err, FERRY_EFIELD, "frame %zu: \"t\" must be a string", idx);
+    const char *name = json_string_value(t);
+    size_t i = 0, ntypes = sizeof frame_types / sizeof frame_types[0];
+    while (i < ntypes && strcmp(frame_types[i].name, name) != 0)
+        i++;
+    if (i == ntypes || strlen(name) != json_string_length(t))
+        return fail(err, FERRY_EFRAMETYPE, "frame %zu: unknown type \"%.32s\"", idx, name);
+
+    memset(f, 0, sizeof *f);
+    f->type = frame_types[i].type;
+    int rc = 0;
+    switch (f->type) {
+    case FY_F_HELLO:
+        rc = check_version(obj, idx, err);
+        break;
+    case FY_F_RESUME:
+        if ((rc = check_version(obj, idx, err)) ||
+            (rc = get_str(obj, "sid", &f->sid, &f->sid_len, idx, err)) ||
+            (rc = get_str(obj, "secret", &f->secret, &f->secret_len, idx, err)))
+            break;
+        rc = get_uint(obj, "ack", 0, &f->ack, idx, err);
+        break;
+    case FY_F_MSG:
+        if ((rc = get_uint(obj, "seq", 1, &f->seq, idx, err)))
+            break;
+        f->data = json_object_get(obj, "data");
+        if (!f->data)
+            rc = fail(err, FERRY_EFIELD, "frame %zu: \"data\" is missing", idx);
+        break;
+    case FY_F_ACK:
+        rc = get_uint(obj, "ack", 0, &f->ack, idx, err);
+        break;
+    case FY_F_PING:
+    case FY_F_PONG:
+    case FY_F_CLOSE:
+        break;
+    }
+    return rc;
+}
+
+int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **root,
+                    fy_frame **frames, size_t *n, fy_err *err)
+{
+    json_error_t jerr;
+    *root = NULL;
+    *frames = NULL;
+    *n = 0;
+    if (len > lim->max_bytes)
+        return fail(err, FERRY_ETOOBIG, "frame is %zu bytes; the limit is %zu", len,
+                    lim->max_bytes);
+    if (fy_json_depth_ok(buf, len, lim->max_depth))
+        return fail(err, FERRY_EDEPTH, "JSON nested deeper than %zu", lim->max_depth);
+
+    json_t *tree = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!tree) {
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            return fail(err, FERRY_ENOMEM, "out of memory");
+        int code =
+            json_error_code(&jerr) == json_error_duplicate_key ? FERRY_EDUPKEY : FERRY_EJSON;
+        return fail(err, code, "%s at byte %d", jerr.text, jerr.position);
+    }
+
+    size_t count = 1;
+    if (json_is_array(tree)) {
+        count = json_array_size(tree);
+        if (count == 0) {
+            json_decref(tree);
+            return fail(err, FERRY_EFIELD, "empty batch");
+        }
+        if (count > lim->max_batch) {
+            json_decref(tree);
+            return fail(err, FERRY_ETOOBIG, "batch of %zu frames; the limit is %zu", count,
+                        lim->max_batch);
+        }
+    }
+    fy_frame *fs = calloc(count, sizeof *fs);
+    if (!fs) {
+        json_decref(tree);
+        return fail(err, FERRY_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_t *obj = json_is_array(tree) ? json_array_get(tree, i) : tree;
+        int rc = decode_one(obj, i, &fs[i], err);
+        if (rc) {
+            free(fs);
+            json_decref(tree);
+            return rc;
+        }
+    }
+    *root = tree;
+    *frames = fs;
+    *n = count;
+    return 0;
+}
+
+const char *fy_wire_code(int err)
+{
+    switch (err) {
+    case FERRY_ETOOBIG: return "too_big";
+    case FERRY_EJSON: return "bad_json";
+    case FERRY_EDEPTH: return "too_deep";
+    case FERRY_EDUPKEY: return "duplicate_key";
+    case FERRY_EFIELD: return "bad_field";
+    case FERRY_EFRAMETYPE: return "unknown_type";
+    case FERRY_EVERSION: return "bad_version";
+    case FERRY_EHANDSHAKE: return "handshake";
+    case FERRY_EACK: return "bad_ack";
+    case FERRY_ESEQ: return "seq_gap";
+    case FERRY_ECAPACITY: return "capacity";
+    default: return "internal";
+    }
+}
+
+/* Appends printf output; on failure leaves `b` unchanged. */
+static int appendf(ferry_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (need < 0 || ferry_buf_reserve(b, (size_t)need + 1))
+        return FERRY_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)need + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)need;
+    return 0;
+}
+
+int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resumed,
+                   uint64_t ack, const ferry_options *o)
+{
+    return appendf(b,
+                   "{\"t\":\"welcome\",\"v\":%d,\"sid\":\"%s\",\"secret\":\"%s\","
+                   "\"resumed\":%s,\"ack\":%" PRIu64 ",\"hb\":%" PRIu32 ",\"timeout\":%" PRIu32
+                   ",\"window\":%" PRIu32 ",\"max_frame\":%zu,\"max_batch\":%zu}",
+                   FERRY_PROTOCOL_VERSION, sid, secret, resumed ? "true" : "false", ack,
+                   o->heartbeat_ms, o->heartbeat_timeout_ms, o->resume_window_ms,
+                   o->max_frame_bytes, o->max_batch);
+}
+
+int fy_enc_reason(ferry_buf *b, const char *type, ferry_reason why)
+{
+    return appendf(b, "{\"t\":\"%s\",\"reason\":\"%s\"}", type, ferry_reason_str(why));
+}
+
+int fy_enc_ack(ferry_buf *b, uint64_t ack)
+{
+    return appendf(b, "{\"t\":\"ack\",\"ack\":%" PRIu64 "}", ack);
+}
+
+int fy_enc_bare(ferry_buf *b, const char *type)
+{
+    return appendf(b, "{\"t\":\"%s\"}", type);
+}
+
+int fy_enc_msg(ferry_buf *b, uint64_t seq, const fy_msg *m)
+{
+    char head[48];
+    int hl = snprintf(head, sizeof head, "{\"t\":\"msg\",\"seq\":%" PRIu64 ",", seq);
+    if (ferry_buf_reserve(b, (size_t)hl + m->len + 1))
+        return FERRY_ENOMEM;
+    memcpy(b->data + b->len, head, (size_t)hl);
+    memcpy(b->data + b->len + hl, m->body, m->len);
+    b->len += (size_t)hl + m->len;
+    b->data[b->len++] = '}';
+    return 0;
+}
+
+int fy_enc_error(ferry_buf *b, int code, const char *text)
+{
+    /* The text may quote peer input: keep printable ASCII and let jansson escape it. */
+    char clean[sizeof ((fy_err *)0)->text];
+    size_t i = 0;
+    for (; text && text[i] && i < sizeof clean - 1; i++)
+        clean[i] = text[i] >= 0x20 && text[i] < 0x7f ? text[i] : '?';
+    clean[i] = '\0';
+    json_t *o = json_pack("{s:s, s:s, s:s}", "t", "error", "code", fy_wire_code(code), "text",
+                          clean);
+    if (!o)
+        return FERRY_ENOMEM;
+    size_t need = json_dumpb(o, NULL, 0, JSON_COMPACT);
+    int rc = FERRY_ENOMEM;
+    if (need && ferry_buf_reserve(b, need) == 0) {
+        b->len += json_dumpb(o, b->data + b->len, need, JSON_COMPACT);
+        rc = 0;
+    }
+    json_decref(o);
+    return rc;
+}

@@ -1,0 +1,311 @@
+#include "hub.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "link.h"
+#include "session.h"
+#include "token.h"
+
+/* Non-zero while this thread runs an application callback: fy_hub_drain must not run there
+ * (it could wait on the very session lock the callback is inside). */
+static _Thread_local int in_callback;
+
+void ferry_options_init(ferry_options *o)
+{
+    *o = (ferry_options){
+        .max_frame_bytes = 64 * 1024,
+        .max_message_bytes = 60 * 1024,
+        .max_depth = 16,
+        .max_batch = 128,
+        .max_batch_bytes = 64 * 1024,
+        .outbox_max_msgs = 1024,
+        .outbox_max_bytes = 1024 * 1024,
+        .max_sessions = 100000,
+        .heartbeat_ms = 25000,
+        .heartbeat_timeout_ms = 60000,
+        .resume_window_ms = 120000,
+        .tombstone_ms = 120000,
+    };
+}
+
+static uint64_t monotonic_ms(void *ud)
+{
+    (void)ud;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t fy_hub_now(const ferry_hub *hub)
+{
+    return hub->opt.clock(hub->opt.clock_ud);
+}
+
+int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
+                  void *ud)
+{
+    ferry_options o;
+    if (!out)
+        return FERRY_EINVAL;
+    if (opt)
+        o = *opt;
+    else
+        ferry_options_init(&o);
+    if (!o.max_frame_bytes || !o.max_message_bytes || !o.max_depth || !o.max_batch ||
+        !o.max_batch_bytes || !o.outbox_max_msgs || !o.outbox_max_bytes || !o.max_sessions ||
+        !o.heartbeat_ms || o.heartbeat_timeout_ms <= o.heartbeat_ms || !o.resume_window_ms)
+        return FERRY_EINVAL;
+    if (!o.clock)
+        o.clock = monotonic_ms;
+    if (fy_token_init())
+        return FERRY_ENOMEM;
+
+    ferry_hub *hub = calloc(1, sizeof *hub);
+    if (!hub)
+        return FERRY_ENOMEM;
+    hub->opt = o;
+    if (cb)
+        hub->cb = *cb;
+    hub->ud = ud;
+    hub->store = fy_store_mem_new();
+    if (!hub->store || fy_map_init(&hub->topics)) {
+        if (hub->store)
+            hub->store->ops->free(hub->store);
+        free(hub);
+        return FERRY_ENOMEM;
+    }
+    pthread_mutex_init(&hub->lock, NULL);
+    pthread_mutex_init(&hub->pend_lock, NULL);
+    *out = hub;
+    return 0;
+}
+
+static void end_for_shutdown(ferry_session *s, void *ud)
+{
+    uint64_t now = *(uint64_t *)ud;
+    pthread_mutex_lock(&s->lock);
+    fy_session_end_locked(s, FERRY_REASON_SHUTDOWN, now);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void remove_all(ferry_session *s, void *ud)
+{
+    ferry_hub *hub = ud;
+    hub->store->ops->remove(hub->store, s);
+}
+
+void ferry_hub_free(ferry_hub *hub)
+{
+    if (!hub)
+        return;
+    uint64_t now = fy_hub_now(hub);
+    pthread_mutex_lock(&hub->lock);
+    hub->store->ops->each(hub->store, end_for_shutdown, &now);
+    pthread_mutex_unlock(&hub->lock);
+    fy_hub_drain(hub);
+    pthread_mutex_lock(&hub->lock);
+    hub->store->ops->each(hub->store, remove_all, hub);
+    pthread_mutex_unlock(&hub->lock);
+    hub->store->ops->free(hub->store);
+    fy_map_destroy(&hub->topics); /* empty: every session was unsubscribed by the drain */
+    pthread_mutex_destroy(&hub->lock);
+    pthread_mutex_destroy(&hub->pend_lock);
+    free(hub);
+}
+
+void fy_hub_defer_end(ferry_hub *hub, ferry_session *s)
+{
+    ferry_session_ref(s);
+    pthread_mutex_lock(&hub->pend_lock);
+    s->pend_next = NULL;
+    if (hub->pend_tail)
+        hub->pend_tail->pend_next = s;
+    else
+        hub->pend_head = s;
+    hub->pend_tail = s;
+    atomic_store(&hub->pend_any, true);
+    pthread_mutex_unlock(&hub->pend_lock);
+}
+
+void fy_hub_drain(ferry_hub *hub)
+{
+    if (in_callback || !atomic_load(&hub->pend_any))
+        return;
+    for (;;) {
+        pthread_mutex_lock(&hub->pend_lock);
+        ferry_session *s = hub->pend_head;
+        if (s) {
+            hub->pend_head = s->pend_next;
+            if (!hub->pend_head)
+                hub->pend_tail = NULL;
+        } else {
+            atomic_store(&hub->pend_any, false);
+        }
+        pthread_mutex_unlock(&hub->pend_lock);
+        if (!s)
+            return;
+
+        pthread_mutex_lock(&hub->lock);
+        fy_topic_unsubscribe_all(hub, s);
+        pthread_mutex_unlock(&hub->lock);
+
+        /* in_lock: on_close never overlaps this session's on_open or on_message. */
+        pthread_mutex_lock(&s->in_lock);
+        pthread_mutex_lock(&s->lock);
+        bool owed = s->opened;
+        s->opened = false;
+        ferry_reason why = s->end_reason;
+        pthread_mutex_unlock(&s->lock);
+        if (owed && hub->cb.on_close) {
+            in_callback++;
+            hub->cb.on_close(s, why, hub->ud);
+            in_callback--;
+        }
+        pthread_mutex_unlock(&s->in_lock);
+        ferry_session_unref(s);
+    }
+}
+
+void fy_hub_call_open(ferry_hub *hub, ferry_session *s, ferry_reason reset_why)
+{
+    in_callback++;
+    if (reset_why != FERRY_REASON_NONE && hub->cb.on_reset)
+        hub->cb.on_reset(s, reset_why, hub->ud);
+    else if (hub->cb.on_open)
+        hub->cb.on_open(s, hub->ud);
+    in_callback--;
+}
+
+void fy_hub_call_message(ferry_hub *hub, ferry_session *s, json_t *data)
+{
+    if (!hub->cb.on_message)
+        return;
+    in_callback++;
+    hub->cb.on_message(s, data, hub->ud);
+    in_callback--;
+}
+
+struct tick_ctx {
+    ferry_hub *hub;
+    uint64_t now;
+};
+
+static void tick_one(ferry_session *s, void *ud)
+{
+    struct tick_ctx *c = ud;
+    const ferry_options *o = &c->hub->opt;
+    bool forget = false;
+    pthread_mutex_lock(&s->lock);
+    switch (s->state) {
+    case FERRY_STATE_ATTACHED:
+        if (c->now - s->last_rx >= o->heartbeat_timeout_ms) {
+            fy_session_detach_locked(s, c->now);
+        } else if (c->now - s->last_rx >= o->heartbeat_ms &&
+                   c->now - s->last_ping >= o->heartbeat_ms) {
+            s->last_ping = c->now;
+            pthread_mutex_lock(&s->link->lock);
+            fy_link_ctl_locked(s->link, FY_CTL_PING);
+            pthread_mutex_unlock(&s->link->lock);
+        }
+        break;
+    case FERRY_STATE_NEW:
+    case FERRY_STATE_DETACHED:
+        if (c->now - s->since >= o->resume_window_ms)
+            fy_session_end_locked(s, FERRY_REASON_EXPIRED, c->now);
+        break;
+    case FERRY_STATE_EXPIRED:
+        forget = c->now - s->since >= o->tombstone_ms;
+        break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (forget)
+        c->hub->store->ops->remove(c->hub->store, s);
+}
+
+int ferry_hub_tick(ferry_hub *hub)
+{
+    struct tick_ctx c = {hub, fy_hub_now(hub)};
+    pthread_mutex_lock(&hub->lock);
+    hub->store->ops->each(hub->store, tick_one, &c);
+    pthread_mutex_unlock(&hub->lock);
+    fy_hub_drain(hub);
+    return 0;
+}
+
+int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_t len,
+                      size_t *queued)
+{
+    size_t n = 0, done = 0;
+    fy_msg *m;
+    if (queued)
+        *queued = 0;
+    if (!hub || !fy_topic_name_ok(topic))
+        return FERRY_EINVAL;
+    int rc = fy_msg_new(&m, topic, json, len, hub->opt.max_depth, hub->opt.max_message_bytes);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&hub->lock);
+    fy_topic *t = fy_topic_find(hub, topic);
+    if (t) {
+        n = fy_topic_size(t);
+        /* One reference per subscriber, taken up front so the shared counter is touched
+         * twice per publish rather than once per subscriber. */
+        fy_msg_ref_n(m, n);
+        for (size_t i = 0; i < n; i++) {
+            ferry_session *s = fy_topic_subscriber(t, i);
+            pthread_mutex_lock(&s->lock);
+            done += fy_session_push_locked(s, m) == 0;
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    pthread_mutex_unlock(&hub->lock);
+    fy_msg_unref_n(m, n - done + 1);
+    if (queued)
+        *queued = done;
+    fy_hub_drain(hub);
+    return 0;
+}
+
+int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, size_t len)
+{
+    if (!hub || !session_id)
+        return FERRY_EINVAL;
+    pthread_mutex_lock(&hub->lock);
+    ferry_session *s = hub->store->ops->find(hub->store, session_id, strlen(session_id));
+    if (s)
+        ferry_session_ref(s);
+    pthread_mutex_unlock(&hub->lock);
+    if (!s)
+        return FERRY_ENOTFOUND;
+    int rc = ferry_session_send(s, json, len);
+    ferry_session_unref(s);
+    return rc;
+}
+
+struct count_ctx {
+    size_t by_state[4];
+};
+
+static void count_one(ferry_session *s, void *ud)
+{
+    struct count_ctx *c = ud;
+    pthread_mutex_lock(&s->lock);
+    c->by_state[s->state]++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired)
+{
+    struct count_ctx c = {{0}};
+    pthread_mutex_lock(&hub->lock);
+    hub->store->ops->each(hub->store, count_one, &c);
+    pthread_mutex_unlock(&hub->lock);
+    if (attached)
+        *attached = c.by_state[FERRY_STATE_ATTACHED];
+    if (detached)
+        *detached = c.by_state[FERRY_STATE_DETACHED] + c.by_state[FERRY_STATE_NEW];
+    if (expired)
+        *expired = c.by_state[FERRY_STATE_EXPIRED];
+}

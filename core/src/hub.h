@@ -1,0 +1,52 @@
+/* The hub's internals: the session store, topics, and the list of ended sessions whose
+ * cleanup and on_close run outside every lock. */
+#ifndef FY_HUB_H
+#define FY_HUB_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "ferry.h"
+#include "map.h"
+#include "store.h"
+
+struct ferry_hub {
+    pthread_mutex_t lock;      /* store, topics, subscriptions */
+    ferry_options opt;         /* immutable */
+    ferry_callbacks cb;        /* immutable */
+    void *ud;
+    fy_store *store;
+    fy_map topics;
+    atomic_size_t live;        /* sessions not yet ended */
+    pthread_mutex_t pend_lock; /* innermost lock: the pending list */
+    ferry_session *pend_head;
+    ferry_session *pend_tail;
+    atomic_bool pend_any;
+};
+
+uint64_t fy_hub_now(const ferry_hub *hub);
+
+/* Queues an ended session for fy_hub_drain (takes a reference). Any lock may be held. */
+void fy_hub_defer_end(ferry_hub *hub, ferry_session *s);
+
+/* Unsubscribes ended sessions and runs their on_close. Call with no lock held; does nothing
+ * inside an application callback (the outermost call drains). */
+void fy_hub_drain(ferry_hub *hub);
+
+/* Runs application callbacks with the guard that keeps fy_hub_drain out of them. */
+void fy_hub_call_open(ferry_hub *hub, ferry_session *s, ferry_reason reset_why);
+void fy_hub_call_message(ferry_hub *hub, ferry_session *s, json_t *data);
+
+/* Topics (topic.c); all with the hub lock held. */
+typedef struct fy_topic fy_topic;
+bool fy_topic_name_ok(const char *name);
+fy_topic *fy_topic_find(ferry_hub *hub, const char *name);
+int fy_topic_subscribe(ferry_hub *hub, ferry_session *s, const char *name);
+void fy_topic_unsubscribe(ferry_hub *hub, ferry_session *s, const char *name);
+void fy_topic_unsubscribe_all(ferry_hub *hub, ferry_session *s);
+/* Subscribers of t, and their count. */
+ferry_session *fy_topic_subscriber(const fy_topic *t, size_t i);
+size_t fy_topic_size(const fy_topic *t);
+
+#endif

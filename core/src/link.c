@@ -1,0 +1,477 @@
+#include "link.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "hub.h"
+#include "session.h"
+
+int ferry_link_new(ferry_hub *hub, const ferry_link_ops *ops, void *ud, ferry_link **out)
+{
+    if (!hub || !ops || !ops->wake || !out)
+        return FERRY_EINVAL;
+    ferry_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return FERRY_ENOMEM;
+    l->hub = hub;
+    l->ops = ops;
+    l->ud = ud;
+    l->armed = true;
+    pthread_mutex_init(&l->lock, NULL);
+    *out = l;
+    return 0;
+}
+
+void fy_link_ctl_locked(ferry_link *l, unsigned ctl)
+{
+    l->ctl |= ctl;
+    if (l->armed) {
+        l->armed = false;
+        l->ops->wake(l->ud);
+    }
+}
+
+void fy_link_kick_locked(ferry_link *l)
+{
+    if (l->done)
+        return;
+    l->done = true;
+    l->ctl = 0; /* nothing more is owed to a connection that is being dropped */
+    l->nerr = 0;
+    if (l->ops->kick)
+        l->ops->kick(l->ud);
+}
+
+void fy_link_finish_locked(ferry_link *l, ferry_reason why)
+{
+    fy_link_kick_locked(l);
+    l->final_why = why;
+    fy_link_ctl_locked(l, FY_CTL_FINAL);
+}
+
+static ferry_session *bound(ferry_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    ferry_session *s = l->s;
+    pthread_mutex_unlock(&l->lock);
+    return s;
+}
+
+/* Queues an error frame for the peer; returns `code`. */
+static int peer_error(ferry_link *l, int code, const char *text, bool fatal)
+{
+    pthread_mutex_lock(&l->lock);
+    if (fatal)
+        fy_link_kick_locked(l); /* first: a kick drops what is queued */
+    if (l->nerr < FY_LINK_MAX_ERRORS) {
+        l->err[l->nerr].code = code;
+        snprintf(l->err[l->nerr].text, sizeof l->err[0].text, "%s", text);
+        l->nerr++;
+    }
+    fy_link_ctl_locked(l, FY_CTL_ERROR);
+    pthread_mutex_unlock(&l->lock);
+    return code;
+}
+
+/* Binds `l` to `s` and queues the welcome with a fresh secret. The previous link, if any,
+ * is kicked: one connection per session. s->lock held. */
+static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presented,
+                          ferry_reason reset_why, uint64_t now)
+{
+    if (s->link && s->link != l) {
+        pthread_mutex_lock(&s->link->lock);
+        fy_link_kick_locked(s->link);
+        pthread_mutex_unlock(&s->link->lock);
+    }
+    s->link = l;
+    s->state = FERRY_STATE_ATTACHED;
+    s->last_rx = s->last_ping = now;
+    s->wake_armed = false; /* the welcome wakes the transport; its pull re-arms */
+
+    fy_hash fresh;
+    pthread_mutex_lock(&l->lock);
+    l->s = ferry_session_ref(s);
+    fy_token_new_secret(l->secret, &fresh);
+    /* Until the client uses the new secret (any frame on this link), the one it presented
+     * keeps working: a welcome lost in flight must not strand the session. */
+    s->confirmed = presented ? *presented : fresh;
+    s->secret = fresh;
+    s->unconfirmed = presented != NULL;
+    l->resumed = presented != NULL;
+    l->welcome_ack = s->in_seq;
+    l->reset_why = reset_why;
+    fy_link_ctl_locked(l, FY_CTL_WELCOME | (reset_why ? FY_CTL_RESET : 0));
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Tries to resume. Returns 0 with *resumed set, or an error already queued for the peer. */
+static int try_resume(ferry_link *l, const fy_frame *f, uint64_t now, bool *resumed,
+                      ferry_reason *why)
+{
+    ferry_hub *hub = l->hub;
+    fy_hash presented;
+    ferry_session *s = NULL;
+    int rc = 0;
+
+    *resumed = false;
+    *why = FERRY_REASON_UNKNOWN;
+    fy_token_hash_secret(f->secret, f->secret_len, &presented);
+    if (fy_token_id_valid(f->sid, f->sid_len)) {
+        pthread_mutex_lock(&hub->lock);
+        s = hub->store->ops->find(hub->store, f->sid, f->sid_len);
+        if (s)
+            ferry_session_ref(s);
+        pthread_mutex_unlock(&hub->lock);
+    }
+    if (!s)
+        return 0;
+
+    pthread_mutex_lock(&s->lock);
+    bool now_ok = fy_token_hash_eq(&presented, &s->secret);
+    bool prev_ok = fy_token_hash_eq(&presented, &s->confirmed) && s->unconfirmed;
+    if (!now_ok && !prev_ok) {
+        /* same answer as an unknown session */
+    } else if (s->state == FERRY_STATE_EXPIRED) {
+        *why = s->end_reason;
+    } else if (fy_outbox_rewind(&s->out, f->ack) != 0) {
+        char text[120];
+        snprintf(text, sizeof text, "resume ack %" PRIu64 " is beyond the last message sent (%" PRIu64 ")",
+                 f->ack, s->out.high_sent);
+        rc = FERRY_EACK;
+        pthread_mutex_unlock(&s->lock);
+        ferry_session_unref(s);
+        return peer_error(l, rc, text, false);
+    } else {
+        attach_locked(l, s, &presented, FERRY_REASON_NONE, now);
+        *resumed = true;
+        *why = FERRY_REASON_NONE;
+    }
+    pthread_mutex_unlock(&s->lock);
+    ferry_session_unref(s);
+    return 0;
+}
+
+static int handshake(ferry_link *l, const fy_frame *f)
+{
+    ferry_hub *hub = l->hub;
+    uint64_t now = fy_hub_now(hub);
+    ferry_reason why = FERRY_REASON_NONE;
+
+    if (f->type == FY_F_RESUME) {
+        bool resumed;
+        int rc = try_resume(l, f, now, &resumed, &why);
+        if (rc || resumed)
+            return rc;
+    }
+
+    ferry_session *s = fy_session_new(hub);
+    if (!s)
+        return peer_error(l, FERRY_ENOMEM, "out of memory", false);
+    pthread_mutex_lock(&hub->lock);
+    bool full = atomic_load(&hub->live) >= hub->opt.max_sessions;
+    int rc = full ? FERRY_ECAPACITY : hub->store->ops->add(hub->store, s);
+    if (rc == 0)
+        atomic_fetch_add(&hub->live, 1);
+    pthread_mutex_unlock(&hub->lock);
+    if (rc) {
+        ferry_session_unref(s);
+        return peer_error(l, rc, full ? "server at session capacity" : "out of memory", full);
+    }
+
+    /* in_lock: on_open finishes before any message or on_close of this session. */
+    pthread_mutex_lock(&s->in_lock);
+    pthread_mutex_lock(&s->lock);
+    s->opened = true;
+    attach_locked(l, s, NULL, why, now);
+    pthread_mutex_unlock(&s->lock);
+    fy_hub_call_open(hub, s, why);
+    pthread_mutex_unlock(&s->in_lock);
+    ferry_session_unref(s); /* the store and the link hold theirs */
+    return 0;
+}
+
+/* Checks a batch against the session before anything is applied, so that a bad batch
+ * changes nothing. Returns 0 or an error with text for the peer. s->lock held. */
+static int validate(const ferry_session *s, const fy_frame *fs, size_t n, char *text,
+                    size_t tlen)
+{
+    uint64_t expect = s->in_seq;
+    for (size_t i = 0; i < n; i++) {
+        const fy_frame *f = &fs[i];
+        switch (f->type) {
+        case FY_F_HELLO:
+        case FY_F_RESUME:
+            snprintf(text, tlen, "frame %zu: the handshake is already done", i);
+            return FERRY_EHANDSHAKE;
+        case FY_F_MSG:
+            if (f->seq > expect + 1) {
+                snprintf(text, tlen, "frame %zu: seq %" PRIu64 " skips ahead; expected %" PRIu64,
+                         i, f->seq, expect + 1);
+                return FERRY_ESEQ;
+            }
+            if (f->seq == expect + 1)
+                expect++;
+            break;
+        case FY_F_ACK:
+            if (f->ack > s->out.high_sent) {
+                snprintf(text, tlen, "frame %zu: ack %" PRIu64 " but the last seq sent is %" PRIu64,
+                         i, f->ack, s->out.high_sent);
+                return FERRY_EACK;
+            }
+            break;
+        case FY_F_CLOSE:
+            return 0; /* frames after a close are ignored */
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n)
+{
+    ferry_hub *hub = l->hub;
+    uint64_t now = fy_hub_now(hub);
+    char text[160];
+    size_t count = 0; /* fs[0..count) becomes the messages to deliver */
+    bool closing = false, got_msg = false;
+
+    pthread_mutex_lock(&s->in_lock);
+    pthread_mutex_lock(&s->lock);
+    if (s->link != l) {
+        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&s->in_lock);
+        return FERRY_ECLOSED;
+    }
+    int rc = validate(s, fs, n, text, sizeof text);
+    if (rc) {
+        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&s->in_lock);
+        return peer_error(l, rc, text, false);
+    }
+    s->last_rx = now;
+    if (s->unconfirmed) {
+        s->confirmed = s->secret;
+        s->unconfirmed = false;
+    }
+    unsigned ctl = 0;
+    for (size_t i = 0; i < n && !closing; i++) {
+        fy_frame *f = &fs[i];
+        switch (f->type) {
+        case FY_F_MSG:
+            got_msg = true;
+            if (f->seq == s->in_seq + 1) {
+                s->in_seq++;
+                fs[count++] = *f; /* i >= count: compacting in place is safe */
+            }
+            break;
+        case FY_F_ACK:
+            fy_outbox_ack(&s->out, f->ack);
+            break;
+        case FY_F_PING:
+            ctl |= FY_CTL_PONG;
+            break;
+        case FY_F_CLOSE:
+            closing = true;
+            break;
+        default:
+            break;
+        }
+    }
+    if (ctl) {
+        pthread_mutex_lock(&l->lock);
+        fy_link_ctl_locked(l, ctl);
+        pthread_mutex_unlock(&l->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    for (size_t i = 0; i < count; i++)
+        fy_hub_call_message(hub, s, fs[i].data);
+
+    pthread_mutex_lock(&s->lock);
+    if (got_msg && s->link == l) {
+        pthread_mutex_lock(&l->lock);
+        fy_link_ctl_locked(l, FY_CTL_ACK);
+        pthread_mutex_unlock(&l->lock);
+    }
+    if (closing)
+        fy_session_end_locked(s, FERRY_REASON_CLOSED, now);
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->in_lock);
+    return 0;
+}
+
+int ferry_link_recv(ferry_link *l, const char *data, size_t len)
+{
+    if (!l || (!data && len))
+        return FERRY_EINVAL;
+    const ferry_options *o = &l->hub->opt;
+    fy_limits lim = {o->max_frame_bytes, o->max_depth, o->max_batch};
+    json_t *root;
+    fy_frame *fs;
+    size_t n;
+    fy_err err;
+
+    pthread_mutex_lock(&l->lock);
+    bool done = l->done;
+    ferry_session *s = l->s;
+    pthread_mutex_unlock(&l->lock);
+    if (done)
+        return FERRY_ECLOSED;
+
+    int rc = fy_frame_decode(data ? data : "", len, &lim, &root, &fs, &n, &err);
+    if (rc)
+        return peer_error(l, rc, err.text, false);
+    if (!s) {
+        if (n != 1 || (fs[0].type != FY_F_HELLO && fs[0].type != FY_F_RESUME))
+            rc = peer_error(l, FERRY_EHANDSHAKE, "the first frame must be a lone hello or resume",
+                            false);
+        else
+            rc = handshake(l, &fs[0]);
+    } else {
+        rc = session_frames(l, s, fs, n);
+    }
+    free(fs);
+    json_decref(root);
+    fy_hub_drain(l->hub);
+    return rc;
+}
+
+static int put_char(ferry_buf *b, char c)
+{
+    if (ferry_buf_reserve(b, 1))
+        return FERRY_ENOMEM;
+    b->data[b->len++] = c;
+    return 0;
+}
+
+int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
+{
+    if (!l || !b)
+        return FERRY_EINVAL;
+    ferry_session *s = bound(l);
+    const ferry_options *o = &l->hub->opt;
+    size_t start = b->len, n = 0;
+    uint64_t seq = 0, seq0 = 0, end = 0;
+    int rc = 0;
+
+    if (s)
+        pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&l->lock);
+    bool live = s && s->link == l;
+    unsigned ctl = l->ctl;
+
+#define EMIT(expr)                                                                             \
+    do {                                                                                       \
+        if ((rc = put_char(b, n ? ',' : '[')) || (rc = (expr)))                                \
+            goto fail;                                                                         \
+        n++;                                                                                   \
+    } while (0)
+
+    if (ctl & FY_CTL_RESET)
+        EMIT(fy_enc_reason(b, "reset", l->reset_why));
+    if (ctl & FY_CTL_WELCOME)
+        EMIT(fy_enc_welcome(b, s->id, l->secret, l->resumed, l->welcome_ack, o));
+    for (size_t i = 0; (ctl & FY_CTL_ERROR) && i < l->nerr; i++)
+        EMIT(fy_enc_error(b, l->err[i].code, l->err[i].text));
+    if (ctl & FY_CTL_PONG)
+        EMIT(fy_enc_bare(b, "pong"));
+    if (ctl & FY_CTL_PING)
+        EMIT(fy_enc_bare(b, "ping"));
+    if ((ctl & FY_CTL_ACK) && s)
+        EMIT(fy_enc_ack(b, s->in_seq));
+    if (live) {
+        seq = seq0 = (flags & FERRY_PULL_REPLAY) ? s->out.base : s->out.next_send;
+        end = fy_outbox_end(&s->out);
+        while (seq < end && n < o->max_batch && b->len - start < o->max_batch_bytes) {
+            EMIT(fy_enc_msg(b, seq, fy_outbox_at(&s->out, seq)));
+            seq++;
+        }
+    }
+    if (ctl & FY_CTL_FINAL)
+        EMIT(fy_enc_reason(b, l->final_why == FERRY_REASON_OVERFLOW ||
+                                      l->final_why == FERRY_REASON_EXPIRED
+                                  ? "reset"
+                                  : "close",
+                           l->final_why));
+#undef EMIT
+    if ((rc = ferry_buf_reserve(b, 2))) /* room for "]" or "[]" below */
+        goto fail;
+
+    /* Everything encoded: now consume it. */
+    if (ctl & FY_CTL_WELCOME)
+        sodium_memzero(l->secret, sizeof l->secret);
+    l->ctl = 0;
+    l->nerr = 0;
+    l->armed = true;
+    if (live) {
+        if (seq > seq0)
+            fy_outbox_sent(&s->out, seq - 1);
+        s->wake_armed = seq == end;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (s)
+        pthread_mutex_unlock(&s->lock);
+
+    if (n == 0 && !(flags & FERRY_PULL_ARRAY)) {
+        b->len = start;
+    } else if (n == 1 && !(flags & FERRY_PULL_ARRAY)) {
+        memmove(b->data + start, b->data + start + 1, b->len - start - 1);
+        b->len--;
+    } else if (n == 0) {
+        memcpy(b->data + b->len, "[]", 2);
+        b->len += 2;
+    } else {
+        b->data[b->len++] = ']';
+    }
+    return (int)n;
+
+fail:
+    pthread_mutex_unlock(&l->lock);
+    if (s)
+        pthread_mutex_unlock(&s->lock);
+    b->len = start;
+    return rc;
+}
+
+int ferry_link_done(ferry_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    int d = l->done && l->ctl == 0;
+    pthread_mutex_unlock(&l->lock);
+    return d;
+}
+
+const char *ferry_link_session_id(ferry_link *l)
+{
+    ferry_session *s = bound(l);
+    return s ? s->id : NULL;
+}
+
+void ferry_link_free(ferry_link *l)
+{
+    if (!l)
+        return;
+    ferry_hub *hub = l->hub;
+    ferry_session *s = bound(l);
+    if (s) {
+        pthread_mutex_lock(&s->lock);
+        if (s->link == l) {
+            s->link = NULL;
+            if (s->state != FERRY_STATE_EXPIRED) {
+                s->state = FERRY_STATE_DETACHED;
+                s->since = fy_hub_now(hub);
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        ferry_session_unref(s);
+    }
+    sodium_memzero(l->secret, sizeof l->secret);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+    fy_hub_drain(hub);
+}

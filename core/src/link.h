@@ -1,0 +1,55 @@
+/* A transport connection's link: its handshake state, its pending control frames, and the
+ * session it is bound to. Fields are protected by `lock`; `s` is written once, at the
+ * handshake. */
+#ifndef FY_LINK_H
+#define FY_LINK_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "ferry_transport.h"
+#include "token.h"
+
+enum {
+    FY_CTL_RESET = 1u << 0,   /* a resume failed: reset frame, then the new session's welcome */
+    FY_CTL_WELCOME = 1u << 1,
+    FY_CTL_PONG = 1u << 2,
+    FY_CTL_PING = 1u << 3,
+    FY_CTL_ACK = 1u << 4,
+    FY_CTL_ERROR = 1u << 5,   /* err[0..nerr) */
+    FY_CTL_FINAL = 1u << 6,   /* the session ended: reset or close frame, then done */
+};
+
+#define FY_LINK_MAX_ERRORS 4
+
+struct ferry_link {
+    ferry_hub *hub;
+    const ferry_link_ops *ops;
+    void *ud;
+    pthread_mutex_t lock;
+    ferry_session *s;          /* bound at the handshake; the link holds a reference */
+    bool done;                 /* the transport should close after writing what it pulled */
+    bool armed;                /* pulled everything: wake on the next control frame */
+    unsigned ctl;
+    ferry_reason reset_why;    /* FY_CTL_RESET */
+    ferry_reason final_why;    /* FY_CTL_FINAL */
+    bool resumed;              /* FY_CTL_WELCOME */
+    uint64_t welcome_ack;
+    char secret[FY_SECRET_LEN + 1]; /* plaintext until the welcome is pulled, then wiped */
+    size_t nerr;
+    struct {
+        int code;
+        char text[160];
+    } err[FY_LINK_MAX_ERRORS];
+};
+
+/* Queues control frames and wakes the transport if it was idle. l->lock held. */
+void fy_link_ctl_locked(ferry_link *l, unsigned ctl);
+
+/* Gives the link its final frame and marks it done; kicks the transport. l->lock held. */
+void fy_link_finish_locked(ferry_link *l, ferry_reason why);
+
+/* Marks the link done and kicks the transport (superseded or dead). l->lock held. */
+void fy_link_kick_locked(ferry_link *l);
+
+#endif

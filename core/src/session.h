@@ -1,0 +1,60 @@
+/* A session: identity, secret hashes, state, the outbox to the client and the inbound seq.
+ * Fields are protected by `lock` unless noted. */
+#ifndef FY_SESSION_H
+#define FY_SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "ferry.h"
+#include "map.h"
+#include "outbox.h"
+#include "token.h"
+
+typedef struct fy_sub fy_sub;
+typedef struct ferry_link ferry_link;
+
+struct ferry_session {
+    atomic_size_t refs;
+    pthread_mutex_t lock;
+    pthread_mutex_t in_lock;   /* serializes inbound delivery and the open/close callbacks */
+    ferry_hub *hub;            /* immutable */
+    char id[FY_ID_LEN + 1];    /* immutable */
+    fy_map_node node;          /* owned by the store (hub lock) */
+    fy_sub *subs;              /* this session's subscriptions (hub lock) */
+    ferry_session *pend_next;  /* hub pending list (hub pend_lock) */
+
+    fy_hash secret;            /* hash of the newest secret issued */
+    fy_hash confirmed;         /* hash of the last secret the client proved it holds */
+    bool unconfirmed;          /* the newest secret is unproven: `confirmed` still resumes */
+    ferry_state state;
+    ferry_reason end_reason;
+    bool opened;               /* on_open or on_reset ran, so on_close is owed */
+    bool wake_armed;           /* the attached link drained the outbox: wake on next push */
+    ferry_link *link;          /* the attached link, or NULL */
+    fy_outbox out;
+    uint64_t in_seq;           /* last client seq delivered to the application */
+    uint64_t last_rx;          /* clock ms of the last frame from the client */
+    uint64_t last_ping;        /* clock ms of the last ping queued */
+    uint64_t since;            /* clock ms of the last detach or the end */
+    void *user;
+};
+
+/* A new session with refs = 1, state NEW and a fresh ID. NULL on allocation failure. */
+ferry_session *fy_session_new(ferry_hub *hub);
+
+/* Queues `m` (the caller's reference passes to the outbox on success). On overflow, or when
+ * the outbox cannot grow, the session ends with reason overflow and FERRY_EFULL is returned;
+ * FERRY_ECLOSED if it had already ended. Call with s->lock held. */
+int fy_session_push_locked(ferry_session *s, fy_msg *m);
+
+/* Ends the session: drops its outbox, gives an attached link its final frame, and hands
+ * the session to the hub for unsubscribing and on_close. No-op if already ended. Call with
+ * s->lock held. */
+void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now);
+
+/* Detaches the attached link, if any, and marks the session detached. s->lock held. */
+void fy_session_detach_locked(ferry_session *s, uint64_t now);
+
+#endif

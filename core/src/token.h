@@ -1,0 +1,39 @@
+/* Session IDs and resume secrets: random bytes from libsodium, spelled base64url without
+ * padding. The server keeps only a BLAKE2b hash of each secret. */
+#ifndef FY_TOKEN_H
+#define FY_TOKEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FY_ID_BYTES 16      /* 128-bit session ID */
+#define FY_ID_LEN 22        /* its base64url spelling */
+#define FY_SECRET_BYTES 32  /* 256-bit resume secret */
+#define FY_SECRET_LEN 43
+#define FY_HASH_BYTES 32
+
+typedef struct fy_hash {
+    uint8_t b[FY_HASH_BYTES];
+} fy_hash;
+
+/* Initializes libsodium; safe to call repeatedly. Returns 0, or -1 if it cannot start. */
+int fy_token_init(void);
+
+void fy_token_new_id(char out[FY_ID_LEN + 1]);
+
+/* A fresh secret for the client, and the hash the server keeps of it. */
+void fy_token_new_secret(char out[FY_SECRET_LEN + 1], fy_hash *h);
+
+/* True if `s` (`len` bytes) is the canonical spelling of a session ID. */
+bool fy_token_id_valid(const char *s, size_t len);
+
+/* Hashes a presented secret. A malformed one (wrong length, bad characters, non-canonical)
+ * still takes the same path and yields a hash that matches nothing, so callers answer a
+ * bad secret and a wrong one identically. */
+void fy_token_hash_secret(const char *s, size_t len, fy_hash *h);
+
+/* Constant-time comparison. */
+bool fy_token_hash_eq(const fy_hash *a, const fy_hash *b);
+
+#endif

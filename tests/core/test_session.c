@@ -1,0 +1,426 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "session.h"
+
+START_TEST(hello_gets_a_welcome)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_open(hub);
+    ck_assert_ptr_null(ferry_link_session_id(c->link));
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"hello\",\"v\":1}"), 0);
+    ck_assert_int_eq(c->wakes, 1);
+    json_t *f = fc_drain(c);
+    ck_assert_uint_eq(json_array_size(f), 1);
+    json_t *w = frame_of(f, "welcome", 0);
+    ck_assert_uint_eq(strlen(str_of(w, "sid")), 22);
+    ck_assert_uint_eq(strlen(str_of(w, "secret")), 43);
+    ck_assert(json_is_false(json_object_get(w, "resumed")));
+    ck_assert_int_eq(int_of(w, "ack"), 0);
+    ck_assert_int_eq(int_of(w, "v"), 1);
+    ck_assert_int_eq(int_of(w, "hb"), 25000);
+    ck_assert_int_eq(int_of(w, "window"), 120000);
+    ck_assert_str_eq(ferry_link_session_id(c->link), str_of(w, "sid"));
+    ck_assert_int_eq(app.opens, 1);
+    ck_assert_int_eq(ferry_session_state(app.last_session), FERRY_STATE_ATTACHED);
+    json_decref(f);
+    fc_close(c);
+    ck_assert_int_eq(app.closes, 0); /* detached, not ended */
+    hub_free(hub);
+    ck_assert_int_eq(app.closes, 1);
+    ck_assert_int_eq(app.last_close, FERRY_REASON_SHUTDOWN);
+}
+END_TEST
+
+START_TEST(client_messages_delivered_once_in_order_and_acked)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":\"a\"},"
+                                "{\"t\":\"msg\",\"seq\":2,\"data\":{\"b\":2}}]"),
+                     0);
+    ck_assert_int_eq(app.messages, 2);
+    ck_assert_str_eq(json_string_value(json_array_get(app.received, 0)), "a");
+    json_t *f = fc_drain(c);
+    ck_assert_uint_eq(count_of(f, "ack"), 1);
+    ck_assert_int_eq(int_of(frame_of(f, "ack", 0), "ack"), 2);
+    json_decref(f);
+
+    /* A replay (the client never saw the ack) is acked again but not delivered again. */
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"msg\",\"seq\":2,\"data\":{\"b\":2}},"
+                                "{\"t\":\"msg\",\"seq\":3,\"data\":3}]"),
+                     0);
+    ck_assert_int_eq(app.messages, 3);
+    ck_assert_int_eq(json_integer_value(json_array_get(app.received, 2)), 3);
+    f = fc_drain(c);
+    ck_assert_int_eq(int_of(frame_of(f, "ack", 0), "ack"), 3);
+    json_decref(f);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"msg\",\"seq\":1,\"data\":\"a\"}"), 0);
+    ck_assert_int_eq(app.messages, 3);
+    f = fc_drain(c);
+    ck_assert_int_eq(int_of(frame_of(f, "ack", 0), "ack"), 3);
+    json_decref(f);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+static void expect_error(fake_conn *c, const char *code)
+{
+    json_t *f = fc_drain(c);
+    json_t *e = frame_of(f, "error", 0);
+    ck_assert_msg(e != NULL, "no error frame, want %s", code);
+    ck_assert_str_eq(str_of(e, "code"), code);
+    ck_assert_uint_gt(strlen(str_of(e, "text")), 0);
+    json_decref(f);
+}
+
+START_TEST(seq_gap_rejects_the_whole_batch)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":1},{\"t\":\"msg\",\"seq\":3,"
+                                "\"data\":3}]"),
+                     FERRY_ESEQ);
+    ck_assert_int_eq(app.messages, 0);
+    expect_error(c, "seq_gap");
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"msg\",\"seq\":2,\"data\":2}"), FERRY_ESEQ);
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":1},{\"t\":\"msg\",\"seq\":2,"
+                                "\"data\":2}]"),
+                     0);
+    ck_assert_int_eq(app.messages, 2);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+START_TEST(ack_for_a_seq_never_sent_is_refused)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ack\",\"ack\":1}"), FERRY_EACK);
+    expect_error(c, "bad_ack");
+    ferry_session *s = app.last_session;
+    ck_assert_int_eq(ferry_session_send(s, "1", 1), 0);
+    json_t *f = fc_drain(c);
+    json_decref(f);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ack\",\"ack\":2}"), FERRY_EACK);
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":1},{\"t\":\"ack\",\"ack\":2}]"),
+                     FERRY_EACK);
+    ck_assert_int_eq(app.messages, 0); /* the batch was refused whole */
+    expect_error(c, "bad_ack");
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ack\",\"ack\":1}"), 0);
+    ck_assert_uint_eq(s->out.count, 0);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ack\",\"ack\":0}"), 0); /* stale: harmless */
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+START_TEST(bad_frames_get_errors_and_change_nothing)
+{
+    static const struct {
+        const char *text;
+        const char *code;
+        int rc;
+    } cases[] = {
+        {"{\"t\":\"msg\",", "bad_json", FERRY_EJSON},
+        {"{\"t\":\"msg\",\"seq\":1,\"seq\":2,\"data\":1}", "duplicate_key", FERRY_EDUPKEY},
+        {"{\"t\":\"msg\",\"seq\":1,\"data\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}",
+         "too_deep", FERRY_EDEPTH},
+        {"{\"t\":\"teleport\"}", "unknown_type", FERRY_EFRAMETYPE},
+        {"{\"t\":\"msg\",\"seq\":\"one\",\"data\":1}", "bad_field", FERRY_EFIELD},
+        {"{\"t\":\"hello\",\"v\":1}", "handshake", FERRY_EHANDSHAKE},
+    };
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_int_eq(fc_send(c, "%s", cases[i].text), cases[i].rc);
+        expect_error(c, cases[i].code);
+    }
+    char *big = malloc(70000);
+    memset(big, ' ', 70000);
+    ck_assert_int_eq(fc_send_raw(c, big, 70000), FERRY_ETOOBIG);
+    free(big);
+    expect_error(c, "too_big");
+    ck_assert_int_eq(app.messages, 0);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"msg\",\"seq\":1,\"data\":\"fine\"}"), 0);
+    ck_assert_int_eq(app.messages, 1);
+    ck_assert(!ferry_link_done(c->link));
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+START_TEST(frames_before_the_handshake_are_refused)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_open(hub);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"msg\",\"seq\":1,\"data\":1}"), FERRY_EHANDSHAKE);
+    expect_error(c, "handshake");
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"hello\",\"v\":1},{\"t\":\"ping\"}]"), FERRY_EHANDSHAKE);
+    expect_error(c, "handshake");
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"hello\",\"v\":9}"), FERRY_EVERSION);
+    expect_error(c, "bad_version");
+    ck_assert_int_eq(app.opens, 0);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"hello\",\"v\":1}"), 0);
+    ck_assert_int_eq(app.opens, 1);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+START_TEST(server_push_is_pulled_in_order_and_released_by_ack)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ferry_session *s = app.last_session;
+    int wakes = c->wakes;
+    for (int i = 1; i <= 3; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "{\"n\":%d}", i);
+        ck_assert_int_eq(ferry_session_send(s, text, strlen(text)), 0);
+    }
+    ck_assert_int_eq(c->wakes, wakes + 1); /* coalesced */
+    json_t *f = fc_drain(c);
+    ck_assert_uint_eq(count_of(f, "msg"), 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *m = frame_of(f, "msg", (size_t)i);
+        ck_assert_int_eq(int_of(m, "seq"), i + 1);
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(m, "data"), "n")), i + 1);
+    }
+    json_decref(f);
+    ck_assert_uint_eq(s->out.count, 3);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ack\",\"ack\":2}"), 0);
+    ck_assert_uint_eq(s->out.count, 1);
+    ck_assert_int_eq(ferry_session_send(s, "{\"a\":", 5), FERRY_EJSON);
+    ck_assert_int_eq(ferry_session_send(s, NULL, 0), FERRY_EINVAL);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+static void small_batches(ferry_options *o)
+{
+    o->max_batch = 3;
+}
+
+START_TEST(pulls_respect_batch_limits)
+{
+    ferry_hub *hub = hub_new(small_batches);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(ferry_session_send(app.last_session, "0", 1), 0);
+    size_t sizes[4];
+    for (int i = 0; i < 4; i++) {
+        json_t *f = fc_pull(c, 0);
+        sizes[i] = json_array_size(f);
+        json_decref(f);
+    }
+    ck_assert_uint_eq(sizes[0], 3);
+    ck_assert_uint_eq(sizes[1], 3);
+    ck_assert_uint_eq(sizes[2], 1);
+    ck_assert_uint_eq(sizes[3], 0);
+    int wakes = c->wakes;
+    ck_assert_int_eq(ferry_session_send(app.last_session, "0", 1), 0);
+    ck_assert_int_eq(c->wakes, wakes + 1);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+START_TEST(long_poll_pulls_replay_until_acked)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    const unsigned lp = FERRY_PULL_ARRAY | FERRY_PULL_REPLAY;
+    json_t *f = fc_pull(c, lp);
+    ck_assert_uint_eq(json_array_size(f), 0);
+    ck_assert_uint_eq(c->buf.len, 2);
+    ck_assert_int_eq(memcmp(c->buf.data, "[]", 2), 0);
+    json_decref(f);
+    ferry_session_send(app.last_session, "1", 1);
+    ferry_session_send(app.last_session, "2", 1);
+    f = fc_pull(c, lp);
+    ck_assert_uint_eq(count_of(f, "msg"), 2);
+    json_decref(f);
+    /* The response was lost: the next poll (ack 0) gets both again. */
+    f = fc_pull(c, lp);
+    ck_assert_uint_eq(count_of(f, "msg"), 2);
+    ck_assert_int_eq(int_of(frame_of(f, "msg", 0), "seq"), 1);
+    json_decref(f);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ack\",\"ack\":1}"), 0);
+    f = fc_pull(c, lp);
+    ck_assert_uint_eq(count_of(f, "msg"), 1);
+    ck_assert_int_eq(int_of(frame_of(f, "msg", 0), "seq"), 2);
+    json_decref(f);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+START_TEST(heartbeat_pings_then_drops_a_silent_link)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ferry_session *s = app.last_session;
+    test_now += 24999;
+    ferry_hub_tick(hub);
+    json_t *f = fc_drain(c);
+    ck_assert_uint_eq(json_array_size(f), 0);
+    json_decref(f);
+    test_now += 1;
+    ferry_hub_tick(hub);
+    f = fc_drain(c);
+    ck_assert_uint_eq(count_of(f, "ping"), 1);
+    json_decref(f);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ping\"}"), 0); /* any frame proves life */
+    f = fc_drain(c);
+    ck_assert_uint_eq(count_of(f, "pong"), 1);
+    json_decref(f);
+    test_now += 59999;
+    ferry_hub_tick(hub);
+    ck_assert_int_eq(ferry_session_state(s), FERRY_STATE_ATTACHED);
+    test_now += 1;
+    ferry_hub_tick(hub);
+    ck_assert_int_eq(ferry_session_state(s), FERRY_STATE_DETACHED);
+    ck_assert_int_eq(c->kicks, 1);
+    ck_assert(ferry_link_done(c->link));
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ping\"}"), FERRY_ECLOSED);
+    ck_assert_int_eq(app.closes, 0);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+static void tiny_outbox(ferry_options *o)
+{
+    o->outbox_max_msgs = 4;
+}
+
+START_TEST(overflow_resets_an_attached_session)
+{
+    ferry_hub *hub = hub_new(tiny_outbox);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ferry_session *s = ferry_session_ref(app.last_session);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(ferry_session_send(s, "0", 1), 0);
+    ck_assert_int_eq(ferry_session_send(s, "0", 1), FERRY_EFULL);
+    ck_assert_int_eq(app.closes, 1);
+    ck_assert_int_eq(app.last_close, FERRY_REASON_OVERFLOW);
+    ck_assert_int_eq(c->kicks, 1);
+    ck_assert(!ferry_link_done(c->link)); /* the reset frame is still to be pulled */
+    json_t *f = fc_drain(c);
+    ck_assert_uint_eq(count_of(f, "msg"), 0);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "overflow");
+    json_decref(f);
+    ck_assert(ferry_link_done(c->link));
+    ck_assert_int_eq(ferry_session_send(s, "0", 1), FERRY_ECLOSED);
+    ck_assert_int_eq(ferry_session_state(s), FERRY_STATE_EXPIRED);
+    ferry_session_unref(s);
+    fc_close(c);
+    hub_free(hub);
+    ck_assert_int_eq(app.closes, 1); /* on_close exactly once */
+}
+END_TEST
+
+START_TEST(client_close_and_server_close)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":1},{\"t\":\"close\"},"
+                                "{\"t\":\"msg\",\"seq\":2,\"data\":2}]"),
+                     0);
+    ck_assert_int_eq(app.messages, 1);
+    ck_assert_int_eq(app.closes, 1);
+    ck_assert_int_eq(app.last_close, FERRY_REASON_CLOSED);
+    json_t *f = fc_drain(c);
+    ck_assert_str_eq(str_of(frame_of(f, "close", 0), "reason"), "closed");
+    json_decref(f);
+    ck_assert(ferry_link_done(c->link));
+    fc_close(c);
+
+    c = fc_hello(hub, NULL, NULL);
+    ck_assert_int_eq(ferry_session_close(app.last_session), 0);
+    ck_assert_int_eq(app.last_close, FERRY_REASON_SERVER);
+    f = fc_drain(c);
+    ck_assert_str_eq(str_of(frame_of(f, "close", 0), "reason"), "server");
+    json_decref(f);
+    ck_assert_int_eq(ferry_session_close(app.last_session), FERRY_ECLOSED);
+    fc_close(c);
+    hub_free(hub);
+    ck_assert_int_eq(app.closes, 2);
+}
+END_TEST
+
+static void two_sessions(ferry_options *o)
+{
+    o->max_sessions = 2;
+}
+
+START_TEST(capacity_is_refused_at_once)
+{
+    ferry_hub *hub = hub_new(two_sessions);
+    fake_conn *a = fc_hello(hub, NULL, NULL), *b = fc_hello(hub, NULL, NULL);
+    fake_conn *c = fc_open(hub);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"hello\",\"v\":1}"), FERRY_ECAPACITY);
+    expect_error(c, "capacity");
+    ck_assert(ferry_link_done(c->link));
+    ck_assert_int_eq(app.opens, 2);
+    fc_close(c);
+    ck_assert_int_eq(fc_send(a, "{\"t\":\"close\"}"), 0);
+    c = fc_hello(hub, NULL, NULL); /* a slot is free again */
+    ck_assert_int_eq(app.opens, 3);
+    fc_close(a);
+    fc_close(b);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+START_TEST(callbacks_may_call_back_into_ferry)
+{
+    ferry_hub *hub = hub_new(tiny_outbox);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    app.echo = 1;
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":{\"x\":1}},"
+                                "{\"t\":\"msg\",\"seq\":2,\"data\":[2]}]"),
+                     0);
+    json_t *f = fc_drain(c);
+    ck_assert_uint_eq(count_of(f, "msg"), 2);
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(frame_of(f, "msg", 1), "data"), 0)), 2);
+    json_decref(f);
+    /* An echo that overflows its own outbox inside on_message: ends cleanly afterwards. */
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"msg\",\"seq\":3,\"data\":3},{\"t\":\"msg\",\"seq\":4,\"data\":4},"
+                                "{\"t\":\"msg\",\"seq\":5,\"data\":5}]"),
+                     0);
+    ck_assert_int_eq(app.echo_errors, 1);
+    ck_assert_int_eq(app.closes, 1);
+    ck_assert_int_eq(app.last_close, FERRY_REASON_OVERFLOW);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+Suite *session_suite(void)
+{
+    Suite *s = suite_create("session");
+    TCase *tc = tcase_create("session");
+    tcase_add_test(tc, hello_gets_a_welcome);
+    tcase_add_test(tc, client_messages_delivered_once_in_order_and_acked);
+    tcase_add_test(tc, seq_gap_rejects_the_whole_batch);
+    tcase_add_test(tc, ack_for_a_seq_never_sent_is_refused);
+    tcase_add_test(tc, bad_frames_get_errors_and_change_nothing);
+    tcase_add_test(tc, frames_before_the_handshake_are_refused);
+    tcase_add_test(tc, server_push_is_pulled_in_order_and_released_by_ack);
+    tcase_add_test(tc, pulls_respect_batch_limits);
+    tcase_add_test(tc, long_poll_pulls_replay_until_acked);
+    tcase_add_test(tc, heartbeat_pings_then_drops_a_silent_link);
+    tcase_add_test(tc, overflow_resets_an_attached_session);
+    tcase_add_test(tc, client_close_and_server_close);
+    tcase_add_test(tc, capacity_is_refused_at_once);
+    tcase_add_test(tc, callbacks_may_call_back_into_ferry);
+    suite_add_tcase(s, tc);
+    return s;
+}
