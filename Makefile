@@ -74,6 +74,10 @@ $(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
 
+$(BUILD)/asan/stress: $(STRESS_SRC) $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ASAN) $(STRESS_SRC) $(CORE_SRC) -o $@ $(DEP_LIBS)
+
 $(BUILD)/tsan/stress: $(STRESS_SRC) $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(TSAN) $(STRESS_SRC) $(CORE_SRC) -o $@ $(DEP_LIBS)
@@ -81,9 +85,11 @@ $(BUILD)/tsan/stress: $(STRESS_SRC) $(CORE_SRC) $(CORE_HDR)
 test-core: $(BUILD)/test/core_tests
 	$(BUILD)/test/core_tests
 
-test-asan: $(BUILD)/asan/core_tests
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(BUILD)/asan/core_tests
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+
+test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress
+	$(ASAN_ENV) $(BUILD)/asan/core_tests
+	$(ASAN_ENV) $(BUILD)/asan/stress
 
 # TSan needs the narrower address layout that setarch -R gives on kernels with 32-bit
 # mmap randomization.

@@ -187,6 +187,13 @@ void fy_hub_call_message(ferry_hub *hub, ferry_session *s, json_t *data)
     in_callback--;
 }
 
+/* Time since `t`. Saturates: a recv on another thread may stamp a time later than the
+ * tick's `now`, read before the locks were taken. */
+static uint64_t elapsed(uint64_t now, uint64_t t)
+{
+    return now > t ? now - t : 0;
+}
+
 struct tick_ctx {
     ferry_hub *hub;
     uint64_t now;
@@ -200,10 +207,10 @@ static void tick_one(ferry_session *s, void *ud)
     pthread_mutex_lock(&s->lock);
     switch (s->state) {
     case FERRY_STATE_ATTACHED:
-        if (c->now - s->last_rx >= o->heartbeat_timeout_ms) {
+        if (elapsed(c->now, s->last_rx) >= o->heartbeat_timeout_ms) {
             fy_session_detach_locked(s, c->now);
-        } else if (c->now - s->last_rx >= o->heartbeat_ms &&
-                   c->now - s->last_ping >= o->heartbeat_ms) {
+        } else if (elapsed(c->now, s->last_rx) >= o->heartbeat_ms &&
+                   elapsed(c->now, s->last_ping) >= o->heartbeat_ms) {
             s->last_ping = c->now;
             pthread_mutex_lock(&s->link->lock);
             fy_link_ctl_locked(s->link, FY_CTL_PING);
@@ -212,11 +219,11 @@ static void tick_one(ferry_session *s, void *ud)
         break;
     case FERRY_STATE_NEW:
     case FERRY_STATE_DETACHED:
-        if (c->now - s->since >= o->resume_window_ms)
+        if (elapsed(c->now, s->since) >= o->resume_window_ms)
             fy_session_end_locked(s, FERRY_REASON_EXPIRED, c->now);
         break;
     case FERRY_STATE_EXPIRED:
-        forget = c->now - s->since >= o->tombstone_ms;
+        forget = elapsed(c->now, s->since) >= o->tombstone_ms;
         break;
     }
     pthread_mutex_unlock(&s->lock);
