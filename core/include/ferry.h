@@ -7,9 +7,12 @@
  * to sessions; a session outlives its connection for the resume window.
  *
  * Threads. Every function here may be called from any thread unless its comment says
- * otherwise. Callbacks run on the thread that fed the triggering input (a transport's worker,
- * or the thread calling ferry_hub_tick) and never with a hub or session lock held, so a
- * callback may call any ferry function, except ferry_hub_free.
+ * otherwise. Callbacks run only inside a transport's calls (on its worker threads), in
+ * ferry_hub_tick and in ferry_hub_free; never inside send, publish, subscribe or close, so
+ * the application may hold its own locks across those. They never run with a ferry lock
+ * held, so a callback may call any ferry function except ferry_hub_free. A session that ends
+ * inside an application call (ferry_session_close, an overflow on send) gets its on_close
+ * from the next transport call or tick.
  *
  * Lock order, outermost first (internal, written once here):
  *   session inbound lock (held while on_message runs, so one session's messages are
@@ -140,8 +143,9 @@ FERRY_API int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const fer
 FERRY_API void ferry_hub_free(ferry_hub *hub);
 
 /* Runs timers: pings quiet connections, drops dead ones (heartbeat timeout), expires
- * detached sessions after the resume window, forgets tombstones. Call it about once a
- * second from any one thread. Returns FERRY_OK. */
+ * detached sessions after the resume window, forgets tombstones, and runs on_close for
+ * sessions that ended since the last call. Call it about once a second from any one thread.
+ * Returns FERRY_OK. */
 FERRY_API int ferry_hub_tick(ferry_hub *hub);
 
 /* Publishes one message to every session subscribed to `topic`. `json` (`len` bytes, need

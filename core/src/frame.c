@@ -66,7 +66,7 @@ static int get_str(json_t *obj, const char *key, const char **s, size_t *len, si
 
 static int check_version(json_t *obj, size_t idx, fy_err *err)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int rc = get_uint(obj, "v", 1, &v, idx, err);
     if (rc)
         return rc;

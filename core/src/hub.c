@@ -271,7 +271,6 @@ int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_
     fy_msg_unref_n(m, n - done + 1);
     if (queued)
         *queued = done;
-    fy_hub_drain(hub);
     return 0;
 }
 

@@ -30,8 +30,10 @@ uint64_t fy_hub_now(const ferry_hub *hub);
 /* Queues an ended session for fy_hub_drain (takes a reference). Any lock may be held. */
 void fy_hub_defer_end(ferry_hub *hub, ferry_session *s);
 
-/* Unsubscribes ended sessions and runs their on_close. Call with no lock held; does nothing
- * inside an application callback (the outermost call drains). */
+/* Unsubscribes ended sessions and runs their on_close. Called only from transport calls,
+ * ferry_hub_tick and ferry_hub_free, never from a call the application makes, so that an
+ * application thread never runs callbacks or waits on a session's inbound lock. Call with
+ * no lock held; does nothing inside an application callback (the outermost call drains). */
 void fy_hub_drain(ferry_hub *hub);
 
 /* Runs application callbacks with the guard that keeps fy_hub_drain out of them. */

@@ -101,7 +101,6 @@ int ferry_session_send(ferry_session *s, const char *json, size_t len)
     pthread_mutex_unlock(&s->lock);
     if (rc)
         fy_msg_unref(m);
-    fy_hub_drain(s->hub);
     return rc;
 }
 
@@ -140,7 +139,6 @@ int ferry_session_close(ferry_session *s)
     int rc = s->state == FERRY_STATE_EXPIRED ? FERRY_ECLOSED : 0;
     fy_session_end_locked(s, FERRY_REASON_SERVER, fy_hub_now(s->hub));
     pthread_mutex_unlock(&s->lock);
-    fy_hub_drain(s->hub);
     return rc;
 }
 

@@ -307,7 +307,9 @@ START_TEST(overflow_resets_an_attached_session)
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(ferry_session_send(s, "0", 1), 0);
     ck_assert_int_eq(ferry_session_send(s, "0", 1), FERRY_EFULL);
-    ck_assert_int_eq(app.closes, 1);
+    ck_assert_int_eq(app.closes, 0); /* no callback inside an application call... */
+    ferry_hub_tick(hub);
+    ck_assert_int_eq(app.closes, 1); /* ...but at the next tick */
     ck_assert_int_eq(app.last_close, FERRY_REASON_OVERFLOW);
     ck_assert_int_eq(c->kicks, 1);
     ck_assert(!ferry_link_done(c->link)); /* the reset frame is still to be pulled */
@@ -343,12 +345,15 @@ START_TEST(client_close_and_server_close)
 
     c = fc_hello(hub, NULL, NULL);
     ck_assert_int_eq(ferry_session_close(app.last_session), 0);
-    ck_assert_int_eq(app.last_close, FERRY_REASON_SERVER);
+    ck_assert_int_eq(app.closes, 1); /* not inside the application's own call */
     f = fc_drain(c);
     ck_assert_str_eq(str_of(frame_of(f, "close", 0), "reason"), "server");
     json_decref(f);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ping\"}"), FERRY_ECLOSED);
     ck_assert_int_eq(ferry_session_close(app.last_session), FERRY_ECLOSED);
-    fc_close(c);
+    fc_close(c); /* a transport call: on_close runs here */
+    ck_assert_int_eq(app.closes, 2);
+    ck_assert_int_eq(app.last_close, FERRY_REASON_SERVER);
     hub_free(hub);
     ck_assert_int_eq(app.closes, 2);
 }
