@@ -97,7 +97,9 @@ typedef uint64_t (*ferry_clock_fn)(void *ud);
  * The session pointer is valid for the duration of the call; keep it longer with
  * ferry_session_ref. */
 typedef struct ferry_callbacks {
-    /* A new session started. Send it whatever initial state it needs. */
+    /* A new session started. Subscribe it and send it whatever initial state it needs: the
+     * client gets its welcome only after this returns, so anything published once the
+     * client holds its welcome reaches it. */
     void (*on_open)(ferry_session *s, void *ud);
     /* A new session started for a client whose previous session could not be resumed
      * (reason UNKNOWN, EXPIRED or OVERFLOW): the client saw a gap and must be resynced.
@@ -117,11 +119,15 @@ typedef struct ferry_options {
     size_t max_depth;          /* JSON nesting limit for inbound frames (16) */
     size_t max_batch;          /* frames per inbound batch, and per pulled batch (128) */
     size_t max_batch_bytes;    /* pulled batch size target, bytes (64 KiB) */
+    size_t ack_window_bytes;   /* sent-but-unacked bytes per connection before sending pauses
+                                * until the client acks (64 KiB); keeps writes from blocking */
     size_t outbox_max_msgs;    /* unacknowledged messages per session (1024) */
     size_t outbox_max_bytes;   /* unacknowledged bytes per session (1 MiB) */
     size_t max_sessions;       /* live sessions per hub (100000) */
     uint32_t heartbeat_ms;     /* ping a connection silent for this long (25000) */
     uint32_t heartbeat_timeout_ms; /* drop a connection silent for this long (60000) */
+    uint32_t stall_timeout_ms; /* drop a connection whose ack window stayed full this long
+                                * (10000): a client that stopped reading; it can resume */
     uint32_t resume_window_ms; /* keep a detached session resumable this long (120000) */
     uint32_t tombstone_ms;     /* remember an ended session's ID and reason this long (120000) */
     ferry_clock_fn clock;      /* NULL: CLOCK_MONOTONIC */

@@ -45,7 +45,8 @@ typedef struct ferry_buf {
     size_t cap;
 } ferry_buf;
 
-/* Makes room for `extra` more bytes. Returns FERRY_OK or FERRY_ENOMEM. */
+/* Makes room for `extra` more bytes after len. Returns FERRY_OK, FERRY_ENOMEM, or
+ * FERRY_EINVAL if len is beyond cap (reserve before setting len). */
 FERRY_API int ferry_buf_reserve(ferry_buf *b, size_t extra);
 /* Frees the buffer's memory and zeroes it. */
 FERRY_API void ferry_buf_release(ferry_buf *b);
@@ -71,6 +72,9 @@ enum {
      * long-poll transport pulls this way after feeding the poll's ack, so a response lost
      * in flight is sent again. */
     FERRY_PULL_REPLAY = 1u << 1,
+    /* Control frames only (acks, errors, pings...), no messages: for the response to a
+     * long-poll send, so that messages go out only in poll responses. */
+    FERRY_PULL_CONTROL = 1u << 2,
 };
 
 /* Appends the frames that are due (control frames first, then messages in seq order), up to
@@ -83,6 +87,25 @@ FERRY_API int ferry_link_pull(ferry_link *l, ferry_buf *out, unsigned flags);
 /* Non-zero when the transport should close the connection once it has written everything
  * pulled so far (after a kick, a reset or close frame, a refused handshake). */
 FERRY_API int ferry_link_done(ferry_link *l);
+
+/* Why a link is done, for the transport's close code. */
+typedef enum ferry_link_end {
+    FERRY_LINK_OPEN = 0,      /* not done */
+    FERRY_LINK_ENDED,         /* the session ended; its reset or close frame was the last */
+    FERRY_LINK_SUPERSEDED,    /* the session was resumed on another connection */
+    FERRY_LINK_TIMEOUT,       /* nothing heard from the client for heartbeat_timeout_ms */
+    FERRY_LINK_STALLED,       /* the ack window stayed full for stall_timeout_ms */
+    FERRY_LINK_REFUSED,       /* the handshake was refused (capacity) */
+} ferry_link_end;
+
+FERRY_API ferry_link_end ferry_link_end_reason(ferry_link *l);
+
+/* Checks a resume secret presented with a request that is not a handshake (a long-poll
+ * poll or send), in constant time, against the secret this link's session issued last.
+ * Using it proves the client has it, as any frame on a connection does. Returns FERRY_OK,
+ * FERRY_ENOTFOUND (wrong secret, or no handshake yet) or FERRY_ECLOSED (the link is
+ * done). */
+FERRY_API int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len);
 
 /* The ID of the link's session (NUL-terminated, 22 characters), or NULL before a handshake.
  * Valid until ferry_link_free. */

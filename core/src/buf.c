@@ -5,6 +5,8 @@
 
 int ferry_buf_reserve(ferry_buf *b, size_t extra)
 {
+    if (b->len > b->cap)
+        return FERRY_EINVAL; /* len set past the allocation */
     if (b->cap - b->len >= extra)
         return 0;
     size_t cap = b->cap ? b->cap : 256;

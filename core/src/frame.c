@@ -225,10 +225,11 @@ int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resum
     return appendf(b,
                    "{\"t\":\"welcome\",\"v\":%d,\"sid\":\"%s\",\"secret\":\"%s\","
                    "\"resumed\":%s,\"ack\":%" PRIu64 ",\"hb\":%" PRIu32 ",\"timeout\":%" PRIu32
-                   ",\"window\":%" PRIu32 ",\"max_frame\":%zu,\"max_batch\":%zu}",
+                   ",\"window\":%" PRIu32 ",\"max_frame\":%zu,\"max_batch\":%zu,"
+                   "\"ack_bytes\":%zu}",
                    FERRY_PROTOCOL_VERSION, sid, secret, resumed ? "true" : "false", ack,
                    o->heartbeat_ms, o->heartbeat_timeout_ms, o->resume_window_ms,
-                   o->max_frame_bytes, o->max_batch);
+                   o->max_frame_bytes, o->max_batch, o->ack_window_bytes);
 }
 
 int fy_enc_reason(ferry_buf *b, const char *type, ferry_reason why)

@@ -20,11 +20,13 @@ void ferry_options_init(ferry_options *o)
         .max_depth = 16,
         .max_batch = 128,
         .max_batch_bytes = 64 * 1024,
+        .ack_window_bytes = 64 * 1024,
         .outbox_max_msgs = 1024,
         .outbox_max_bytes = 1024 * 1024,
         .max_sessions = 100000,
         .heartbeat_ms = 25000,
         .heartbeat_timeout_ms = 60000,
+        .stall_timeout_ms = 10000,
         .resume_window_ms = 120000,
         .tombstone_ms = 120000,
     };
@@ -55,7 +57,8 @@ int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbac
         ferry_options_init(&o);
     if (!o.max_frame_bytes || !o.max_message_bytes || !o.max_depth || !o.max_batch ||
         !o.max_batch_bytes || !o.outbox_max_msgs || !o.outbox_max_bytes || !o.max_sessions ||
-        !o.heartbeat_ms || o.heartbeat_timeout_ms <= o.heartbeat_ms || !o.resume_window_ms)
+        !o.ack_window_bytes || !o.heartbeat_ms || o.heartbeat_timeout_ms <= o.heartbeat_ms ||
+        !o.stall_timeout_ms || !o.resume_window_ms)
         return FERRY_EINVAL;
     if (!o.clock)
         o.clock = monotonic_ms;
@@ -208,7 +211,10 @@ static void tick_one(ferry_session *s, void *ud)
     switch (s->state) {
     case FERRY_STATE_ATTACHED:
         if (elapsed(c->now, s->last_rx) >= o->heartbeat_timeout_ms) {
-            fy_session_detach_locked(s, c->now);
+            fy_session_detach_locked(s, c->now, FERRY_LINK_TIMEOUT);
+        } else if (s->window_blocked &&
+                   elapsed(c->now, s->blocked_since) >= o->stall_timeout_ms) {
+            fy_session_detach_locked(s, c->now, FERRY_LINK_STALLED);
         } else if (elapsed(c->now, s->last_rx) >= o->heartbeat_ms &&
                    elapsed(c->now, s->last_ping) >= o->heartbeat_ms) {
             s->last_ping = c->now;

@@ -35,11 +35,12 @@ void fy_link_ctl_locked(ferry_link *l, unsigned ctl)
     }
 }
 
-void fy_link_kick_locked(ferry_link *l)
+void fy_link_kick_locked(ferry_link *l, int why)
 {
     if (l->done)
         return;
     l->done = true;
+    l->end = why;
     l->ctl = 0; /* nothing more is owed to a connection that is being dropped */
     l->nerr = 0;
     if (l->ops->kick)
@@ -48,7 +49,7 @@ void fy_link_kick_locked(ferry_link *l)
 
 void fy_link_finish_locked(ferry_link *l, ferry_reason why)
 {
-    fy_link_kick_locked(l);
+    fy_link_kick_locked(l, FERRY_LINK_ENDED);
     l->final_why = why;
     fy_link_ctl_locked(l, FY_CTL_FINAL);
 }
@@ -66,7 +67,7 @@ static int peer_error(ferry_link *l, int code, const char *text, bool fatal)
 {
     pthread_mutex_lock(&l->lock);
     if (fatal)
-        fy_link_kick_locked(l); /* first: a kick drops what is queued */
+        fy_link_kick_locked(l, FERRY_LINK_REFUSED); /* first: a kick drops what is queued */
     if (l->nerr < FY_LINK_MAX_ERRORS) {
         l->err[l->nerr].code = code;
         snprintf(l->err[l->nerr].text, sizeof l->err[0].text, "%s", text);
@@ -84,13 +85,14 @@ static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presen
 {
     if (s->link && s->link != l) {
         pthread_mutex_lock(&s->link->lock);
-        fy_link_kick_locked(s->link);
+        fy_link_kick_locked(s->link, FERRY_LINK_SUPERSEDED);
         pthread_mutex_unlock(&s->link->lock);
     }
     s->link = l;
     s->state = FERRY_STATE_ATTACHED;
     s->last_rx = s->last_ping = now;
     s->wake_armed = false; /* the welcome wakes the transport; its pull re-arms */
+    s->window_blocked = false;
 
     fy_hash fresh;
     pthread_mutex_lock(&l->lock);
@@ -182,13 +184,23 @@ static int handshake(ferry_link *l, const fy_frame *f)
         return peer_error(l, rc, full ? "server at session capacity" : "out of memory", full);
     }
 
-    /* in_lock: on_open finishes before any message or on_close of this session. */
+    /* in_lock: on_open finishes before any message or on_close of this session. And the
+     * link sends nothing until it has returned, so a client that has its welcome knows that
+     * on_open's subscriptions and messages are in place. */
     pthread_mutex_lock(&s->in_lock);
     pthread_mutex_lock(&s->lock);
     s->opened = true;
+    pthread_mutex_lock(&l->lock);
+    l->opening = true;
+    l->armed = false; /* one wake, below */
+    pthread_mutex_unlock(&l->lock);
     attach_locked(l, s, NULL, why, now);
     pthread_mutex_unlock(&s->lock);
     fy_hub_call_open(hub, s, why);
+    pthread_mutex_lock(&l->lock);
+    l->opening = false;
+    l->ops->wake(l->ud);
+    pthread_mutex_unlock(&l->lock);
     pthread_mutex_unlock(&s->in_lock);
     ferry_session_unref(s); /* the store and the link hold theirs */
     return 0;
@@ -271,6 +283,10 @@ static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t 
             break;
         case FY_F_ACK:
             fy_outbox_ack(&s->out, f->ack);
+            if (s->window_blocked && s->out.inflight < s->hub->opt.ack_window_bytes) {
+                s->window_blocked = false;
+                s->link->ops->wake(s->link->ud);
+            }
             break;
         case FY_F_PING:
             ctl |= FY_CTL_PONG;
@@ -362,6 +378,17 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
     if (s)
         pthread_mutex_lock(&s->lock);
     pthread_mutex_lock(&l->lock);
+    if (l->opening) { /* the handshake wakes the transport once on_open has returned */
+        pthread_mutex_unlock(&l->lock);
+        pthread_mutex_unlock(&s->lock);
+        if (flags & FERRY_PULL_ARRAY) {
+            if (ferry_buf_reserve(b, 2))
+                return FERRY_ENOMEM;
+            memcpy(b->data + b->len, "[]", 2);
+            b->len += 2;
+        }
+        return 0;
+    }
     bool live = s && s->link == l;
     unsigned ctl = l->ctl;
 
@@ -384,11 +411,23 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
         EMIT(fy_enc_bare(b, "ping"));
     if ((ctl & FY_CTL_ACK) && s)
         EMIT(fy_enc_ack(b, s->in_seq));
-    if (live) {
-        seq = seq0 = (flags & FERRY_PULL_REPLAY) ? s->out.base : s->out.next_send;
+    bool blocked = false;
+    if (live && !(flags & FERRY_PULL_CONTROL)) {
+        bool replay = flags & FERRY_PULL_REPLAY;
+        size_t inflight = s->out.inflight;
+        seq = seq0 = replay ? s->out.base : s->out.next_send;
         end = fy_outbox_end(&s->out);
         while (seq < end && n < o->max_batch && b->len - start < o->max_batch_bytes) {
-            EMIT(fy_enc_msg(b, seq, fy_outbox_at(&s->out, seq)));
+            const fy_msg *m = fy_outbox_at(&s->out, seq);
+            /* The ack window: stop before the client holds too much it has not acked, so
+             * that a client that stops reading never fills the socket and blocks a write.
+             * Replays start from the last ack, so only fresh sends count. */
+            if (!replay && inflight && inflight + m->len + FY_OUTBOX_OVERHEAD > o->ack_window_bytes) {
+                blocked = true;
+                break;
+            }
+            EMIT(fy_enc_msg(b, seq, m));
+            inflight += m->len + FY_OUTBOX_OVERHEAD;
             seq++;
         }
     }
@@ -408,10 +447,13 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
     l->ctl = 0;
     l->nerr = 0;
     l->armed = true;
-    if (live) {
+    if (live && !(flags & FERRY_PULL_CONTROL)) {
         if (seq > seq0)
             fy_outbox_sent(&s->out, seq - 1);
         s->wake_armed = seq == end;
+        if (blocked && !s->window_blocked)
+            s->blocked_since = fy_hub_now(l->hub);
+        s->window_blocked = blocked;
     }
     pthread_mutex_unlock(&l->lock);
     if (s)
@@ -444,6 +486,34 @@ int ferry_link_done(ferry_link *l)
     int d = l->done && l->ctl == 0;
     pthread_mutex_unlock(&l->lock);
     return d;
+}
+
+ferry_link_end ferry_link_end_reason(ferry_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    ferry_link_end e = l->done ? (ferry_link_end)l->end : FERRY_LINK_OPEN;
+    pthread_mutex_unlock(&l->lock);
+    return e;
+}
+
+int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)
+{
+    fy_hash presented;
+    fy_token_hash_secret(secret, len, &presented);
+    ferry_session *s = bound(l);
+    if (!s)
+        return FERRY_ENOTFOUND;
+    int rc = FERRY_ENOTFOUND;
+    pthread_mutex_lock(&s->lock);
+    if (s->link != l) {
+        rc = FERRY_ECLOSED;
+    } else if (fy_token_hash_eq(&presented, &s->secret)) {
+        s->confirmed = s->secret;
+        s->unconfirmed = false;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 const char *ferry_link_session_id(ferry_link *l)

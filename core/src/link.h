@@ -29,7 +29,9 @@ struct ferry_link {
     pthread_mutex_t lock;
     ferry_session *s;          /* bound at the handshake; the link holds a reference */
     bool done;                 /* the transport should close after writing what it pulled */
+    int end;                   /* why it is done: a ferry_link_end */
     bool armed;                /* pulled everything: wake on the next control frame */
+    bool opening;              /* on_open/on_reset is running: pull nothing until it returns */
     unsigned ctl;
     ferry_reason reset_why;    /* FY_CTL_RESET */
     ferry_reason final_why;    /* FY_CTL_FINAL */
@@ -49,7 +51,8 @@ void fy_link_ctl_locked(ferry_link *l, unsigned ctl);
 /* Gives the link its final frame and marks it done; kicks the transport. l->lock held. */
 void fy_link_finish_locked(ferry_link *l, ferry_reason why);
 
-/* Marks the link done and kicks the transport (superseded or dead). l->lock held. */
-void fy_link_kick_locked(ferry_link *l);
+/* Marks the link done for `why` (a ferry_link_end), drops its pending control frames and
+ * kicks the transport. No-op if already done. l->lock held. */
+void fy_link_kick_locked(ferry_link *l, int why);
 
 #endif

@@ -44,6 +44,8 @@ int fy_outbox_ack(fy_outbox *o, uint64_t ack)
     while (o->count && o->base <= ack) {
         fy_msg *m = o->ring[o->head];
         o->bytes -= m->len + FY_OUTBOX_OVERHEAD;
+        if (o->base < o->next_send)
+            o->inflight -= m->len + FY_OUTBOX_OVERHEAD;
         fy_msg_unref(m);
         o->head = (o->head + 1) & (o->cap - 1);
         o->count--;
@@ -57,8 +59,10 @@ int fy_outbox_ack(fy_outbox *o, uint64_t ack)
 int fy_outbox_rewind(fy_outbox *o, uint64_t ack)
 {
     int rc = fy_outbox_ack(o, ack);
-    if (rc == 0)
+    if (rc == 0) {
         o->next_send = o->base;
+        o->inflight = 0;
+    }
     return rc;
 }
 
@@ -71,7 +75,8 @@ fy_msg *fy_outbox_at(const fy_outbox *o, uint64_t seq)
 
 void fy_outbox_sent(fy_outbox *o, uint64_t seq)
 {
-    o->next_send = seq + 1;
+    for (; o->next_send <= seq; o->next_send++)
+        o->inflight += fy_outbox_at(o, o->next_send)->len + FY_OUTBOX_OVERHEAD;
     if (seq > o->high_sent)
         o->high_sent = seq;
 }
@@ -84,5 +89,5 @@ void fy_outbox_clear(fy_outbox *o)
     o->ring = NULL;
     o->base += o->count;
     o->next_send = o->base;
-    o->cap = o->head = o->count = o->bytes = 0;
+    o->cap = o->head = o->count = o->bytes = o->inflight = 0;
 }

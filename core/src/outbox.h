@@ -21,6 +21,7 @@ typedef struct fy_outbox {
     uint64_t base;       /* seq of the oldest unacknowledged entry */
     uint64_t next_send;  /* seq of the next entry to send: base <= next_send <= base + count */
     uint64_t high_sent;  /* highest seq ever handed out for sending */
+    size_t inflight;     /* bytes of entries in [base, next_send): sent, not yet acked */
     size_t max_msgs;
     size_t max_bytes;
 } fy_outbox;
@@ -41,7 +42,7 @@ int fy_outbox_rewind(fy_outbox *o, uint64_t ack);
 /* The entry with this seq, or NULL if it is not held. */
 fy_msg *fy_outbox_at(const fy_outbox *o, uint64_t seq);
 
-/* Marks everything up to `seq` as handed out for sending. */
+/* Marks everything from next_send up to `seq` as handed out for sending. */
 void fy_outbox_sent(fy_outbox *o, uint64_t seq);
 
 static inline uint64_t fy_outbox_end(const fy_outbox *o)

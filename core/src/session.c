@@ -55,11 +55,11 @@ void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now)
     fy_hub_defer_end(s->hub, s);
 }
 
-void fy_session_detach_locked(ferry_session *s, uint64_t now)
+void fy_session_detach_locked(ferry_session *s, uint64_t now, int why)
 {
     if (s->link) {
         pthread_mutex_lock(&s->link->lock);
-        fy_link_kick_locked(s->link);
+        fy_link_kick_locked(s->link, why);
         pthread_mutex_unlock(&s->link->lock);
         s->link = NULL;
     }

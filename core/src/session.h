@@ -32,6 +32,8 @@ struct ferry_session {
     ferry_reason end_reason;
     bool opened;               /* on_open or on_reset ran, so on_close is owed */
     bool wake_armed;           /* the attached link drained the outbox: wake on next push */
+    bool window_blocked;       /* the last pull stopped at the ack window */
+    uint64_t blocked_since;    /* clock ms when it did */
     ferry_link *link;          /* the attached link, or NULL */
     fy_outbox out;
     uint64_t in_seq;           /* last client seq delivered to the application */
@@ -54,7 +56,7 @@ int fy_session_push_locked(ferry_session *s, fy_msg *m);
  * s->lock held. */
 void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now);
 
-/* Detaches the attached link, if any, and marks the session detached. s->lock held. */
-void fy_session_detach_locked(ferry_session *s, uint64_t now);
+/* Kicks the attached link, if any, for `why`, and marks the session detached. s->lock held. */
+void fy_session_detach_locked(ferry_session *s, uint64_t now, int why);
 
 #endif
