@@ -7,20 +7,26 @@ BUILD     := build
 
 DEPS      := jansson libsodium
 DEP_CFLAGS = $(shell pkg-config --cflags $(DEPS))
-DEP_LIBS   = $(shell pkg-config --libs $(DEPS))
+DEP_LIBS   = $(shell pkg-config --libs $(DEPS)) -lcivetweb
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CFLAGS    ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) -Icore/include -Icore/src $(DEP_CFLAGS)
+INCLUDES  := -Icore/include -Icore/src -Itransports/include -Itransports/src
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(INCLUDES) $(DEP_CFLAGS)
 ASAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN      := -O1 -g -fsanitize=thread
 
+# One library: the sans-I/O core and the civetweb transports (check-core keeps them apart).
 CORE_SRC  := $(wildcard core/src/*.c)
-CORE_HDR  := $(wildcard core/include/*.h core/src/*.h)
-CORE_OBJ  := $(CORE_SRC:core/src/%.c=$(BUILD)/obj/%.o)
+TR_SRC    := $(wildcard transports/src/*.c)
+LIB_SRC   := $(CORE_SRC) $(TR_SRC)
+LIB_HDR   := $(wildcard core/include/*.h core/src/*.h transports/include/*.h transports/src/*.h)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ferry_js.o
+JS_OBJ    := $(BUILD)/obj/ferry_js.o
 TEST_SRC  := $(wildcard tests/core/*.c)
+TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib install uninstall test deps check-core test-core test-asan test-tsan \
@@ -29,14 +35,19 @@ STRESS_SRC := tests/stress/stress.c
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
 
-$(BUILD)/obj/%.o: core/src/%.c $(CORE_HDR)
+$(BUILD)/obj/%.o: %.c $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -DFERRY_BUILD -c $< -o $@
 
-$(BUILD)/libferry.a: $(CORE_OBJ)
+# The JS client is compiled into the library, so a service needs no file path to serve it.
+$(JS_OBJ): transports/src/ferry_js.S js-client/ferry.js
+	@mkdir -p $(@D)
+	$(CC) -c -Ijs-client $< -o $@
+
+$(BUILD)/libferry.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/libferry.so: $(CORE_OBJ)
+$(BUILD)/libferry.so: $(LIB_OBJ)
 	$(CC) -shared -pthread -Wl,-soname,libferry.so.0 -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/ferry.pc: ferry.pc.in Makefile
@@ -45,7 +56,8 @@ $(BUILD)/ferry.pc: ferry.pc.in Makefile
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 core/include/ferry.h core/include/ferry_transport.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 core/include/ferry.h core/include/ferry_transport.h \
+	  transports/include/ferry_civetweb.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libferry.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libferry.so $(DESTDIR)$(PREFIX)/lib/libferry.so.$(VERSION)
 	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libferry.so.0
@@ -54,6 +66,7 @@ install: lib
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/ferry.h $(DESTDIR)$(PREFIX)/include/ferry_transport.h \
+	  $(DESTDIR)$(PREFIX)/include/ferry_civetweb.h \
 	  $(DESTDIR)$(PREFIX)/lib/libferry.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/ferry.pc
 
 # ---- tests ---------------------------------------------------------------------------------
@@ -70,31 +83,49 @@ $(BUILD)/test/core_tests: $(TEST_SRC) tests/core/*.h $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
+$(BUILD)/test/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(BUILD)/libferry.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/lib $(CHECK_CFLAGS) $(TR_TEST_SRC) $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/asan/stress: $(STRESS_SRC) $(CORE_SRC) $(CORE_HDR)
+# Sanitizer builds compile the library sources into each test program.
+$(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ASAN) $(STRESS_SRC) $(CORE_SRC) -o $@ $(DEP_LIBS)
+	$(CC) $(ALL_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/tsan/stress: $(STRESS_SRC) $(CORE_SRC) $(CORE_HDR)
+$(BUILD)/asan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TSAN) $(STRESS_SRC) $(CORE_SRC) -o $@ $(DEP_LIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/lib $(ASAN) $(CHECK_CFLAGS) $(TR_TEST_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
 
-test-core: $(BUILD)/test/core_tests
+$(BUILD)/asan/stress: $(STRESS_SRC) $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ASAN) $(STRESS_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS)
+
+$(BUILD)/tsan/stress: $(STRESS_SRC) $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TSAN) $(STRESS_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS)
+
+$(BUILD)/tsan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests/lib $(TSAN) $(CHECK_CFLAGS) $(TR_TEST_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+
+test-core: $(BUILD)/test/core_tests $(BUILD)/test/transport_tests
 	$(BUILD)/test/core_tests
+	$(BUILD)/test/transport_tests
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 
-test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress
+test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport_tests
 	$(ASAN_ENV) $(BUILD)/asan/core_tests
 	$(ASAN_ENV) $(BUILD)/asan/stress
+	$(ASAN_ENV) $(BUILD)/asan/transport_tests
 
 # TSan needs the narrower address layout that setarch -R gives on kernels with 32-bit
 # mmap randomization.
-test-tsan: $(BUILD)/tsan/stress
-	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" setarch $$(uname -m) -R $(BUILD)/tsan/stress
+TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=tests/tsan.supp"
+
+test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests
+	$(TSAN_ENV) setarch $$(uname -m) -R $(BUILD)/tsan/stress
+	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/transport_tests
 
 test: deps
 	$(MAKE) check-core

@@ -3,7 +3,7 @@
 # missing with apt-get (Debian 12); otherwise it prints the command to run and fails.
 set -eu
 
-pkgs="build-essential pkg-config libjansson-dev libsodium-dev check libsubunit-dev"
+pkgs="build-essential pkg-config libjansson-dev libsodium-dev check libsubunit-dev libcivetweb-dev"
 
 missing=""
 for mod in jansson libsodium check; do
@@ -12,6 +12,7 @@ done
 for cmd in cc make pkg-config; do
     command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
 done
+[ -f /usr/include/civetweb.h ] || missing="$missing civetweb"  # no .pc file in Debian
 [ -z "$missing" ] && exit 0
 
 echo "deps: missing:$missing" >&2

@@ -19,6 +19,12 @@ static void on_open(ferry_session *s, void *ud)
     (void)ud;
     app.opens++;
     app.last_session = s;
+    if (app.pull_in_open) {
+        ferry_buf b = {0};
+        app.pulled_in_open = ferry_link_pull(app.pull_in_open, &b, 0);
+        ferry_buf_release(&b);
+        ferry_session_send(s, "\"hello from on_open\"", 20);
+    }
 }
 
 static void on_reset(ferry_session *s, ferry_reason why, void *ud)

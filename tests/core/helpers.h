@@ -18,6 +18,8 @@ typedef struct app_log {
     ferry_session *last_session;
     int echo;                  /* on_message sends the data back */
     int echo_errors;
+    ferry_link *pull_in_open;  /* on_open pulls from this link and records the result */
+    int pulled_in_open;
 } app_log;
 
 extern app_log app;

@@ -33,6 +33,25 @@ START_TEST(hello_gets_a_welcome)
 }
 END_TEST
 
+START_TEST(nothing_is_pulled_before_on_open_returns)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_open(hub);
+    app.pull_in_open = c->link;
+    app.pulled_in_open = -1;
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"hello\",\"v\":1}"), 0);
+    ck_assert_int_eq(app.pulled_in_open, 0); /* the welcome waited for on_open */
+    ck_assert_int_eq(c->wakes, 1);
+    json_t *f = fc_drain(c);
+    ck_assert_str_eq(str_of(json_array_get(f, 0), "t"), "welcome");
+    ck_assert_str_eq(json_string_value(json_object_get(frame_of(f, "msg", 0), "data")), "hello from on_open");
+    json_decref(f);
+    app.pull_in_open = NULL;
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
 START_TEST(client_messages_delivered_once_in_order_and_acked)
 {
     ferry_hub *hub = hub_new(NULL);
@@ -287,6 +306,7 @@ START_TEST(heartbeat_pings_then_drops_a_silent_link)
     ck_assert_int_eq(ferry_session_state(s), FERRY_STATE_DETACHED);
     ck_assert_int_eq(c->kicks, 1);
     ck_assert(ferry_link_done(c->link));
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_TIMEOUT);
     ck_assert_int_eq(fc_send(c, "{\"t\":\"ping\"}"), FERRY_ECLOSED);
     ck_assert_int_eq(app.closes, 0);
     fc_close(c);
@@ -318,6 +338,7 @@ START_TEST(overflow_resets_an_attached_session)
     ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "overflow");
     json_decref(f);
     ck_assert(ferry_link_done(c->link));
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_ENDED);
     ck_assert_int_eq(ferry_session_send(s, "0", 1), FERRY_ECLOSED);
     ck_assert_int_eq(ferry_session_state(s), FERRY_STATE_EXPIRED);
     ferry_session_unref(s);
@@ -372,6 +393,7 @@ START_TEST(capacity_is_refused_at_once)
     ck_assert_int_eq(fc_send(c, "{\"t\":\"hello\",\"v\":1}"), FERRY_ECAPACITY);
     expect_error(c, "capacity");
     ck_assert(ferry_link_done(c->link));
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_REFUSED);
     ck_assert_int_eq(app.opens, 2);
     fc_close(c);
     ck_assert_int_eq(fc_send(a, "{\"t\":\"close\"}"), 0);
@@ -408,11 +430,84 @@ START_TEST(callbacks_may_call_back_into_ferry)
 }
 END_TEST
 
+static void small_window(ferry_options *o)
+{
+    o->ack_window_bytes = 400;
+}
+
+START_TEST(ack_window_pauses_sending_and_a_stalled_link_is_dropped)
+{
+    ferry_hub *hub = hub_new(small_window);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ferry_session *s = app.last_session;
+    for (int i = 0; i < 20; i++) /* about 90 bytes each with overhead */
+        ck_assert_int_eq(ferry_session_send(s, "\"0123456789012345678901234567890123456789\"", 42), 0);
+    json_t *f = fc_drain(c);
+    size_t first = count_of(f, "msg");
+    json_decref(f);
+    ck_assert_uint_gt(first, 0);
+    ck_assert_uint_lt(first, 20); /* paused at the window */
+    ck_assert_uint_le(s->out.inflight, 400);
+    int wakes = c->wakes;
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ack\",\"ack\":%zu}", first), 0);
+    ck_assert_int_eq(c->wakes, wakes + 1); /* the ack reopened the window */
+    f = fc_drain(c);
+    ck_assert_int_eq(int_of(frame_of(f, "msg", 0), "seq"), (json_int_t)first + 1);
+    size_t second = count_of(f, "msg");
+    json_decref(f);
+    ck_assert_uint_lt(first + second, 20);
+
+    /* The client stops acking: after stall_timeout_ms the link is dropped, resumable. */
+    test_now += 9999;
+    ferry_hub_tick(hub);
+    ck_assert_int_eq(ferry_session_state(s), FERRY_STATE_ATTACHED);
+    test_now += 1;
+    ferry_hub_tick(hub);
+    ck_assert_int_eq(ferry_session_state(s), FERRY_STATE_DETACHED);
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_STALLED);
+    ck_assert_int_eq(app.closes, 0);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+START_TEST(control_pulls_and_secret_checks)
+{
+    char sid[32], secret[64];
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_open(hub);
+    ck_assert_int_eq(ferry_link_check_secret(c->link, "x", 1), FERRY_ENOTFOUND);
+    fc_close(c);
+    c = fc_hello(hub, sid, secret);
+    ferry_session_send(app.last_session, "1", 1);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"ping\"}"), 0);
+    json_t *f = fc_pull(c, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
+    ck_assert_uint_eq(count_of(f, "pong"), 1);
+    ck_assert_uint_eq(count_of(f, "msg"), 0);
+    json_decref(f);
+    f = fc_pull(c, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY);
+    ck_assert_uint_eq(count_of(f, "msg"), 1);
+    json_decref(f);
+    ck_assert_int_eq(ferry_link_check_secret(c->link, secret, strlen(secret)), 0);
+    ck_assert_int_eq(ferry_link_check_secret(c->link, secret, strlen(secret) - 1), FERRY_ENOTFOUND);
+    ck_assert_int_eq(ferry_link_check_secret(c->link, sid, strlen(sid)), FERRY_ENOTFOUND);
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_OPEN);
+    fake_conn *d = fc_open(hub);
+    fc_send(d, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":0}", sid, secret);
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_SUPERSEDED);
+    ck_assert_int_eq(ferry_link_check_secret(c->link, secret, strlen(secret)), FERRY_ECLOSED);
+    fc_close(c);
+    fc_close(d);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *session_suite(void)
 {
     Suite *s = suite_create("session");
     TCase *tc = tcase_create("session");
     tcase_add_test(tc, hello_gets_a_welcome);
+    tcase_add_test(tc, nothing_is_pulled_before_on_open_returns);
     tcase_add_test(tc, client_messages_delivered_once_in_order_and_acked);
     tcase_add_test(tc, seq_gap_rejects_the_whole_batch);
     tcase_add_test(tc, ack_for_a_seq_never_sent_is_refused);
@@ -426,6 +521,8 @@ Suite *session_suite(void)
     tcase_add_test(tc, client_close_and_server_close);
     tcase_add_test(tc, capacity_is_refused_at_once);
     tcase_add_test(tc, callbacks_may_call_back_into_ferry);
+    tcase_add_test(tc, ack_window_pauses_sending_and_a_stalled_link_is_dropped);
+    tcase_add_test(tc, control_pulls_and_secret_checks);
     suite_add_tcase(s, tc);
     return s;
 }

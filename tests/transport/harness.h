@@ -1,0 +1,85 @@
+/* Transport tests: a real civetweb server in this process on 127.0.0.1 and a free port,
+ * and a protocol client speaking ferry over real sockets, on WebSocket or long-polling. */
+#ifndef TEST_HARNESS_H
+#define TEST_HARNESS_H
+
+#include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+
+#include "ferry_civetweb.h"
+#include "fyc.h"
+
+typedef struct tserver {
+    struct mg_context *ctx;
+    ferry_mount *m;
+    ferry_hub *hub;
+    int port;
+    pthread_mutex_t lock;
+    json_t *received;   /* data of every client message delivered, in order */
+    int opens, resets, closes;
+    ferry_reason last_reset;
+} tserver;
+
+/* Starts a server; `tweak` may change the mount options (short timeouts, limits). */
+tserver *ts_start(void (*tweak)(ferry_mount_options *o));
+void ts_stop(tserver *s);
+size_t ts_received(tserver *s);
+void ts_dump(tserver *s); /* session states to stderr, for diagnosing a failure */
+/* Reads one of the counters above under the server's lock. */
+int ts_count(tserver *s, const int *counter);
+void ts_publish(tserver *s, const char *json);
+
+typedef enum { TC_WS, TC_LP } tc_kind;
+
+typedef struct tc {
+    tserver *srv;
+    tc_kind kind;
+    fyc_ws ws;
+    bool open;            /* a connection is up (WS) or a handshake succeeded (LP) */
+    char sid[32], secret[64];
+    long last_seq;        /* highest server seq received, contiguous */
+    long acked_in;        /* the last ack the client sent (WS) */
+    long gaps, dups;      /* sequence faults seen: must stay 0 */
+    long out_seq;         /* last client seq sent */
+    long acked_out;       /* the server's ack of client messages */
+    json_t *got;          /* data of every server message, in order */
+    json_t *pending;      /* client messages sent but not acked: [data...] from acked_out+1 */
+    json_t *frames;       /* every frame received, for inspection */
+    char last_error[32];
+    char last_reset[32];
+    char last_close[32];
+    int ws_close_code;    /* close code of the last WebSocket close frame from the server */
+    bool resumed;
+} tc;
+
+void tc_init(tc *c, tserver *s, tc_kind kind);
+void tc_free(tc *c);
+/* Handshake: hello if the client has no session yet, else resume. Returns 0 on welcome. */
+int tc_connect(tc *c);
+/* Sends one client message (kept until acked; resent by tc_connect after a resume). */
+int tc_send(tc *c, const char *json);
+/* Sends raw text as one frame (WS message or LP send body); returns the HTTP status on LP
+ * or 0/-1 on WS. */
+int tc_send_raw(tc *c, const char *text);
+/* Receives what is due (one WS frame, or one poll); returns the number of frames, 0 on
+ * nothing, -1 if the connection is gone. */
+int tc_pump(tc *c, int timeout_ms);
+/* Pumps until `n` server messages have arrived in total, or timeout. */
+bool tc_wait_msgs(tc *c, size_t n, int timeout_ms);
+/* Sends an ack for everything received (WS); LP acks with each poll. */
+int tc_ack(tc *c);
+/* Drops the connection abruptly. */
+void tc_drop(tc *c);
+/* Switches transport: drops the current one and resumes on `kind`. */
+int tc_switch(tc *c, tc_kind kind);
+
+/* An LP request with the client's credentials. */
+int tc_lp(tc *c, const char *method, const char *query, const char *body, fyc_resp *r,
+          int timeout_ms);
+
+Suite *ws_suite(void);
+Suite *lp_suite(void);
+Suite *mixed_suite(void);
+
+#endif

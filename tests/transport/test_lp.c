@@ -1,0 +1,282 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+START_TEST(lp_echo_and_push)
+{
+    tserver *s = ts_start(NULL);
+    tc c;
+    tc_init(&c, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    ck_assert_uint_eq(strlen(c.sid), 22);
+    ck_assert_int_eq(tc_send(&c, "{\"echo\":true,\"n\":7}"), 0);
+    ck_assert_int_eq(c.acked_out, 1); /* the send's response carries the ack */
+    ck_assert(tc_wait_msgs(&c, 1, 5000));
+    ts_publish(s, "{\"news\":1}");
+    ck_assert(tc_wait_msgs(&c, 2, 5000));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(c.got, 1), "news")), 1);
+    ck_assert_uint_eq(ts_received(s), 1);
+    ck_assert_int_eq(c.gaps + c.dups, 0);
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
+START_TEST(lp_headers_and_methods)
+{
+    tserver *s = ts_start(NULL);
+    tc c;
+    tc_init(&c, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    fyc_resp r;
+    char q[96], v[64];
+    snprintf(q, sizeof q, "sid=%s&ack=0", c.sid);
+    ts_publish(s, "1");
+    ck_assert_int_eq(tc_lp(&c, "GET", q, NULL, &r, 5000), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(fyc_header(&r, "Cache-Control", v, sizeof v), "no-store");
+    ck_assert_str_eq(fyc_header(&r, "Content-Type", v, sizeof v), "application/json");
+    ck_assert_ptr_null(strstr(q, c.secret)); /* the secret is never in the URL */
+    fyc_resp_free(&r);
+    ck_assert_int_eq(tc_lp(&c, "PUT", q, NULL, &r, 5000), 0);
+    ck_assert_int_eq(r.status, 405);
+    fyc_resp_free(&r);
+    snprintf(q, sizeof q, "sid=%s&ack=banana", c.sid);
+    ck_assert_int_eq(tc_lp(&c, "GET", q, NULL, &r, 5000), 0);
+    ck_assert_int_eq(r.status, 400);
+    fyc_resp_free(&r);
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
+START_TEST(lp_a_response_lost_in_flight_is_sent_again)
+{
+    tserver *s = ts_start(NULL);
+    tc c;
+    tc_init(&c, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    ts_publish(s, "{\"i\":1}");
+    ts_publish(s, "{\"i\":2}");
+    fyc_resp r;
+    char q[96];
+    snprintf(q, sizeof q, "sid=%s&ack=0", c.sid);
+    ck_assert_int_eq(tc_lp(&c, "GET", q, NULL, &r, 5000), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"seq\":2"));
+    fyc_resp_free(&r); /* "lost": the client never saw it, so its next poll still says ack=0 */
+    ck_assert_int_eq(tc_pump(&c, 5000), 2);
+    ck_assert_int_eq(json_array_size(c.got), 2);
+    ts_publish(s, "{\"i\":3}");
+    ck_assert(tc_wait_msgs(&c, 3, 5000)); /* ack=2 now: only seq 3 comes */
+    ck_assert_int_eq(c.gaps + c.dups, 0);
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
+struct held {
+    tc *c;
+    fyc_resp r;
+    int rc;
+};
+
+static void *hold_poll(void *arg)
+{
+    struct held *h = arg;
+    char q[96];
+    snprintf(q, sizeof q, "sid=%s&ack=%ld", h->c->sid, h->c->last_seq);
+    h->rc = tc_lp(h->c, "GET", q, NULL, &h->r, 30000);
+    return NULL;
+}
+
+START_TEST(lp_a_second_poll_ends_the_first)
+{
+    tserver *s = ts_start(NULL);
+    tc c;
+    tc_init(&c, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    struct held first = {&c, {0}, -1}, second = {&c, {0}, -1};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, hold_poll, &first);
+    usleep(300000); /* let it be held */
+    pthread_create(&t2, NULL, hold_poll, &second);
+    pthread_join(t1, NULL); /* returns because the second one arrived */
+    ck_assert_int_eq(first.rc, 0);
+    ck_assert_int_eq(first.r.status, 200);
+    ck_assert_str_eq(first.r.body, "[]");
+    ts_publish(s, "{\"i\":1}");
+    pthread_join(t2, NULL);
+    ck_assert_int_eq(second.r.status, 200);
+    ck_assert_ptr_nonnull(strstr(second.r.body, "\"i\":1"));
+    fyc_resp_free(&first.r);
+    fyc_resp_free(&second.r);
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
+START_TEST(lp_bad_credentials_get_identical_answers)
+{
+    tserver *s = ts_start(NULL);
+    tc c;
+    tc_init(&c, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    char forged[32];
+    snprintf(forged, sizeof forged, "%s", c.sid);
+    forged[1] = forged[1] == 'A' ? 'B' : 'A';
+    char q[4][96], h[4][160];
+    snprintf(q[0], 96, "sid=%s&ack=0", c.sid);      /* wrong secret */
+    snprintf(h[0], 160, "Authorization: Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n");
+    snprintf(q[1], 96, "sid=%s&ack=0", forged);     /* forged ID, right secret */
+    snprintf(h[1], 160, "Authorization: Bearer %s\r\n", c.secret);
+    snprintf(q[2], 96, "sid=AAAAAAAAAAAAAAAAAAAAAA&ack=0"); /* unknown */
+    snprintf(h[2], 160, "Authorization: Bearer %s\r\n", c.secret);
+    snprintf(q[3], 96, "sid=%s&ack=0", c.sid);      /* no credentials */
+    h[3][0] = '\0';
+    char *first = NULL;
+    for (int i = 0; i < 4; i++) {
+        for (int post = 0; post < 2; post++) {
+            fyc_resp r;
+            char target[128];
+            snprintf(target, sizeof target, "/ferry/lp?%.100s", q[i]);
+            ck_assert_int_eq(fyc_http(s->port, post ? "POST" : "GET", target, h[i], post ? "{\"t\":\"ping\"}" : NULL,
+                                      post ? 12 : 0, 5000, &r), 0);
+            ck_assert_int_eq(r.status, 404);
+            if (!first)
+                first = strdup(r.body);
+            ck_assert_str_eq(r.body, first);
+            fyc_resp_free(&r);
+        }
+    }
+    free(first);
+    ts_publish(s, "1"); /* the real owner still polls fine */
+    ck_assert(tc_wait_msgs(&c, 1, 5000));
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
+static void small_frames(ferry_mount_options *o)
+{
+    o->core.max_frame_bytes = 1024;
+}
+
+START_TEST(lp_bad_bodies)
+{
+    tserver *s = ts_start(small_frames);
+    tc c;
+    tc_init(&c, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    char *big = malloc(2000);
+    memset(big, ' ', 1999);
+    big[1999] = '\0';
+    ck_assert_int_eq(tc_send_raw(&c, big), 413);
+    free(big);
+    ck_assert_int_eq(tc_send_raw(&c, "{nope"), 400);
+    ck_assert_str_eq(c.last_error, "bad_json");
+    ck_assert_int_eq(tc_send_raw(&c, "{\"t\":\"msg\",\"seq\":3,\"data\":1}"), 400);
+    ck_assert_str_eq(c.last_error, "seq_gap");
+    fyc_resp r;
+    ck_assert_int_eq(fyc_http(s->port, "POST", "/ferry/lp", NULL, "{\"t\":\"msg\"}", 11, 5000, &r), 0);
+    ck_assert_int_eq(r.status, 400); /* a handshake that is not one */
+    ck_assert_ptr_nonnull(strstr(r.body, "bad_field"));
+    fyc_resp_free(&r);
+    /* Sending the same message twice delivers it once. */
+    const char *m = "{\"t\":\"msg\",\"seq\":1,\"data\":{\"once\":1}}";
+    ck_assert_int_eq(tc_send_raw(&c, m), 200);
+    ck_assert_int_eq(tc_send_raw(&c, m), 200);
+    ck_assert_int_eq(c.acked_out, 0); /* tc did not track these; the server acked seq 1 */
+    ck_assert_uint_eq(ts_received(s), 1);
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
+static void good_origin(ferry_mount_options *o)
+{
+    o->allowed_origins = "http://good.example";
+}
+
+START_TEST(lp_origin_and_cors)
+{
+    tserver *s = ts_start(good_origin);
+    fyc_resp r;
+    char v[128];
+    const char *hello = "{\"t\":\"hello\",\"v\":1}";
+    ck_assert_int_eq(fyc_http(s->port, "POST", "/ferry/lp", "Origin: http://evil.example\r\n", hello, strlen(hello), 5000, &r), 0);
+    ck_assert_int_eq(r.status, 403);
+    ck_assert_ptr_null(fyc_header(&r, "Access-Control-Allow-Origin", v, sizeof v));
+    fyc_resp_free(&r);
+    ck_assert_int_eq(fyc_http(s->port, "OPTIONS", "/ferry/lp", "Origin: http://evil.example\r\n", NULL, 0, 5000, &r), 0);
+    ck_assert_int_eq(r.status, 403);
+    fyc_resp_free(&r);
+    ck_assert_int_eq(fyc_http(s->port, "OPTIONS", "/ferry/lp",
+                              "Origin: http://good.example\r\nAccess-Control-Request-Method: GET\r\n"
+                              "Access-Control-Request-Headers: authorization\r\n", NULL, 0, 5000, &r), 0);
+    ck_assert_int_eq(r.status, 204);
+    ck_assert_str_eq(fyc_header(&r, "Access-Control-Allow-Origin", v, sizeof v), "http://good.example");
+    ck_assert_str_eq(fyc_header(&r, "Vary", v, sizeof v), "Origin");
+    ck_assert_ptr_nonnull(strstr(fyc_header(&r, "Access-Control-Allow-Headers", v, sizeof v), "Authorization"));
+    fyc_resp_free(&r);
+    ck_assert_int_eq(fyc_http(s->port, "POST", "/ferry/lp", "Origin: http://good.example\r\n", hello, strlen(hello), 5000, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(fyc_header(&r, "Access-Control-Allow-Origin", v, sizeof v), "http://good.example");
+    ck_assert_ptr_null(strstr(r.head, "Access-Control-Allow-Origin: *"));
+    fyc_resp_free(&r);
+    ts_stop(s);
+}
+END_TEST
+
+static void one_conn(ferry_mount_options *o)
+{
+    o->max_connections = 1;
+}
+
+START_TEST(lp_capacity_is_refused_at_once_with_503)
+{
+    tserver *s = ts_start(one_conn);
+    tc a, b;
+    tc_init(&a, s, TC_LP);
+    tc_init(&b, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&a), 0);
+    ck_assert_int_eq(tc_connect(&b), 0);
+    struct held h = {&a, {0}, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, hold_poll, &h);
+    usleep(300000);
+    fyc_resp r;
+    char q[96], v[16];
+    snprintf(q, sizeof q, "sid=%s&ack=0", b.sid);
+    ck_assert_int_eq(tc_lp(&b, "GET", q, NULL, &r, 5000), 0);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(fyc_header(&r, "Retry-After", v, sizeof v), "1");
+    fyc_resp_free(&r);
+    ts_publish(s, "1"); /* releases the held poll */
+    pthread_join(t, NULL);
+    fyc_resp_free(&h.r);
+    tc_free(&a);
+    tc_free(&b);
+    ts_stop(s);
+}
+END_TEST
+
+Suite *lp_suite(void)
+{
+    Suite *s = suite_create("longpoll");
+    TCase *tcs = tcase_create("longpoll");
+    tcase_set_timeout(tcs, 60);
+    tcase_add_test(tcs, lp_echo_and_push);
+    tcase_add_test(tcs, lp_headers_and_methods);
+    tcase_add_test(tcs, lp_a_response_lost_in_flight_is_sent_again);
+    tcase_add_test(tcs, lp_a_second_poll_ends_the_first);
+    tcase_add_test(tcs, lp_bad_credentials_get_identical_answers);
+    tcase_add_test(tcs, lp_bad_bodies);
+    tcase_add_test(tcs, lp_origin_and_cors);
+    tcase_add_test(tcs, lp_capacity_is_refused_at_once_with_503);
+    suite_add_tcase(s, tcs);
+    return s;
+}

@@ -1,0 +1,137 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+struct pub {
+    tserver *s;
+    int n;
+};
+
+static void *publisher(void *arg)
+{
+    struct pub *p = arg;
+    for (int i = 1; i <= p->n; i++) {
+        char m[64];
+        snprintf(m, sizeof m, "{\"i\":%d}", i);
+        ts_publish(p->s, m);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+START_TEST(switching_transports_mid_stream_loses_and_repeats_nothing)
+{
+    tserver *s = ts_start(NULL);
+    tc c;
+    tc_init(&c, s, TC_WS);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    struct pub p = {s, 400};
+    pthread_t t;
+    pthread_create(&t, NULL, publisher, &p);
+    tc_kind order[] = {TC_LP, TC_WS, TC_LP, TC_WS};
+    for (int k = 0; k < 4; k++) {
+        ck_assert(tc_wait_msgs(&c, json_array_size(c.got) + 30, 10000));
+        for (int i = 0; i < 5; i++) {
+            char m[64];
+            snprintf(m, sizeof m, "{\"c\":%ld}", c.out_seq + 1);
+            tc_send(&c, m);
+        }
+        ck_assert_int_eq(tc_switch(&c, order[k]), 0);
+        ck_assert(c.resumed);
+    }
+    pthread_join(t, NULL);
+    ck_assert(tc_wait_msgs(&c, 400, 15000));
+    ck_assert_int_eq(c.gaps, 0);
+    ck_assert_int_eq(c.dups, 0);
+    for (size_t i = 0; i < 400; i++)
+        ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(c.got, i), "i")), (json_int_t)i + 1);
+    for (int i = 0; i < 50 && ts_received(s) < 20; i++)
+        usleep(50000);
+    ck_assert_uint_eq(ts_received(s), 20);
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(s->received, (size_t)i), "c")), i + 1);
+    ck_assert_int_eq(ts_count(s, &s->opens), 1);
+    ck_assert_int_eq(ts_count(s, &s->resets), 0);
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
+START_TEST(the_js_client_is_served_by_the_mount)
+{
+    tserver *s = ts_start(NULL);
+    fyc_resp r;
+    char v[64];
+    ck_assert_int_eq(fyc_http(s->port, "GET", "/ferry/ferry.js", NULL, NULL, 0, 5000, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(fyc_header(&r, "Content-Type", v, sizeof v), "javascript"));
+    FILE *f = fopen("js-client/ferry.js", "rb");
+    ck_assert_ptr_nonnull(f);
+    char *want = malloc(r.body_len + 2);
+    size_t n = fread(want, 1, r.body_len + 1, f);
+    fclose(f);
+    ck_assert_uint_eq(n, r.body_len);
+    ck_assert_int_eq(memcmp(want, r.body, n), 0);
+    free(want);
+    fyc_resp_free(&r);
+    ts_stop(s);
+}
+END_TEST
+
+struct held {
+    tc *c;
+    fyc_resp r;
+};
+
+static void *hold_poll(void *arg)
+{
+    struct held *h = arg;
+    char q[96];
+    snprintf(q, sizeof q, "sid=%s&ack=0", h->c->sid);
+    tc_lp(h->c, "GET", q, NULL, &h->r, 30000);
+    return NULL;
+}
+
+START_TEST(unmounting_closes_every_connection)
+{
+    tserver *s = ts_start(NULL);
+    tc w, l;
+    tc_init(&w, s, TC_WS);
+    tc_init(&l, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&w), 0);
+    ck_assert_int_eq(tc_connect(&l), 0);
+    struct held h = {&l, {0}};
+    pthread_t t;
+    pthread_create(&t, NULL, hold_poll, &h);
+    usleep(300000);
+    ferry_mount_free(s->m); /* returns only when no connection refers to the mount */
+    pthread_join(t, NULL);
+    ck_assert_int_eq(h.r.status, 200);
+    ck_assert_str_eq(h.r.body, "[]");
+    fyc_resp_free(&h.r);
+    for (int i = 0; i < 50 && w.open; i++)
+        tc_pump(&w, 100);
+    ck_assert_int_eq(w.ws_close_code, 1001);
+    ck_assert_int_eq(ts_count(s, &s->closes), 2); /* every session ended: shutdown */
+    tc_free(&w);
+    tc_free(&l);
+    ferry_server_stop(s->ctx);
+    json_decref(s->received);
+    free(s);
+}
+END_TEST
+
+Suite *mixed_suite(void)
+{
+    Suite *s = suite_create("mixed");
+    TCase *tcs = tcase_create("mixed");
+    tcase_set_timeout(tcs, 60);
+    tcase_add_test(tcs, switching_transports_mid_stream_loses_and_repeats_nothing);
+    tcase_add_test(tcs, the_js_client_is_served_by_the_mount);
+    tcase_add_test(tcs, unmounting_closes_every_connection);
+    suite_add_tcase(s, tcs);
+    return s;
+}

@@ -1,0 +1,96 @@
+/*
+ * ferry_civetweb.h: ferry's WebSocket and long-polling transports on civetweb.
+ *
+ * One call mounts ferry under a path prefix of a running civetweb context:
+ *
+ *   <prefix>/ws        WebSocket endpoint
+ *   <prefix>/lp        long-polling: POST a handshake, GET to poll, POST to send
+ *   <prefix>/ferry.js  the bundled JavaScript client
+ *
+ * docs/PROTOCOL.md describes the requests and answers. The mount owns a ferry hub (reach it
+ * with ferry_mount_hub to publish and send), a few writer threads and a timer thread.
+ *
+ * Threads. ferry_mount_new and ferry_mount_free must not race each other or mg_stop; everything
+ * else in ferry.h may be called from any thread. Callbacks run on civetweb worker threads
+ * and on the mount's timer thread.
+ *
+ * civetweb facts this relies on (see docs/TRANSPORTS.md): one worker thread per connection,
+ * so capacity is bounded by num_threads; CORS preflights reach ferry only when the context
+ * has access_control_allow_methods set to "" (ferry_server_start does this).
+ */
+#ifndef FERRY_CIVETWEB_H
+#define FERRY_CIVETWEB_H
+
+#include <civetweb.h>
+
+#include "ferry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ferry_mount ferry_mount;
+
+typedef struct ferry_mount_options {
+    ferry_options core;          /* limits, heartbeat, resume window (ferry_options_init) */
+    const char *prefix;          /* path prefix, no trailing slash ("/ferry") */
+    /* Origins allowed to connect, comma-separated ("https://a.example, http://localhost:8080").
+     * NULL or "": only requests without an Origin header, and requests whose Origin is the
+     * request's own Host (same origin). "*" allows any origin (development only). */
+    const char *allowed_origins;
+    /* Concurrent WebSockets plus held polls. Above it, new ones get 503 with Retry-After at
+     * once. Leave headroom below civetweb's num_threads for plain HTTP requests. (1000) */
+    size_t max_connections;
+    uint32_t poll_timeout_ms;    /* how long a poll is held with nothing to send (25000) */
+    unsigned writer_threads;     /* threads writing WebSocket frames (2) */
+    uint32_t tick_ms;            /* timer period for heartbeats and expiry (500) */
+} ferry_mount_options;
+
+/* Fills `o` with the defaults above (and ferry_options_init for `core`). */
+FERRY_API void ferry_mount_options_init(ferry_mount_options *o);
+
+/* Mounts ferry on `ctx`. `o` may be NULL (defaults); it is copied, allowed_origins and
+ * prefix included. `cb` and `ud` are the application callbacks (ferry.h). Returns FERRY_OK
+ * and writes *out, FERRY_EINVAL (bad option, prefix not starting with '/', or the context
+ * answers CORS preflights itself: set access_control_allow_methods to ""), or
+ * FERRY_ENOMEM. */
+FERRY_API int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o,
+                          const ferry_callbacks *cb, void *ud, ferry_mount **out);
+
+/* The mount's hub: publish, send, counts. Valid until ferry_mount_free. */
+FERRY_API ferry_hub *ferry_mount_hub(ferry_mount *m);
+
+/* Removes the handlers, closes every connection ferry holds (clients see close code 1001 or
+ * an empty poll), stops the threads, ends every session (on_close with
+ * FERRY_REASON_SHUTDOWN) and frees the mount. Call it before mg_stop. NULL is a no-op. */
+FERRY_API void ferry_mount_free(ferry_mount *m);
+
+/* For applications without a civetweb context yet. */
+typedef struct ferry_server_options {
+    const char *listen;          /* civetweb listening_ports ("127.0.0.1:8080") */
+    const char *document_root;   /* static files to serve, or NULL */
+    size_t max_connections;      /* as in ferry_mount_options; sizes num_threads (1000) */
+    uint32_t request_timeout_ms; /* bounds header reads and blocked writes (10000) */
+} ferry_server_options;
+
+FERRY_API void ferry_server_options_init(ferry_server_options *o);
+
+/* Starts a civetweb context with settings ferry needs: tcp_nodelay, keep-alive, timeouts,
+ * num_threads sized from max_connections, CORS preflights handed to ferry. Returns the
+ * context or NULL (civetweb logs why to stderr). Stop it with ferry_server_stop (or mg_stop)
+ * after ferry_mount_free. */
+FERRY_API struct mg_context *ferry_server_start(const ferry_server_options *o);
+
+/* mg_stop, without its wait of up to 2 s: civetweb's listener notices the stop only when
+ * its poll() returns, so this connects to the listening port while mg_stop runs. Any
+ * context is fine; NULL is a no-op. */
+FERRY_API void ferry_server_stop(struct mg_context *ctx);
+
+/* The port the context listens on (its first listener), or -1. */
+FERRY_API int ferry_server_port(struct mg_context *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRY_CIVETWEB_H */

@@ -1,0 +1,507 @@
+/* The long-polling transport. A session's long-poll link lives across requests:
+ *   POST <prefix>/lp                    a handshake (hello or resume) in the body
+ *   GET  <prefix>/lp?sid=S&ack=N        a poll, held until something is due
+ *   POST <prefix>/lp?sid=S              client frames in the body
+ * Polls and sends carry the resume secret in "Authorization: Bearer", never in the URL.
+ * Every poll replays from the client's ack, so a response lost in flight is sent again. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mount.h"
+
+struct lp_sess {
+    fy_map_node node;
+    char sid[32];
+    ferry_mount *m;
+    ferry_link *link;
+    int refs;                 /* the table's and each request's (m->lp_lock) */
+    bool in_table;            /* (m->lp_lock) */
+    pthread_mutex_t rlock;    /* serializes ferry_link_recv, as one reader would */
+    pthread_mutex_t slock;    /* the fields below */
+    pthread_cond_t cond;
+    unsigned poll_gen;        /* bumped by each poll: an older held poll ends */
+    bool woken;
+    uint64_t dead_since;      /* ms when ferry kicked the link, 0 while it is live */
+};
+
+static const char unknown_body[] =
+    "[{\"t\":\"error\",\"code\":\"unknown_session\","
+    "\"text\":\"no long-poll session with these credentials; resume\"}]";
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void lp_wake(void *ud)
+{
+    lp_sess *lp = ud;
+    pthread_mutex_lock(&lp->slock);
+    lp->woken = true;
+    pthread_cond_broadcast(&lp->cond);
+    pthread_mutex_unlock(&lp->slock);
+}
+
+static void lp_kick(void *ud)
+{
+    lp_sess *lp = ud;
+    pthread_mutex_lock(&lp->slock);
+    if (!lp->dead_since)
+        lp->dead_since = now_ms();
+    lp->woken = true;
+    pthread_cond_broadcast(&lp->cond);
+    pthread_mutex_unlock(&lp->slock);
+}
+
+static const ferry_link_ops lp_ops = {lp_wake, lp_kick};
+
+static lp_sess *lp_new(ferry_mount *m)
+{
+    lp_sess *lp = calloc(1, sizeof *lp);
+    if (!lp)
+        return NULL;
+    if (ferry_link_new(m->hub, &lp_ops, lp, &lp->link) != 0) {
+        free(lp);
+        return NULL;
+    }
+    lp->m = m;
+    lp->refs = 1;
+    pthread_mutex_init(&lp->rlock, NULL);
+    pthread_mutex_init(&lp->slock, NULL);
+    pthread_cond_init(&lp->cond, NULL);
+    return lp;
+}
+
+static void lp_free(lp_sess *lp)
+{
+    ferry_link_free(lp->link);
+    pthread_mutex_destroy(&lp->rlock);
+    pthread_mutex_destroy(&lp->slock);
+    pthread_cond_destroy(&lp->cond);
+    free(lp);
+}
+
+/* Entries whose last reference went while m->lp_lock was held; freed once it is released,
+ * because freeing a link can run application callbacks. */
+typedef struct lp_graveyard {
+    lp_sess *head;
+} lp_graveyard;
+
+static void lp_unref_locked(lp_sess *lp, lp_graveyard *g)
+{
+    if (--lp->refs)
+        return;
+    lp->node.next = (fy_map_node *)g->head; /* out of the table: the node is free to reuse */
+    g->head = lp;
+}
+
+static void lp_bury(lp_graveyard *g)
+{
+    while (g->head) {
+        lp_sess *lp = g->head;
+        g->head = (lp_sess *)lp->node.next;
+        lp_free(lp);
+    }
+}
+
+static void lp_unref(lp_sess *lp)
+{
+    ferry_mount *m = lp->m;
+    lp_graveyard g = {NULL};
+    pthread_mutex_lock(&m->lp_lock);
+    lp_unref_locked(lp, &g);
+    pthread_mutex_unlock(&m->lp_lock);
+    lp_bury(&g);
+}
+
+static void lp_remove_locked(ferry_mount *m, lp_sess *lp, lp_graveyard *g)
+{
+    if (!lp->in_table)
+        return;
+    fy_map_del(&m->lp, &lp->node);
+    lp->in_table = false;
+    lp_unref_locked(lp, g);
+}
+
+static lp_sess *lp_find(ferry_mount *m, const char *sid)
+{
+    pthread_mutex_lock(&m->lp_lock);
+    fy_map_node *n = fy_map_get(&m->lp, sid, strlen(sid));
+    lp_sess *lp = n ? fy_container_of(n, lp_sess, node) : NULL;
+    if (lp)
+        lp->refs++;
+    pthread_mutex_unlock(&m->lp_lock);
+    return lp;
+}
+
+static void reply_buf(struct mg_connection *conn, ferry_mount *m, int status, ferry_buf *b)
+{
+    fy_http_reply(conn, m, status, status == 503 ? "Retry-After: 1\r\n" : NULL,
+                  "application/json", b->data, b->len);
+}
+
+static void reply_text(struct mg_connection *conn, ferry_mount *m, int status, const char *t)
+{
+    fy_http_reply(conn, m, status, status == 503 ? "Retry-After: 1\r\n" : NULL,
+                  "application/json", t, strlen(t));
+}
+
+/* Reads the request body into b. Returns 0, or the HTTP status to answer with. */
+static int read_body(struct mg_connection *conn, ferry_mount *m, ferry_buf *b)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (ri->content_length < 0)
+        return 411;
+    if ((uint64_t)ri->content_length > m->opt.core.max_frame_bytes)
+        return 413;
+    size_t want = (size_t)ri->content_length;
+    if (ferry_buf_reserve(b, want + 1))
+        return 503;
+    while (b->len < want) {
+        int n = mg_read(conn, b->data + b->len, want - b->len);
+        if (n <= 0)
+            return 400;
+        b->len += (size_t)n;
+    }
+    return 0;
+}
+
+/* Extracts the bearer secret. */
+static const char *bearer(struct mg_connection *conn)
+{
+    const char *h = mg_get_header(conn, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return "";
+    return h + 7;
+}
+
+static void handshake(struct mg_connection *conn, ferry_mount *m)
+{
+    ferry_buf body = {0}, out = {0};
+    int status = read_body(conn, m, &body);
+    if (status) {
+        reply_text(conn, m, status, "[]");
+        ferry_buf_release(&body);
+        return;
+    }
+    lp_sess *lp = lp_new(m);
+    if (!lp) {
+        reply_text(conn, m, 503, "[]");
+        ferry_buf_release(&body);
+        return;
+    }
+    int rc = ferry_link_recv(lp->link, body.data, body.len);
+    const char *sid = ferry_link_session_id(lp->link);
+    if (ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY) < 0)
+        rc = FERRY_ENOMEM;
+    if (!sid || rc == FERRY_ENOMEM) {
+        status = rc == FERRY_ECAPACITY || rc == FERRY_ENOMEM ? 503 : 400;
+        if (rc == FERRY_ENOMEM)
+            reply_text(conn, m, status, "[]");
+        else
+            reply_buf(conn, m, status, &out);
+        lp_unref(lp);
+    } else {
+        snprintf(lp->sid, sizeof lp->sid, "%s", sid);
+        lp->node.key = lp->sid;
+        lp_graveyard g = {NULL};
+        pthread_mutex_lock(&m->lp_lock);
+        /* A re-handshake on long-polling replaces the session's previous link, which
+         * ferry has already kicked. */
+        fy_map_node *old = fy_map_get(&m->lp, lp->sid, strlen(lp->sid));
+        if (old)
+            lp_remove_locked(m, fy_container_of(old, lp_sess, node), &g);
+        fy_map_put(&m->lp, &lp->node);
+        lp->in_table = true;
+        pthread_mutex_unlock(&m->lp_lock);
+        lp_bury(&g);
+        reply_buf(conn, m, 200, &out);
+    }
+    ferry_buf_release(&body);
+    ferry_buf_release(&out);
+}
+
+/* Finds the session a poll or send names and checks its secret. Answers the request itself
+ * and returns NULL when it cannot go on: every failure looks the same from outside, except
+ * that an ended session's final reset or close frame is still delivered to its owner. */
+static lp_sess *authorize(struct mg_connection *conn, ferry_mount *m)
+{
+    char sid[32];
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *q = ri->query_string ? ri->query_string : "";
+    lp_sess *lp = NULL;
+    if (mg_get_var(q, strlen(q), "sid", sid, sizeof sid) > 0)
+        lp = lp_find(m, sid);
+    int rc = FERRY_ENOTFOUND;
+    if (lp) {
+        const char *secret = bearer(conn);
+        rc = ferry_link_check_secret(lp->link, secret, strlen(secret));
+    }
+    if (rc == 0)
+        return lp;
+    if (rc == FERRY_ECLOSED) {
+        ferry_buf out = {0};
+        if (ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY) > 0) {
+            reply_buf(conn, m, 200, &out);
+            ferry_buf_release(&out);
+            lp_unref(lp);
+            return NULL;
+        }
+        ferry_buf_release(&out);
+    }
+    reply_text(conn, m, 404, unknown_body);
+    if (lp)
+        lp_unref(lp);
+    return NULL;
+}
+
+static bool parse_ack(const char *q, uint64_t *ack)
+{
+    char v[24];
+    if (mg_get_var(q, strlen(q), "ack", v, sizeof v) <= 0)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long a = strtoull(v, &end, 10);
+    if (errno || *end || end == v || v[0] == '-' || a > 9007199254740991ull)
+        return false;
+    *ack = a;
+    return true;
+}
+
+static void poll_req(struct mg_connection *conn, ferry_mount *m)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *q = ri->query_string ? ri->query_string : "";
+    uint64_t ack;
+    if (!parse_ack(q, &ack)) {
+        reply_text(conn, m, 400, "[{\"t\":\"error\",\"code\":\"bad_field\","
+                                 "\"text\":\"ack must be an integer from 0 to 2^53-1\"}]");
+        return;
+    }
+    lp_sess *lp = authorize(conn, m);
+    if (!lp)
+        return;
+    if (!fy_conn_acquire(m)) {
+        reply_text(conn, m, 503, "[]");
+        lp_unref(lp);
+        return;
+    }
+    /* One held poll per session: this one ends any earlier one. */
+    pthread_mutex_lock(&lp->slock);
+    unsigned gen = ++lp->poll_gen;
+    lp->woken = false;
+    pthread_cond_broadcast(&lp->cond);
+    pthread_mutex_unlock(&lp->slock);
+
+    ferry_buf out = {0};
+    char frame[64];
+    int flen = snprintf(frame, sizeof frame, "{\"t\":\"ack\",\"ack\":%llu}", (unsigned long long)ack);
+    pthread_mutex_lock(&lp->rlock);
+    int rc = ferry_link_recv(lp->link, frame, (size_t)flen);
+    pthread_mutex_unlock(&lp->rlock);
+    int status = 200;
+    if (rc && rc != FERRY_ECLOSED) {
+        status = 400;
+        ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
+    } else {
+        uint64_t deadline = now_ms() + m->opt.poll_timeout_ms;
+        for (;;) {
+            out.len = 0;
+            int n = ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY);
+            if (n != 0 || ferry_link_done(lp->link))
+                break;
+            bool stop = false;
+            pthread_mutex_lock(&lp->slock);
+            while (!lp->woken && gen == lp->poll_gen && !atomic_load(&m->stopping)) {
+                uint64_t now = now_ms();
+                if (now >= deadline) {
+                    stop = true;
+                    break;
+                }
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                uint64_t left = deadline - now;
+                ts.tv_sec += (time_t)(left / 1000);
+                ts.tv_nsec += (long)(left % 1000) * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&lp->cond, &lp->slock, &ts);
+            }
+            lp->woken = false;
+            bool superseded = gen != lp->poll_gen;
+            pthread_mutex_unlock(&lp->slock);
+            if (superseded || atomic_load(&m->stopping)) {
+                out.len = 0; /* the newer poll (or a reconnect) gets everything */
+                if (ferry_buf_reserve(&out, 2) == 0) {
+                    memcpy(out.data, "[]", 2);
+                    out.len = 2;
+                }
+                break;
+            }
+            if (stop) {
+                out.len = 0; /* timed out: whatever control frames are due, or [] */
+                ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY);
+                break;
+            }
+        }
+    }
+    reply_buf(conn, m, status, &out);
+    ferry_buf_release(&out);
+    fy_conn_release(m);
+    lp_unref(lp);
+}
+
+static void send_req(struct mg_connection *conn, ferry_mount *m)
+{
+    ferry_buf body = {0}, out = {0};
+    int status = read_body(conn, m, &body);
+    if (status) {
+        reply_text(conn, m, status, status == 413
+                                        ? "[{\"t\":\"error\",\"code\":\"too_big\","
+                                          "\"text\":\"request body over the frame limit\"}]"
+                                        : "[]");
+        ferry_buf_release(&body);
+        return;
+    }
+    lp_sess *lp = authorize(conn, m);
+    if (lp) {
+        pthread_mutex_lock(&lp->rlock);
+        int rc = ferry_link_recv(lp->link, body.data, body.len);
+        pthread_mutex_unlock(&lp->rlock);
+        ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
+        reply_buf(conn, m, rc == 0 || rc == FERRY_ECLOSED ? 200 : 400, &out);
+        lp_unref(lp);
+    }
+    ferry_buf_release(&body);
+    ferry_buf_release(&out);
+}
+
+static void preflight(struct mg_connection *conn, ferry_mount *m)
+{
+    if (!fy_origin_allowed(m, conn)) {
+        fy_http_reply(conn, m, 403, NULL, "text/plain", "", 0);
+        return;
+    }
+    fy_http_reply(conn, m, 204,
+                  "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+                  "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
+                  "Access-Control-Max-Age: 600\r\n",
+                  "text/plain", "", 0);
+}
+
+static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
+{
+    pthread_mutex_lock(&m->lp_lock);
+    bool stopping = atomic_load(&m->stopping);
+    if (!stopping)
+        m->lp_active++;
+    pthread_mutex_unlock(&m->lp_lock);
+    if (stopping) {
+        reply_text(conn, m, 503, "[]");
+        return;
+    }
+
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *method = ri->request_method;
+    bool has_sid = ri->query_string && strstr(ri->query_string, "sid=");
+    if (strcmp(method, "OPTIONS") == 0)
+        preflight(conn, m);
+    else if (!fy_origin_allowed(m, conn))
+        reply_text(conn, m, 403, "[{\"t\":\"error\",\"code\":\"origin\","
+                                 "\"text\":\"origin not allowed\"}]");
+    else if (strcmp(method, "POST") == 0 && !has_sid)
+        handshake(conn, m);
+    else if (strcmp(method, "GET") == 0 && has_sid)
+        poll_req(conn, m);
+    else if (strcmp(method, "POST") == 0)
+        send_req(conn, m);
+    else
+        fy_http_reply(conn, m, 405, "Allow: GET, POST, OPTIONS\r\n", "text/plain", "", 0);
+
+    pthread_mutex_lock(&m->lp_lock);
+    if (--m->lp_active == 0)
+        pthread_cond_broadcast(&m->lp_idle);
+    pthread_mutex_unlock(&m->lp_lock);
+}
+
+static int lp_handler(struct mg_connection *conn, void *cbdata)
+{
+    ferry_mount *m = fy_mount_enter(cbdata);
+    lp_dispatch(conn, m);
+    fy_mount_leave(m);
+    return 200; /* the status was written; any non-zero says "handled" */
+}
+
+int fy_lp_start(ferry_mount *m)
+{
+    mg_set_request_handler(m->ctx, m->lp_path, lp_handler, m);
+    return 0;
+}
+
+struct reap_ctx {
+    ferry_mount *m;
+    uint64_t now;
+    bool all;
+    lp_graveyard g;
+};
+
+static void reap_one(fy_map_node *n, void *ud)
+{
+    struct reap_ctx *c = ud;
+    lp_sess *lp = fy_container_of(n, lp_sess, node);
+    pthread_mutex_lock(&lp->slock);
+    uint64_t dead = lp->dead_since;
+    pthread_mutex_unlock(&lp->slock);
+    /* Keep a dead link for one poll period, so its owner can still fetch a final frame. */
+    if (c->all || (dead && c->now - dead >= c->m->opt.poll_timeout_ms))
+        lp_remove_locked(c->m, lp, &c->g);
+}
+
+void fy_lp_reap(ferry_mount *m)
+{
+    struct reap_ctx c = {m, now_ms(), false, {NULL}};
+    pthread_mutex_lock(&m->lp_lock);
+    fy_map_each(&m->lp, reap_one, &c);
+    pthread_mutex_unlock(&m->lp_lock);
+    lp_bury(&c.g);
+}
+
+static void wake_one(fy_map_node *n, void *ud)
+{
+    (void)ud;
+    lp_wake(fy_container_of(n, lp_sess, node));
+}
+
+void fy_lp_stop(ferry_mount *m)
+{
+    pthread_mutex_lock(&m->lp_lock);
+    /* `stopping` is set: wake every held poll and wait for every request to leave. */
+    while (m->lp_active) {
+        fy_map_each(&m->lp, wake_one, NULL);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&m->lp_idle, &m->lp_lock, &ts);
+    }
+    /* civetweb waits for requests still inside the handler before removing it (new ones
+     * are answered 503 at once), so the held polls had to end first. */
+    pthread_mutex_unlock(&m->lp_lock);
+    mg_set_request_handler(m->ctx, m->lp_path, NULL, NULL);
+    pthread_mutex_lock(&m->lp_lock);
+    struct reap_ctx all = {m, 0, true, {NULL}};
+    fy_map_each(&m->lp, reap_one, &all);
+    pthread_mutex_unlock(&m->lp_lock);
+    lp_bury(&all.g);
+}

@@ -1,0 +1,364 @@
+#include "mount.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+void ferry_mount_options_init(ferry_mount_options *o)
+{
+    memset(o, 0, sizeof *o);
+    ferry_options_init(&o->core);
+    o->prefix = "/ferry";
+    o->max_connections = 1000;
+    o->poll_timeout_ms = 25000;
+    o->writer_threads = 2;
+    o->tick_ms = 500;
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 1);
+    if (s) {
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb + 1);
+    }
+    return s;
+}
+
+/* Is `origin` (scheme://host[:port]) in the comma-separated list? */
+static bool in_list(const char *list, const char *origin)
+{
+    size_t olen = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',' && *end != ' ')
+            end++;
+        if ((size_t)(end - p) == olen && strncasecmp(p, origin, olen) == 0)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn)
+{
+    const char *origin = mg_get_header(conn, "Origin");
+    if (!origin)
+        return true; /* not a browser: nothing to protect against cross-site use */
+    if (m->origins && strcmp(m->origins, "*") == 0)
+        return true;
+    if (m->origins && *m->origins)
+        return in_list(m->origins, origin);
+    /* Same origin: the Origin's host[:port] equals the Host header. */
+    const char *host = mg_get_header(conn, "Host");
+    const char *sep = strstr(origin, "://");
+    return host && sep && strcasecmp(sep + 3, host) == 0;
+}
+
+bool fy_conn_acquire(ferry_mount *m)
+{
+    size_t n = atomic_fetch_add(&m->conns, 1);
+    if (n < m->opt.max_connections)
+        return true;
+    atomic_fetch_sub(&m->conns, 1);
+    return false;
+}
+
+void fy_conn_release(ferry_mount *m)
+{
+    atomic_fetch_sub(&m->conns, 1);
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
+                   const char *extra, const char *ctype, const char *body, size_t len)
+{
+    char cors[512] = "";
+    const char *origin = mg_get_header(conn, "Origin");
+    if (origin && strlen(origin) < 400 && fy_origin_allowed(m, conn))
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\n", origin);
+    /* One write for headers and body: a response is never split by a concurrent writer. */
+    char head[1024];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\n"
+                      "Content-Type: %s\r\n"
+                      "Content-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\n"
+                      "Vary: Origin\r\n"
+                      "%s%s\r\n",
+                      status, status_text(status), ctype, len, cors, extra ? extra : "");
+    if (hl < 0 || (size_t)hl >= sizeof head)
+        return false;
+    char *msg = malloc((size_t)hl + len);
+    if (!msg)
+        return false;
+    memcpy(msg, head, (size_t)hl);
+    if (len)
+        memcpy(msg + hl, body, len);
+    int w = mg_write(conn, msg, (size_t)hl + len);
+    free(msg);
+    return w == (int)((size_t)hl + len);
+}
+
+static int js_handler(struct mg_connection *conn, void *cbdata)
+{
+    ferry_mount *m = fy_mount_enter(cbdata);
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    int status = 200;
+    if (strcmp(ri->request_method, "GET") != 0 && strcmp(ri->request_method, "HEAD") != 0) {
+        status = 405;
+        fy_http_reply(conn, m, 405, "Allow: GET, HEAD\r\n", "text/plain", "", 0);
+    } else {
+        size_t len = (size_t)(fy_ferry_js_end - fy_ferry_js);
+        fy_http_reply(conn, m, 200, NULL, "application/javascript; charset=utf-8", fy_ferry_js,
+                      strcmp(ri->request_method, "HEAD") == 0 ? 0 : len);
+    }
+    fy_mount_leave(m);
+    return status;
+}
+
+static void *timer_main(void *arg)
+{
+    ferry_mount *m = arg;
+    pthread_mutex_lock(&m->tlock);
+    while (!atomic_load(&m->stopping)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += m->opt.tick_ms / 1000;
+        ts.tv_nsec += (long)(m->opt.tick_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&m->tcond, &m->tlock, &ts);
+        if (atomic_load(&m->stopping))
+            break;
+        pthread_mutex_unlock(&m->tlock);
+        ferry_hub_tick(m->hub);
+        fy_lp_reap(m);
+        pthread_mutex_lock(&m->tlock);
+    }
+    pthread_mutex_unlock(&m->tlock);
+    return NULL;
+}
+
+static void mount_free(ferry_mount *m)
+{
+    ferry_hub_free(m->hub);
+    fy_map_destroy(&m->lp);
+    pthread_mutex_destroy(&m->wlock);
+    pthread_cond_destroy(&m->wcond);
+    pthread_cond_destroy(&m->ws_gone);
+    pthread_mutex_destroy(&m->lp_lock);
+    pthread_cond_destroy(&m->lp_idle);
+    pthread_mutex_destroy(&m->tlock);
+    pthread_cond_destroy(&m->tcond);
+    free(m->writers);
+    free(m->prefix);
+    free(m->origins);
+    free(m->ws_path);
+    free(m->lp_path);
+    free(m->js_path);
+    free(m);
+}
+
+int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const ferry_callbacks *cb,
+                void *ud, ferry_mount **out)
+{
+    ferry_mount_options def;
+    if (!o) {
+        ferry_mount_options_init(&def);
+        o = &def;
+    }
+    if (!ctx || !out || !o->prefix || o->prefix[0] != '/' || !o->max_connections ||
+        !o->poll_timeout_ms || !o->writer_threads || !o->tick_ms)
+        return FERRY_EINVAL;
+    /* civetweb answers OPTIONS itself (with CORS "*") unless this is empty. */
+    const char *acam = mg_get_option(ctx, "access_control_allow_methods");
+    if (acam && *acam)
+        return FERRY_EINVAL;
+
+    ferry_mount *m = calloc(1, sizeof *m);
+    if (!m)
+        return FERRY_ENOMEM;
+    m->ctx = ctx;
+    m->opt = *o;
+    m->prefix = strdup(o->prefix);
+    m->origins = o->allowed_origins ? strdup(o->allowed_origins) : NULL;
+    m->ws_path = m->prefix ? join(m->prefix, "/ws") : NULL;
+    m->lp_path = m->prefix ? join(m->prefix, "/lp") : NULL;
+    m->js_path = m->prefix ? join(m->prefix, "/ferry.js") : NULL;
+    m->writers = calloc(o->writer_threads, sizeof *m->writers);
+    pthread_mutex_init(&m->wlock, NULL);
+    pthread_cond_init(&m->wcond, NULL);
+    pthread_cond_init(&m->ws_gone, NULL);
+    pthread_mutex_init(&m->lp_lock, NULL);
+    pthread_cond_init(&m->lp_idle, NULL);
+    pthread_mutex_init(&m->tlock, NULL);
+    pthread_cond_init(&m->tcond, NULL);
+    int rc = FERRY_ENOMEM;
+    if (!m->prefix || (o->allowed_origins && !m->origins) || !m->ws_path || !m->lp_path ||
+        !m->js_path || !m->writers || fy_map_init(&m->lp) ||
+        (rc = ferry_hub_new(&m->hub, &o->core, cb, ud)) != 0) {
+        mount_free(m);
+        return rc ? rc : FERRY_ENOMEM;
+    }
+    atomic_store_explicit(&m->published, true, memory_order_release);
+    if ((rc = fy_ws_start(m)) != 0) {
+        mount_free(m);
+        return rc;
+    }
+    if (pthread_create(&m->timer, NULL, timer_main, m) != 0) {
+        atomic_store(&m->stopping, true);
+        fy_ws_stop(m);
+        mount_free(m);
+        return FERRY_ENOMEM;
+    }
+    fy_lp_start(m);
+    mg_set_request_handler(ctx, m->js_path, js_handler, m);
+    *out = m;
+    return 0;
+}
+
+ferry_hub *ferry_mount_hub(ferry_mount *m)
+{
+    return m ? m->hub : NULL;
+}
+
+void ferry_mount_free(ferry_mount *m)
+{
+    if (!m)
+        return;
+    mg_set_request_handler(m->ctx, m->js_path, NULL, NULL);
+    atomic_store(&m->stopping, true);
+    fy_lp_stop(m);  /* ends held polls, waits for the handler to be idle, frees links */
+    fy_ws_stop(m);  /* closes WebSockets, waits for their close handlers, stops writers */
+    pthread_mutex_lock(&m->tlock);
+    pthread_cond_signal(&m->tcond);
+    pthread_mutex_unlock(&m->tlock);
+    pthread_join(m->timer, NULL);
+    /* A refused upgrade gets no close handler: wait out callbacks still running. A worker
+     * that looked the handler up before it was removed but has not yet entered it is the
+     * one case civetweb 1.15 gives no way to wait for (see docs/TRANSPORTS.md). */
+    while (atomic_load(&m->busy))
+        usleep(1000);
+    mount_free(m);
+}
+
+void ferry_server_options_init(ferry_server_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->listen = "127.0.0.1:8080";
+    o->max_connections = 1000;
+    o->request_timeout_ms = 10000;
+}
+
+struct mg_context *ferry_server_start(const ferry_server_options *o)
+{
+    ferry_server_options def;
+    if (!o) {
+        ferry_server_options_init(&def);
+        o = &def;
+    }
+    char threads[32], timeout[32];
+    /* A worker per WebSocket or held poll, plus headroom for sends, handshakes, files. */
+    snprintf(threads, sizeof threads, "%zu", o->max_connections + o->max_connections / 8 + 16);
+    snprintf(timeout, sizeof timeout, "%u", (unsigned)o->request_timeout_ms);
+    const char *opts[32];
+    int i = 0;
+    opts[i++] = "listening_ports";
+    opts[i++] = o->listen;
+    opts[i++] = "num_threads";
+    opts[i++] = threads;
+    opts[i++] = "tcp_nodelay";
+    opts[i++] = "1";
+    opts[i++] = "enable_keep_alive";
+    opts[i++] = "yes";
+    opts[i++] = "keep_alive_timeout_ms";
+    opts[i++] = "5000";
+    opts[i++] = "request_timeout_ms";
+    opts[i++] = timeout;
+    /* The WebSocket read loop's poll interval: how soon a server-side close takes effect
+     * when the peer does not answer it. */
+    opts[i++] = "websocket_timeout_ms";
+    opts[i++] = "1000";
+    opts[i++] = "access_control_allow_methods";
+    opts[i++] = "";
+    opts[i++] = "access_control_allow_origin";
+    opts[i++] = "";
+    if (o->document_root) {
+        opts[i++] = "document_root";
+        opts[i++] = o->document_root;
+    }
+    opts[i] = NULL;
+    struct mg_callbacks cbs;
+    memset(&cbs, 0, sizeof cbs);
+    mg_init_library(0);
+    return mg_start(&cbs, NULL, opts);
+}
+
+struct nudge {
+    int port;
+    atomic_bool done;
+};
+
+static void *nudge_main(void *arg)
+{
+    struct nudge *n = arg;
+    for (int i = 0; i < 150 && !atomic_load(&n->done); i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)n->port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd >= 0) {
+            connect(fd, (struct sockaddr *)&a, sizeof a);
+            close(fd);
+        }
+        usleep(20000);
+    }
+    return NULL;
+}
+
+void ferry_server_stop(struct mg_context *ctx)
+{
+    if (!ctx)
+        return;
+    struct nudge n = {ferry_server_port(ctx), false};
+    pthread_t t;
+    bool started = n.port > 0 && pthread_create(&t, NULL, nudge_main, &n) == 0;
+    mg_stop(ctx);
+    if (started) {
+        atomic_store(&n.done, true);
+        pthread_join(t, NULL);
+    }
+}
+
+int ferry_server_port(struct mg_context *ctx)
+{
+    struct mg_server_port ports[4];
+    int n = mg_get_server_ports(ctx, 4, ports);
+    return n > 0 ? ports[0].port : -1;
+}

@@ -1,0 +1,92 @@
+/* The mount's internals, shared by the WebSocket and long-poll transports. */
+#ifndef FY_MOUNT_H
+#define FY_MOUNT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "ferry_civetweb.h"
+#include "ferry_transport.h"
+#include "map.h"
+
+typedef struct ws_conn ws_conn;
+typedef struct lp_sess lp_sess;
+
+struct ferry_mount {
+    struct mg_context *ctx;
+    ferry_hub *hub;
+    ferry_mount_options opt;
+    char *prefix, *origins;      /* owned copies of the options' strings */
+    char *ws_path, *lp_path, *js_path;
+    atomic_size_t conns;         /* open WebSockets plus held polls */
+    atomic_bool stopping;
+    atomic_bool published;       /* see fy_mount_enter */
+    atomic_int busy;             /* civetweb callbacks running now */
+
+    /* WebSocket writers: a queue of connections with something to write. */
+    pthread_mutex_t wlock;
+    pthread_cond_t wcond;
+    ws_conn *ready_head, *ready_tail;
+    pthread_t *writers;
+    unsigned nwriters;
+    ws_conn *all_ws;             /* every open WebSocket, for unmount (wlock) */
+    size_t nws;                  /* (wlock) */
+    pthread_cond_t ws_gone;      /* signalled when nws drops (wlock) */
+
+    /* Long-poll sessions by session ID. */
+    pthread_mutex_t lp_lock;
+    fy_map lp;
+    size_t lp_active;            /* requests running in the long-poll handler (lp_lock) */
+    pthread_cond_t lp_idle;      /* signalled when lp_active drops to 0 (lp_lock) */
+
+    pthread_t timer;
+    pthread_mutex_t tlock;
+    pthread_cond_t tcond;
+};
+
+/* Called first in every civetweb callback. civetweb hands `m` to its worker threads through
+ * synchronization that ThreadSanitizer cannot see (civetweb is not instrumented); this
+ * acquire pairs with the release in ferry_mount_new, after which the mount and its hub are
+ * fully built. On x86 it costs nothing. */
+static inline ferry_mount *fy_mount_enter(void *cbdata)
+{
+    ferry_mount *m = cbdata;
+    (void)atomic_load_explicit(&m->published, memory_order_acquire);
+    atomic_fetch_add(&m->busy, 1);
+    return m;
+}
+
+/* Called last in every civetweb callback: ferry_mount_free waits until none is running. */
+static inline void fy_mount_leave(ferry_mount *m)
+{
+    atomic_fetch_sub(&m->busy, 1);
+}
+
+/* Origin policy: true if the request may proceed. */
+bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn);
+
+/* Takes one connection slot (WebSocket or held poll); false at capacity. */
+bool fy_conn_acquire(ferry_mount *m);
+void fy_conn_release(ferry_mount *m);
+
+/* Writes a complete response with ferry's common headers (Cache-Control: no-store, CORS for
+ * an allowed Origin with Vary: Origin). `extra` is more header lines ending in \r\n, or
+ * NULL. Returns false if the write failed. */
+bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
+                   const char *extra, const char *ctype, const char *body, size_t len);
+
+/* ws.c */
+int fy_ws_start(ferry_mount *m);
+void fy_ws_stop(ferry_mount *m);
+
+/* longpoll.c */
+int fy_lp_start(ferry_mount *m);
+void fy_lp_stop(ferry_mount *m);
+void fy_lp_reap(ferry_mount *m); /* frees long-poll sessions ferry is done with (timer) */
+
+/* The bundled client, embedded at build time (ferry_js.S). */
+extern const char fy_ferry_js[];
+extern const char fy_ferry_js_end[];
+
+#endif

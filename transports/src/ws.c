@@ -1,0 +1,428 @@
+/* The WebSocket transport. civetweb's worker thread reads each connection; a small pool of
+ * writer threads writes. A connection has something to write when ferry wakes it; a writer
+ * then pulls batches and writes each as one pre-framed WebSocket message in one mg_write.
+ * Core's ack window keeps a client that stops reading from ever filling the socket, so a
+ * write does not block; core's stall timeout then drops it, resumable. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mount.h"
+
+#define WS_HEADROOM 10 /* the largest server frame header: 2 + 8 length bytes */
+
+enum {
+    WS_OP_CONT = 0x0,
+    WS_OP_TEXT = 0x1,
+    WS_OP_BINARY = 0x2,
+    WS_OP_CLOSE = 0x8,
+    WS_OP_PING = 0x9,
+    WS_OP_PONG = 0xA,
+};
+
+/* Close codes: RFC 6455 ones, and 4000-4002 for ferry's own reasons (docs/PROTOCOL.md). */
+enum {
+    WS_CLOSE_NORMAL = 1000,
+    WS_CLOSE_GOING_AWAY = 1001,
+    WS_CLOSE_PROTOCOL = 1002,
+    WS_CLOSE_UNSUPPORTED = 1003,
+    WS_CLOSE_TOO_BIG = 1009,
+    WS_CLOSE_INTERNAL = 1011,
+    WS_CLOSE_TRY_LATER = 1013,
+    WS_CLOSE_SUPERSEDED = 4000,
+    WS_CLOSE_TIMEOUT = 4001,
+    WS_CLOSE_STALLED = 4002,
+};
+
+struct ws_conn {
+    ferry_mount *m;
+    atomic_int refs;
+    pthread_mutex_t lock;         /* conn, closing, out */
+    struct mg_connection *conn;   /* NULL once civetweb has closed it */
+    ferry_link *link;
+    bool closing;                 /* our close frame is out */
+    ferry_buf out;
+    bool queued;                  /* in the writers' queue (m->wlock) */
+    bool gone;                    /* civetweb closed it: never queue it again (m->wlock) */
+    ws_conn *next_ready;          /* (m->wlock) */
+    ws_conn *prev, *next;         /* every open WebSocket (m->wlock) */
+    ferry_buf msg;                /* fragments being reassembled (reader thread only) */
+    bool in_msg;
+};
+
+static void ws_unref(ws_conn *ws)
+{
+    if (atomic_fetch_sub(&ws->refs, 1) != 1)
+        return;
+    ferry_link_free(ws->link);
+    ferry_buf_release(&ws->out);
+    ferry_buf_release(&ws->msg);
+    pthread_mutex_destroy(&ws->lock);
+    free(ws);
+}
+
+static void ws_wake(void *ud)
+{
+    ws_conn *ws = ud;
+    ferry_mount *m = ws->m;
+    pthread_mutex_lock(&m->wlock);
+    /* ferry may still wake a closed connection until its link is freed, at the last
+     * reference; queueing it then would bring it back from zero references. */
+    if (!ws->queued && !ws->gone) {
+        ws->queued = true;
+        atomic_fetch_add(&ws->refs, 1);
+        ws->next_ready = NULL;
+        if (m->ready_tail)
+            m->ready_tail->next_ready = ws;
+        else
+            m->ready_head = ws;
+        m->ready_tail = ws;
+        pthread_cond_signal(&m->wcond);
+    }
+    pthread_mutex_unlock(&m->wlock);
+}
+
+static const ferry_link_ops ws_ops = {ws_wake, ws_wake};
+
+/* Writes one whole frame; false if it did not all go out (then the connection is useless:
+ * a short write leaves half a frame on the wire). ws->lock held. */
+static bool write_frame(ws_conn *ws, const char *p, size_t len)
+{
+    mg_lock_connection(ws->conn);
+    int w = mg_write(ws->conn, p, len);
+    mg_unlock_connection(ws->conn);
+    return w == (int)len;
+}
+
+/* Puts a frame header for `len` payload bytes just before `payload`; returns its start. */
+static char *frame_header(char *payload, size_t len, int opcode)
+{
+    unsigned char *h;
+    if (len < 126) {
+        h = (unsigned char *)payload - 2;
+        h[1] = (unsigned char)len;
+    } else if (len <= 0xFFFF) {
+        h = (unsigned char *)payload - 4;
+        h[1] = 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+    } else {
+        h = (unsigned char *)payload - 10;
+        h[1] = 127;
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    }
+    h[0] = (unsigned char)(0x80 | opcode);
+    return (char *)h;
+}
+
+/* Sends a close frame and tells civetweb to end the connection. ws->lock held. */
+static void close_locked(ws_conn *ws, int code, const char *why)
+{
+    if (!ws->conn || ws->closing)
+        return;
+    char buf[WS_HEADROOM + 125];
+    size_t wl = strlen(why) > 120 ? 120 : strlen(why);
+    char *payload = buf + WS_HEADROOM;
+    payload[0] = (char)(code >> 8);
+    payload[1] = (char)(code & 0xFF);
+    memcpy(payload + 2, why, wl);
+    char *f = frame_header(payload, wl + 2, WS_OP_CLOSE);
+    write_frame(ws, f, (size_t)(payload + wl + 2 - f));
+    ws->closing = true;
+    /* For a server WebSocket this only flags the read loop, which then ends when the peer
+     * answers the close frame or at the next websocket_timeout_ms poll. */
+    mg_close_connection(ws->conn);
+}
+
+static void close_from_reader(ws_conn *ws, int code, const char *why)
+{
+    pthread_mutex_lock(&ws->lock);
+    close_locked(ws, code, why);
+    pthread_mutex_unlock(&ws->lock);
+}
+
+static int close_code(ferry_link_end e, const char **why)
+{
+    switch (e) {
+    case FERRY_LINK_SUPERSEDED: *why = "session resumed elsewhere"; return WS_CLOSE_SUPERSEDED;
+    case FERRY_LINK_TIMEOUT: *why = "heartbeat timeout"; return WS_CLOSE_TIMEOUT;
+    case FERRY_LINK_STALLED: *why = "not reading"; return WS_CLOSE_STALLED;
+    case FERRY_LINK_REFUSED: *why = "at capacity"; return WS_CLOSE_TRY_LATER;
+    default: *why = "session ended"; return WS_CLOSE_NORMAL;
+    }
+}
+
+/* Writes everything due, then closes if ferry is done with the link. */
+static void flush(ws_conn *ws)
+{
+    pthread_mutex_lock(&ws->lock);
+    while (ws->conn && !ws->closing) {
+        ws->out.len = 0;
+        if (ferry_buf_reserve(&ws->out, WS_HEADROOM)) {
+            close_locked(ws, WS_CLOSE_INTERNAL, "out of memory");
+            break;
+        }
+        ws->out.len = WS_HEADROOM;
+        int n = ferry_link_pull(ws->link, &ws->out, 0);
+        if (n < 0) {
+            close_locked(ws, WS_CLOSE_INTERNAL, "out of memory");
+            break;
+        }
+        if (n == 0) {
+            if (ferry_link_done(ws->link)) {
+                const char *why;
+                int code = close_code(ferry_link_end_reason(ws->link), &why);
+                close_locked(ws, code, why);
+            }
+            break;
+        }
+        size_t plen = ws->out.len - WS_HEADROOM;
+        char *f = frame_header(ws->out.data + WS_HEADROOM, plen, WS_OP_TEXT);
+        if (!write_frame(ws, f, (size_t)(ws->out.data + ws->out.len - f))) {
+            ws->closing = true; /* unacked messages stay in the outbox for a resume */
+            mg_close_connection(ws->conn);
+        }
+    }
+    pthread_mutex_unlock(&ws->lock);
+}
+
+static void *writer_main(void *arg)
+{
+    ferry_mount *m = arg;
+    pthread_mutex_lock(&m->wlock);
+    for (;;) {
+        while (!m->ready_head && m->writers)
+            pthread_cond_wait(&m->wcond, &m->wlock);
+        ws_conn *ws = m->ready_head;
+        if (!ws)
+            break; /* stopping, and nothing left to write */
+        m->ready_head = ws->next_ready;
+        if (!m->ready_head)
+            m->ready_tail = NULL;
+        ws->queued = false;
+        pthread_mutex_unlock(&m->wlock);
+        flush(ws);
+        ws_unref(ws);
+        pthread_mutex_lock(&m->wlock);
+    }
+    pthread_mutex_unlock(&m->wlock);
+    return NULL;
+}
+
+/* A complete HTTP answer to a refused upgrade (civetweb sends nothing itself). */
+static void refuse(struct mg_connection *conn, ferry_mount *m, int status, const char *text)
+{
+    fy_http_reply(conn, m, status, status == 503 ? "Retry-After: 1\r\nConnection: close\r\n"
+                                                 : "Connection: close\r\n",
+                  "text/plain", text, strlen(text));
+}
+
+static int connect_impl(const struct mg_connection *c, ferry_mount *m)
+{
+    struct mg_connection *conn = (struct mg_connection *)c;
+    if (atomic_load(&m->stopping)) {
+        refuse(conn, m, 503, "shutting down\n");
+        return 1;
+    }
+    if (!fy_origin_allowed(m, c)) {
+        refuse(conn, m, 403, "origin not allowed\n");
+        return 1;
+    }
+    /* Refused here, before the handshake, rather than left to queue for a worker. */
+    if (!fy_conn_acquire(m)) {
+        refuse(conn, m, 503, "at capacity\n");
+        return 1;
+    }
+    ws_conn *ws = calloc(1, sizeof *ws);
+    if (!ws || ferry_link_new(m->hub, &ws_ops, ws, &ws->link) != 0) {
+        free(ws);
+        fy_conn_release(m);
+        refuse(conn, m, 503, "out of memory\n");
+        return 1;
+    }
+    ws->m = m;
+    atomic_init(&ws->refs, 1);
+    pthread_mutex_init(&ws->lock, NULL);
+    mg_set_user_connection_data(c, ws);
+    return 0;
+}
+
+static void ready_impl(struct mg_connection *conn, ferry_mount *m)
+{
+    ws_conn *ws = mg_get_user_connection_data(conn);
+    pthread_mutex_lock(&ws->lock);
+    ws->conn = conn;
+    pthread_mutex_unlock(&ws->lock);
+    pthread_mutex_lock(&m->wlock);
+    ws->next = m->all_ws;
+    if (m->all_ws)
+        m->all_ws->prev = ws;
+    m->all_ws = ws;
+    m->nws++;
+    pthread_mutex_unlock(&m->wlock);
+}
+
+static int data_impl(struct mg_connection *conn, int bits, char *data, size_t len, ferry_mount *m)
+{
+    ws_conn *ws = mg_get_user_connection_data(conn);
+    size_t limit = m->opt.core.max_frame_bytes;
+    int op = bits & 0xF;
+    bool fin = bits & 0x80;
+
+    switch (op) {
+    case WS_OP_TEXT:
+    case WS_OP_CONT:
+        if ((op == WS_OP_TEXT) == ws->in_msg) {
+            close_from_reader(ws, WS_CLOSE_PROTOCOL, "bad fragmentation");
+            return 0;
+        }
+        if (len > limit || ws->msg.len + len > limit) {
+            close_from_reader(ws, WS_CLOSE_TOO_BIG, "message too big");
+            return 0;
+        }
+        int rc;
+        if (op == WS_OP_TEXT && fin) {
+            rc = ferry_link_recv(ws->link, data, len);
+        } else {
+            if (ferry_buf_reserve(&ws->msg, len)) {
+                close_from_reader(ws, WS_CLOSE_INTERNAL, "out of memory");
+                return 0;
+            }
+            memcpy(ws->msg.data + ws->msg.len, data, len);
+            ws->msg.len += len;
+            ws->in_msg = !fin;
+            if (!fin)
+                return 1;
+            rc = ferry_link_recv(ws->link, ws->msg.data, ws->msg.len);
+            ws->msg.len = 0;
+        }
+        if (rc == FERRY_ECLOSED)
+            ws_wake(ws); /* ferry is done with the link: let a writer close it */
+        return 1;
+    case WS_OP_PING: {
+        char buf[WS_HEADROOM + 125];
+        size_t n = len > 125 ? 125 : len;
+        memcpy(buf + WS_HEADROOM, data, n);
+        char *f = frame_header(buf + WS_HEADROOM, n, WS_OP_PONG);
+        pthread_mutex_lock(&ws->lock);
+        if (ws->conn && !ws->closing)
+            write_frame(ws, f, (size_t)(buf + WS_HEADROOM + n - f));
+        pthread_mutex_unlock(&ws->lock);
+        return 1;
+    }
+    case WS_OP_PONG:
+        return 1;
+    case WS_OP_CLOSE:
+        /* Answer with the same code, as RFC 6455 asks; civetweb then ends the loop. */
+        close_from_reader(ws, len >= 2 ? ((unsigned char)data[0] << 8) | (unsigned char)data[1]
+                                       : WS_CLOSE_NORMAL,
+                          "");
+        return 0;
+    default:
+        close_from_reader(ws, WS_CLOSE_UNSUPPORTED, "only text messages are used");
+        return 0;
+    }
+}
+
+static void close_impl(const struct mg_connection *conn, ferry_mount *m)
+{
+    ws_conn *ws = mg_get_user_connection_data(conn);
+    if (!ws)
+        return;
+    pthread_mutex_lock(&ws->lock);
+    ws->conn = NULL; /* civetweb reuses the connection object: never touch it again */
+    pthread_mutex_unlock(&ws->lock);
+    pthread_mutex_lock(&m->wlock);
+    ws->gone = true;
+    if (ws->prev)
+        ws->prev->next = ws->next;
+    else if (m->all_ws == ws)
+        m->all_ws = ws->next;
+    if (ws->next)
+        ws->next->prev = ws->prev;
+    pthread_mutex_unlock(&m->wlock);
+    fy_conn_release(m);
+    ws_unref(ws); /* may free the link, which uses the hub: count it gone only after */
+    pthread_mutex_lock(&m->wlock);
+    m->nws--;
+    pthread_cond_broadcast(&m->ws_gone);
+    pthread_mutex_unlock(&m->wlock);
+}
+
+/* civetweb's entry points: each brackets its work with fy_mount_enter/leave. */
+static int on_connect(const struct mg_connection *c, void *cbdata)
+{
+    ferry_mount *m = fy_mount_enter(cbdata);
+    int r = connect_impl(c, m);
+    fy_mount_leave(m);
+    return r;
+}
+
+static void on_ready(struct mg_connection *conn, void *cbdata)
+{
+    ferry_mount *m = fy_mount_enter(cbdata);
+    ready_impl(conn, m);
+    fy_mount_leave(m);
+}
+
+static int on_data(struct mg_connection *conn, int bits, char *data, size_t len, void *cbdata)
+{
+    ferry_mount *m = fy_mount_enter(cbdata);
+    int r = data_impl(conn, bits, data, len, m);
+    fy_mount_leave(m);
+    return r;
+}
+
+static void on_close(const struct mg_connection *conn, void *cbdata)
+{
+    ferry_mount *m = fy_mount_enter(cbdata);
+    close_impl(conn, m);
+    fy_mount_leave(m);
+}
+
+int fy_ws_start(ferry_mount *m)
+{
+    for (unsigned i = 0; i < m->opt.writer_threads; i++) {
+        if (pthread_create(&m->writers[i], NULL, writer_main, m) != 0) {
+            m->nwriters = i;
+            fy_ws_stop(m);
+            return FERRY_ENOMEM;
+        }
+    }
+    m->nwriters = m->opt.writer_threads;
+    mg_set_websocket_handler(m->ctx, m->ws_path, on_connect, on_ready, on_data, on_close, m);
+    return 0;
+}
+
+void fy_ws_stop(ferry_mount *m)
+{
+    mg_set_websocket_handler(m->ctx, m->ws_path, NULL, NULL, NULL, NULL, NULL);
+    /* Close every open WebSocket and wait for civetweb's close handlers: they still point
+     * at this mount. */
+    pthread_mutex_lock(&m->wlock);
+    size_t n = 0;
+    ws_conn **open = m->nws ? malloc(m->nws * sizeof *open) : NULL;
+    for (ws_conn *ws = m->all_ws; ws && open; ws = ws->next) {
+        atomic_fetch_add(&ws->refs, 1);
+        open[n++] = ws;
+    }
+    pthread_mutex_unlock(&m->wlock);
+    /* Not under wlock: ws->lock comes first (a writer holds it while ferry may wake). */
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&open[i]->lock);
+        close_locked(open[i], WS_CLOSE_GOING_AWAY, "server shutting down");
+        pthread_mutex_unlock(&open[i]->lock);
+        ws_unref(open[i]);
+    }
+    free(open);
+    pthread_mutex_lock(&m->wlock);
+    while (m->nws)
+        pthread_cond_wait(&m->ws_gone, &m->wlock);
+    pthread_t *writers = m->writers;
+    m->writers = NULL; /* tells writers to finish the queue and exit */
+    pthread_cond_broadcast(&m->wcond);
+    pthread_mutex_unlock(&m->wlock);
+    for (unsigned i = 0; i < m->nwriters; i++)
+        pthread_join(writers[i], NULL);
+    m->writers = writers;
+}
