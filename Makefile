@@ -29,7 +29,7 @@ TEST_SRC  := $(wildcard tests/core/*.c)
 TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
-.PHONY: all lib install uninstall test deps check-core test-core test-asan test-tsan \
+.PHONY: all lib examples install uninstall test deps check-core test-core test-asan test-tsan \
         bench-core demo clean
 
 all: lib
@@ -141,6 +141,12 @@ $(BUILD)/bench/core_publish: bench/core_publish.c $(BUILD)/libferry.a
 
 bench-core: deps $(BUILD)/bench/core_publish
 	$(BUILD)/bench/core_publish
+
+$(BUILD)/examples/%: examples/%/*.c $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(filter %.c,$^) $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
+
+examples: $(BUILD)/examples/echo $(BUILD)/examples/replay
 
 $(BUILD)/examples/replay: examples/replay/replay.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)

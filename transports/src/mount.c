@@ -113,15 +113,16 @@ bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
                       status, status_text(status), ctype, len, cors, extra ? extra : "");
     if (hl < 0 || (size_t)hl >= sizeof head)
         return false;
-    char *msg = malloc((size_t)hl + len);
+    size_t blen = body ? len : 0;
+    char *msg = malloc((size_t)hl + blen);
     if (!msg)
         return false;
     memcpy(msg, head, (size_t)hl);
-    if (len)
-        memcpy(msg + hl, body, len);
-    int w = mg_write(conn, msg, (size_t)hl + len);
+    if (blen)
+        memcpy(msg + hl, body, blen);
+    int w = mg_write(conn, msg, (size_t)hl + blen);
     free(msg);
-    return w == (int)((size_t)hl + len);
+    return w == (int)((size_t)hl + blen);
 }
 
 static int js_handler(struct mg_connection *conn, void *cbdata)
@@ -134,8 +135,9 @@ static int js_handler(struct mg_connection *conn, void *cbdata)
         fy_http_reply(conn, m, 405, "Allow: GET, HEAD\r\n", "text/plain", "", 0);
     } else {
         size_t len = (size_t)(fy_ferry_js_end - fy_ferry_js);
-        fy_http_reply(conn, m, 200, NULL, "application/javascript; charset=utf-8", fy_ferry_js,
-                      strcmp(ri->request_method, "HEAD") == 0 ? 0 : len);
+        bool head = strcmp(ri->request_method, "HEAD") == 0;
+        fy_http_reply(conn, m, 200, NULL, "application/javascript; charset=utf-8",
+                      head ? NULL : fy_ferry_js, len);
     }
     fy_mount_leave(m);
     return status;

@@ -72,7 +72,8 @@ void fy_conn_release(ferry_mount *m);
 
 /* Writes a complete response with ferry's common headers (Cache-Control: no-store, CORS for
  * an allowed Origin with Vary: Origin). `extra` is more header lines ending in \r\n, or
- * NULL. Returns false if the write failed. */
+ * NULL. A NULL body sends the headers only, with Content-Length `len` (HEAD). Returns
+ * false if the write failed. */
 bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
                    const char *extra, const char *ctype, const char *body, size_t len);
 
