@@ -264,6 +264,43 @@ START_TEST(lp_capacity_is_refused_at_once_with_503)
 }
 END_TEST
 
+static void fast_heartbeat(ferry_mount_options *o)
+{
+    o->core.heartbeat_ms = 100;
+    o->core.heartbeat_timeout_ms = 400;
+    o->core.resume_window_ms = 600;
+    o->poll_timeout_ms = 300;
+}
+
+START_TEST(lp_a_client_that_stops_polling_is_detached_then_expires)
+{
+    tserver *s = ts_start(fast_heartbeat);
+    tc c;
+    tc_init(&c, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    /* While it polls it stays attached, pings included. */
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_ge(tc_pump(&c, 1000), 0);
+    size_t att, det, exp;
+    ferry_hub_counts(s->hub, &att, &det, &exp);
+    ck_assert_uint_eq(att, 1);
+    /* It stops: detached after the heartbeat timeout, ended after the resume window. */
+    for (int i = 0; i < 100 && ts_count(s, &s->closes) == 0; i++)
+        usleep(50000);
+    ck_assert_int_eq(ts_count(s, &s->closes), 1);
+    fyc_resp r;
+    char q[96];
+    snprintf(q, sizeof q, "sid=%s&ack=%ld", c.sid, c.last_seq);
+    ck_assert_int_eq(tc_lp(&c, "GET", q, NULL, &r, 5000), 0);
+    ck_assert_int_eq(r.status, 404); /* its long-poll link is gone */
+    fyc_resp_free(&r);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    ck_assert_str_eq(c.last_reset, "expired");
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
 Suite *lp_suite(void)
 {
     Suite *s = suite_create("longpoll");
@@ -277,6 +314,7 @@ Suite *lp_suite(void)
     tcase_add_test(tcs, lp_bad_bodies);
     tcase_add_test(tcs, lp_origin_and_cors);
     tcase_add_test(tcs, lp_capacity_is_refused_at_once_with_503);
+    tcase_add_test(tcs, lp_a_client_that_stops_polling_is_detached_then_expires);
     suite_add_tcase(s, tcs);
     return s;
 }
