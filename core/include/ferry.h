@@ -43,8 +43,8 @@ extern "C" {
 typedef struct ferry_hub ferry_hub;
 typedef struct ferry_session ferry_session;
 
-/* Every error a ferry function can return. Codes from -3 to -14 are also sent to peers as
- * error frames; docs/PROTOCOL.md names their wire strings. */
+/* Every error a ferry function can return. Codes from -3 to -13 and -17 are also sent to
+ * peers as error frames; docs/PROTOCOL.md names their wire strings. */
 typedef enum ferry_error {
     FERRY_OK = 0,
     FERRY_ENOMEM = -1,       /* allocation failed; nothing was changed */
@@ -63,6 +63,7 @@ typedef enum ferry_error {
     FERRY_ECLOSED = -14,     /* the session or link has ended; nothing more is accepted */
     FERRY_ENOTFOUND = -15,   /* no live session with that ID */
     FERRY_EFULL = -16,       /* the outbox overflowed: the session was reset (reason overflow) */
+    FERRY_EFORBIDDEN = -17,  /* the application refused a client's subscription (wire error) */
 } ferry_error;
 
 /* A static, human-readable description of an error code; never NULL. */
@@ -111,6 +112,11 @@ typedef struct ferry_callbacks {
     /* The session ended and will never deliver again. Called exactly once per session that
      * had on_open or on_reset called. */
     void (*on_close)(ferry_session *s, ferry_reason why, void *ud);
+    /* The client asks to subscribe to `topic` (a valid name). Return 0 to allow it; anything
+     * else refuses it, and the client gets an error frame "forbidden". If NULL, every client
+     * subscription is refused (the application subscribes sessions itself). Runs in order
+     * with the session's messages. Unsubscribing needs no permission. */
+    int (*on_subscribe)(ferry_session *s, const char *topic, void *ud);
 } ferry_callbacks;
 
 typedef struct ferry_options {

@@ -20,6 +20,7 @@ const char *ferry_strerror(int err)
     case FERRY_ECLOSED: return "session or link closed";
     case FERRY_ENOTFOUND: return "no such session";
     case FERRY_EFULL: return "outbox overflowed; session reset";
+    case FERRY_EFORBIDDEN: return "subscription refused";
     default: return "unknown error";
     }
 }

@@ -1,5 +1,7 @@
 #include "frame.h"
 
+#include "hub.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -82,6 +84,7 @@ static const struct {
 } frame_types[] = {
     {"hello", FY_F_HELLO}, {"resume", FY_F_RESUME}, {"msg", FY_F_MSG},   {"ack", FY_F_ACK},
     {"ping", FY_F_PING},   {"pong", FY_F_PONG},     {"close", FY_F_CLOSE},
+    {"sub", FY_F_SUB},     {"unsub", FY_F_UNSUB},
 };
 
 static int decode_one(json_t *obj, size_t idx, fy_frame *f, fy_err *err)
@@ -122,6 +125,16 @@ static int decode_one(json_t *obj, size_t idx, fy_frame *f, fy_err *err)
     case FY_F_ACK:
         rc = get_uint(obj, "ack", 0, &f->ack, idx, err);
         break;
+    case FY_F_SUB:
+    case FY_F_UNSUB: {
+        size_t tl;
+        if ((rc = get_str(obj, "topic", &f->topic, &tl, idx, err)))
+            break;
+        if (!fy_topic_name_ok(f->topic) || strlen(f->topic) != tl)
+            rc = fail(err, FERRY_EFIELD,
+                      "frame %zu: \"topic\" must be 1 to 128 of [A-Za-z0-9_.:/-]", idx);
+        break;
+    }
     case FY_F_PING:
     case FY_F_PONG:
     case FY_F_CLOSE:
@@ -199,6 +212,7 @@ const char *fy_wire_code(int err)
     case FERRY_EACK: return "bad_ack";
     case FERRY_ESEQ: return "seq_gap";
     case FERRY_ECAPACITY: return "capacity";
+    case FERRY_EFORBIDDEN: return "forbidden";
     default: return "internal";
     }
 }

@@ -21,6 +21,8 @@ typedef enum fy_ftype {
     FY_F_PING,
     FY_F_PONG,
     FY_F_CLOSE,
+    FY_F_SUB,
+    FY_F_UNSUB,
 } fy_ftype;
 
 /* A decoded client frame. Strings and data are borrowed from the tree they were parsed from. */
@@ -33,6 +35,7 @@ typedef struct fy_frame {
     const char *secret;  /* resume */
     size_t secret_len;
     json_t *data;        /* msg */
+    const char *topic;   /* sub, unsub */
 } fy_frame;
 
 typedef struct fy_limits {

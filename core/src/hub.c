@@ -197,6 +197,16 @@ static uint64_t elapsed(uint64_t now, uint64_t t)
     return now > t ? now - t : 0;
 }
 
+bool fy_hub_allow_subscribe(ferry_hub *hub, ferry_session *s, const char *topic)
+{
+    if (!hub->cb.on_subscribe)
+        return false;
+    in_callback++;
+    int rc = hub->cb.on_subscribe(s, topic, hub->ud);
+    in_callback--;
+    return rc == 0;
+}
+
 struct tick_ctx {
     ferry_hub *hub;
     uint64_t now;

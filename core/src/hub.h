@@ -39,6 +39,7 @@ void fy_hub_drain(ferry_hub *hub);
 /* Runs application callbacks with the guard that keeps fy_hub_drain out of them. */
 void fy_hub_call_open(ferry_hub *hub, ferry_session *s, ferry_reason reset_why);
 void fy_hub_call_message(ferry_hub *hub, ferry_session *s, json_t *data);
+bool fy_hub_allow_subscribe(ferry_hub *hub, ferry_session *s, const char *topic);
 
 /* Topics (topic.c); all with the hub lock held. */
 typedef struct fy_topic fy_topic;

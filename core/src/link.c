@@ -281,6 +281,10 @@ static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t 
                 fs[count++] = *f; /* i >= count: compacting in place is safe */
             }
             break;
+        case FY_F_SUB:
+        case FY_F_UNSUB:
+            fs[count++] = *f; /* applied below, in order with the messages */
+            break;
         case FY_F_ACK:
             fy_outbox_ack(&s->out, f->ack);
             if (s->window_blocked && s->out.inflight < s->hub->opt.ack_window_bytes) {
@@ -305,8 +309,18 @@ static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t 
     }
     pthread_mutex_unlock(&s->lock);
 
-    for (size_t i = 0; i < count; i++)
-        fy_hub_call_message(hub, s, fs[i].data);
+    for (size_t i = 0; i < count; i++) {
+        if (fs[i].type == FY_F_MSG) {
+            fy_hub_call_message(hub, s, fs[i].data);
+        } else if (fs[i].type == FY_F_UNSUB) {
+            ferry_session_unsubscribe(s, fs[i].topic);
+        } else if (!fy_hub_allow_subscribe(hub, s, fs[i].topic) ||
+                   ferry_session_subscribe(s, fs[i].topic) != 0) {
+            char why[160];
+            snprintf(why, sizeof why, "subscription to %.128s refused", fs[i].topic);
+            peer_error(l, FERRY_EFORBIDDEN, why, false);
+        }
+    }
 
     pthread_mutex_lock(&s->lock);
     if (got_msg && s->link == l) {

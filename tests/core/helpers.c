@@ -56,7 +56,15 @@ static void on_close(ferry_session *s, ferry_reason why, void *ud)
     app.last_close = why;
 }
 
-static const ferry_callbacks callbacks = {on_open, on_reset, on_message, on_close};
+/* Clients may subscribe to public/ topics only. */
+static int on_subscribe(ferry_session *s, const char *topic, void *ud)
+{
+    (void)s;
+    (void)ud;
+    return strncmp(topic, "public/", 7) == 0 ? 0 : -1;
+}
+
+static const ferry_callbacks callbacks = {on_open, on_reset, on_message, on_close, on_subscribe};
 
 ferry_hub *hub_new(void (*tweak)(ferry_options *o))
 {

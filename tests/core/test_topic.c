@@ -107,6 +107,32 @@ START_TEST(send_by_session_id)
 }
 END_TEST
 
+START_TEST(clients_subscribe_where_the_application_allows)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ck_assert_int_eq(fc_send(c, "[{\"t\":\"sub\",\"topic\":\"public/a\"},"
+                                "{\"t\":\"msg\",\"seq\":1,\"data\":1},"
+                                "{\"t\":\"sub\",\"topic\":\"secret/x\"}]"),
+                     0);
+    ck_assert_int_eq(app.messages, 1);
+    json_t *f = fc_drain(c);
+    ck_assert_str_eq(str_of(frame_of(f, "error", 0), "code"), "forbidden");
+    json_decref(f);
+    size_t q;
+    ferry_hub_publish(hub, "public/a", "1", 1, &q);
+    ck_assert_uint_eq(q, 1);
+    ferry_hub_publish(hub, "secret/x", "1", 1, &q);
+    ck_assert_uint_eq(q, 0);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"unsub\",\"topic\":\"public/a\"}"), 0);
+    ferry_hub_publish(hub, "public/a", "1", 1, &q);
+    ck_assert_uint_eq(q, 0);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"sub\",\"topic\":\"no spaces\"}"), FERRY_EFIELD);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *topic_suite(void)
 {
     Suite *s = suite_create("topic");
@@ -115,6 +141,7 @@ Suite *topic_suite(void)
     tcase_add_test(tc, unsubscribe_and_ended_sessions_stop_delivery);
     tcase_add_test(tc, bad_topics_and_payloads_are_refused);
     tcase_add_test(tc, send_by_session_id);
+    tcase_add_test(tc, clients_subscribe_where_the_application_allows);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -72,7 +72,7 @@ tserver *ts_start(void (*tweak)(ferry_mount_options *o))
     mo.tick_ms = 50;
     if (tweak)
         tweak(&mo);
-    ferry_callbacks cb = {on_open, on_reset, on_message, on_close};
+    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message, .on_close = on_close};
     ck_assert_int_eq(ferry_mount_new(t->ctx, &mo, &cb, t, &t->m), 0);
     t->hub = ferry_mount_hub(t->m);
     return t;

@@ -124,6 +124,64 @@ START_TEST(unmounting_closes_every_connection)
 }
 END_TEST
 
+START_TEST(dropping_connections_keeps_sessions)
+{
+    tserver *s = ts_start(NULL);
+    tc w, l;
+    tc_init(&w, s, TC_WS);
+    tc_init(&l, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&w), 0);
+    ck_assert_int_eq(tc_connect(&l), 0);
+    struct held h = {&l, {0}};
+    pthread_t t;
+    pthread_create(&t, NULL, hold_poll, &h);
+    usleep(200000);
+    ferry_mount_drop_connections(s->m);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(h.r.status, 200);
+    ck_assert_str_eq(h.r.body, "[]");
+    fyc_resp_free(&h.r);
+    for (int i = 0; i < 50 && w.open; i++)
+        tc_pump(&w, 100);
+    ck_assert_int_eq(w.ws_close_code, 1012);
+    ck_assert_int_lt(tc_pump(&l, 1000), 0); /* the next poll: 404, resume */
+    ts_publish(s, "{\"after\":1}");
+    ck_assert_int_eq(tc_connect(&w), 0);
+    ck_assert_int_eq(tc_connect(&l), 0);
+    ck_assert(w.resumed && l.resumed);
+    ck_assert(tc_wait_msgs(&w, 1, 5000));
+    ck_assert(tc_wait_msgs(&l, 1, 5000));
+    ck_assert_int_eq(ts_count(s, &s->closes), 0);
+    tc_free(&w);
+    tc_free(&l);
+    ts_stop(s);
+}
+END_TEST
+
+START_TEST(websocket_can_be_switched_off_and_on)
+{
+    tserver *s = ts_start(NULL);
+    tc w;
+    tc_init(&w, s, TC_WS);
+    ck_assert_int_eq(tc_connect(&w), 0);
+    ferry_mount_set_websocket(s->m, 0);
+    for (int i = 0; i < 50 && w.open; i++)
+        tc_pump(&w, 100);
+    ck_assert_int_eq(w.ws_close_code, 1012);
+    fyc_ws ws;
+    int status;
+    ck_assert_int_eq(fyc_ws_open(&ws, s->port, "/ferry/ws", NULL, &status), -1);
+    ck_assert_int_eq(status, 404);
+    ck_assert_int_eq(tc_switch(&w, TC_LP), 0); /* the session carries on over long-polling */
+    ck_assert(w.resumed);
+    ferry_mount_set_websocket(s->m, 1);
+    ck_assert_int_eq(tc_switch(&w, TC_WS), 0);
+    ck_assert(w.resumed);
+    tc_free(&w);
+    ts_stop(s);
+}
+END_TEST
+
 Suite *mixed_suite(void)
 {
     Suite *s = suite_create("mixed");
@@ -132,6 +190,8 @@ Suite *mixed_suite(void)
     tcase_add_test(tcs, switching_transports_mid_stream_loses_and_repeats_nothing);
     tcase_add_test(tcs, the_js_client_is_served_by_the_mount);
     tcase_add_test(tcs, unmounting_closes_every_connection);
+    tcase_add_test(tcs, dropping_connections_keeps_sessions);
+    tcase_add_test(tcs, websocket_can_be_switched_off_and_on);
     suite_add_tcase(s, tcs);
     return s;
 }

@@ -60,6 +60,15 @@ FERRY_API int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options 
 /* The mount's hub: publish, send, counts. Valid until ferry_mount_free. */
 FERRY_API ferry_hub *ferry_mount_hub(ferry_mount *m);
 
+/* Turns WebSocket off or on at run time. Off: upgrades are answered 404, as by a server
+ * without WebSocket, and open WebSockets are closed (1012); clients fall back to
+ * long-polling with their sessions intact. On by default. */
+FERRY_API void ferry_mount_set_websocket(ferry_mount *m, int on);
+
+/* Closes every connection, WebSocket (1012) and long-poll alike, and keeps every session:
+ * clients reconnect and resume. For shedding load before a restart, and for tests. */
+FERRY_API void ferry_mount_drop_connections(ferry_mount *m);
+
 /* Removes the handlers, closes every connection ferry holds (clients see close code 1001 or
  * an empty poll), stops the threads, ends every session (on_close with
  * FERRY_REASON_SHUTDOWN) and frees the mount. Call it before mg_stop. NULL is a no-op. */

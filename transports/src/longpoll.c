@@ -25,6 +25,7 @@ struct lp_sess {
     unsigned poll_gen;        /* bumped by each poll: an older held poll ends */
     bool woken;
     uint64_t dead_since;      /* ms when ferry kicked the link, 0 while it is live */
+    bool dropped;             /* ferry_mount_drop_connections: end held polls with [] */
 };
 
 static const char unknown_body[] =
@@ -318,7 +319,8 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
                 break;
             bool stop = false;
             pthread_mutex_lock(&lp->slock);
-            while (!lp->woken && gen == lp->poll_gen && !atomic_load(&m->stopping)) {
+            while (!lp->woken && gen == lp->poll_gen && !lp->dropped &&
+                   !atomic_load(&m->stopping)) {
                 uint64_t now = now_ms();
                 if (now >= deadline) {
                     stop = true;
@@ -336,7 +338,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
                 pthread_cond_timedwait(&lp->cond, &lp->slock, &ts);
             }
             lp->woken = false;
-            bool superseded = gen != lp->poll_gen;
+            bool superseded = gen != lp->poll_gen || lp->dropped;
             pthread_mutex_unlock(&lp->slock);
             if (superseded || atomic_load(&m->stopping)) {
                 out.len = 0; /* the newer poll (or a reconnect) gets everything */
@@ -472,6 +474,26 @@ void fy_lp_reap(ferry_mount *m)
     fy_map_each(&m->lp, reap_one, &c);
     pthread_mutex_unlock(&m->lp_lock);
     lp_bury(&c.g);
+}
+
+static void drop_one(fy_map_node *n, void *ud)
+{
+    struct reap_ctx *c = ud;
+    lp_sess *lp = fy_container_of(n, lp_sess, node);
+    pthread_mutex_lock(&lp->slock);
+    lp->dropped = true;
+    pthread_cond_broadcast(&lp->cond);
+    pthread_mutex_unlock(&lp->slock);
+    lp_remove_locked(c->m, lp, &c->g);
+}
+
+void fy_lp_drop_all(ferry_mount *m)
+{
+    struct reap_ctx c = {m, 0, true, {NULL}};
+    pthread_mutex_lock(&m->lp_lock);
+    fy_map_each(&m->lp, drop_one, &c);
+    pthread_mutex_unlock(&m->lp_lock);
+    lp_bury(&c.g); /* frees links not held by a request: their sessions detach */
 }
 
 static void wake_one(fy_map_node *n, void *ud)

@@ -251,6 +251,19 @@ ferry_hub *ferry_mount_hub(ferry_mount *m)
     return m ? m->hub : NULL;
 }
 
+void ferry_mount_set_websocket(ferry_mount *m, int on)
+{
+    atomic_store(&m->ws_off, !on);
+    if (!on)
+        fy_ws_close_all(m, 1012, "websocket disabled");
+}
+
+void ferry_mount_drop_connections(ferry_mount *m)
+{
+    fy_ws_close_all(m, 1012, "service restart");
+    fy_lp_drop_all(m);
+}
+
 void ferry_mount_free(ferry_mount *m)
 {
     if (!m)

@@ -21,6 +21,7 @@ struct ferry_mount {
     char *ws_path, *lp_path, *js_path;
     atomic_size_t conns;         /* open WebSockets plus held polls */
     atomic_bool stopping;
+    atomic_bool ws_off;          /* ferry_mount_set_websocket(m, 0) */
     atomic_bool published;       /* see fy_mount_enter */
     atomic_int busy;             /* civetweb callbacks running now */
 
@@ -80,11 +81,13 @@ bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
 /* ws.c */
 int fy_ws_start(ferry_mount *m);
 void fy_ws_stop(ferry_mount *m);
+void fy_ws_close_all(ferry_mount *m, int code, const char *why);
 
 /* longpoll.c */
 int fy_lp_start(ferry_mount *m);
 void fy_lp_stop(ferry_mount *m);
 void fy_lp_reap(ferry_mount *m); /* frees long-poll sessions ferry is done with (timer) */
+void fy_lp_drop_all(ferry_mount *m); /* forgets every long-poll link; held polls end */
 
 /* The bundled client, embedded at build time (ferry_js.S). */
 extern const char fy_ferry_js[];

@@ -224,6 +224,10 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
         refuse(conn, m, 503, "shutting down\n");
         return 1;
     }
+    if (atomic_load(&m->ws_off)) {
+        refuse(conn, m, 404, "websocket is off\n");
+        return 1;
+    }
     if (!fy_origin_allowed(m, c)) {
         refuse(conn, m, 403, "origin not allowed\n");
         return 1;
@@ -394,11 +398,8 @@ int fy_ws_start(ferry_mount *m)
     return 0;
 }
 
-void fy_ws_stop(ferry_mount *m)
+void fy_ws_close_all(ferry_mount *m, int code, const char *why)
 {
-    mg_set_websocket_handler(m->ctx, m->ws_path, NULL, NULL, NULL, NULL, NULL);
-    /* Close every open WebSocket and wait for civetweb's close handlers: they still point
-     * at this mount. */
     pthread_mutex_lock(&m->wlock);
     size_t n = 0;
     ws_conn **open = m->nws ? malloc(m->nws * sizeof *open) : NULL;
@@ -410,11 +411,19 @@ void fy_ws_stop(ferry_mount *m)
     /* Not under wlock: ws->lock comes first (a writer holds it while ferry may wake). */
     for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&open[i]->lock);
-        close_locked(open[i], WS_CLOSE_GOING_AWAY, "server shutting down");
+        close_locked(open[i], code, why);
         pthread_mutex_unlock(&open[i]->lock);
         ws_unref(open[i]);
     }
     free(open);
+}
+
+void fy_ws_stop(ferry_mount *m)
+{
+    mg_set_websocket_handler(m->ctx, m->ws_path, NULL, NULL, NULL, NULL, NULL);
+    /* Close every open WebSocket and wait for civetweb's close handlers: they still point
+     * at this mount. */
+    fy_ws_close_all(m, WS_CLOSE_GOING_AWAY, "server shutting down");
     pthread_mutex_lock(&m->wlock);
     while (m->nws)
         pthread_cond_wait(&m->ws_gone, &m->wlock);
