@@ -134,10 +134,12 @@ static int js_handler(struct mg_connection *conn, void *cbdata)
         status = 405;
         fy_http_reply(conn, m, 405, "Allow: GET, HEAD\r\n", "text/plain", "", 0);
     } else {
-        size_t len = (size_t)(fy_ferry_js_end - fy_ferry_js);
+        bool mjs = strcmp(ri->local_uri, m->mjs_path) == 0;
+        const char *body = mjs ? m->mjs : fy_ferry_js;
+        size_t len = mjs ? m->mjs_len : (size_t)(fy_ferry_js_end - fy_ferry_js);
         bool head = strcmp(ri->request_method, "HEAD") == 0;
         fy_http_reply(conn, m, 200, NULL, "application/javascript; charset=utf-8",
-                      head ? NULL : fy_ferry_js, len);
+                      head ? NULL : body, len);
     }
     fy_mount_leave(m);
     return status;
@@ -185,6 +187,8 @@ static void mount_free(ferry_mount *m)
     free(m->ws_path);
     free(m->lp_path);
     free(m->js_path);
+    free(m->mjs_path);
+    free(m->mjs);
     free(m);
 }
 
@@ -214,6 +218,17 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     m->ws_path = m->prefix ? join(m->prefix, "/ws") : NULL;
     m->lp_path = m->prefix ? join(m->prefix, "/lp") : NULL;
     m->js_path = m->prefix ? join(m->prefix, "/ferry.js") : NULL;
+    m->mjs_path = m->prefix ? join(m->prefix, "/ferry.mjs") : NULL;
+    /* The module is the same source: as a module it sets globalThis.ferry, then exports it. */
+    static const char exports[] = "\nexport default globalThis.ferry;\n"
+                                  "export const connect = globalThis.ferry.connect;\n";
+    size_t jl = (size_t)(fy_ferry_js_end - fy_ferry_js);
+    m->mjs = malloc(jl + sizeof exports);
+    if (m->mjs) {
+        memcpy(m->mjs, fy_ferry_js, jl);
+        memcpy(m->mjs + jl, exports, sizeof exports);
+        m->mjs_len = jl + sizeof exports - 1;
+    }
     m->writers = calloc(o->writer_threads, sizeof *m->writers);
     pthread_mutex_init(&m->wlock, NULL);
     pthread_cond_init(&m->wcond, NULL);
@@ -224,7 +239,7 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     pthread_cond_init(&m->tcond, NULL);
     int rc = FERRY_ENOMEM;
     if (!m->prefix || (o->allowed_origins && !m->origins) || !m->ws_path || !m->lp_path ||
-        !m->js_path || !m->writers || fy_map_init(&m->lp) ||
+        !m->js_path || !m->mjs_path || !m->mjs || !m->writers || fy_map_init(&m->lp) ||
         (rc = ferry_hub_new(&m->hub, &o->core, cb, ud)) != 0) {
         mount_free(m);
         return rc ? rc : FERRY_ENOMEM;
@@ -242,6 +257,7 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     }
     fy_lp_start(m);
     mg_set_request_handler(ctx, m->js_path, js_handler, m);
+    mg_set_request_handler(ctx, m->mjs_path, js_handler, m);
     *out = m;
     return 0;
 }
@@ -269,6 +285,7 @@ void ferry_mount_free(ferry_mount *m)
     if (!m)
         return;
     mg_set_request_handler(m->ctx, m->js_path, NULL, NULL);
+    mg_set_request_handler(m->ctx, m->mjs_path, NULL, NULL);
     atomic_store(&m->stopping, true);
     fy_lp_stop(m);  /* ends held polls, waits for the handler to be idle, frees links */
     fy_ws_stop(m);  /* closes WebSockets, waits for their close handlers, stops writers */

@@ -18,7 +18,9 @@ struct ferry_mount {
     ferry_hub *hub;
     ferry_mount_options opt;
     char *prefix, *origins;      /* owned copies of the options' strings */
-    char *ws_path, *lp_path, *js_path;
+    char *ws_path, *lp_path, *js_path, *mjs_path;
+    char *mjs;                   /* the client as an ES module: ferry.js plus exports */
+    size_t mjs_len;
     atomic_size_t conns;         /* open WebSockets plus held polls */
     atomic_bool stopping;
     atomic_bool ws_off;          /* ferry_mount_set_websocket(m, 0) */
