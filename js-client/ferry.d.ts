@@ -1,0 +1,64 @@
+// Type declarations for ferry.js, the browser client for ferry sessions.
+
+export type Transport = 'websocket' | 'longpoll';
+export type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface Options {
+  /** 'auto' (WebSocket, falling back to long-polling and probing back up), or one forced. */
+  transport?: 'auto' | Transport;
+  /** ms for a WebSocket to complete ferry's handshake before falling back. Default 5000. */
+  connectTimeout?: number;
+  /** Reconnect backoff: full jitter in [0, min(maxDelay, minDelay * 2^attempt)). 250 / 15000. */
+  minDelay?: number;
+  maxDelay?: number;
+  /** ms a connection must stay up before the backoff starts over. Default 5000. */
+  minUptime?: number;
+  /** ms between WebSocket probes while long-polling in 'auto'. Default 20000. */
+  probeInterval?: number;
+  /** Messages sent but not yet acknowledged; send() throws beyond it. Default 1000. */
+  maxOutbox?: number;
+  /** ms before acknowledging received messages. Default 100. */
+  ackDelay?: number;
+  /** Sent in every handshake (new session or resume). A function is called each time. */
+  token?: string | null | (() => string | Promise<string>);
+  /** Constructors to use instead of the globals (tests, non-browser use). */
+  WebSocket?: unknown;
+  fetch?: (input: string, init?: object) => Promise<{ status: number; text(): Promise<string> }>;
+}
+
+export interface OpenInfo { resumed: boolean; transport: Transport }
+export interface MessageInfo { seq: number; topic?: string }
+/** The server could not continue the session: resync. `unsent` messages were dropped. */
+export interface ResetInfo { reason: 'unknown' | 'expired' | 'overflow' | 'closed' | 'server' | 'shutdown'; unsent: number }
+export interface ErrorInfo { t: 'error'; code: string; text: string }
+export interface CloseInfo { reason: string }
+
+export interface Client {
+  readonly state: State;
+  readonly transport: Transport | null;
+  readonly sessionId: string | null;
+  /** Queues a message (any JSON value); delivered once, in order. Returns its seq. */
+  send(data: unknown): number;
+  /** Asks the server to subscribe this session; kept across reconnects. */
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  /** Ends the session for good. */
+  close(): void;
+  on(event: 'open', fn: (info: OpenInfo) => void): () => void;
+  on(event: 'message', fn: (data: any, info: MessageInfo) => void): () => void;
+  on(event: 'reset', fn: (info: ResetInfo) => void): () => void;
+  on(event: 'state', fn: (state: State) => void): () => void;
+  on(event: 'transport', fn: (transport: Transport) => void): () => void;
+  on(event: 'error', fn: (error: ErrorInfo) => void): () => void;
+  on(event: 'close', fn: (info: CloseInfo) => void): () => void;
+  off(event: string, fn: (...args: any[]) => void): void;
+}
+
+/** Connects to a ferry mount, e.g. '/ferry' or 'https://example.org/ferry'. */
+export function connect(url: string, options?: Options): Client;
+/** The reconnect delay for an attempt (exposed for tests). */
+export function backoff(attempt: number, min: number, max: number, random?: () => number): number;
+export const version: number;
+
+declare const ferry: { connect: typeof connect; backoff: typeof backoff; version: number };
+export default ferry;
