@@ -29,7 +29,7 @@ TEST_SRC  := $(wildcard tests/core/*.c)
 TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
-.PHONY: all lib examples install uninstall test deps check-core test-core test-asan test-tsan \
+.PHONY: all lib examples install uninstall test deps check-core test-core test-js test-asan test-tsan \
         bench-core demo clean
 
 all: lib
@@ -127,10 +127,19 @@ test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests
 	$(TSAN_ENV) setarch $$(uname -m) -R $(BUILD)/tsan/stress
 	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/transport_tests
 
+# The JS client against the real server, behind nginx, and in chromium (node's test runner).
+js-client/node_modules/.package-lock.json: js-client/package.json js-client/package-lock.json
+	cd js-client && npm ci --no-audit --no-fund
+	@touch $@
+
+test-js: $(BUILD)/tests/js_server js-client/node_modules/.package-lock.json
+	cd js-client && node --test test/*.test.mjs
+
 test: deps
 	$(MAKE) check-core
 	$(MAKE) lib
 	$(MAKE) test-core
+	$(MAKE) test-js
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 
@@ -147,6 +156,10 @@ $(BUILD)/examples/%: examples/%/*.c $(BUILD)/libferry.a
 	$(CC) $(ALL_CFLAGS) $(filter %.c,$^) $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
 
 examples: $(BUILD)/examples/echo $(BUILD)/examples/replay
+
+$(BUILD)/tests/js_server: tests/js/server.c $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
 
 $(BUILD)/examples/replay: examples/replay/replay.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)

@@ -3,7 +3,8 @@
 # missing with apt-get (Debian 12); otherwise it prints the command to run and fails.
 set -eu
 
-pkgs="build-essential pkg-config libjansson-dev libsodium-dev check libsubunit-dev libcivetweb-dev"
+pkgs="build-essential pkg-config libjansson-dev libsodium-dev check libsubunit-dev libcivetweb-dev
+      nodejs npm nginx-light chromium"
 
 missing=""
 for mod in jansson libsodium check; do
@@ -13,6 +14,12 @@ for cmd in cc make pkg-config; do
     command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
 done
 [ -f /usr/include/civetweb.h ] || missing="$missing civetweb"  # no .pc file in Debian
+# The JS client's tests: node and npm, nginx as a proxy, Debian's chromium as the browser.
+for cmd in node npm; do
+    command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
+done
+[ -x /usr/sbin/nginx ] || missing="$missing nginx"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
 [ -z "$missing" ] && exit 0
 
 echo "deps: missing:$missing" >&2
@@ -21,6 +28,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -q
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $pkgs
+    # Debian's nginx package starts a server on port 80 when installed; the tests start
+    # their own, on a free loopback port.
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi
+    [ -f /run/nginx.pid ] && kill "$(cat /run/nginx.pid)" 2>/dev/null || true
     exit 0
 fi
 echo "deps: install them with:  sudo apt-get install -y $pkgs" >&2

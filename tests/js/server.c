@@ -1,0 +1,141 @@
+/* The server the JavaScript tests run against: ferry mounted at /ferry, static files from
+ * argv[1], and test-only controls. Prints "port N" once it listens.
+ *   POST /control/publish?n=N&from=K&ms=D   publish {"i":K..K+N-1} to "news", D ms apart
+ *   POST /control/drop                      close every connection, keep the sessions
+ *   POST /control/ws?on=0|1                 WebSocket off or on
+ *   GET  /control/received                  the client messages the application got
+ * Environment: FERRY_WINDOW_MS, FERRY_HB_MS, FERRY_TIMEOUT_MS override those options. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ferry_civetweb.h"
+
+static ferry_mount *mount;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *received;
+
+static void on_open(ferry_session *s, void *ud)
+{
+    (void)ud;
+    ferry_session_subscribe(s, "news");
+}
+
+static void on_reset(ferry_session *s, ferry_reason why, void *ud)
+{
+    (void)why;
+    on_open(s, ud);
+}
+
+static void on_message(ferry_session *s, json_t *data, void *ud)
+{
+    (void)ud;
+    pthread_mutex_lock(&lock);
+    json_array_append(received, data);
+    pthread_mutex_unlock(&lock);
+    if (json_is_true(json_object_get(data, "echo"))) {
+        char *text = json_dumps(data, JSON_COMPACT);
+        ferry_session_send(s, text, strlen(text));
+        free(text);
+    }
+}
+
+static int on_subscribe(ferry_session *s, const char *topic, void *ud)
+{
+    (void)s;
+    (void)ud;
+    return strncmp(topic, "public/", 7) == 0 ? 0 : -1;
+}
+
+static long qnum(const struct mg_request_info *ri, const char *name, long def)
+{
+    char v[32];
+    const char *q = ri->query_string ? ri->query_string : "";
+    return mg_get_var(q, strlen(q), name, v, sizeof v) > 0 ? atol(v) : def;
+}
+
+static int reply(struct mg_connection *conn, const char *body)
+{
+    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                    "Connection: close\r\n\r\n%s", strlen(body), body);
+    return 200;
+}
+
+static int control(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *what = ri->local_uri + strlen("/control/");
+    if (strcmp(what, "publish") == 0) {
+        long n = qnum(ri, "n", 1), from = qnum(ri, "from", 1), ms = qnum(ri, "ms", 0);
+        for (long i = from; i < from + n; i++) {
+            char m[64];
+            int len = snprintf(m, sizeof m, "{\"i\":%ld}", i);
+            ferry_hub_publish(ferry_mount_hub(mount), "news", m, (size_t)len, NULL);
+            if (ms)
+                usleep((useconds_t)ms * 1000);
+        }
+        return reply(conn, "{}");
+    }
+    if (strcmp(what, "drop") == 0) {
+        ferry_mount_drop_connections(mount);
+        return reply(conn, "{}");
+    }
+    if (strcmp(what, "ws") == 0) {
+        ferry_mount_set_websocket(mount, (int)qnum(ri, "on", 1));
+        return reply(conn, "{}");
+    }
+    if (strcmp(what, "received") == 0) {
+        pthread_mutex_lock(&lock);
+        char *text = json_dumps(received, JSON_COMPACT);
+        pthread_mutex_unlock(&lock);
+        int r = reply(conn, text);
+        free(text);
+        return r;
+    }
+    return 0;
+}
+
+static uint32_t env_ms(const char *name, uint32_t def)
+{
+    const char *v = getenv(name);
+    return v ? (uint32_t)atol(v) : def;
+}
+
+int main(int argc, char **argv)
+{
+    received = json_array();
+    ferry_server_options so;
+    ferry_server_options_init(&so);
+    so.listen = "127.0.0.1:0";
+    so.max_connections = 200;
+    so.document_root = argc > 1 ? argv[1] : NULL;
+    struct mg_context *ctx = ferry_server_start(&so);
+    if (!ctx)
+        return 1;
+    ferry_mount_options mo;
+    ferry_mount_options_init(&mo);
+    mo.max_connections = 200;
+    mo.tick_ms = 100;
+    mo.allowed_origins = "*"; /* the tests reach it through a proxy too */
+    mo.core.resume_window_ms = env_ms("FERRY_WINDOW_MS", mo.core.resume_window_ms);
+    mo.core.heartbeat_ms = env_ms("FERRY_HB_MS", mo.core.heartbeat_ms);
+    mo.core.heartbeat_timeout_ms = env_ms("FERRY_TIMEOUT_MS", mo.core.heartbeat_timeout_ms);
+    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message,
+                          .on_subscribe = on_subscribe};
+    if (ferry_mount_new(ctx, &mo, &cb, NULL, &mount) != 0)
+        return 1;
+    mg_set_request_handler(ctx, "/control/", control, NULL);
+    printf("port %d\n", ferry_server_port(ctx));
+    fflush(stdout);
+    /* Runs until stdin closes: the test that started it is gone. */
+    char buf[64];
+    while (fread(buf, 1, sizeof buf, stdin) > 0)
+        ;
+    ferry_mount_free(mount);
+    ferry_server_stop(ctx);
+    json_decref(received);
+    return 0;
+}
