@@ -139,6 +139,36 @@ test('a reset with its reason once the resume window has expired', async () => {
   await srv.stop();
 });
 
+test('a connection that goes silent is detected by the heartbeat and resumed', async () => {
+  const srv = await startServer({ FERRY_HB_MS: '200', FERRY_TIMEOUT_MS: '600' });
+  const sockets = [];
+  // A WebSocket that can go dead like a half-open TCP connection: nothing in, nothing out.
+  class Freezable extends WebSocket {
+    constructor(url) { super(url); this.frozen = false; sockets.push(this); }
+    send(d) { if (!this.frozen) super.send(d); }
+    set onmessage(fn) { super.onmessage = fn && ((ev) => { if (!this.frozen) fn(ev); }); }
+    get onmessage() { return super.onmessage; }
+    // Even the server's close never arrives: only the client's own heartbeat can notice.
+    set onclose(fn) { super.onclose = fn && ((ev) => { if (!this.frozen) fn(ev); }); }
+    get onclose() { return super.onclose; }
+    set onerror(fn) { super.onerror = fn && ((ev) => { if (!this.frozen) fn(ev); }); }
+    get onerror() { return super.onerror; }
+  }
+  const c = ferry.connect(srv.url, { WebSocket: Freezable, fetch, transport: 'websocket', minDelay: 10, maxDelay: 50 });
+  await once(c, 'open');
+  const got = collect(c);
+  sockets[0].frozen = true;
+  const t0 = Date.now();
+  const reopened = await once(c, 'open');
+  assert.equal(reopened.resumed, true);
+  assert.ok(Date.now() - t0 < 3000, `detected after ${Date.now() - t0} ms`);
+  await srv.control('publish', 'n=5&from=1');
+  await waitFor(() => got.length === 5);
+  assert.ok(inOrder(got, 5));
+  c.close();
+  await srv.stop();
+});
+
 test('backoff is full-jitter exponential within its bounds', () => {
   assert.equal(ferry.backoff(0, 250, 15000, () => 0), 0);
   assert.equal(ferry.backoff(3, 250, 15000, () => 0.999999), 1999);
