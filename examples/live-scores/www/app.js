@@ -1,0 +1,121 @@
+// The live-scores page: a snapshot of every match, then live events, over ferry.
+'use strict';
+
+const params = new URLSearchParams(location.search);
+const client = ferry.connect('/ferry', { transport: params.get('transport') || 'auto' });
+const matches = new Map(); // id -> match state
+const el = (id) => document.getElementById(id);
+
+// What the page rendered, exposed for the end-to-end test: per match the event number the
+// snapshot started from and every live event number applied after it.
+window.demo = { received: 0, resumes: 0, resets: 0, duplicates: 0, gaps: 0, base: {}, applied: {}, transport: null };
+
+const LABEL = {
+  kickoff: 'Kick-off', 'second-half': 'Second half', 'half-time': 'Half time',
+  'full-time': 'Full time', fixture: 'Next fixture', goal: 'Goal', yellow: 'Yellow card', red: 'Red card',
+};
+
+function statusText(m) {
+  if (m.status === 'live') return `${m.minute}'`;
+  if (m.status === 'half-time') return 'HT';
+  if (m.status === 'full-time') return 'FT';
+  return 'Scheduled';
+}
+
+function feedItem(e, m) {
+  const li = document.createElement('li');
+  const icon = { goal: 'goal', yellow: 'yellow', red: 'red' }[e.kind] || 'whistle';
+  const who = e.team ? ` · ${e.team === 'home' ? m.home : m.away}` : '';
+  const player = e.player ? ` (${e.player})` : '';
+  const score = e.kind === 'goal' ? ` ${e.score[0]}–${e.score[1]}` : '';
+  li.innerHTML = `<span class="min"></span><span class="icon ${icon}"></span><span></span>`;
+  li.children[0].textContent = e.minute ? `${e.minute}'` : '';
+  li.children[2].textContent = `${LABEL[e.kind] || e.kind}${who}${player}${score}`;
+  if (e.kind === 'goal') li.classList.add('goal-line');
+  return li;
+}
+
+function render(m, flash) {
+  let card = document.getElementById('match-' + m.id);
+  if (!card) {
+    card = document.createElement('section');
+    card.className = 'match';
+    card.id = 'match-' + m.id;
+    card.innerHTML = `<div class="top"><span class="pill"></span><span class="num"></span></div>
+      <div class="teams"><span class="home"></span><span class="score h"></span>
+      <span class="away"></span><span class="score a"></span></div><ul class="feed"></ul>`;
+    el('board').appendChild(card);
+  }
+  const pill = card.querySelector('.pill');
+  pill.textContent = statusText(m);
+  pill.className = 'pill' + (m.status === 'live' ? ' live' : '');
+  card.querySelector('.num').textContent = `Match ${m.id}`;
+  card.querySelector('.home').textContent = m.home;
+  card.querySelector('.away').textContent = m.away;
+  card.querySelector('.h').textContent = m.score[0];
+  card.querySelector('.a').textContent = m.score[1];
+  const feed = card.querySelector('.feed');
+  feed.replaceChildren(...m.feed.slice(-5).reverse().map((e) => feedItem(e, m)));
+  if (flash) {
+    card.classList.remove('flash');
+    void card.offsetWidth;
+    card.classList.add('flash');
+  }
+}
+
+function snapshot(s) {
+  el('board').replaceChildren();
+  matches.clear();
+  for (const m of s.matches) {
+    matches.set(m.id, m);
+    demo.base[m.id] = m.n;
+    demo.applied[m.id] = [];
+    render(m, false);
+  }
+}
+
+function event(e) {
+  const m = matches.get(e.match);
+  if (!m) return;
+  if (e.n <= m.n) { demo.duplicates++; return; }
+  if (e.n !== m.n + 1) demo.gaps++;
+  m.n = e.n;
+  m.minute = e.minute;
+  m.score = e.score;
+  m.status = e.status;
+  if (e.home) { m.home = e.home; m.away = e.away; }
+  if (e.kind === 'fixture') m.feed = [];
+  if (e.kind !== 'minute') m.feed = m.feed.concat([e]).slice(-8);
+  demo.applied[e.match].push(e.n);
+  render(m, e.kind === 'goal');
+}
+
+function badge() {
+  const b = el('badge');
+  const state = client.state;
+  const t = client.transport;
+  const kind = state === 'open' ? t : state;
+  b.className = 'badge ' + kind;
+  b.textContent = state === 'open' ? (t === 'websocket' ? 'WebSocket' : 'Long-polling')
+    : state === 'closed' ? 'Closed' : 'Reconnecting…';
+  demo.transport = state === 'open' ? t : null;
+}
+
+client.on('message', (d) => {
+  demo.received++;
+  el('received').textContent = demo.received;
+  if (d.type === 'snapshot') snapshot(d);
+  else if (d.type === 'event') event(d);
+});
+client.on('open', (o) => {
+  if (o.resumed) demo.resumes++;
+  el('resumes').textContent = demo.resumes;
+  badge();
+});
+client.on('state', badge);
+client.on('transport', badge);
+client.on('reset', (r) => {
+  demo.resets++;
+  el('note').textContent = `Resynced after a reset (${r.reason})`;
+});
+window.client = client;
