@@ -29,7 +29,8 @@ TEST_SRC  := $(wildcard tests/core/*.c)
 TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
-.PHONY: all lib examples install uninstall test deps check-core test-core test-js test-asan test-tsan \
+.PHONY: all lib examples install uninstall test deps check-core test-core test-js test-demo \
+        test-asan test-tsan \
         bench-core demo clean
 
 all: lib
@@ -135,11 +136,16 @@ js-client/node_modules/.package-lock.json: js-client/package.json js-client/pack
 test-js: $(BUILD)/tests/js_server js-client/node_modules/.package-lock.json
 	cd js-client && node --test test/*.test.mjs
 
+# The live-scores demo end to end in chromium; saves docs/live-scores.png.
+test-demo: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json
+	node --test tests/demo/*.test.mjs
+
 test: deps
 	$(MAKE) check-core
 	$(MAKE) lib
 	$(MAKE) test-core
 	$(MAKE) test-js
+	$(MAKE) test-demo
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 
@@ -155,7 +161,7 @@ $(BUILD)/examples/%: examples/%/*.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(filter %.c,$^) $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
 
-examples: $(BUILD)/examples/echo $(BUILD)/examples/replay
+examples: $(BUILD)/examples/echo $(BUILD)/examples/replay $(BUILD)/examples/live-scores
 
 $(BUILD)/tests/js_server: tests/js/server.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
@@ -165,8 +171,11 @@ $(BUILD)/examples/replay: examples/replay/replay.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
 
-demo: deps $(BUILD)/examples/replay
-	$(BUILD)/examples/replay
+# The live-scores demo on 127.0.0.1:8080 (PORT overrides; NO_WEBSOCKET=1 shows the fallback).
+demo:
+	@scripts/deps.sh build
+	@$(MAKE) --no-print-directory $(BUILD)/examples/live-scores
+	$(BUILD)/examples/live-scores examples/live-scores/www
 
 clean:
 	rm -rf $(BUILD)

@@ -1,25 +1,34 @@
 #!/bin/sh
-# Makes sure the build and test dependencies are present. Run as root it installs what is
-# missing with apt-get (Debian 12); otherwise it prints the command to run and fails.
+# Makes sure the dependencies are present. Run as root it installs what is missing with
+# apt-get (Debian 12); otherwise it prints the command to run and fails.
+#   scripts/deps.sh          everything make test needs
+#   scripts/deps.sh build    only what building the library and the examples needs
 set -eu
+mode=${1:-all}
 
 pkgs="build-essential pkg-config libjansson-dev libsodium-dev check libsubunit-dev libcivetweb-dev
       nodejs npm nginx-light chromium"
 
 missing=""
-for mod in jansson libsodium check; do
+mods="jansson libsodium"
+[ "$mode" = all ] && mods="$mods check"
+for mod in $mods; do
     pkg-config --exists "$mod" 2>/dev/null || missing="$missing $mod"
 done
 for cmd in cc make pkg-config; do
     command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
 done
 [ -f /usr/include/civetweb.h ] || missing="$missing civetweb"  # no .pc file in Debian
-# The JS client's tests: node and npm, nginx as a proxy, Debian's chromium as the browser.
-for cmd in node npm; do
-    command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
-done
-[ -x /usr/sbin/nginx ] || missing="$missing nginx"
-[ -x /usr/bin/chromium ] || missing="$missing chromium"
+if [ "$mode" = all ]; then
+    # The JS tests: node and npm, nginx as a proxy, Debian's chromium as the browser.
+    for cmd in node npm; do
+        command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
+    done
+    [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+    [ -x /usr/bin/chromium ] || missing="$missing chromium"
+else
+    pkgs="build-essential pkg-config libjansson-dev libsodium-dev libcivetweb-dev"
+fi
 [ -z "$missing" ] && exit 0
 
 echo "deps: missing:$missing" >&2
@@ -31,7 +40,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # Debian's nginx package starts a server on port 80 when installed; the tests start
     # their own, on a free loopback port.
     if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi
-    [ -f /run/nginx.pid ] && kill "$(cat /run/nginx.pid)" 2>/dev/null || true
+    if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi
     exit 0
 fi
 echo "deps: install them with:  sudo apt-get install -y $pkgs" >&2
