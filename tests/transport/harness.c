@@ -131,6 +131,45 @@ void ts_publish(tserver *t, const char *json)
     ck_assert_int_eq(ferry_hub_publish(t->hub, "news", json, strlen(json), NULL), 0);
 }
 
+void *ts_publisher(void *arg)
+{
+    ts_pub *p = arg;
+    for (int i = 1; i <= p->n; i++) {
+        char m[64];
+        snprintf(m, sizeof m, "{\"i\":%d}", i);
+        ts_publish(p->s, m);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+void *ts_hold_poll(void *arg)
+{
+    ts_held *h = arg;
+    char q[96];
+    snprintf(q, sizeof q, "sid=%s&ack=%ld", h->c->sid, h->c->last_seq);
+    h->rc = tc_lp(h->c, "GET", q, NULL, &h->r, 30000);
+    return NULL;
+}
+
+void ts_small_frames(ferry_mount_options *o)
+{
+    o->core.max_frame_bytes = 1024;
+}
+
+void ts_good_origin(ferry_mount_options *o)
+{
+    o->allowed_origins = "http://good.example, https://also.example";
+}
+
+void ts_fast_heartbeat(ferry_mount_options *o)
+{
+    o->core.heartbeat_ms = 100;
+    o->core.heartbeat_timeout_ms = 400;
+    o->core.resume_window_ms = 600;
+    o->poll_timeout_ms = 300;
+}
+
 void tc_init(tc *c, tserver *s, tc_kind kind)
 {
     memset(c, 0, sizeof *c);

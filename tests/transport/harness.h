@@ -78,6 +78,26 @@ int tc_switch(tc *c, tc_kind kind);
 int tc_lp(tc *c, const char *method, const char *query, const char *body, fyc_resp *r,
           int timeout_ms);
 
+/* Publishes {"i":1..n} to "news", 2 ms apart: run it on a thread. */
+typedef struct ts_pub {
+    tserver *s;
+    int n;
+} ts_pub;
+void *ts_publisher(void *arg);
+
+/* Holds one long-poll poll for c (with its current ack) until answered: run on a thread. */
+typedef struct ts_held {
+    tc *c;
+    fyc_resp r;
+    int rc;
+} ts_held;
+void *ts_hold_poll(void *arg);
+
+/* Option tweaks shared by the suites. */
+void ts_small_frames(ferry_mount_options *o);   /* max_frame_bytes 1024 */
+void ts_good_origin(ferry_mount_options *o);    /* allow http://good.example and one more */
+void ts_fast_heartbeat(ferry_mount_options *o); /* 100 ms pings, 400 ms timeout, 600 ms window */
+
 Suite *ws_suite(void);
 Suite *lp_suite(void);
 Suite *mixed_suite(void);

@@ -78,32 +78,17 @@ START_TEST(lp_a_response_lost_in_flight_is_sent_again)
 }
 END_TEST
 
-struct held {
-    tc *c;
-    fyc_resp r;
-    int rc;
-};
-
-static void *hold_poll(void *arg)
-{
-    struct held *h = arg;
-    char q[96];
-    snprintf(q, sizeof q, "sid=%s&ack=%ld", h->c->sid, h->c->last_seq);
-    h->rc = tc_lp(h->c, "GET", q, NULL, &h->r, 30000);
-    return NULL;
-}
-
 START_TEST(lp_a_second_poll_ends_the_first)
 {
     tserver *s = ts_start(NULL);
     tc c;
     tc_init(&c, s, TC_LP);
     ck_assert_int_eq(tc_connect(&c), 0);
-    struct held first = {&c, {0}, -1}, second = {&c, {0}, -1};
+    ts_held first = {&c, {0}, -1}, second = {&c, {0}, -1};
     pthread_t t1, t2;
-    pthread_create(&t1, NULL, hold_poll, &first);
+    pthread_create(&t1, NULL, ts_hold_poll, &first);
     usleep(300000); /* let it be held */
-    pthread_create(&t2, NULL, hold_poll, &second);
+    pthread_create(&t2, NULL, ts_hold_poll, &second);
     pthread_join(t1, NULL); /* returns because the second one arrived */
     ck_assert_int_eq(first.rc, 0);
     ck_assert_int_eq(first.r.status, 200);
@@ -160,14 +145,9 @@ START_TEST(lp_bad_credentials_get_identical_answers)
 }
 END_TEST
 
-static void small_frames(ferry_mount_options *o)
-{
-    o->core.max_frame_bytes = 1024;
-}
-
 START_TEST(lp_bad_bodies)
 {
-    tserver *s = ts_start(small_frames);
+    tserver *s = ts_start(ts_small_frames);
     tc c;
     tc_init(&c, s, TC_LP);
     ck_assert_int_eq(tc_connect(&c), 0);
@@ -196,14 +176,9 @@ START_TEST(lp_bad_bodies)
 }
 END_TEST
 
-static void good_origin(ferry_mount_options *o)
-{
-    o->allowed_origins = "http://good.example";
-}
-
 START_TEST(lp_origin_and_cors)
 {
-    tserver *s = ts_start(good_origin);
+    tserver *s = ts_start(ts_good_origin);
     fyc_resp r;
     char v[128];
     const char *hello = "{\"t\":\"hello\",\"v\":1}";
@@ -244,9 +219,9 @@ START_TEST(lp_capacity_is_refused_at_once_with_503)
     tc_init(&b, s, TC_LP);
     ck_assert_int_eq(tc_connect(&a), 0);
     ck_assert_int_eq(tc_connect(&b), 0);
-    struct held h = {&a, {0}, -1};
+    ts_held h = {&a, {0}, -1};
     pthread_t t;
-    pthread_create(&t, NULL, hold_poll, &h);
+    pthread_create(&t, NULL, ts_hold_poll, &h);
     usleep(300000);
     fyc_resp r;
     char q[96], v[16];
@@ -264,17 +239,9 @@ START_TEST(lp_capacity_is_refused_at_once_with_503)
 }
 END_TEST
 
-static void fast_heartbeat(ferry_mount_options *o)
-{
-    o->core.heartbeat_ms = 100;
-    o->core.heartbeat_timeout_ms = 400;
-    o->core.resume_window_ms = 600;
-    o->poll_timeout_ms = 300;
-}
-
 START_TEST(lp_a_client_that_stops_polling_is_detached_then_expires)
 {
-    tserver *s = ts_start(fast_heartbeat);
+    tserver *s = ts_start(ts_fast_heartbeat);
     tc c;
     tc_init(&c, s, TC_LP);
     ck_assert_int_eq(tc_connect(&c), 0);

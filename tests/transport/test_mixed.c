@@ -5,32 +5,15 @@
 
 #include "harness.h"
 
-struct pub {
-    tserver *s;
-    int n;
-};
-
-static void *publisher(void *arg)
-{
-    struct pub *p = arg;
-    for (int i = 1; i <= p->n; i++) {
-        char m[64];
-        snprintf(m, sizeof m, "{\"i\":%d}", i);
-        ts_publish(p->s, m);
-        usleep(2000);
-    }
-    return NULL;
-}
-
 START_TEST(switching_transports_mid_stream_loses_and_repeats_nothing)
 {
     tserver *s = ts_start(NULL);
     tc c;
     tc_init(&c, s, TC_WS);
     ck_assert_int_eq(tc_connect(&c), 0);
-    struct pub p = {s, 400};
+    ts_pub p = {s, 400};
     pthread_t t;
-    pthread_create(&t, NULL, publisher, &p);
+    pthread_create(&t, NULL, ts_publisher, &p);
     tc_kind order[] = {TC_LP, TC_WS, TC_LP, TC_WS};
     for (int k = 0; k < 4; k++) {
         ck_assert(tc_wait_msgs(&c, json_array_size(c.got) + 30, 10000));
@@ -81,20 +64,6 @@ START_TEST(the_js_client_is_served_by_the_mount)
 }
 END_TEST
 
-struct held {
-    tc *c;
-    fyc_resp r;
-};
-
-static void *hold_poll(void *arg)
-{
-    struct held *h = arg;
-    char q[96];
-    snprintf(q, sizeof q, "sid=%s&ack=0", h->c->sid);
-    tc_lp(h->c, "GET", q, NULL, &h->r, 30000);
-    return NULL;
-}
-
 START_TEST(unmounting_closes_every_connection)
 {
     tserver *s = ts_start(NULL);
@@ -103,9 +72,9 @@ START_TEST(unmounting_closes_every_connection)
     tc_init(&l, s, TC_LP);
     ck_assert_int_eq(tc_connect(&w), 0);
     ck_assert_int_eq(tc_connect(&l), 0);
-    struct held h = {&l, {0}};
+    ts_held h = {&l, {0}, -1};
     pthread_t t;
-    pthread_create(&t, NULL, hold_poll, &h);
+    pthread_create(&t, NULL, ts_hold_poll, &h);
     usleep(300000);
     ferry_mount_free(s->m); /* returns only when no connection refers to the mount */
     pthread_join(t, NULL);
@@ -132,9 +101,9 @@ START_TEST(dropping_connections_keeps_sessions)
     tc_init(&l, s, TC_LP);
     ck_assert_int_eq(tc_connect(&w), 0);
     ck_assert_int_eq(tc_connect(&l), 0);
-    struct held h = {&l, {0}};
+    ts_held h = {&l, {0}, -1};
     pthread_t t;
-    pthread_create(&t, NULL, hold_poll, &h);
+    pthread_create(&t, NULL, ts_hold_poll, &h);
     usleep(200000);
     ferry_mount_drop_connections(s->m);
     pthread_join(t, NULL);

@@ -54,11 +54,6 @@ START_TEST(ws_malformed_frames_get_errors_and_the_connection_stays)
 }
 END_TEST
 
-static void small_frames(ferry_mount_options *o)
-{
-    o->core.max_frame_bytes = 1024;
-}
-
 static int wait_close(tc *c)
 {
     for (int i = 0; i < 100 && c->open; i++)
@@ -68,7 +63,7 @@ static int wait_close(tc *c)
 
 START_TEST(ws_oversize_message_closes_with_1009)
 {
-    tserver *s = ts_start(small_frames);
+    tserver *s = ts_start(ts_small_frames);
     tc c;
     tc_init(&c, s, TC_WS);
     ck_assert_int_eq(tc_connect(&c), 0);
@@ -116,14 +111,9 @@ START_TEST(ws_binary_is_refused_and_pings_are_answered)
 }
 END_TEST
 
-static void good_origin(ferry_mount_options *o)
-{
-    o->allowed_origins = "http://good.example, https://also.example";
-}
-
 START_TEST(ws_origin_is_checked_before_the_handshake)
 {
-    tserver *s = ts_start(good_origin);
+    tserver *s = ts_start(ts_good_origin);
     fyc_ws ws;
     int status;
     ck_assert_int_eq(fyc_ws_open(&ws, s->port, "/ferry/ws", "Origin: http://evil.example\r\n", &status), -1);
@@ -182,23 +172,6 @@ START_TEST(ws_capacity_is_refused_at_once_with_503)
 }
 END_TEST
 
-struct pub {
-    tserver *s;
-    int n;
-};
-
-static void *publisher(void *arg)
-{
-    struct pub *p = arg;
-    for (int i = 1; i <= p->n; i++) {
-        char m[64];
-        snprintf(m, sizeof m, "{\"i\":%d}", i);
-        ts_publish(p->s, m);
-        usleep(2000);
-    }
-    return NULL;
-}
-
 /* The client's view of the published stream must be 1..n, each once. */
 static void check_stream(tc *c, int n)
 {
@@ -221,9 +194,9 @@ START_TEST(ws_abrupt_close_then_resume_loses_and_repeats_nothing)
     tc c;
     tc_init(&c, s, TC_WS);
     ck_assert_int_eq(tc_connect(&c), 0);
-    struct pub p = {s, 300};
+    ts_pub p = {s, 300};
     pthread_t t;
-    pthread_create(&t, NULL, publisher, &p);
+    pthread_create(&t, NULL, ts_publisher, &p);
     for (int round = 0; round < 4; round++) {
         ck_assert(tc_wait_msgs(&c, json_array_size(c.got) + 40, 10000));
         /* Client messages sent but never acked before the drop are resent on resume. */
@@ -344,16 +317,9 @@ START_TEST(ws_a_client_that_stops_reading_never_stalls_the_others)
 }
 END_TEST
 
-static void fast_heartbeat(ferry_mount_options *o)
-{
-    o->core.heartbeat_ms = 100;
-    o->core.heartbeat_timeout_ms = 400;
-    o->core.resume_window_ms = 600;
-}
-
 START_TEST(ws_silent_client_is_dropped_then_its_session_expires)
 {
-    tserver *s = ts_start(fast_heartbeat);
+    tserver *s = ts_start(ts_fast_heartbeat);
     tc c;
     tc_init(&c, s, TC_WS);
     ck_assert_int_eq(tc_connect(&c), 0);

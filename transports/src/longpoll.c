@@ -32,13 +32,6 @@ static const char unknown_body[] =
     "[{\"t\":\"error\",\"code\":\"unknown_session\","
     "\"text\":\"no long-poll session with these credentials; resume\"}]";
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void lp_wake(void *ud)
 {
     lp_sess *lp = ud;
@@ -53,7 +46,7 @@ static void lp_kick(void *ud)
     lp_sess *lp = ud;
     pthread_mutex_lock(&lp->slock);
     if (!lp->dead_since)
-        lp->dead_since = now_ms();
+        lp->dead_since = fy_now_ms();
     lp->woken = true;
     pthread_cond_broadcast(&lp->cond);
     pthread_mutex_unlock(&lp->slock);
@@ -311,7 +304,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
         status = 400;
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
     } else {
-        uint64_t deadline = now_ms() + m->opt.poll_timeout_ms;
+        uint64_t deadline = fy_now_ms() + m->opt.poll_timeout_ms;
         for (;;) {
             out.len = 0;
             int n = ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY);
@@ -321,20 +314,13 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
             pthread_mutex_lock(&lp->slock);
             while (!lp->woken && gen == lp->poll_gen && !lp->dropped &&
                    !atomic_load(&m->stopping)) {
-                uint64_t now = now_ms();
+                uint64_t now = fy_now_ms();
                 if (now >= deadline) {
                     stop = true;
                     break;
                 }
                 struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                uint64_t left = deadline - now;
-                ts.tv_sec += (time_t)(left / 1000);
-                ts.tv_nsec += (long)(left % 1000) * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
+                fy_deadline(&ts, deadline - now);
                 pthread_cond_timedwait(&lp->cond, &lp->slock, &ts);
             }
             lp->woken = false;
@@ -469,7 +455,7 @@ static void reap_one(fy_map_node *n, void *ud)
 
 void fy_lp_reap(ferry_mount *m)
 {
-    struct reap_ctx c = {m, now_ms(), false, {NULL}};
+    struct reap_ctx c = {m, fy_now_ms(), false, {NULL}};
     pthread_mutex_lock(&m->lp_lock);
     fy_map_each(&m->lp, reap_one, &c);
     pthread_mutex_unlock(&m->lp_lock);
@@ -509,12 +495,7 @@ void fy_lp_stop(ferry_mount *m)
     while (m->lp_active) {
         fy_map_each(&m->lp, wake_one, NULL);
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        fy_deadline(&ts, 100);
         pthread_cond_timedwait(&m->lp_idle, &m->lp_lock, &ts);
     }
     /* civetweb waits for requests still inside the handler before removing it (new ones

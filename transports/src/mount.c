@@ -64,6 +64,24 @@ bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn)
     return host && sep && strcasecmp(sep + 3, host) == 0;
 }
 
+uint64_t fy_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void fy_deadline(struct timespec *ts, uint64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 bool fy_conn_acquire(ferry_mount *m)
 {
     size_t n = atomic_fetch_add(&m->conns, 1);
@@ -151,13 +169,7 @@ static void *timer_main(void *arg)
     pthread_mutex_lock(&m->tlock);
     while (!atomic_load(&m->stopping)) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += m->opt.tick_ms / 1000;
-        ts.tv_nsec += (long)(m->opt.tick_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        fy_deadline(&ts, m->opt.tick_ms);
         pthread_cond_timedwait(&m->tcond, &m->tlock, &ts);
         if (atomic_load(&m->stopping))
             break;

@@ -69,6 +69,11 @@ static inline void fy_mount_leave(ferry_mount *m)
 /* Origin policy: true if the request may proceed. */
 bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn);
 
+/* CLOCK_MONOTONIC in ms, and a CLOCK_REALTIME deadline `ms` from now for
+ * pthread_cond_timedwait. */
+uint64_t fy_now_ms(void);
+void fy_deadline(struct timespec *ts, uint64_t ms);
+
 /* Takes one connection slot (WebSocket or held poll); false at capacity. */
 bool fy_conn_acquire(ferry_mount *m);
 void fy_conn_release(ferry_mount *m);
