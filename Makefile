@@ -30,7 +30,7 @@ TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib examples install uninstall test deps check-core test-core test-js test-demo \
-        test-asan test-tsan \
+        test-asan test-tsan fuzz test-fuzz \
         bench-core demo clean
 
 all: lib
@@ -148,6 +148,33 @@ test: deps
 	$(MAKE) test-demo
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
+	$(MAKE) test-fuzz
+
+# ---- fuzzing (libFuzzer, clang, ASan+UBSan) -------------------------------------------------
+FUZZ_CC      ?= clang
+FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all $(INCLUDES) $(DEP_CFLAGS)
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(CORE_SRC) -o $@ $(shell pkg-config --libs $(DEPS))
+
+# Each target runs for FUZZ_SECONDS from its seed corpus (tests/fuzz/corpus/<name>); new
+# inputs go to build/fuzz/corpus-<name>, never into the repository.
+fuzz: $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do n=$${t##*/fuzz_}; mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+	    > $(BUILD)/fuzz/$$n.log 2>&1; rc=$$?; \
+	  grep -E "^#[0-9]+.*DONE|^stat::number_of_executed_units" $(BUILD)/fuzz/$$n.log; \
+	  if [ $$rc -ne 0 ]; then tail -n 60 $(BUILD)/fuzz/$$n.log; echo "fuzz: $$n FAILED"; exit 1; fi; \
+	done; echo "fuzz: every target passed"
+
+test-fuzz:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 # ---- benchmarks and demo -------------------------------------------------------------------
 $(BUILD)/bench/core_publish: bench/core_publish.c $(BUILD)/libferry.a

@@ -7,7 +7,7 @@ set -eu
 mode=${1:-all}
 
 pkgs="build-essential pkg-config libjansson-dev libsodium-dev check libsubunit-dev libcivetweb-dev
-      nodejs npm nginx-light chromium"
+      clang libclang-rt-14-dev nodejs npm nginx-light chromium"
 
 missing=""
 mods="jansson libsodium"
@@ -25,6 +25,10 @@ if [ "$mode" = all ]; then
         command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
     done
     [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+    # libFuzzer: clang and its runtime
+    command -v clang >/dev/null 2>&1 || missing="$missing clang"
+    ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
+        missing="$missing libfuzzer"
     [ -x /usr/bin/chromium ] || missing="$missing chromium"
 else
     pkgs="build-essential pkg-config libjansson-dev libsodium-dev libcivetweb-dev"
