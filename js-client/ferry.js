@@ -145,7 +145,7 @@
     var fail = function () {
       if (probe) { if (self.probe === ws) self.probe = null; return; }
       if (gen !== self.gen) return;
-      if (!welcomed && self.opts.transport === 'auto') {
+      if (!welcomed && self.opts.transport === 'auto' && !self.refused) {
         self.wsFailed = true;     // fall back at once, on the same session
         self.openLp();
       } else {
@@ -189,9 +189,10 @@
       return self.http('POST', self.lpUrl, JSON.stringify(hs), gen);
     }).then(function (r) {
       if (gen !== self.gen) return;
-      if (r.status === 503 || r.status >= 500) return self.lost();
-      self.receive(r.text);
+      if (r.status === 200 || r.status === 400 || r.status === 401) self.receive(r.text);
+      if (gen !== self.gen) return;
       if (self.state === 'open') self.poll(gen);
+      else self.lost(); // refused (401), full (503) or broken: retry after a backoff
     }, function () { if (gen === self.gen) self.lost(); });
   };
 
@@ -283,6 +284,9 @@
         return;
       case 'close': return this.finish('closed', f.reason);
       case 'error':
+        // Refused credentials: the server closes; retry (a token function may refresh it)
+        // on the same transport rather than take it for a broken WebSocket.
+        if (f.code === 'unauthorized') this.refused = true;
         if (f.code === 'capacity') this.lost();
         return this.emit('error', f);
     }
@@ -299,6 +303,7 @@
   P.welcome = function (w) {
     var self = this, resumed = w.resumed, reason = this.resetReason;
     this.resetReason = null;
+    this.refused = false;
     if (!resumed) {
       var lost = this.sessionId !== null || reason;
       this.lastSeq = 0;

@@ -43,8 +43,8 @@ extern "C" {
 typedef struct ferry_hub ferry_hub;
 typedef struct ferry_session ferry_session;
 
-/* Every error a ferry function can return. Codes from -3 to -13 and -17 are also sent to
- * peers as error frames; docs/PROTOCOL.md names their wire strings. */
+/* Every error a ferry function can return. Codes from -3 to -13, -17 and -18 are also sent
+ * to peers as error frames; docs/PROTOCOL.md names their wire strings. */
 typedef enum ferry_error {
     FERRY_OK = 0,
     FERRY_ENOMEM = -1,       /* allocation failed; nothing was changed */
@@ -64,6 +64,7 @@ typedef enum ferry_error {
     FERRY_ENOTFOUND = -15,   /* no live session with that ID */
     FERRY_EFULL = -16,       /* the outbox overflowed: the session was reset (reason overflow) */
     FERRY_EFORBIDDEN = -17,  /* the application refused a client's subscription (wire error) */
+    FERRY_EAUTH = -18,       /* the application refused the client's credentials (wire error) */
 } ferry_error;
 
 /* A static, human-readable description of an error code; never NULL. */
@@ -91,6 +92,20 @@ typedef enum ferry_state {
     FERRY_STATE_EXPIRED,    /* ended (see the reason); only the ID is remembered, for a while */
 } ferry_state;
 
+#define FERRY_IDENTITY_MAX 128 /* bytes of an identity, NUL included */
+
+/* What a client presented with its handshake, for on_auth. Every pointer is valid only
+ * during the call. */
+typedef struct ferry_auth {
+    const char *token;       /* the handshake's "token" field, or NULL */
+    const char *session_id;  /* the session a resume names, or NULL for a new session */
+    const char *peer_addr;   /* the client's address as the transport saw it, or NULL */
+    /* A request header of the connection (case-insensitive name), or NULL: the Cookie,
+     * Origin or Authorization of the WebSocket upgrade or long-poll request. */
+    const char *(*header)(const struct ferry_auth *a, const char *name);
+    void *transport_ctx;     /* for header() */
+} ferry_auth;
+
 /* A monotonic clock in milliseconds. Must never go backwards. */
 typedef uint64_t (*ferry_clock_fn)(void *ud);
 
@@ -117,6 +132,15 @@ typedef struct ferry_callbacks {
      * subscription is refused (the application subscribes sessions itself). Runs in order
      * with the session's messages. Unsubscribing needs no permission. */
     int (*on_subscribe)(ferry_session *s, const char *topic, void *ud);
+    /* Decides who a client is, on every handshake: a new session and every resume, before
+     * anything else happens. Return 0 and write a NUL-terminated identity (an account ID,
+     * or "" for anonymous) to accept; return anything else to refuse, with *reason a static
+     * text for the client (it gets an "unauthorized" error and the connection closes).
+     * A session is bound to the identity it was opened with: a resume accepted under
+     * another identity is answered like an unknown session. If NULL, every client is
+     * accepted with the identity "". Runs on a transport thread with no lock held. */
+    int (*on_auth)(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const char **reason,
+                   void *ud);
 } ferry_callbacks;
 
 typedef struct ferry_options {
@@ -198,6 +222,8 @@ FERRY_API int ferry_session_close(ferry_session *s);
  * secret. */
 FERRY_API const char *ferry_session_id(const ferry_session *s);
 FERRY_API ferry_state ferry_session_state(ferry_session *s);
+/* The identity on_auth gave the session ("" without on_auth). Valid like ferry_session_id. */
+FERRY_API const char *ferry_session_identity(const ferry_session *s);
 
 /* One application pointer per session, never read by ferry. */
 FERRY_API void ferry_session_set_user(ferry_session *s, void *user);

@@ -84,6 +84,13 @@ enum {
  * only by a pull that leaves nothing due, so pull until it returns 0 before waiting. */
 FERRY_API int ferry_link_pull(ferry_link *l, ferry_buf *out, unsigned flags);
 
+/* Tells the link what on_auth may ask about the connection: the peer's address and a header
+ * lookup. `ctx` is passed back to header(). Everything must stay valid for every later
+ * ferry_link_recv on this link (or call this again before each). Optional. */
+FERRY_API void ferry_link_set_peer(ferry_link *l, const char *peer_addr,
+                                   const char *(*header)(void *ctx, const char *name),
+                                   void *ctx);
+
 /* Non-zero when the transport should close the connection once it has written everything
  * pulled so far (after a kick, a reset or close frame, a refused handshake). */
 FERRY_API int ferry_link_done(ferry_link *l);
@@ -96,6 +103,7 @@ typedef enum ferry_link_end {
     FERRY_LINK_TIMEOUT,       /* nothing heard from the client for heartbeat_timeout_ms */
     FERRY_LINK_STALLED,       /* the ack window stayed full for stall_timeout_ms */
     FERRY_LINK_REFUSED,       /* the handshake was refused (capacity) */
+    FERRY_LINK_UNAUTHORIZED,  /* on_auth refused the client */
 } ferry_link_end;
 
 FERRY_API ferry_link_end ferry_link_end_reason(ferry_link *l);

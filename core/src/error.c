@@ -21,6 +21,7 @@ const char *ferry_strerror(int err)
     case FERRY_ENOTFOUND: return "no such session";
     case FERRY_EFULL: return "outbox overflowed; session reset";
     case FERRY_EFORBIDDEN: return "subscription refused";
+    case FERRY_EAUTH: return "credentials refused";
     default: return "unknown error";
     }
 }

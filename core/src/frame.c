@@ -66,6 +66,18 @@ static int get_str(json_t *obj, const char *key, const char **s, size_t *len, si
     return 0;
 }
 
+/* The optional credential of a handshake. */
+static int get_token(json_t *obj, const char **token, size_t idx, fy_err *err)
+{
+    json_t *v = json_object_get(obj, "token");
+    if (!v)
+        return 0;
+    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
+        return fail(err, FERRY_EFIELD, "frame %zu: \"token\" must be a string", idx);
+    *token = json_string_value(v);
+    return 0;
+}
+
 static int check_version(json_t *obj, size_t idx, fy_err *err)
 {
     uint64_t v = 0;
@@ -106,10 +118,11 @@ static int decode_one(json_t *obj, size_t idx, fy_frame *f, fy_err *err)
     int rc = 0;
     switch (f->type) {
     case FY_F_HELLO:
-        rc = check_version(obj, idx, err);
+        if ((rc = check_version(obj, idx, err)) == 0)
+            rc = get_token(obj, &f->token, idx, err);
         break;
     case FY_F_RESUME:
-        if ((rc = check_version(obj, idx, err)) ||
+        if ((rc = check_version(obj, idx, err)) || (rc = get_token(obj, &f->token, idx, err)) ||
             (rc = get_str(obj, "sid", &f->sid, &f->sid_len, idx, err)) ||
             (rc = get_str(obj, "secret", &f->secret, &f->secret_len, idx, err)))
             break;
@@ -213,6 +226,7 @@ const char *fy_wire_code(int err)
     case FERRY_ESEQ: return "seq_gap";
     case FERRY_ECAPACITY: return "capacity";
     case FERRY_EFORBIDDEN: return "forbidden";
+    case FERRY_EAUTH: return "unauthorized";
     default: return "internal";
     }
 }

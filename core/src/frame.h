@@ -36,6 +36,7 @@ typedef struct fy_frame {
     size_t secret_len;
     json_t *data;        /* msg */
     const char *topic;   /* sub, unsub */
+    const char *token;   /* hello, resume: optional */
 } fy_frame;
 
 typedef struct fy_limits {

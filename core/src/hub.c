@@ -207,6 +207,15 @@ bool fy_hub_allow_subscribe(ferry_hub *hub, ferry_session *s, const char *topic)
     return rc == 0;
 }
 
+int fy_hub_call_auth(ferry_hub *hub, const ferry_auth *a, char *identity, const char **reason)
+{
+    in_callback++;
+    int rc = hub->cb.on_auth(a, identity, reason, hub->ud);
+    in_callback--;
+    identity[FERRY_IDENTITY_MAX - 1] = '\0';
+    return rc;
+}
+
 struct tick_ctx {
     ferry_hub *hub;
     uint64_t now;

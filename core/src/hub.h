@@ -40,6 +40,7 @@ void fy_hub_drain(ferry_hub *hub);
 void fy_hub_call_open(ferry_hub *hub, ferry_session *s, ferry_reason reset_why);
 void fy_hub_call_message(ferry_hub *hub, ferry_session *s, json_t *data);
 bool fy_hub_allow_subscribe(ferry_hub *hub, ferry_session *s, const char *topic);
+int fy_hub_call_auth(ferry_hub *hub, const ferry_auth *a, char *identity, const char **reason);
 
 /* Topics (topic.c); all with the hub lock held. */
 typedef struct fy_topic fy_topic;

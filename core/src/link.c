@@ -62,12 +62,13 @@ static ferry_session *bound(ferry_link *l)
     return s;
 }
 
-/* Queues an error frame for the peer; returns `code`. */
-static int peer_error(ferry_link *l, int code, const char *text, bool fatal)
+/* Queues an error frame for the peer; returns `code`. A non-zero `end` (a ferry_link_end)
+ * also ends the link after the frame. */
+static int peer_error(ferry_link *l, int code, const char *text, int end)
 {
     pthread_mutex_lock(&l->lock);
-    if (fatal)
-        fy_link_kick_locked(l, FERRY_LINK_REFUSED); /* first: a kick drops what is queued */
+    if (end)
+        fy_link_kick_locked(l, end); /* first: a kick drops what is queued */
     if (l->nerr < FY_LINK_MAX_ERRORS) {
         l->err[l->nerr].code = code;
         snprintf(l->err[l->nerr].text, sizeof l->err[0].text, "%s", text);
@@ -111,8 +112,8 @@ static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presen
 }
 
 /* Tries to resume. Returns 0 with *resumed set, or an error already queued for the peer. */
-static int try_resume(ferry_link *l, const fy_frame *f, uint64_t now, bool *resumed,
-                      ferry_reason *why)
+static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, uint64_t now,
+                      bool *resumed, ferry_reason *why)
 {
     ferry_hub *hub = l->hub;
     fy_hash presented;
@@ -135,8 +136,8 @@ static int try_resume(ferry_link *l, const fy_frame *f, uint64_t now, bool *resu
     pthread_mutex_lock(&s->lock);
     bool now_ok = fy_token_hash_eq(&presented, &s->secret);
     bool prev_ok = fy_token_hash_eq(&presented, &s->confirmed) && s->unconfirmed;
-    if (!now_ok && !prev_ok) {
-        /* same answer as an unknown session */
+    if ((!now_ok && !prev_ok) || strcmp(identity, s->identity) != 0) {
+        /* same answer as an unknown session: so is a resume under another identity */
     } else if (s->state == FERRY_STATE_EXPIRED) {
         *why = s->end_reason;
     } else if (fy_outbox_rewind(&s->out, f->ack) != 0) {
@@ -146,7 +147,7 @@ static int try_resume(ferry_link *l, const fy_frame *f, uint64_t now, bool *resu
         rc = FERRY_EACK;
         pthread_mutex_unlock(&s->lock);
         ferry_session_unref(s);
-        return peer_error(l, rc, text, false);
+        return peer_error(l, rc, text, 0);
     } else {
         attach_locked(l, s, &presented, FERRY_REASON_NONE, now);
         *resumed = true;
@@ -157,22 +158,50 @@ static int try_resume(ferry_link *l, const fy_frame *f, uint64_t now, bool *resu
     return 0;
 }
 
+static const char *auth_header(const ferry_auth *a, const char *name)
+{
+    ferry_link *l = a->transport_ctx;
+    return l->header ? l->header(l->header_ctx, name) : NULL;
+}
+
+/* Runs on_auth for a handshake. Returns 0 with the identity, or the refusal (queued). */
+static int authenticate(ferry_link *l, const fy_frame *f, char identity[FERRY_IDENTITY_MAX])
+{
+    identity[0] = '\0';
+    if (!l->hub->cb.on_auth)
+        return 0;
+    ferry_auth a = {.token = f->token,
+                    .session_id = f->type == FY_F_RESUME ? f->sid : NULL,
+                    .peer_addr = l->peer_addr,
+                    .header = auth_header,
+                    .transport_ctx = l};
+    const char *reason = NULL;
+    if (fy_hub_call_auth(l->hub, &a, identity, &reason) == 0)
+        return 0;
+    return peer_error(l, FERRY_EAUTH, reason ? reason : "credentials refused",
+                      FERRY_LINK_UNAUTHORIZED);
+}
+
 static int handshake(ferry_link *l, const fy_frame *f)
 {
     ferry_hub *hub = l->hub;
     uint64_t now = fy_hub_now(hub);
     ferry_reason why = FERRY_REASON_NONE;
+    char identity[FERRY_IDENTITY_MAX];
 
+    int arc = authenticate(l, f, identity);
+    if (arc)
+        return arc;
     if (f->type == FY_F_RESUME) {
         bool resumed;
-        int rc = try_resume(l, f, now, &resumed, &why);
+        int rc = try_resume(l, f, identity, now, &resumed, &why);
         if (rc || resumed)
             return rc;
     }
 
     ferry_session *s = fy_session_new(hub);
     if (!s)
-        return peer_error(l, FERRY_ENOMEM, "out of memory", false);
+        return peer_error(l, FERRY_ENOMEM, "out of memory", 0);
     pthread_mutex_lock(&hub->lock);
     bool full = atomic_load(&hub->live) >= hub->opt.max_sessions;
     int rc = full ? FERRY_ECAPACITY : hub->store->ops->add(hub->store, s);
@@ -181,7 +210,8 @@ static int handshake(ferry_link *l, const fy_frame *f)
     pthread_mutex_unlock(&hub->lock);
     if (rc) {
         ferry_session_unref(s);
-        return peer_error(l, rc, full ? "server at session capacity" : "out of memory", full);
+        return peer_error(l, rc, full ? "server at session capacity" : "out of memory",
+                          full ? FERRY_LINK_REFUSED : 0);
     }
 
     /* in_lock: on_open finishes before any message or on_close of this session. And the
@@ -189,6 +219,7 @@ static int handshake(ferry_link *l, const fy_frame *f)
      * on_open's subscriptions and messages are in place. */
     pthread_mutex_lock(&s->in_lock);
     pthread_mutex_lock(&s->lock);
+    memcpy(s->identity, identity, sizeof s->identity);
     s->opened = true;
     pthread_mutex_lock(&l->lock);
     l->opening = true;
@@ -263,7 +294,7 @@ static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t 
     if (rc) {
         pthread_mutex_unlock(&s->lock);
         pthread_mutex_unlock(&s->in_lock);
-        return peer_error(l, rc, text, false);
+        return peer_error(l, rc, text, 0);
     }
     s->last_rx = now;
     if (s->unconfirmed) {
@@ -318,7 +349,7 @@ static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t 
                    ferry_session_subscribe(s, fs[i].topic) != 0) {
             char why[160];
             snprintf(why, sizeof why, "subscription to %.128s refused", fs[i].topic);
-            peer_error(l, FERRY_EFORBIDDEN, why, false);
+            peer_error(l, FERRY_EFORBIDDEN, why, 0);
         }
     }
 
@@ -355,11 +386,11 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
 
     int rc = fy_frame_decode(data ? data : "", len, &lim, &root, &fs, &n, &err);
     if (rc)
-        return peer_error(l, rc, err.text, false);
+        return peer_error(l, rc, err.text, 0);
     if (!s) {
         if (n != 1 || (fs[0].type != FY_F_HELLO && fs[0].type != FY_F_RESUME))
             rc = peer_error(l, FERRY_EHANDSHAKE, "the first frame must be a lone hello or resume",
-                            false);
+                            0);
         else
             rc = handshake(l, &fs[0]);
     } else {
@@ -500,6 +531,16 @@ int ferry_link_done(ferry_link *l)
     int d = l->done && l->ctl == 0;
     pthread_mutex_unlock(&l->lock);
     return d;
+}
+
+void ferry_link_set_peer(ferry_link *l, const char *peer_addr,
+                         const char *(*header)(void *ctx, const char *name), void *ctx)
+{
+    pthread_mutex_lock(&l->lock);
+    l->peer_addr = peer_addr;
+    l->header = header;
+    l->header_ctx = ctx;
+    pthread_mutex_unlock(&l->lock);
 }
 
 ferry_link_end ferry_link_end_reason(ferry_link *l)

@@ -147,6 +147,11 @@ const char *ferry_session_id(const ferry_session *s)
     return s ? s->id : NULL;
 }
 
+const char *ferry_session_identity(const ferry_session *s)
+{
+    return s ? s->identity : NULL;
+}
+
 ferry_state ferry_session_state(ferry_session *s)
 {
     pthread_mutex_lock(&s->lock);

@@ -21,6 +21,7 @@ struct ferry_session {
     pthread_mutex_t in_lock;   /* serializes inbound delivery and the open/close callbacks */
     ferry_hub *hub;            /* immutable */
     char id[FY_ID_LEN + 1];    /* immutable */
+    char identity[FERRY_IDENTITY_MAX]; /* from on_auth; immutable once opened */
     fy_map_node node;          /* owned by the store (hub lock) */
     fy_sub *subs;              /* this session's subscriptions (hub lock) */
     ferry_session *pend_next;  /* hub pending list (hub pend_lock) */

@@ -97,6 +97,22 @@ describe('against the real server', () => {
     c.close();
   });
 
+  test('the token is asked for on every handshake; a refused one is an error', async () => {
+    let calls = 0;
+    const c = client(srv.url, { token: () => { calls++; return Promise.resolve('alice'); }, minDelay: 10, maxDelay: 50 });
+    await once(c, 'open');
+    await srv.control('drop');
+    const again = await once(c, 'open');
+    assert.equal(again.resumed, true);
+    assert.ok(calls >= 2, `token asked ${calls} times`);
+    c.close();
+    const bad = client(srv.url, { token: 'bad', transport: 'longpoll', minDelay: 1000, maxDelay: 1000 });
+    const err = await once(bad, 'error');
+    assert.equal(err.code, 'unauthorized');
+    assert.equal(err.text, 'bad token');
+    bad.close();
+  });
+
   test('send() before the connection opens is delivered once it does', async () => {
     const before = (await srv.control('received')).length;
     const c = client(srv.url, { transport: 'longpoll' });

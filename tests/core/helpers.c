@@ -64,7 +64,25 @@ static int on_subscribe(ferry_session *s, const char *topic, void *ud)
     return strncmp(topic, "public/", 7) == 0 ? 0 : -1;
 }
 
-static const ferry_callbacks callbacks = {on_open, on_reset, on_message, on_close, on_subscribe};
+/* The identity is the token; the token "bad" is refused. */
+static int on_auth(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const char **reason,
+                   void *ud)
+{
+    (void)ud;
+    app.auths++;
+    snprintf(app.auth_sid, sizeof app.auth_sid, "%s", a->session_id ? a->session_id : "");
+    const char *cookie = a->header(a, "Cookie");
+    snprintf(app.auth_cookie, sizeof app.auth_cookie, "%s", cookie ? cookie : "");
+    if (a->token && strcmp(a->token, "bad") == 0) {
+        *reason = "bad token";
+        return -1;
+    }
+    snprintf(identity, FERRY_IDENTITY_MAX, "%s", a->token ? a->token : "");
+    return 0;
+}
+
+static const ferry_callbacks callbacks = {on_open, on_reset, on_message, on_close, on_subscribe,
+                                          on_auth};
 
 ferry_hub *hub_new(void (*tweak)(ferry_options *o))
 {

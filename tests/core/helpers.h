@@ -18,6 +18,9 @@ typedef struct app_log {
     ferry_session *last_session;
     int echo;                  /* on_message sends the data back */
     int echo_errors;
+    int auths;                 /* on_auth calls */
+    char auth_sid[32];         /* the session_id on_auth saw last ("" for a new session) */
+    char auth_cookie[64];      /* the Cookie header on_auth saw last */
     ferry_link *pull_in_open;  /* on_open pulls from this link and records the result */
     int pulled_in_open;
 } app_log;

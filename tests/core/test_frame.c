@@ -88,6 +88,8 @@ static const struct {
     {"{\"t\":\"resume\",\"v\":1,\"sid\":\"a\",\"secret\":\"b\"}", FERRY_EFIELD},
     {"{\"t\":\"ping\",\"x\":\"\xff\xfe\"}", FERRY_EJSON},
     {"{\"t\":\"sub\"}", FERRY_EFIELD},
+    {"{\"t\":\"hello\",\"v\":1,\"token\":7}", FERRY_EFIELD},
+    {"{\"t\":\"hello\",\"v\":1,\"token\":\"a\\u0000b\"}", FERRY_EJSON},
     {"{\"t\":\"sub\",\"topic\":\"a b\"}", FERRY_EFIELD},
     {"{\"t\":\"unsub\",\"topic\":\"\"}", FERRY_EFIELD},
     {"{\"t\":\"sub\",\"topic\":\"a\\u0000b\"}", FERRY_EJSON},
@@ -139,7 +141,7 @@ END_TEST
 
 START_TEST(every_wire_error_has_a_code_and_text)
 {
-    for (int e = FERRY_ETOOBIG; e >= FERRY_EFORBIDDEN; e--) {
+    for (int e = FERRY_ETOOBIG; e >= FERRY_EAUTH; e--) {
         if (e == FERRY_ECLOSED || e == FERRY_ENOTFOUND || e == FERRY_EFULL)
             continue; /* not wire errors */
         ck_assert_str_ne(fy_wire_code(e), "internal");

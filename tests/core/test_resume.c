@@ -249,6 +249,66 @@ START_TEST(expired_and_overflowed_sessions_are_reset_with_their_reason)
 }
 END_TEST
 
+static const char *cookie_of(void *ctx, const char *name)
+{
+    return strcmp(name, "Cookie") == 0 ? ctx : NULL;
+}
+
+START_TEST(authentication_runs_on_every_handshake_and_binds_the_identity)
+{
+    char sid[32], secret[64];
+    json_t *f;
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *a = fc_open(hub);
+    ferry_link_set_peer(a->link, "127.0.0.1", cookie_of, "sid=abc");
+    ck_assert_int_eq(fc_send(a, "{\"t\":\"hello\",\"v\":1,\"token\":\"alice\"}"), 0);
+    f = fc_drain(a);
+    snprintf(sid, sizeof sid, "%s", str_of(frame_of(f, "welcome", 0), "sid"));
+    snprintf(secret, sizeof secret, "%s", str_of(frame_of(f, "welcome", 0), "secret"));
+    json_decref(f);
+    ck_assert_str_eq(ferry_session_identity(app.last_session), "alice");
+    ck_assert_str_eq(app.auth_cookie, "sid=abc");
+    ck_assert_str_eq(app.auth_sid, "");
+    fc_close(a);
+
+    /* Resumed under another identity: answered like an unknown session. */
+    fake_conn *b = fc_open(hub);
+    fc_send(b, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":0,\"token\":\"mallory\"}",
+            sid, secret);
+    f = fc_drain(b);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
+    json_decref(f);
+    ck_assert_str_eq(app.auth_sid, sid);
+    ck_assert_str_eq(ferry_session_identity(app.last_session), "mallory");
+    fc_close(b);
+
+    /* The owner, with a fresh token for the same identity, resumes. */
+    fake_conn *c = fc_open(hub);
+    fc_send(c, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":0,\"token\":\"alice\"}",
+            sid, secret);
+    f = fc_drain(c);
+    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    json_decref(f);
+    fc_close(c);
+
+    /* Refused credentials: an error with the reason, no session, the link ends. */
+    int opens = app.opens + app.resets;
+    fake_conn *d = fc_open(hub);
+    ck_assert_int_eq(fc_send(d, "{\"t\":\"hello\",\"v\":1,\"token\":\"bad\"}"), FERRY_EAUTH);
+    f = fc_drain(d);
+    ck_assert_str_eq(str_of(frame_of(f, "error", 0), "code"), "unauthorized");
+    ck_assert_str_eq(str_of(frame_of(f, "error", 0), "text"), "bad token");
+    ck_assert_uint_eq(count_of(f, "welcome"), 0);
+    json_decref(f);
+    ck_assert(ferry_link_done(d->link));
+    ck_assert_int_eq(ferry_link_end_reason(d->link), FERRY_LINK_UNAUTHORIZED);
+    ck_assert_int_eq(app.opens + app.resets, opens);
+    ck_assert_int_eq(fc_send(d, "{\"t\":\"hello\",\"v\":1}"), FERRY_ECLOSED);
+    fc_close(d);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *resume_suite(void)
 {
     Suite *s = suite_create("resume");
@@ -259,6 +319,7 @@ Suite *resume_suite(void)
     tcase_add_test(tc, a_resume_takes_over_from_the_old_connection);
     tcase_add_test(tc, resume_ack_beyond_sent_is_refused);
     tcase_add_test(tc, expired_and_overflowed_sessions_are_reset_with_their_reason);
+    tcase_add_test(tc, authentication_runs_on_every_handshake_and_binds_the_identity);
     suite_add_tcase(s, tc);
     return s;
 }

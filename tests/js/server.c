@@ -49,6 +49,19 @@ static int on_subscribe(ferry_session *s, const char *topic, void *ud)
     return strncmp(topic, "public/", 7) == 0 ? 0 : -1;
 }
 
+/* The token "bad" is refused; any other token is the identity. */
+static int on_auth(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const char **reason,
+                   void *ud)
+{
+    (void)ud;
+    if (a->token && strcmp(a->token, "bad") == 0) {
+        *reason = "bad token";
+        return 1;
+    }
+    snprintf(identity, FERRY_IDENTITY_MAX, "%s", a->token ? a->token : "");
+    return 0;
+}
+
 static long qnum(const struct mg_request_info *ri, const char *name, long def)
 {
     char v[32];
@@ -124,7 +137,7 @@ int main(int argc, char **argv)
     mo.core.heartbeat_ms = env_ms("FERRY_HB_MS", mo.core.heartbeat_ms);
     mo.core.heartbeat_timeout_ms = env_ms("FERRY_TIMEOUT_MS", mo.core.heartbeat_timeout_ms);
     ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message,
-                          .on_subscribe = on_subscribe};
+                          .on_subscribe = on_subscribe, .on_auth = on_auth};
     if (ferry_mount_new(ctx, &mo, &cb, NULL, &mount) != 0)
         return 1;
     mg_set_request_handler(ctx, "/control/", control, NULL);

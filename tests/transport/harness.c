@@ -10,11 +10,29 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Identity = token; the token "bad" is refused. */
+static int on_auth(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const char **reason,
+                   void *ud)
+{
+    tserver *t = ud;
+    const char *cookie = a->header(a, "Cookie");
+    pthread_mutex_lock(&t->lock);
+    snprintf(t->cookie, sizeof t->cookie, "%s", cookie ? cookie : "");
+    pthread_mutex_unlock(&t->lock);
+    if (a->token && strcmp(a->token, "bad") == 0) {
+        *reason = "bad token";
+        return 1;
+    }
+    snprintf(identity, FERRY_IDENTITY_MAX, "%s", a->token ? a->token : "");
+    return 0;
+}
+
 static void on_open(ferry_session *s, void *ud)
 {
     tserver *t = ud;
     ferry_session_subscribe(s, "news");
     pthread_mutex_lock(&t->lock);
+    snprintf(t->identity, sizeof t->identity, "%s", ferry_session_identity(s));
     t->opens++;
     pthread_mutex_unlock(&t->lock);
 }
@@ -72,7 +90,8 @@ tserver *ts_start(void (*tweak)(ferry_mount_options *o))
     mo.tick_ms = 50;
     if (tweak)
         tweak(&mo);
-    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message, .on_close = on_close};
+    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message,
+                          .on_close = on_close, .on_auth = on_auth};
     ck_assert_int_eq(ferry_mount_new(t->ctx, &mo, &cb, t, &t->m), 0);
     t->hub = ferry_mount_hub(t->m);
     return t;
@@ -301,17 +320,19 @@ static int ws_recv_frames(tc *c, int timeout_ms)
 
 int tc_connect(tc *c)
 {
-    char hs[256];
+    char hs[320], tok[96] = "";
+    if (c->token[0])
+        snprintf(tok, sizeof tok, ",\"token\":\"%s\"", c->token);
     if (c->sid[0])
         snprintf(hs, sizeof hs,
-                 "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":%ld}", c->sid,
-                 c->secret, c->last_seq);
+                 "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":%ld%s}",
+                 c->sid, c->secret, c->last_seq, tok);
     else
-        snprintf(hs, sizeof hs, "{\"t\":\"hello\",\"v\":1}");
+        snprintf(hs, sizeof hs, "{\"t\":\"hello\",\"v\":1%s}", tok);
     size_t before = json_array_size(c->frames);
     if (c->kind == TC_WS) {
         int status;
-        if (fyc_ws_open(&c->ws, c->srv->port, "/ferry/ws", NULL, &status) != 0)
+        if (fyc_ws_open(&c->ws, c->srv->port, "/ferry/ws", c->ws_headers, &status) != 0)
             return -1;
         c->open = true;
         fyc_ws_text(&c->ws, hs);
@@ -325,9 +346,10 @@ int tc_connect(tc *c)
         return -1;
     } else {
         fyc_resp r;
-        if (fyc_http(c->srv->port, "POST", "/ferry/lp", NULL, hs, strlen(hs), 5000, &r) != 0)
+        if (fyc_http(c->srv->port, "POST", "/ferry/lp", c->ws_headers, hs, strlen(hs), 5000, &r) != 0)
             return -1;
-        if (r.status == 200)
+        c->http_status = r.status;
+        if (r.body_len)
             handle_text(c, r.body, r.body_len);
         int status = r.status;
         fyc_resp_free(&r);

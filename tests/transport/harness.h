@@ -19,6 +19,8 @@ typedef struct tserver {
     json_t *received;   /* data of every client message delivered, in order */
     int opens, resets, closes;
     ferry_reason last_reset;
+    char cookie[64];    /* the Cookie header on_auth saw last */
+    char identity[64];  /* the identity on_open saw last */
 } tserver;
 
 /* Starts a server; `tweak` may change the mount options (short timeouts, limits). */
@@ -51,6 +53,9 @@ typedef struct tc {
     char last_close[32];
     int ws_close_code;    /* close code of the last WebSocket close frame from the server */
     bool resumed;
+    char token[64];       /* sent with every handshake if set */
+    const char *ws_headers; /* extra request headers for handshakes (a Cookie) */
+    int http_status;      /* of the last long-poll handshake */
 } tc;
 
 void tc_init(tc *c, tserver *s, tc_kind kind);

@@ -151,6 +151,41 @@ START_TEST(websocket_can_be_switched_off_and_on)
 }
 END_TEST
 
+START_TEST(authentication_on_both_transports)
+{
+    tserver *s = ts_start(NULL);
+    tc_kind kinds[] = {TC_WS, TC_LP};
+    for (int k = 0; k < 2; k++) {
+        tc c;
+        tc_init(&c, s, kinds[k]);
+        c.ws_headers = "Cookie: session=kitchen\r\n";
+        snprintf(c.token, sizeof c.token, "alice");
+        ck_assert_int_eq(tc_connect(&c), 0);
+        pthread_mutex_lock(&s->lock);
+        ck_assert_str_eq(s->cookie, "session=kitchen");
+        ck_assert_str_eq(s->identity, "alice");
+        pthread_mutex_unlock(&s->lock);
+        tc_free(&c);
+
+        tc_init(&c, s, kinds[k]);
+        snprintf(c.token, sizeof c.token, "bad");
+        int rc = tc_connect(&c);
+        if (kinds[k] == TC_WS) {
+            ck_assert_int_eq(rc, -1);
+            for (int i = 0; i < 50 && c.open; i++)
+                tc_pump(&c, 100);
+            ck_assert_int_eq(c.ws_close_code, 4003);
+        } else {
+            ck_assert_int_eq(rc, -1);
+            ck_assert_int_eq(c.http_status, 401);
+        }
+        ck_assert_str_eq(c.last_error, "unauthorized");
+        tc_free(&c);
+    }
+    ts_stop(s);
+}
+END_TEST
+
 Suite *mixed_suite(void)
 {
     Suite *s = suite_create("mixed");
@@ -161,6 +196,7 @@ Suite *mixed_suite(void)
     tcase_add_test(tcs, unmounting_closes_every_connection);
     tcase_add_test(tcs, dropping_connections_keeps_sessions);
     tcase_add_test(tcs, websocket_can_be_switched_off_and_on);
+    tcase_add_test(tcs, authentication_on_both_transports);
     suite_add_tcase(s, tcs);
     return s;
 }

@@ -64,6 +64,11 @@ bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn)
     return host && sep && strcasecmp(sep + 3, host) == 0;
 }
 
+const char *fy_conn_header(void *ctx, const char *name)
+{
+    return mg_get_header(ctx, name);
+}
+
 uint64_t fy_now_ms(void)
 {
     struct timespec ts;
@@ -102,6 +107,7 @@ static const char *status_text(int status)
     case 200: return "OK";
     case 204: return "No Content";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";

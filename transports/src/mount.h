@@ -69,6 +69,9 @@ static inline void fy_mount_leave(ferry_mount *m)
 /* Origin policy: true if the request may proceed. */
 bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn);
 
+/* Header lookup for on_auth: ctx is the request's mg_connection. */
+const char *fy_conn_header(void *ctx, const char *name);
+
 /* CLOCK_MONOTONIC in ms, and a CLOCK_REALTIME deadline `ms` from now for
  * pthread_cond_timedwait. */
 uint64_t fy_now_ms(void);

@@ -31,6 +31,7 @@ enum {
     WS_CLOSE_SUPERSEDED = 4000,
     WS_CLOSE_TIMEOUT = 4001,
     WS_CLOSE_STALLED = 4002,
+    WS_CLOSE_UNAUTHORIZED = 4003,
 };
 
 struct ws_conn {
@@ -148,6 +149,7 @@ static int close_code(ferry_link_end e, const char **why)
     case FERRY_LINK_TIMEOUT: *why = "heartbeat timeout"; return WS_CLOSE_TIMEOUT;
     case FERRY_LINK_STALLED: *why = "not reading"; return WS_CLOSE_STALLED;
     case FERRY_LINK_REFUSED: *why = "at capacity"; return WS_CLOSE_TRY_LATER;
+    case FERRY_LINK_UNAUTHORIZED: *why = "unauthorized"; return WS_CLOSE_UNAUTHORIZED;
     default: *why = "session ended"; return WS_CLOSE_NORMAL;
     }
 }
@@ -257,6 +259,8 @@ static void ready_impl(struct mg_connection *conn, ferry_mount *m)
     pthread_mutex_lock(&ws->lock);
     ws->conn = conn;
     pthread_mutex_unlock(&ws->lock);
+    /* The upgrade request's headers stay readable for the connection's life. */
+    ferry_link_set_peer(ws->link, mg_get_request_info(conn)->remote_addr, fy_conn_header, conn);
     pthread_mutex_lock(&m->wlock);
     ws->next = m->all_ws;
     if (m->all_ws)
