@@ -29,7 +29,7 @@ export interface Options {
 export interface OpenInfo { resumed: boolean; transport: Transport }
 export interface MessageInfo { seq: number; topic?: string }
 /** The server could not continue the session: resync. `unsent` messages were dropped. */
-export interface ResetInfo { reason: 'unknown' | 'expired' | 'overflow' | 'closed' | 'server' | 'shutdown'; unsent: number }
+export interface ResetInfo { reason: 'unknown' | 'expired' | 'overflow' | 'closed' | 'server' | 'shutdown' | 'forked'; unsent: number }
 export interface ErrorInfo { t: 'error'; code: string; text: string }
 export interface CloseInfo { reason: string }
 

@@ -80,9 +80,11 @@ typedef enum ferry_reason {
     FERRY_REASON_CLOSED,    /* the client closed the session */
     FERRY_REASON_SERVER,    /* the application closed the session (ferry_session_close) */
     FERRY_REASON_SHUTDOWN,  /* the hub was freed */
+    FERRY_REASON_FORKED,    /* a secret the session had retired was used again: someone else
+                             * holds a copy, so the session ended for everyone */
 } ferry_reason;
 
-/* "unknown", "expired", "overflow", "closed", "server", "shutdown" or "none". */
+/* "unknown", "expired", "overflow", "closed", "server", "shutdown", "forked" or "none". */
 FERRY_API const char *ferry_reason_str(ferry_reason r);
 
 typedef enum ferry_state {

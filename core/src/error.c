@@ -35,6 +35,7 @@ const char *ferry_reason_str(ferry_reason r)
     case FERRY_REASON_CLOSED: return "closed";
     case FERRY_REASON_SERVER: return "server";
     case FERRY_REASON_SHUTDOWN: return "shutdown";
+    case FERRY_REASON_FORKED: return "forked";
     default: return "none";
     }
 }

@@ -101,6 +101,8 @@ static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presen
     fy_token_new_secret(l->secret, &fresh);
     /* Until the client uses the new secret (any frame on this link), the one it presented
      * keeps working: a welcome lost in flight must not strand the session. */
+    if (presented && s->unconfirmed && fy_token_hash_eq(presented, &s->secret))
+        fy_session_retire_locked(s, &s->confirmed); /* the newer one is proven now */
     s->confirmed = presented ? *presented : fresh;
     s->secret = fresh;
     s->unconfirmed = presented != NULL;
@@ -136,7 +138,13 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
     pthread_mutex_lock(&s->lock);
     bool now_ok = fy_token_hash_eq(&presented, &s->secret);
     bool prev_ok = fy_token_hash_eq(&presented, &s->confirmed) && s->unconfirmed;
-    if ((!now_ok && !prev_ok) || strcmp(identity, s->identity) != 0) {
+    if (!now_ok && !prev_ok && fy_session_is_retired(s, &presented) &&
+        strcmp(identity, s->identity) == 0) {
+        /* A secret this session had already replaced: two parties hold it. End the session
+         * for everyone, each told why; this handshake gets a new one. */
+        fy_session_end_locked(s, FERRY_REASON_FORKED, now);
+        *why = FERRY_REASON_FORKED;
+    } else if ((!now_ok && !prev_ok) || strcmp(identity, s->identity) != 0) {
         /* same answer as an unknown session: so is a resume under another identity */
     } else if (s->state == FERRY_STATE_EXPIRED) {
         *why = s->end_reason;
@@ -297,10 +305,7 @@ static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t 
         return peer_error(l, rc, text, 0);
     }
     s->last_rx = now;
-    if (s->unconfirmed) {
-        s->confirmed = s->secret;
-        s->unconfirmed = false;
-    }
+    fy_session_confirm_locked(s);
     unsigned ctl = 0;
     for (size_t i = 0; i < n && !closing; i++) {
         fy_frame *f = &fs[i];
@@ -478,7 +483,8 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
     }
     if (ctl & FY_CTL_FINAL)
         EMIT(fy_enc_reason(b, l->final_why == FERRY_REASON_OVERFLOW ||
-                                      l->final_why == FERRY_REASON_EXPIRED
+                                      l->final_why == FERRY_REASON_EXPIRED ||
+                                      l->final_why == FERRY_REASON_FORKED
                                   ? "reset"
                                   : "close",
                            l->final_why));
@@ -563,8 +569,7 @@ int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)
     if (s->link != l) {
         rc = FERRY_ECLOSED;
     } else if (fy_token_hash_eq(&presented, &s->secret)) {
-        s->confirmed = s->secret;
-        s->unconfirmed = false;
+        fy_session_confirm_locked(s);
         rc = 0;
     }
     pthread_mutex_unlock(&s->lock);

@@ -69,6 +69,29 @@ void fy_session_detach_locked(ferry_session *s, uint64_t now, int why)
     }
 }
 
+void fy_session_retire_locked(ferry_session *s, const fy_hash *h)
+{
+    s->retired[s->nretired++ % FY_RETIRED] = *h;
+}
+
+void fy_session_confirm_locked(ferry_session *s)
+{
+    if (!s->unconfirmed)
+        return;
+    fy_session_retire_locked(s, &s->confirmed);
+    s->confirmed = s->secret;
+    s->unconfirmed = false;
+}
+
+bool fy_session_is_retired(const ferry_session *s, const fy_hash *h)
+{
+    bool hit = false;
+    unsigned n = s->nretired < FY_RETIRED ? s->nretired : FY_RETIRED;
+    for (unsigned i = 0; i < n; i++)
+        hit |= fy_token_hash_eq(h, &s->retired[i]);
+    return hit;
+}
+
 int fy_session_push_locked(ferry_session *s, fy_msg *m)
 {
     if (s->state == FERRY_STATE_EXPIRED)

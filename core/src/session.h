@@ -13,6 +13,8 @@
 #include "token.h"
 
 typedef struct fy_sub fy_sub;
+
+#define FY_RETIRED 8
 typedef struct ferry_link ferry_link;
 
 struct ferry_session {
@@ -29,6 +31,9 @@ struct ferry_session {
     fy_hash secret;            /* hash of the newest secret issued */
     fy_hash confirmed;         /* hash of the last secret the client proved it holds */
     bool unconfirmed;          /* the newest secret is unproven: `confirmed` still resumes */
+    fy_hash retired[FY_RETIRED];  /* secrets replaced by a newer proven one: using one again
+                                   * means a copy exists (forked) */
+    unsigned nretired;         /* total ever retired; the last FY_RETIRED are kept */
     ferry_state state;
     ferry_reason end_reason;
     bool opened;               /* on_open or on_reset ran, so on_close is owed */
@@ -56,6 +61,16 @@ int fy_session_push_locked(ferry_session *s, fy_msg *m);
  * the session to the hub for unsubscribing and on_close. No-op if already ended. Call with
  * s->lock held. */
 void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now);
+
+/* The client proved it holds the newest secret: the one it proved before is retired.
+ * s->lock held. */
+void fy_session_confirm_locked(ferry_session *s);
+
+/* Retires a secret hash. s->lock held. */
+void fy_session_retire_locked(ferry_session *s, const fy_hash *h);
+
+/* True if `h` is a retired secret of s (constant time over the kept ones). s->lock held. */
+bool fy_session_is_retired(const ferry_session *s, const fy_hash *h);
 
 /* Kicks the attached link, if any, for `why`, and marks the session detached. s->lock held. */
 void fy_session_detach_locked(ferry_session *s, uint64_t now, int why);

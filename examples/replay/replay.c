@@ -116,13 +116,16 @@ int main(void)
     puts("== it resends its msg 1 anyway: acked again, not delivered twice");
     client_sends(b, "{\"t\":\"msg\",\"seq\":1,\"data\":{\"cheer\":\"yes!\"}}");
     json_decref(server_writes(b));
-    puts("== an old secret after the rotation gets the same answer as a stranger");
+    puts("== someone presents the secret the client has since replaced: a copy exists,");
+    puts("   so the session ends (forked) for everyone, each told why");
     ferry_link *c;
     ferry_link_new(hub, &ops, NULL, &c);
     snprintf(resume, sizeof resume,
              "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":0}", sid, secret);
     client_sends(c, resume);
     json_decref(server_writes(c));
+    puts("== and the client's own connection:");
+    json_decref(server_writes(b));
     ferry_link_free(c);
     ferry_link_free(b);
     ferry_hub_free(hub);

@@ -110,7 +110,7 @@ START_TEST(bad_resumes_are_indistinguishable)
 }
 END_TEST
 
-START_TEST(secret_rotates_and_old_one_dies_once_new_is_used)
+START_TEST(secret_rotates_and_a_retired_secret_forks_the_session)
 {
     char sid[32], s1[64], s2[64];
     json_t *f;
@@ -128,19 +128,30 @@ START_TEST(secret_rotates_and_old_one_dies_once_new_is_used)
     char s3[64];
     snprintf(s3, sizeof s3, "%s", str_of(frame_of(f, "welcome", 0), "secret"));
     json_decref(f);
-    /* The client uses the link (proving it has s3): s1 and s2 stop working. */
+    /* The client uses the link (proving it has s3): s1 is retired. s2 was never used. */
     ck_assert_int_eq(fc_send(c, "{\"t\":\"ping\"}"), 0);
+    json_decref(fc_drain(c));
+    fake_conn *d = resume(hub, sid, s2, 0, &f);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
+    json_decref(f);
+    fc_close(d);
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_OPEN);
+
+    /* Someone presents the retired s1: a copy exists. The session ends for everyone. */
+    d = resume(hub, sid, s1, 0, &f);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "forked");
+    ck_assert(json_is_false(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    json_decref(f);
+    f = fc_drain(c); /* the live connection is told too */
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "forked");
+    json_decref(f);
+    ck_assert(ferry_link_done(c->link));
+    fc_close(d);
     fc_close(c);
-    fake_conn *d = resume(hub, sid, s1, 0, &f);
-    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
-    json_decref(f);
-    fc_close(d);
-    d = resume(hub, sid, s2, 0, &f);
-    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
-    json_decref(f);
-    fc_close(d);
+    ck_assert_int_eq(app.last_close, FERRY_REASON_FORKED);
+    /* Even the newest secret gets the reason now. */
     d = resume(hub, sid, s3, 0, &f);
-    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "forked");
     json_decref(f);
     fc_close(d);
     hub_free(hub);
@@ -315,7 +326,7 @@ Suite *resume_suite(void)
     TCase *tc = tcase_create("resume");
     tcase_add_test(tc, resume_replays_exactly_what_was_missed);
     tcase_add_test(tc, bad_resumes_are_indistinguishable);
-    tcase_add_test(tc, secret_rotates_and_old_one_dies_once_new_is_used);
+    tcase_add_test(tc, secret_rotates_and_a_retired_secret_forks_the_session);
     tcase_add_test(tc, a_resume_takes_over_from_the_old_connection);
     tcase_add_test(tc, resume_ack_beyond_sent_is_refused);
     tcase_add_test(tc, expired_and_overflowed_sessions_are_reset_with_their_reason);
