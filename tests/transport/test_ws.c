@@ -352,6 +352,71 @@ START_TEST(ws_silent_client_is_dropped_then_its_session_expires)
 }
 END_TEST
 
+static void strict(ferry_mount_options *o)
+{
+    o->handshake_timeout_ms = 300;
+    o->tick_ms = 50;
+}
+
+START_TEST(ws_control_frame_flood_and_missing_handshake_close_with_1008)
+{
+    tserver *s = ts_start(strict);
+    /* A ping flood. */
+    tc c;
+    tc_init(&c, s, TC_WS);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    for (int i = 0; i < 100; i++)
+        fyc_ws_send(&c.ws, 9, true, "x", 1);
+    int code = 0;
+    for (int i = 0; i < 300 && !code; i++) {
+        int op;
+        char *data;
+        size_t len;
+        int r = fyc_ws_recv(&c.ws, &op, &data, &len, 100);
+        if (r == 0 && op == 8)
+            code = ((unsigned char)data[0] << 8) | (unsigned char)data[1];
+        if (r == 0)
+            free(data);
+        if (r == -1)
+            break;
+    }
+    ck_assert_int_eq(code, 1008);
+    tc_free(&c);
+    /* A few pings are fine. */
+    tc_init(&c, s, TC_WS);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    for (int i = 0; i < 5; i++)
+        fyc_ws_send(&c.ws, 9, true, "x", 1);
+    tc_send(&c, "{\"echo\":true}");
+    ck_assert(tc_wait_msgs(&c, 1, 5000));
+    ck_assert(c.open);
+    /* A connection that never says hello is closed after the handshake deadline, while
+     * the one that did stays. */
+    fyc_ws silent;
+    int status;
+    ck_assert_int_eq(fyc_ws_open(&silent, s->port, "/ferry/ws", NULL, &status), 0);
+    code = 0;
+    for (int i = 0; i < 50 && !code; i++) {
+        int op;
+        char *data;
+        size_t len;
+        int r = fyc_ws_recv(&silent, &op, &data, &len, 100);
+        if (r == 0 && op == 8)
+            code = ((unsigned char)data[0] << 8) | (unsigned char)data[1];
+        if (r == 0)
+            free(data);
+        if (r == -1)
+            break;
+    }
+    ck_assert_int_eq(code, 1008);
+    fyc_ws_drop(&silent);
+    tc_send(&c, "{\"echo\":true}");
+    ck_assert(tc_wait_msgs(&c, 2, 5000));
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
 Suite *ws_suite(void)
 {
     Suite *s = suite_create("websocket");
@@ -367,6 +432,7 @@ Suite *ws_suite(void)
     tcase_add_test(tcs, ws_bad_resumes_get_identical_answers);
     tcase_add_test(tcs, ws_a_client_that_stops_reading_never_stalls_the_others);
     tcase_add_test(tcs, ws_silent_client_is_dropped_then_its_session_expires);
+    tcase_add_test(tcs, ws_control_frame_flood_and_missing_handshake_close_with_1008);
     suite_add_tcase(s, tcs);
     return s;
 }

@@ -44,6 +44,12 @@ typedef struct ferry_mount_options {
     uint32_t poll_timeout_ms;    /* how long a poll is held with nothing to send (25000) */
     unsigned writer_threads;     /* threads writing WebSocket frames (2) */
     uint32_t tick_ms;            /* timer period for heartbeats and expiry (500) */
+    uint32_t handshake_timeout_ms; /* a WebSocket that sends no handshake this long is closed
+                                    * with 1008 (10000) */
+    unsigned control_burst;      /* WebSocket control frames (ping, pong) a client may send at
+                                  * once (20), refilled at control_rate per second (5); beyond
+                                  * it the connection is closed with 1008 */
+    unsigned control_rate;
 } ferry_mount_options;
 
 /* Fills `o` with the defaults above (and ferry_options_init for `core`). */

@@ -19,6 +19,9 @@ void ferry_mount_options_init(ferry_mount_options *o)
     o->poll_timeout_ms = 25000;
     o->writer_threads = 2;
     o->tick_ms = 500;
+    o->handshake_timeout_ms = 10000;
+    o->control_burst = 20;
+    o->control_rate = 5;
 }
 
 static char *join(const char *a, const char *b)
@@ -182,6 +185,7 @@ static void *timer_main(void *arg)
         pthread_mutex_unlock(&m->tlock);
         ferry_hub_tick(m->hub);
         fy_lp_reap(m);
+        fy_ws_reap(m);
         pthread_mutex_lock(&m->tlock);
     }
     pthread_mutex_unlock(&m->tlock);
@@ -219,7 +223,8 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
         o = &def;
     }
     if (!ctx || !out || !o->prefix || o->prefix[0] != '/' || !o->max_connections ||
-        !o->poll_timeout_ms || !o->writer_threads || !o->tick_ms)
+        !o->poll_timeout_ms || !o->writer_threads || !o->tick_ms || !o->handshake_timeout_ms ||
+        !o->control_burst)
         return FERRY_EINVAL;
     /* civetweb answers OPTIONS itself (with CORS "*") unless this is empty. */
     const char *acam = mg_get_option(ctx, "access_control_allow_methods");

@@ -92,6 +92,7 @@ bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
 int fy_ws_start(ferry_mount *m);
 void fy_ws_stop(ferry_mount *m);
 void fy_ws_close_all(ferry_mount *m, int code, const char *why);
+void fy_ws_reap(ferry_mount *m); /* closes WebSockets past the handshake deadline (timer) */
 
 /* longpoll.c */
 int fy_lp_start(ferry_mount *m);

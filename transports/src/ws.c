@@ -25,6 +25,7 @@ enum {
     WS_CLOSE_GOING_AWAY = 1001,
     WS_CLOSE_PROTOCOL = 1002,
     WS_CLOSE_UNSUPPORTED = 1003,
+    WS_CLOSE_POLICY = 1008,
     WS_CLOSE_TOO_BIG = 1009,
     WS_CLOSE_INTERNAL = 1011,
     WS_CLOSE_TRY_LATER = 1013,
@@ -44,11 +45,30 @@ struct ws_conn {
     ferry_buf out;
     bool queued;                  /* in the writers' queue (m->wlock) */
     bool gone;                    /* civetweb closed it: never queue it again (m->wlock) */
+    bool settled;                 /* handshake seen: out of the deadline check (m->wlock) */
     ws_conn *next_ready;          /* (m->wlock) */
     ws_conn *prev, *next;         /* every open WebSocket (m->wlock) */
     ferry_buf msg;                /* fragments being reassembled (reader thread only) */
     bool in_msg;
+    double ctl_tokens;            /* control-frame budget (reader thread only) */
+    uint64_t ctl_at;              /* when it was last refilled, ms */
+    uint64_t opened_ms;           /* for the handshake deadline; immutable */
 };
+
+/* Spends one control frame from the connection's budget; false when it is exhausted. */
+static bool control_allowed(ws_conn *ws)
+{
+    const ferry_mount_options *o = &ws->m->opt;
+    uint64_t now = fy_now_ms();
+    ws->ctl_tokens += (double)(now - ws->ctl_at) * o->control_rate / 1000.0;
+    if (ws->ctl_tokens > o->control_burst)
+        ws->ctl_tokens = o->control_burst;
+    ws->ctl_at = now;
+    if (ws->ctl_tokens < 1.0)
+        return false;
+    ws->ctl_tokens -= 1.0;
+    return true;
+}
 
 static void ws_unref(ws_conn *ws)
 {
@@ -247,6 +267,8 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
         return 1;
     }
     ws->m = m;
+    ws->opened_ms = ws->ctl_at = fy_now_ms();
+    ws->ctl_tokens = m->opt.control_burst;
     atomic_init(&ws->refs, 1);
     pthread_mutex_init(&ws->lock, NULL);
     mg_set_user_connection_data(c, ws);
@@ -308,6 +330,10 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
             ws_wake(ws); /* ferry is done with the link: let a writer close it */
         return 1;
     case WS_OP_PING: {
+        if (!control_allowed(ws)) {
+            close_from_reader(ws, WS_CLOSE_POLICY, "control frame flood");
+            return 0;
+        }
         char buf[WS_HEADROOM + 125];
         size_t n = len > 125 ? 125 : len;
         memcpy(buf + WS_HEADROOM, data, n);
@@ -319,6 +345,10 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
         return 1;
     }
     case WS_OP_PONG:
+        if (!control_allowed(ws)) {
+            close_from_reader(ws, WS_CLOSE_POLICY, "control frame flood");
+            return 0;
+        }
         return 1;
     case WS_OP_CLOSE:
         /* Answer with the same code, as RFC 6455 asks; civetweb then ends the loop. */
@@ -420,6 +450,35 @@ void fy_ws_close_all(ferry_mount *m, int code, const char *why)
         ws_unref(open[i]);
     }
     free(open);
+}
+
+void fy_ws_reap(ferry_mount *m)
+{
+    uint64_t now = fy_now_ms();
+    pthread_mutex_lock(&m->wlock);
+    size_t n = 0;
+    ws_conn **late = m->nws ? malloc(m->nws * sizeof *late) : NULL;
+    for (ws_conn *ws = m->all_ws; ws && late; ws = ws->next) {
+        if (!ws->settled && now - ws->opened_ms >= m->opt.handshake_timeout_ms) {
+            atomic_fetch_add(&ws->refs, 1);
+            late[n++] = ws;
+        }
+    }
+    pthread_mutex_unlock(&m->wlock);
+    /* Outside wlock: asking the link takes its lock, which comes before wlock. */
+    for (size_t i = 0; i < n; i++) {
+        if (ferry_link_session_id(late[i]->link)) {
+            pthread_mutex_lock(&m->wlock);
+            late[i]->settled = true;
+            pthread_mutex_unlock(&m->wlock);
+        } else if (!ferry_link_done(late[i]->link)) {
+            pthread_mutex_lock(&late[i]->lock);
+            close_locked(late[i], WS_CLOSE_POLICY, "no handshake");
+            pthread_mutex_unlock(&late[i]->lock);
+        }
+        ws_unref(late[i]);
+    }
+    free(late);
 }
 
 void fy_ws_stop(ferry_mount *m)
