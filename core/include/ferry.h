@@ -149,6 +149,7 @@ typedef struct ferry_options {
     size_t max_frame_bytes;    /* largest inbound frame or batch, bytes (64 KiB) */
     size_t max_message_bytes;  /* largest encoded outbound message, bytes (60 KiB) */
     size_t max_depth;          /* JSON nesting limit for inbound frames (16) */
+    size_t max_elements;       /* keys plus array items in an inbound frame (4096) */
     size_t max_batch;          /* frames per inbound batch, and per pulled batch (128) */
     size_t max_batch_bytes;    /* pulled batch size target, bytes (64 KiB) */
     size_t ack_window_bytes;   /* sent-but-unacked bytes per connection before sending pauses

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int fy_json_depth_ok(const char *buf, size_t len, size_t max_depth)
+int fy_json_scan(const char *buf, size_t len, size_t max_depth, size_t max_elements)
 {
-    size_t depth = 0;
+    size_t depth = 0, seps = 0;
     bool in_str = false;
     for (size_t i = 0; i < len; i++) {
         char c = buf[i];
@@ -26,6 +26,8 @@ int fy_json_depth_ok(const char *buf, size_t len, size_t max_depth)
                 return FERRY_EDEPTH;
         } else if ((c == ']' || c == '}') && depth > 0) {
             depth--;
+        } else if ((c == ',' || c == ':') && ++seps > max_elements) {
+            return FERRY_ETOOBIG;
         }
     }
     return 0;
@@ -159,6 +161,7 @@ static int decode_one(json_t *obj, size_t idx, fy_frame *f, fy_err *err)
 int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **root,
                     fy_frame **frames, size_t *n, fy_err *err)
 {
+    int rc;
     json_error_t jerr;
     *root = NULL;
     *frames = NULL;
@@ -166,8 +169,11 @@ int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **
     if (len > lim->max_bytes)
         return fail(err, FERRY_ETOOBIG, "frame is %zu bytes; the limit is %zu", len,
                     lim->max_bytes);
-    if (fy_json_depth_ok(buf, len, lim->max_depth))
-        return fail(err, FERRY_EDEPTH, "JSON nested deeper than %zu", lim->max_depth);
+    rc = fy_json_scan(buf, len, lim->max_depth, lim->max_elements);
+    if (rc == FERRY_EDEPTH)
+        return fail(err, rc, "JSON nested deeper than %zu", lim->max_depth);
+    if (rc)
+        return fail(err, rc, "more than %zu keys and values", lim->max_elements);
 
     json_t *tree = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!tree) {
@@ -198,7 +204,7 @@ int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **
     }
     for (size_t i = 0; i < count; i++) {
         json_t *obj = json_is_array(tree) ? json_array_get(tree, i) : tree;
-        int rc = decode_one(obj, i, &fs[i], err);
+        rc = decode_one(obj, i, &fs[i], err);
         if (rc) {
             free(fs);
             json_decref(tree);

@@ -43,6 +43,7 @@ typedef struct fy_limits {
     size_t max_bytes;
     size_t max_depth;
     size_t max_batch;
+    size_t max_elements;
 } fy_limits;
 
 typedef struct fy_err {
@@ -50,9 +51,11 @@ typedef struct fy_err {
     char text[160];  /* for the peer; may quote (escaped) input */
 } fy_err;
 
-/* Checks nesting depth without parsing: 0, or FERRY_EDEPTH. Bytes inside strings are skipped,
- * so it is exact for well-formed JSON and harmless for the rest (jansson rejects it later). */
-int fy_json_depth_ok(const char *buf, size_t len, size_t max_depth);
+/* Checks nesting depth and the number of values without parsing: 0, FERRY_EDEPTH, or
+ * FERRY_ETOOBIG for more than max_elements separators (commas and colons: an upper bound on
+ * keys plus array items). Bytes inside strings are skipped, so it is exact for well-formed
+ * JSON and harmless for the rest (jansson rejects it later). */
+int fy_json_scan(const char *buf, size_t len, size_t max_depth, size_t max_elements);
 
 /* Decodes one frame object or a non-empty array of them. On success returns 0, stores the
  * tree in *root (the caller json_decrefs it) and a malloc'd array of *n frames in *frames

@@ -18,6 +18,7 @@ void ferry_options_init(ferry_options *o)
         .max_frame_bytes = 64 * 1024,
         .max_message_bytes = 60 * 1024,
         .max_depth = 16,
+        .max_elements = 4096,
         .max_batch = 128,
         .max_batch_bytes = 64 * 1024,
         .ack_window_bytes = 64 * 1024,
@@ -55,7 +56,7 @@ int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbac
         o = *opt;
     else
         ferry_options_init(&o);
-    if (!o.max_frame_bytes || !o.max_message_bytes || !o.max_depth || !o.max_batch ||
+    if (!o.max_frame_bytes || !o.max_message_bytes || !o.max_depth || !o.max_elements || !o.max_batch ||
         !o.max_batch_bytes || !o.outbox_max_msgs || !o.outbox_max_bytes || !o.max_sessions ||
         !o.ack_window_bytes || !o.heartbeat_ms || o.heartbeat_timeout_ms <= o.heartbeat_ms ||
         !o.stall_timeout_ms || !o.resume_window_ms)

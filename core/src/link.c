@@ -376,7 +376,7 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
     if (!l || (!data && len))
         return FERRY_EINVAL;
     const ferry_options *o = &l->hub->opt;
-    fy_limits lim = {o->max_frame_bytes, o->max_depth, o->max_batch};
+    fy_limits lim = {o->max_frame_bytes, o->max_depth, o->max_batch, o->max_elements};
     json_t *root;
     fy_frame *fs;
     size_t n;

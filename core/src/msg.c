@@ -18,8 +18,9 @@ int fy_msg_new(fy_msg **out, const char *topic, const char *json, size_t len, si
     size_t body = len + sizeof "\"data\":" - 1 + (topic ? tlen + sizeof "\"topic\":\"\"," - 1 : 0);
     if (body > max_bytes)
         return FERRY_ETOOBIG;
-    if (fy_json_depth_ok(json, len, max_depth))
-        return FERRY_EDEPTH;
+    int rc = fy_json_scan(json, len, max_depth, (size_t)-1);
+    if (rc)
+        return rc;
     json_t *v = json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (!v)
         return json_error_code(&jerr) == json_error_out_of_memory ? FERRY_ENOMEM : FERRY_EJSON;

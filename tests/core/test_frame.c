@@ -4,7 +4,7 @@
 #include "frame.h"
 #include "helpers.h"
 
-static const fy_limits lim = {.max_bytes = 1024, .max_depth = 8, .max_batch = 4};
+static const fy_limits lim = {.max_bytes = 1024, .max_depth = 8, .max_batch = 4, .max_elements = 64};
 
 static int decode(const char *text, fy_err *err)
 {
@@ -63,6 +63,8 @@ static const struct {
     {"{\"t\":\"msg\",\"seq\":1,\"data\":{\"k\":1,\"k\":2}}", FERRY_EDUPKEY},
     {"{\"t\":\"msg\",\"seq\":1,\"data\":[[[[[[[[1]]]]]]]]}", FERRY_EDEPTH},
     {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", FERRY_EDEPTH},
+    {"{\"t\":\"msg\",\"seq\":1,\"data\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
+     "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}", FERRY_ETOOBIG},
     {"{\"t\":\"fly\"}", FERRY_EFRAMETYPE},
     {"{\"t\":\"pi\\u0000ng\"}", FERRY_EJSON},
     {"{\"t\":7}", FERRY_EFIELD},
@@ -120,8 +122,10 @@ END_TEST
 
 START_TEST(depth_scan_ignores_brackets_in_strings)
 {
-    ck_assert_int_eq(fy_json_depth_ok("[\"[[[[[[[[[[[\\\"[[[[\"]", 20, 2), 0);
-    ck_assert_int_eq(fy_json_depth_ok("[[[", 3, 2), FERRY_EDEPTH);
+    ck_assert_int_eq(fy_json_scan("[\"[[[[[[[[[[[\\\"[[[[\"]", 20, 2, 10), 0);
+    ck_assert_int_eq(fy_json_scan("[[[", 3, 2, 10), FERRY_EDEPTH);
+    ck_assert_int_eq(fy_json_scan("[\",,,,:::\",1]", 14, 2, 1), 0); /* inside a string */
+    ck_assert_int_eq(fy_json_scan("[1,2,3]", 7, 2, 1), FERRY_ETOOBIG);
 }
 END_TEST
 

@@ -1,4 +1,6 @@
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
@@ -502,6 +504,60 @@ START_TEST(control_pulls_and_secret_checks)
 }
 END_TEST
 
+/* Builds "[[[[...1...]]]]" n deep, "[0,0,...]" with n items, or an object with n keys. */
+static char *bomb(int kind, size_t n)
+{
+    char *b = malloc(n * 12 + 64), *p = b;
+    p += sprintf(p, "{\"t\":\"msg\",\"seq\":1,\"data\":");
+    if (kind == 0) {
+        for (size_t i = 0; i < n; i++)
+            *p++ = '[';
+        *p++ = '1';
+        for (size_t i = 0; i < n; i++)
+            *p++ = ']';
+    } else if (kind == 1) {
+        *p++ = '[';
+        for (size_t i = 0; i < n; i++)
+            p += sprintf(p, i ? ",0" : "0");
+        *p++ = ']';
+    } else {
+        *p++ = '{';
+        for (size_t i = 0; i < n; i++)
+            p += sprintf(p, "%s\"k%zu\":0", i ? "," : "", kind == 3 ? (size_t)0 : i);
+        *p++ = '}';
+    }
+    strcpy(p, "}");
+    return b;
+}
+
+START_TEST(json_bombs_are_refused_without_growing_memory)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    /* depth, array items, object keys, duplicate keys; and one over the size limit */
+    const int codes[] = {FERRY_EDEPTH, FERRY_ETOOBIG, FERRY_ETOOBIG, FERRY_EDUPKEY};
+    char *bombs[5] = {bomb(0, 5000), bomb(1, 5000), bomb(2, 5000), bomb(3, 100), bomb(1, 40000)};
+    struct mallinfo2 before = mallinfo2();
+    for (int round = 0; round < 200; round++) {
+        for (int k = 0; k < 5; k++) {
+            int rc = fc_send_raw(c, bombs[k], strlen(bombs[k]));
+            ck_assert_int_eq(rc, k < 4 ? codes[k] : FERRY_ETOOBIG);
+        }
+        json_decref(fc_drain(c)); /* the error frames */
+    }
+    struct mallinfo2 after = mallinfo2();
+    /* Nothing kept per refused frame (under ASan mallinfo reads 0 and LeakSanitizer checks). */
+    ck_assert_int_lt((long)after.uordblks - (long)before.uordblks, 64 * 1024);
+    ck_assert_int_eq(app.messages, 0);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"msg\",\"seq\":1,\"data\":\"still fine\"}"), 0);
+    ck_assert_int_eq(app.messages, 1);
+    for (int k = 0; k < 5; k++)
+        free(bombs[k]);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *session_suite(void)
 {
     Suite *s = suite_create("session");
@@ -523,6 +579,7 @@ Suite *session_suite(void)
     tcase_add_test(tc, callbacks_may_call_back_into_ferry);
     tcase_add_test(tc, ack_window_pauses_sending_and_a_stalled_link_is_dropped);
     tcase_add_test(tc, control_pulls_and_secret_checks);
+    tcase_add_test(tc, json_bombs_are_refused_without_growing_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const fy_limits lim = {.max_bytes = 4096, .max_depth = 8, .max_batch = 16};
+    static const fy_limits lim = {.max_bytes = 4096, .max_depth = 8, .max_batch = 16, .max_elements = 256};
     json_t *root;
     fy_frame *fs;
     size_t n;
