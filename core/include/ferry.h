@@ -43,8 +43,8 @@ extern "C" {
 typedef struct ferry_hub ferry_hub;
 typedef struct ferry_session ferry_session;
 
-/* Every error a ferry function can return. Codes from -3 to -13, -17 and -18 are also sent
- * to peers as error frames; docs/PROTOCOL.md names their wire strings. */
+/* Every error a ferry function can return. Codes from -3 to -13 and from -17 to -19 are also
+ * sent to peers as error frames; docs/PROTOCOL.md names their wire strings. */
 typedef enum ferry_error {
     FERRY_OK = 0,
     FERRY_ENOMEM = -1,       /* allocation failed; nothing was changed */
@@ -65,6 +65,7 @@ typedef enum ferry_error {
     FERRY_EFULL = -16,       /* the outbox overflowed: the session was reset (reason overflow) */
     FERRY_EFORBIDDEN = -17,  /* the application refused a client's subscription (wire error) */
     FERRY_EAUTH = -18,       /* the application refused the client's credentials (wire error) */
+    FERRY_ERATE = -19,       /* too many resume attempts from this address (wire error) */
 } ferry_error;
 
 /* A static, human-readable description of an error code; never NULL. */
@@ -163,6 +164,8 @@ typedef struct ferry_options {
                                 * (10000): a client that stopped reading; it can resume */
     uint32_t resume_window_ms; /* keep a detached session resumable this long (120000) */
     uint32_t tombstone_ms;     /* remember an ended session's ID and reason this long (120000) */
+    unsigned resume_burst;     /* resume attempts one peer address may make at once (20), */
+    unsigned resume_rate;      /*   then per second (5); 0 turns the limit off */
     ferry_clock_fn clock;      /* NULL: CLOCK_MONOTONIC */
     void *clock_ud;
 } ferry_options;

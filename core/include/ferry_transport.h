@@ -104,6 +104,7 @@ typedef enum ferry_link_end {
     FERRY_LINK_STALLED,       /* the ack window stayed full for stall_timeout_ms */
     FERRY_LINK_REFUSED,       /* the handshake was refused (capacity) */
     FERRY_LINK_UNAUTHORIZED,  /* on_auth refused the client */
+    FERRY_LINK_THROTTLED,     /* too many resume attempts from the peer's address */
 } ferry_link_end;
 
 FERRY_API ferry_link_end ferry_link_end_reason(ferry_link *l);

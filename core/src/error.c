@@ -22,6 +22,7 @@ const char *ferry_strerror(int err)
     case FERRY_EFULL: return "outbox overflowed; session reset";
     case FERRY_EFORBIDDEN: return "subscription refused";
     case FERRY_EAUTH: return "credentials refused";
+    case FERRY_ERATE: return "too many resume attempts";
     default: return "unknown error";
     }
 }

@@ -233,6 +233,7 @@ const char *fy_wire_code(int err)
     case FERRY_ECAPACITY: return "capacity";
     case FERRY_EFORBIDDEN: return "forbidden";
     case FERRY_EAUTH: return "unauthorized";
+    case FERRY_ERATE: return "rate_limited";
     default: return "internal";
     }
 }

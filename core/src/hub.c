@@ -30,6 +30,8 @@ void ferry_options_init(ferry_options *o)
         .stall_timeout_ms = 10000,
         .resume_window_ms = 120000,
         .tombstone_ms = 120000,
+        .resume_burst = 20,
+        .resume_rate = 5,
     };
 }
 
@@ -74,16 +76,75 @@ int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbac
         hub->cb = *cb;
     hub->ud = ud;
     hub->store = fy_store_mem_new();
-    if (!hub->store || fy_map_init(&hub->topics)) {
+    if (!hub->store || fy_map_init(&hub->topics) || fy_map_init(&hub->rates)) {
         if (hub->store)
             hub->store->ops->free(hub->store);
+        fy_map_destroy(&hub->topics);
         free(hub);
         return FERRY_ENOMEM;
     }
     pthread_mutex_init(&hub->lock, NULL);
+    pthread_mutex_init(&hub->rate_lock, NULL);
     pthread_mutex_init(&hub->pend_lock, NULL);
     *out = hub;
     return 0;
+}
+
+typedef struct fy_bucket {
+    fy_map_node node;
+    double tokens;
+    uint64_t at;
+    char addr[];
+} fy_bucket;
+
+static void free_bucket(fy_map_node *n, void *ud)
+{
+    fy_map_del(ud, n);
+    free(fy_container_of(n, fy_bucket, node));
+}
+
+bool fy_hub_resume_allowed(ferry_hub *hub, const char *addr)
+{
+    const ferry_options *o = &hub->opt;
+    if (!o->resume_rate || !addr)
+        return true;
+    uint64_t now = fy_hub_now(hub);
+    bool ok = true;
+    pthread_mutex_lock(&hub->rate_lock);
+    fy_map_node *n = fy_map_get(&hub->rates, addr, strlen(addr));
+    fy_bucket *b = n ? fy_container_of(n, fy_bucket, node) : NULL;
+    if (!b) {
+        size_t len = strlen(addr);
+        b = malloc(sizeof *b + len + 1);
+        if (b) {
+            memcpy(b->addr, addr, len + 1);
+            b->node.key = b->addr;
+            b->tokens = o->resume_burst;
+            b->at = now;
+            fy_map_put(&hub->rates, &b->node);
+        }
+    }
+    if (b) {
+        b->tokens += (double)(now > b->at ? now - b->at : 0) * o->resume_rate / 1000.0;
+        if (b->tokens > o->resume_burst)
+            b->tokens = o->resume_burst;
+        b->at = now;
+        ok = b->tokens >= 1.0;
+        if (ok)
+            b->tokens -= 1.0;
+    }
+    pthread_mutex_unlock(&hub->rate_lock);
+    return ok;
+}
+
+/* Forgets buckets that have refilled: an address that stopped resuming costs nothing. */
+static void prune_bucket(fy_map_node *n, void *ud)
+{
+    ferry_hub *hub = ud;
+    fy_bucket *b = fy_container_of(n, fy_bucket, node);
+    uint64_t idle = fy_hub_now(hub) - b->at;
+    if (b->tokens + (double)idle * hub->opt.resume_rate / 1000.0 >= hub->opt.resume_burst)
+        free_bucket(n, &hub->rates);
 }
 
 static void end_for_shutdown(ferry_session *s, void *ud)
@@ -114,6 +175,9 @@ void ferry_hub_free(ferry_hub *hub)
     pthread_mutex_unlock(&hub->lock);
     hub->store->ops->free(hub->store);
     fy_map_destroy(&hub->topics); /* empty: every session was unsubscribed by the drain */
+    fy_map_each(&hub->rates, free_bucket, &hub->rates);
+    fy_map_destroy(&hub->rates);
+    pthread_mutex_destroy(&hub->rate_lock);
     pthread_mutex_destroy(&hub->lock);
     pthread_mutex_destroy(&hub->pend_lock);
     free(hub);
@@ -263,6 +327,11 @@ int ferry_hub_tick(ferry_hub *hub)
     pthread_mutex_lock(&hub->lock);
     hub->store->ops->each(hub->store, tick_one, &c);
     pthread_mutex_unlock(&hub->lock);
+    if (hub->opt.resume_rate) {
+        pthread_mutex_lock(&hub->rate_lock);
+        fy_map_each(&hub->rates, prune_bucket, hub);
+        pthread_mutex_unlock(&hub->rate_lock);
+    }
     fy_hub_drain(hub);
     return 0;
 }

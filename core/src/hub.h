@@ -23,7 +23,12 @@ struct ferry_hub {
     ferry_session *pend_head;
     ferry_session *pend_tail;
     atomic_bool pend_any;
+    pthread_mutex_t rate_lock; /* innermost: the resume buckets */
+    fy_map rates;              /* peer address -> fy_bucket */
 };
+
+/* Takes one resume attempt from `addr`'s bucket; false when it is empty. */
+bool fy_hub_resume_allowed(ferry_hub *hub, const char *addr);
 
 uint64_t fy_hub_now(const ferry_hub *hub);
 

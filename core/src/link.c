@@ -197,6 +197,14 @@ static int handshake(ferry_link *l, const fy_frame *f)
     ferry_reason why = FERRY_REASON_NONE;
     char identity[FERRY_IDENTITY_MAX];
 
+    if (f->type == FY_F_RESUME) {
+        pthread_mutex_lock(&l->lock);
+        const char *addr = l->peer_addr;
+        pthread_mutex_unlock(&l->lock);
+        if (!fy_hub_resume_allowed(hub, addr))
+            return peer_error(l, FERRY_ERATE, "too many resume attempts from this address",
+                              FERRY_LINK_THROTTLED);
+    }
     int arc = authenticate(l, f, identity);
     if (arc)
         return arc;

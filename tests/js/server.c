@@ -133,6 +133,7 @@ int main(int argc, char **argv)
     mo.max_connections = 200;
     mo.tick_ms = 100;
     mo.allowed_origins = "*"; /* the tests reach it through a proxy too */
+    mo.core.resume_burst = 1000; /* every test client resumes from 127.0.0.1 */
     mo.core.resume_window_ms = env_ms("FERRY_WINDOW_MS", mo.core.resume_window_ms);
     mo.core.heartbeat_ms = env_ms("FERRY_HB_MS", mo.core.heartbeat_ms);
     mo.core.heartbeat_timeout_ms = env_ms("FERRY_TIMEOUT_MS", mo.core.heartbeat_timeout_ms);

@@ -186,6 +186,46 @@ START_TEST(authentication_on_both_transports)
 }
 END_TEST
 
+static void few_resumes(ferry_mount_options *o)
+{
+    o->core.resume_burst = 3;
+    o->core.resume_rate = 1;
+    o->real_ip_header = "X-Real-IP";
+}
+
+START_TEST(resume_floods_from_one_address_are_refused)
+{
+    tserver *s = ts_start(few_resumes);
+    tc owner;
+    tc_init(&owner, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&owner), 0);
+    /* Three resumes go through; the fourth from the same address is refused: 429 on
+     * long-polling, error and 1008 on WebSocket. */
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(tc_switch(&owner, TC_LP), 0);
+    ck_assert_int_eq(tc_switch(&owner, TC_LP), -1);
+    ck_assert_int_eq(owner.http_status, 429);
+    ck_assert_str_eq(owner.last_error, "rate_limited");
+    owner.last_error[0] = '\0';
+    owner.kind = TC_WS;
+    ck_assert_int_eq(tc_connect(&owner), -1);
+    for (int i = 0; i < 50 && owner.open; i++)
+        tc_pump(&owner, 100);
+    ck_assert_int_eq(owner.ws_close_code, 1008);
+    ck_assert_str_eq(owner.last_error, "rate_limited");
+    /* Another address (as the proxy reports it) is not affected; nor is a new session. */
+    tc other;
+    tc_init(&other, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&other), 0);
+    other.ws_headers = "X-Real-IP: 10.1.2.3\r\n";
+    ck_assert_int_eq(tc_switch(&other, TC_LP), 0);
+    ck_assert(other.resumed);
+    tc_free(&other);
+    tc_free(&owner);
+    ts_stop(s);
+}
+END_TEST
+
 Suite *mixed_suite(void)
 {
     Suite *s = suite_create("mixed");
@@ -197,6 +237,7 @@ Suite *mixed_suite(void)
     tcase_add_test(tcs, dropping_connections_keeps_sessions);
     tcase_add_test(tcs, websocket_can_be_switched_off_and_on);
     tcase_add_test(tcs, authentication_on_both_transports);
+    tcase_add_test(tcs, resume_floods_from_one_address_are_refused);
     suite_add_tcase(s, tcs);
     return s;
 }

@@ -50,6 +50,11 @@ typedef struct ferry_mount_options {
                                   * once (20), refilled at control_rate per second (5); beyond
                                   * it the connection is closed with 1008 */
     unsigned control_rate;
+    /* Behind a reverse proxy every client has the proxy's address. Name the header the
+     * proxy sets to the client's address ("X-Real-IP") and ferry uses it for on_auth and the
+     * per-address resume limit. Only set it when every request comes through that proxy.
+     * NULL: the TCP peer address. */
+    const char *real_ip_header;
 } ferry_mount_options;
 
 /* Fills `o` with the defaults above (and ferry_options_init for `core`). */

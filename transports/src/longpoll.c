@@ -135,7 +135,7 @@ static lp_sess *lp_find(ferry_mount *m, const char *sid)
 
 static void reply_buf(struct mg_connection *conn, ferry_mount *m, int status, ferry_buf *b)
 {
-    fy_http_reply(conn, m, status, status == 503 ? "Retry-After: 1\r\n" : NULL,
+    fy_http_reply(conn, m, status, status == 503 || status == 429 ? "Retry-After: 1\r\n" : NULL,
                   "application/json", b->data, b->len);
 }
 
@@ -189,14 +189,17 @@ static void handshake(struct mg_connection *conn, ferry_mount *m)
         ferry_buf_release(&body);
         return;
     }
-    ferry_link_set_peer(lp->link, mg_get_request_info(conn)->remote_addr, fy_conn_header, conn);
+    ferry_link_set_peer(lp->link, fy_peer_addr(m, conn), fy_conn_header, conn);
     int rc = ferry_link_recv(lp->link, body.data, body.len);
     ferry_link_set_peer(lp->link, NULL, NULL, NULL); /* the request ends; no handshake follows */
     const char *sid = ferry_link_session_id(lp->link);
     if (ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY) < 0)
         rc = FERRY_ENOMEM;
     if (!sid || rc == FERRY_ENOMEM) {
-        status = rc == FERRY_ECAPACITY || rc == FERRY_ENOMEM ? 503 : rc == FERRY_EAUTH ? 401 : 400;
+        status = rc == FERRY_ECAPACITY || rc == FERRY_ENOMEM ? 503
+                 : rc == FERRY_EAUTH                         ? 401
+                 : rc == FERRY_ERATE                         ? 429
+                                                             : 400;
         if (rc == FERRY_ENOMEM)
             reply_text(conn, m, status, "[]");
         else

@@ -72,6 +72,12 @@ const char *fy_conn_header(void *ctx, const char *name)
     return mg_get_header(ctx, name);
 }
 
+const char *fy_peer_addr(const ferry_mount *m, const struct mg_connection *conn)
+{
+    const char *ip = m->real_ip ? mg_get_header(conn, m->real_ip) : NULL;
+    return ip ? ip : mg_get_request_info(conn)->remote_addr;
+}
+
 uint64_t fy_now_ms(void)
 {
     struct timespec ts;
@@ -116,6 +122,7 @@ static const char *status_text(int status)
     case 405: return "Method Not Allowed";
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
     case 503: return "Service Unavailable";
     default: return "Error";
     }
@@ -206,6 +213,7 @@ static void mount_free(ferry_mount *m)
     free(m->writers);
     free(m->prefix);
     free(m->origins);
+    free(m->real_ip);
     free(m->ws_path);
     free(m->lp_path);
     free(m->js_path);
@@ -238,6 +246,7 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     m->opt = *o;
     m->prefix = strdup(o->prefix);
     m->origins = o->allowed_origins ? strdup(o->allowed_origins) : NULL;
+    m->real_ip = o->real_ip_header ? strdup(o->real_ip_header) : NULL;
     m->ws_path = m->prefix ? join(m->prefix, "/ws") : NULL;
     m->lp_path = m->prefix ? join(m->prefix, "/lp") : NULL;
     m->js_path = m->prefix ? join(m->prefix, "/ferry.js") : NULL;
@@ -261,7 +270,7 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     pthread_mutex_init(&m->tlock, NULL);
     pthread_cond_init(&m->tcond, NULL);
     int rc = FERRY_ENOMEM;
-    if (!m->prefix || (o->allowed_origins && !m->origins) || !m->ws_path || !m->lp_path ||
+    if (!m->prefix || (o->allowed_origins && !m->origins) || (o->real_ip_header && !m->real_ip) || !m->ws_path || !m->lp_path ||
         !m->js_path || !m->mjs_path || !m->mjs || !m->writers || fy_map_init(&m->lp) ||
         (rc = ferry_hub_new(&m->hub, &o->core, cb, ud)) != 0) {
         mount_free(m);

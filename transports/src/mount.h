@@ -17,7 +17,7 @@ struct ferry_mount {
     struct mg_context *ctx;
     ferry_hub *hub;
     ferry_mount_options opt;
-    char *prefix, *origins;      /* owned copies of the options' strings */
+    char *prefix, *origins, *real_ip; /* owned copies of the options' strings */
     char *ws_path, *lp_path, *js_path, *mjs_path;
     char *mjs;                   /* the client as an ES module: ferry.js plus exports */
     size_t mjs_len;
@@ -71,6 +71,9 @@ bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn);
 
 /* Header lookup for on_auth: ctx is the request's mg_connection. */
 const char *fy_conn_header(void *ctx, const char *name);
+
+/* The client's address: the real_ip_header if configured and present, else the TCP peer. */
+const char *fy_peer_addr(const ferry_mount *m, const struct mg_connection *conn);
 
 /* CLOCK_MONOTONIC in ms, and a CLOCK_REALTIME deadline `ms` from now for
  * pthread_cond_timedwait. */

@@ -170,6 +170,7 @@ static int close_code(ferry_link_end e, const char **why)
     case FERRY_LINK_STALLED: *why = "not reading"; return WS_CLOSE_STALLED;
     case FERRY_LINK_REFUSED: *why = "at capacity"; return WS_CLOSE_TRY_LATER;
     case FERRY_LINK_UNAUTHORIZED: *why = "unauthorized"; return WS_CLOSE_UNAUTHORIZED;
+    case FERRY_LINK_THROTTLED: *why = "too many resumes"; return WS_CLOSE_POLICY;
     default: *why = "session ended"; return WS_CLOSE_NORMAL;
     }
 }
@@ -282,7 +283,7 @@ static void ready_impl(struct mg_connection *conn, ferry_mount *m)
     ws->conn = conn;
     pthread_mutex_unlock(&ws->lock);
     /* The upgrade request's headers stay readable for the connection's life. */
-    ferry_link_set_peer(ws->link, mg_get_request_info(conn)->remote_addr, fy_conn_header, conn);
+    ferry_link_set_peer(ws->link, fy_peer_addr(m, conn), fy_conn_header, conn);
     pthread_mutex_lock(&m->wlock);
     ws->next = m->all_ws;
     if (m->all_ws)
