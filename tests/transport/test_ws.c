@@ -417,6 +417,56 @@ START_TEST(ws_control_frame_flood_and_missing_handshake_close_with_1008)
 }
 END_TEST
 
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+START_TEST(ws_connections_claiming_huge_frames_are_cut_off_and_starve_no_one)
+{
+    tserver *s = ts_start(strict); /* handshake deadline 300 ms */
+    long before = rss_kb();
+    fyc_ws bad[10];
+    int status;
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(fyc_ws_open(&bad[i], s->port, "/ferry/ws", NULL, &status), 0);
+        /* A text frame header claiming 2 GiB - 128 KiB, then silence. civetweb allocates
+         * the claimed length at once and waits for it without limit. */
+        ck_assert_int_eq(fyc_ws_send_header(&bad[i], 1, 0x7FFE0000ull), 0);
+    }
+    /* Everyone else is served meanwhile. */
+    tc c;
+    tc_init(&c, s, TC_WS);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    tc_send(&c, "{\"echo\":true}");
+    ck_assert(tc_wait_msgs(&c, 1, 5000));
+    /* The claims are cut off: past the handshake deadline ferry closes them, and when the
+     * reader stays stuck in the frame it shuts the socket down. */
+    for (int i = 0; i < 10; i++) {
+        int op, r;
+        char *data;
+        size_t len;
+        while ((r = fyc_ws_recv(&bad[i], &op, &data, &len, 10000)) == 0)
+            free(data);
+        ck_assert_int_eq(r, -1); /* closed by the server, not timed out */
+        fyc_ws_drop(&bad[i]);
+    }
+    ck_assert_int_lt(rss_kb() - before, 200 * 1024); /* reserved, never touched */
+    tc_send(&c, "{\"echo\":true}");
+    ck_assert(tc_wait_msgs(&c, 2, 5000));
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
 Suite *ws_suite(void)
 {
     Suite *s = suite_create("websocket");
@@ -433,6 +483,7 @@ Suite *ws_suite(void)
     tcase_add_test(tcs, ws_a_client_that_stops_reading_never_stalls_the_others);
     tcase_add_test(tcs, ws_silent_client_is_dropped_then_its_session_expires);
     tcase_add_test(tcs, ws_control_frame_flood_and_missing_handshake_close_with_1008);
+    tcase_add_test(tcs, ws_connections_claiming_huge_frames_are_cut_off_and_starve_no_one);
     suite_add_tcase(s, tcs);
     return s;
 }

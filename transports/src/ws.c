@@ -3,8 +3,13 @@
  * then pulls batches and writes each as one pre-framed WebSocket message in one mg_write.
  * Core's ack window keeps a client that stops reading from ever filling the socket, so a
  * write does not block; core's stall timeout then drops it, resumable. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "mount.h"
 
@@ -41,7 +46,9 @@ struct ws_conn {
     pthread_mutex_t lock;         /* conn, closing, out */
     struct mg_connection *conn;   /* NULL once civetweb has closed it */
     ferry_link *link;
-    bool closing;                 /* our close frame is out */
+    atomic_bool closing;          /* our close frame is out (read by the reaper unlocked) */
+    uint64_t closing_at;          /* when, ms */
+    bool forced;                  /* its socket was shut down (force_close_locked) */
     ferry_buf out;
     bool queued;                  /* in the writers' queue (m->wlock) */
     bool gone;                    /* civetweb closed it: never queue it again (m->wlock) */
@@ -150,6 +157,7 @@ static void close_locked(ws_conn *ws, int code, const char *why)
     char *f = frame_header(payload, wl + 2, WS_OP_CLOSE);
     write_frame(ws, f, (size_t)(payload + wl + 2 - f));
     ws->closing = true;
+    ws->closing_at = fy_now_ms();
     /* For a server WebSocket this only flags the read loop, which then ends when the peer
      * answers the close frame or at the next websocket_timeout_ms poll. */
     mg_close_connection(ws->conn);
@@ -453,6 +461,37 @@ void fy_ws_close_all(ferry_mount *m, int code, const char *why)
     free(open);
 }
 
+/* Shuts down the connection's socket. civetweb 1.15 reads a frame's payload in a loop that
+ * never gives up on a silent peer, after allocating whatever length the header claimed, so a
+ * peer that claims a huge frame and then sends nothing would hold its worker (and the
+ * allocation) for ever; neither our close frame nor mg_close_connection reaches that loop.
+ * civetweb does not expose the socket, so find it: the one socket whose peer and local
+ * addresses are this connection's. Called with ws->lock held and ws->conn set, so civetweb
+ * has not closed it yet and the descriptor cannot have been reused. */
+static void force_close_locked(ws_conn *ws)
+{
+    const struct mg_request_info *ri = mg_get_request_info(ws->conn);
+    struct rlimit rl;
+    int maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1u << 20 ? (int)rl.rlim_cur : 65536;
+    for (int fd = 0; fd < maxfd; fd++) {
+        struct stat st;
+        struct sockaddr_in peer, local;
+        socklen_t pl = sizeof peer, ll = sizeof local;
+        char addr[INET_ADDRSTRLEN];
+        if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+            getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 || peer.sin_family != AF_INET ||
+            ntohs(peer.sin_port) != ri->remote_port ||
+            getsockname(fd, (struct sockaddr *)&local, &ll) != 0 ||
+            ntohs(local.sin_port) != ri->server_port ||
+            !inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr) ||
+            strcmp(addr, ri->remote_addr) != 0)
+            continue;
+        shutdown(fd, SHUT_RDWR);
+        ws->forced = true;
+        return;
+    }
+}
+
 void fy_ws_reap(ferry_mount *m)
 {
     uint64_t now = fy_now_ms();
@@ -460,7 +499,8 @@ void fy_ws_reap(ferry_mount *m)
     size_t n = 0;
     ws_conn **late = m->nws ? malloc(m->nws * sizeof *late) : NULL;
     for (ws_conn *ws = m->all_ws; ws && late; ws = ws->next) {
-        if (!ws->settled && now - ws->opened_ms >= m->opt.handshake_timeout_ms) {
+        if ((!ws->settled && now - ws->opened_ms >= m->opt.handshake_timeout_ms) ||
+            atomic_load(&ws->closing)) {
             atomic_fetch_add(&ws->refs, 1);
             late[n++] = ws;
         }
@@ -468,6 +508,18 @@ void fy_ws_reap(ferry_mount *m)
     pthread_mutex_unlock(&m->wlock);
     /* Outside wlock: asking the link takes its lock, which comes before wlock. */
     for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&late[i]->lock);
+        /* Closed by us but still open after two read-loop intervals: its reader is stuck
+         * inside a frame. */
+        if (late[i]->closing && late[i]->conn && !late[i]->forced &&
+            now - late[i]->closing_at >= 2000)
+            force_close_locked(late[i]);
+        bool closing = late[i]->closing;
+        pthread_mutex_unlock(&late[i]->lock);
+        if (closing) {
+            ws_unref(late[i]);
+            continue;
+        }
         if (ferry_link_session_id(late[i]->link)) {
             pthread_mutex_lock(&m->wlock);
             late[i]->settled = true;
