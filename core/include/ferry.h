@@ -204,6 +204,32 @@ FERRY_API int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *j
  * ferry_hub_publish. */
 FERRY_API int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, size_t len);
 
+/* Limits and refusals, counted each time one is hit (by the session layer or a transport). */
+typedef enum ferry_limit {
+    FERRY_LIMIT_FRAME_SIZE = 0, /* a frame, batch, reassembled message or request body too big */
+    FERRY_LIMIT_DEPTH,          /* JSON nested too deeply */
+    FERRY_LIMIT_ELEMENTS,       /* too many keys and values in a frame */
+    FERRY_LIMIT_BATCH,          /* too many frames in a batch */
+    FERRY_LIMIT_OUTBOX,         /* a session's outbox overflowed (reset, reason overflow) */
+    FERRY_LIMIT_SESSIONS,       /* a handshake refused at max_sessions */
+    FERRY_LIMIT_CONNECTIONS,    /* a WebSocket or poll refused at max_connections (503) */
+    FERRY_LIMIT_STALL,          /* a connection dropped: its ack window stayed full */
+    FERRY_LIMIT_HEARTBEAT,      /* a connection dropped: silent past the heartbeat timeout */
+    FERRY_LIMIT_HANDSHAKE_TIME, /* a WebSocket closed: no handshake in time */
+    FERRY_LIMIT_CONTROL_RATE,   /* a WebSocket closed: control-frame flood */
+    FERRY_LIMIT_RESUME_RATE,    /* a resume refused: too many from the address */
+    FERRY_LIMIT_POLLS,          /* a held poll ended by a newer one for the same session */
+    FERRY_LIMIT_ORIGIN,         /* a request refused: Origin not allowed */
+    FERRY_LIMIT_AUTH,           /* a handshake refused by on_auth */
+    FERRY_LIMIT_COUNT
+} ferry_limit;
+
+/* "frame_size", "depth", ...: the name of a limit, for metrics; "unknown" out of range. */
+FERRY_API const char *ferry_limit_name(ferry_limit l);
+
+/* How many times a limit has been hit since the hub was made. */
+FERRY_API uint64_t ferry_hub_limit_hits(ferry_hub *hub, ferry_limit l);
+
 /* Sessions by state, read under the hub lock; any pointer may be NULL. */
 FERRY_API void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired);
 

@@ -27,6 +27,16 @@ const char *ferry_strerror(int err)
     }
 }
 
+const char *ferry_limit_name(ferry_limit l)
+{
+    static const char *names[FERRY_LIMIT_COUNT] = {
+        "frame_size", "depth", "elements", "batch", "outbox", "sessions", "connections",
+        "stall", "heartbeat", "handshake_time", "control_rate", "resume_rate", "polls",
+        "origin", "auth",
+    };
+    return (unsigned)l < FERRY_LIMIT_COUNT ? names[l] : "unknown";
+}
+
 const char *ferry_reason_str(ferry_reason r)
 {
     switch (r) {

@@ -36,6 +36,7 @@ int fy_json_scan(const char *buf, size_t len, size_t max_depth, size_t max_eleme
 static int fail(fy_err *err, int code, const char *fmt, ...)
 {
     va_list ap;
+    err->limit = -1;
     va_start(ap, fmt);
     vsnprintf(err->text, sizeof err->text, fmt, ap);
     va_end(ap);
@@ -166,14 +167,20 @@ int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **
     *root = NULL;
     *frames = NULL;
     *n = 0;
-    if (len > lim->max_bytes)
-        return fail(err, FERRY_ETOOBIG, "frame is %zu bytes; the limit is %zu", len,
-                    lim->max_bytes);
+    if (len > lim->max_bytes) {
+        fail(err, FERRY_ETOOBIG, "frame is %zu bytes; the limit is %zu", len, lim->max_bytes);
+        err->limit = FERRY_LIMIT_FRAME_SIZE;
+        return err->code;
+    }
     rc = fy_json_scan(buf, len, lim->max_depth, lim->max_elements);
-    if (rc == FERRY_EDEPTH)
-        return fail(err, rc, "JSON nested deeper than %zu", lim->max_depth);
-    if (rc)
-        return fail(err, rc, "more than %zu keys and values", lim->max_elements);
+    if (rc) {
+        if (rc == FERRY_EDEPTH)
+            fail(err, rc, "JSON nested deeper than %zu", lim->max_depth);
+        else
+            fail(err, rc, "more than %zu keys and values", lim->max_elements);
+        err->limit = rc == FERRY_EDEPTH ? FERRY_LIMIT_DEPTH : FERRY_LIMIT_ELEMENTS;
+        return rc;
+    }
 
     json_t *tree = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!tree) {
@@ -193,8 +200,10 @@ int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **
         }
         if (count > lim->max_batch) {
             json_decref(tree);
-            return fail(err, FERRY_ETOOBIG, "batch of %zu frames; the limit is %zu", count,
-                        lim->max_batch);
+            fail(err, FERRY_ETOOBIG, "batch of %zu frames; the limit is %zu", count,
+                 lim->max_batch);
+            err->limit = FERRY_LIMIT_BATCH;
+            return err->code;
         }
     }
     fy_frame *fs = calloc(count, sizeof *fs);

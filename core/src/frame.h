@@ -48,6 +48,7 @@ typedef struct fy_limits {
 
 typedef struct fy_err {
     int code;        /* a ferry_error */
+    int limit;       /* the ferry_limit it hit, or -1 */
     char text[160];  /* for the peer; may quote (escaped) input */
 } fy_err;
 

@@ -296,9 +296,11 @@ static void tick_one(ferry_session *s, void *ud)
     case FERRY_STATE_ATTACHED:
         if (elapsed(c->now, s->last_rx) >= o->heartbeat_timeout_ms) {
             fy_session_detach_locked(s, c->now, FERRY_LINK_TIMEOUT);
+            fy_hub_limit(c->hub, FERRY_LIMIT_HEARTBEAT);
         } else if (s->window_blocked &&
                    elapsed(c->now, s->blocked_since) >= o->stall_timeout_ms) {
             fy_session_detach_locked(s, c->now, FERRY_LINK_STALLED);
+            fy_hub_limit(c->hub, FERRY_LIMIT_STALL);
         } else if (elapsed(c->now, s->last_rx) >= o->heartbeat_ms &&
                    elapsed(c->now, s->last_ping) >= o->heartbeat_ms) {
             s->last_ping = c->now;
@@ -383,6 +385,13 @@ int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, siz
     int rc = ferry_session_send(s, json, len);
     ferry_session_unref(s);
     return rc;
+}
+
+uint64_t ferry_hub_limit_hits(ferry_hub *hub, ferry_limit l)
+{
+    if (!hub || (unsigned)l >= FERRY_LIMIT_COUNT)
+        return 0;
+    return atomic_load_explicit(&hub->limits[l], memory_order_relaxed);
 }
 
 struct count_ctx {

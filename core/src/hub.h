@@ -23,6 +23,7 @@ struct ferry_hub {
     ferry_session *pend_head;
     ferry_session *pend_tail;
     atomic_bool pend_any;
+    atomic_uint_fast64_t limits[FERRY_LIMIT_COUNT];
     pthread_mutex_t rate_lock; /* innermost: the resume buckets */
     fy_map rates;              /* peer address -> fy_bucket */
 };
@@ -31,6 +32,12 @@ struct ferry_hub {
 bool fy_hub_resume_allowed(ferry_hub *hub, const char *addr);
 
 uint64_t fy_hub_now(const ferry_hub *hub);
+
+/* Counts one hit of a limit. Any thread, any lock. */
+static inline void fy_hub_limit(ferry_hub *hub, ferry_limit l)
+{
+    atomic_fetch_add_explicit(&hub->limits[l], 1, memory_order_relaxed);
+}
 
 /* Queues an ended session for fy_hub_drain (takes a reference). Any lock may be held. */
 void fy_hub_defer_end(ferry_hub *hub, ferry_session *s);

@@ -186,6 +186,7 @@ static int authenticate(ferry_link *l, const fy_frame *f, char identity[FERRY_ID
     const char *reason = NULL;
     if (fy_hub_call_auth(l->hub, &a, identity, &reason) == 0)
         return 0;
+    fy_hub_limit(l->hub, FERRY_LIMIT_AUTH);
     return peer_error(l, FERRY_EAUTH, reason ? reason : "credentials refused",
                       FERRY_LINK_UNAUTHORIZED);
 }
@@ -201,9 +202,11 @@ static int handshake(ferry_link *l, const fy_frame *f)
         pthread_mutex_lock(&l->lock);
         const char *addr = l->peer_addr;
         pthread_mutex_unlock(&l->lock);
-        if (!fy_hub_resume_allowed(hub, addr))
+        if (!fy_hub_resume_allowed(hub, addr)) {
+            fy_hub_limit(hub, FERRY_LIMIT_RESUME_RATE);
             return peer_error(l, FERRY_ERATE, "too many resume attempts from this address",
                               FERRY_LINK_THROTTLED);
+        }
     }
     int arc = authenticate(l, f, identity);
     if (arc)
@@ -226,6 +229,8 @@ static int handshake(ferry_link *l, const fy_frame *f)
     pthread_mutex_unlock(&hub->lock);
     if (rc) {
         ferry_session_unref(s);
+        if (full)
+            fy_hub_limit(hub, FERRY_LIMIT_SESSIONS);
         return peer_error(l, rc, full ? "server at session capacity" : "out of memory",
                           full ? FERRY_LINK_REFUSED : 0);
     }
@@ -398,8 +403,11 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
         return FERRY_ECLOSED;
 
     int rc = fy_frame_decode(data ? data : "", len, &lim, &root, &fs, &n, &err);
-    if (rc)
+    if (rc) {
+        if (err.limit >= 0)
+            fy_hub_limit(l->hub, err.limit);
         return peer_error(l, rc, err.text, 0);
+    }
     if (!s) {
         if (n != 1 || (fs[0].type != FY_F_HELLO && fs[0].type != FY_F_RESUME))
             rc = peer_error(l, FERRY_EHANDSHAKE, "the first frame must be a lone hello or resume",

@@ -101,6 +101,7 @@ int fy_session_push_locked(ferry_session *s, fy_msg *m)
         /* Full, or cannot grow: dropping the message silently would break the promise, so
          * the session is reset and its client told why. */
         fy_session_end_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(s->hub));
+        fy_hub_limit(s->hub, FERRY_LIMIT_OUTBOX);
         return FERRY_EFULL;
     }
     if (s->link && s->wake_armed) {

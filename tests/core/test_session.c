@@ -558,6 +558,81 @@ START_TEST(json_bombs_are_refused_without_growing_memory)
 }
 END_TEST
 
+static void tight(ferry_options *o)
+{
+    o->max_frame_bytes = 512;
+    o->max_depth = 4;
+    o->max_elements = 20;
+    o->max_batch = 3;
+    o->outbox_max_msgs = 2;
+    o->max_sessions = 3;
+    o->ack_window_bytes = 100;
+    o->resume_burst = 1;
+}
+
+START_TEST(every_limit_hit_is_counted)
+{
+    ferry_hub *hub = hub_new(tight);
+    for (int l = 0; l < FERRY_LIMIT_COUNT; l++)
+        ck_assert_uint_eq(ferry_hub_limit_hits(hub, (ferry_limit)l), 0);
+    ck_assert_str_eq(ferry_limit_name(FERRY_LIMIT_RESUME_RATE), "resume_rate");
+    ck_assert_str_eq(ferry_limit_name(FERRY_LIMIT_COUNT), "unknown");
+    char sid[32], secret[64];
+    fake_conn *c = fc_hello(hub, sid, secret);
+    char big[600];
+    memset(big, ' ', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    fc_send(c, "%s", big);
+    fc_send(c, "[[[[[[1]]]]]]");
+    fc_send(c, "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22]");
+    fc_send(c, "[{\"t\":\"ping\"},{\"t\":\"ping\"},{\"t\":\"ping\"},{\"t\":\"ping\"}]");
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_FRAME_SIZE), 1);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_DEPTH), 1);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_ELEMENTS), 1);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_BATCH), 1);
+    /* the ack window fills: a stall */
+    ferry_session_send(app.last_session, "\"0123456789012345678901234567890123456789\"", 42);
+    ferry_session_send(app.last_session, "\"0123456789012345678901234567890123456789\"", 42);
+    json_decref(fc_drain(c));
+    test_now += 10000;
+    ferry_hub_tick(hub);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_STALL), 1);
+    fc_close(c);
+    /* a resume, then one too many from the same address */
+    fake_conn *r = fc_open(hub);
+    ferry_link_set_peer(r->link, "192.0.2.1", NULL, NULL);
+    fc_send(r, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":0}", sid, secret);
+    fake_conn *r2 = fc_open(hub);
+    ferry_link_set_peer(r2->link, "192.0.2.1", NULL, NULL);
+    ck_assert_int_eq(fc_send(r2, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"x\",\"ack\":0}", sid), FERRY_ERATE);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_RESUME_RATE), 1);
+    fc_close(r2);
+    /* the outbox overflows */
+    for (int i = 0; i < 3; i++)
+        ferry_session_send(app.last_session, "1", 1);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_OUTBOX), 1);
+    fc_close(r);
+    /* refused credentials, then the session cap */
+    fake_conn *bad = fc_open(hub);
+    fc_send(bad, "{\"t\":\"hello\",\"v\":1,\"token\":\"bad\"}");
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_AUTH), 1);
+    fc_close(bad);
+    fake_conn *more[4];
+    for (int i = 0; i < 4; i++) {
+        more[i] = fc_open(hub);
+        fc_send(more[i], "{\"t\":\"hello\",\"v\":1}");
+    }
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_SESSIONS), 1);
+    /* a silent connection */
+    test_now += 60000;
+    ferry_hub_tick(hub);
+    ck_assert_uint_ge(ferry_hub_limit_hits(hub, FERRY_LIMIT_HEARTBEAT), 1);
+    for (int i = 0; i < 4; i++)
+        fc_close(more[i]);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *session_suite(void)
 {
     Suite *s = suite_create("session");
@@ -580,6 +655,7 @@ Suite *session_suite(void)
     tcase_add_test(tc, ack_window_pauses_sending_and_a_stalled_link_is_dropped);
     tcase_add_test(tc, control_pulls_and_secret_checks);
     tcase_add_test(tc, json_bombs_are_refused_without_growing_memory);
+    tcase_add_test(tc, every_limit_hit_is_counted);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -90,6 +90,7 @@ START_TEST(lp_a_second_poll_ends_the_first)
     usleep(300000); /* let it be held */
     pthread_create(&t2, NULL, ts_hold_poll, &second);
     pthread_join(t1, NULL); /* returns because the second one arrived */
+    ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_POLLS), 1);
     ck_assert_int_eq(first.rc, 0);
     ck_assert_int_eq(first.r.status, 200);
     ck_assert_str_eq(first.r.body, "[]");
@@ -155,6 +156,7 @@ START_TEST(lp_bad_bodies)
     memset(big, ' ', 1999);
     big[1999] = '\0';
     ck_assert_int_eq(tc_send_raw(&c, big), 413);
+    ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_FRAME_SIZE), 1);
     free(big);
     ck_assert_int_eq(tc_send_raw(&c, "{nope"), 400);
     ck_assert_str_eq(c.last_error, "bad_json");

@@ -72,6 +72,7 @@ START_TEST(ws_oversize_message_closes_with_1009)
     big[1999] = '\0';
     fyc_ws_text(&c.ws, big);
     ck_assert_int_eq(wait_close(&c), 1009);
+    ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_FRAME_SIZE), 1);
     /* Fragments are reassembled against the same cap. */
     ck_assert_int_eq(tc_connect(&c), 0);
     fyc_ws_send(&c.ws, 1, false, big, 800);
@@ -118,6 +119,7 @@ START_TEST(ws_origin_is_checked_before_the_handshake)
     int status;
     ck_assert_int_eq(fyc_ws_open(&ws, s->port, "/ferry/ws", "Origin: http://evil.example\r\n", &status), -1);
     ck_assert_int_eq(status, 403);
+    ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_ORIGIN), 1);
     ck_assert_int_eq(fyc_ws_open(&ws, s->port, "/ferry/ws", "Origin: http://good.example\r\n", &status), 0);
     fyc_ws_drop(&ws);
     ck_assert_int_eq(fyc_ws_open(&ws, s->port, "/ferry/ws", NULL, &status), 0); /* no Origin */
@@ -149,6 +151,7 @@ START_TEST(ws_capacity_is_refused_at_once_with_503)
     ck_assert_int_eq(fyc_ws_open(&b, s->port, "/ferry/ws", NULL, &status), 0);
     ck_assert_int_eq(fyc_ws_open(&c, s->port, "/ferry/ws", NULL, &status), -1);
     ck_assert_int_eq(status, 503);
+    ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_CONNECTIONS), 1);
     fyc_resp r;
     ck_assert_int_eq(fyc_http(s->port, "GET", "/ferry/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
@@ -381,6 +384,7 @@ START_TEST(ws_control_frame_flood_and_missing_handshake_close_with_1008)
             break;
     }
     ck_assert_int_eq(code, 1008);
+    ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_CONTROL_RATE), 1);
     tc_free(&c);
     /* A few pings are fine. */
     tc_init(&c, s, TC_WS);
@@ -409,6 +413,7 @@ START_TEST(ws_control_frame_flood_and_missing_handshake_close_with_1008)
             break;
     }
     ck_assert_int_eq(code, 1008);
+    ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_HANDSHAKE_TIME), 1);
     fyc_ws_drop(&silent);
     tc_send(&c, "{\"echo\":true}");
     ck_assert(tc_wait_msgs(&c, 2, 5000));

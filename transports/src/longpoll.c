@@ -26,6 +26,7 @@ struct lp_sess {
     bool woken;
     uint64_t dead_since;      /* ms when ferry kicked the link, 0 while it is live */
     bool dropped;             /* ferry_mount_drop_connections: end held polls with [] */
+    bool holding;             /* a poll is held now */
 };
 
 static const char unknown_body[] =
@@ -151,8 +152,10 @@ static int read_body(struct mg_connection *conn, ferry_mount *m, ferry_buf *b)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (ri->content_length < 0)
         return 411;
-    if ((uint64_t)ri->content_length > m->opt.core.max_frame_bytes)
+    if ((uint64_t)ri->content_length > m->opt.core.max_frame_bytes) {
+        fy_hub_limit(m->hub, FERRY_LIMIT_FRAME_SIZE);
         return 413;
+    }
     size_t want = (size_t)ri->content_length;
     if (ferry_buf_reserve(b, want + 1))
         return 503;
@@ -293,6 +296,9 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
     }
     /* One held poll per session: this one ends any earlier one. */
     pthread_mutex_lock(&lp->slock);
+    if (lp->holding)
+        fy_hub_limit(m->hub, FERRY_LIMIT_POLLS);
+    lp->holding = true;
     unsigned gen = ++lp->poll_gen;
     lp->woken = false;
     pthread_cond_broadcast(&lp->cond);
@@ -346,6 +352,10 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
             }
         }
     }
+    pthread_mutex_lock(&lp->slock);
+    if (gen == lp->poll_gen)
+        lp->holding = false;
+    pthread_mutex_unlock(&lp->slock);
     reply_buf(conn, m, status, &out);
     ferry_buf_release(&out);
     fy_conn_release(m);
@@ -379,7 +389,7 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
 
 static void preflight(struct mg_connection *conn, ferry_mount *m)
 {
-    if (!fy_origin_allowed(m, conn)) {
+    if (!fy_origin_check(m, conn)) {
         fy_http_reply(conn, m, 403, NULL, "text/plain", "", 0);
         return;
     }
@@ -407,7 +417,7 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
     bool has_sid = ri->query_string && strstr(ri->query_string, "sid=");
     if (strcmp(method, "OPTIONS") == 0)
         preflight(conn, m);
-    else if (!fy_origin_allowed(m, conn))
+    else if (!fy_origin_check(m, conn))
         reply_text(conn, m, 403, "[{\"t\":\"error\",\"code\":\"origin\","
                                  "\"text\":\"origin not allowed\"}]");
     else if (strcmp(method, "POST") == 0 && !has_sid)

@@ -52,7 +52,7 @@ static bool in_list(const char *list, const char *origin)
     return false;
 }
 
-bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn)
+static bool origin_ok(const ferry_mount *m, const struct mg_connection *conn)
 {
     const char *origin = mg_get_header(conn, "Origin");
     if (!origin)
@@ -65,6 +65,19 @@ bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn)
     const char *host = mg_get_header(conn, "Host");
     const char *sep = strstr(origin, "://");
     return host && sep && strcasecmp(sep + 3, host) == 0;
+}
+
+bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn)
+{
+    return origin_ok(m, conn);
+}
+
+bool fy_origin_check(ferry_mount *m, const struct mg_connection *conn)
+{
+    if (origin_ok(m, conn))
+        return true;
+    fy_hub_limit(m->hub, FERRY_LIMIT_ORIGIN);
+    return false;
 }
 
 const char *fy_conn_header(void *ctx, const char *name)
@@ -102,6 +115,7 @@ bool fy_conn_acquire(ferry_mount *m)
     if (n < m->opt.max_connections)
         return true;
     atomic_fetch_sub(&m->conns, 1);
+    fy_hub_limit(m->hub, FERRY_LIMIT_CONNECTIONS);
     return false;
 }
 

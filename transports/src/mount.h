@@ -8,6 +8,7 @@
 
 #include "ferry_civetweb.h"
 #include "ferry_transport.h"
+#include "hub.h"
 #include "map.h"
 
 typedef struct ws_conn ws_conn;
@@ -66,8 +67,9 @@ static inline void fy_mount_leave(ferry_mount *m)
     atomic_fetch_sub(&m->busy, 1);
 }
 
-/* Origin policy: true if the request may proceed. */
+/* Origin policy: true if the request may proceed. fy_origin_check also counts a refusal. */
 bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn);
+bool fy_origin_check(ferry_mount *m, const struct mg_connection *conn);
 
 /* Header lookup for on_auth: ctx is the request's mg_connection. */
 const char *fy_conn_header(void *ctx, const char *name);

@@ -259,7 +259,7 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
         refuse(conn, m, 404, "websocket is off\n");
         return 1;
     }
-    if (!fy_origin_allowed(m, c)) {
+    if (!fy_origin_check(m, c)) {
         refuse(conn, m, 403, "origin not allowed\n");
         return 1;
     }
@@ -316,6 +316,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
             return 0;
         }
         if (len > limit || ws->msg.len + len > limit) {
+            fy_hub_limit(m->hub, FERRY_LIMIT_FRAME_SIZE);
             close_from_reader(ws, WS_CLOSE_TOO_BIG, "message too big");
             return 0;
         }
@@ -340,6 +341,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
         return 1;
     case WS_OP_PING: {
         if (!control_allowed(ws)) {
+            fy_hub_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
             close_from_reader(ws, WS_CLOSE_POLICY, "control frame flood");
             return 0;
         }
@@ -355,6 +357,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
     }
     case WS_OP_PONG:
         if (!control_allowed(ws)) {
+            fy_hub_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
             close_from_reader(ws, WS_CLOSE_POLICY, "control frame flood");
             return 0;
         }
@@ -525,6 +528,7 @@ void fy_ws_reap(ferry_mount *m)
             late[i]->settled = true;
             pthread_mutex_unlock(&m->wlock);
         } else if (!ferry_link_done(late[i]->link)) {
+            fy_hub_limit(m->hub, FERRY_LIMIT_HANDSHAKE_TIME);
             pthread_mutex_lock(&late[i]->lock);
             close_locked(late[i], WS_CLOSE_POLICY, "no handshake");
             pthread_mutex_unlock(&late[i]->lock);
