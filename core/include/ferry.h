@@ -158,6 +158,10 @@ typedef struct ferry_options {
     size_t outbox_max_msgs;    /* unacknowledged messages per session (1024) */
     size_t outbox_max_bytes;   /* unacknowledged bytes per session (1 MiB) */
     size_t max_sessions;       /* live sessions per hub (100000) */
+    size_t max_sessions_per_identity; /* live sessions one on_auth identity may hold (100);
+                                       * 0 for no limit; the identity "" is never limited */
+    size_t outbox_budget_bytes; /* unacknowledged bytes in all outboxes together (512 MiB);
+                                 * a push beyond it resets that session (overflow) */
     uint32_t heartbeat_ms;     /* ping a connection silent for this long (25000) */
     uint32_t heartbeat_timeout_ms; /* drop a connection silent for this long (60000) */
     uint32_t stall_timeout_ms; /* drop a connection whose ack window stayed full this long
@@ -221,6 +225,8 @@ typedef enum ferry_limit {
     FERRY_LIMIT_POLLS,          /* a held poll ended by a newer one for the same session */
     FERRY_LIMIT_ORIGIN,         /* a request refused: Origin not allowed */
     FERRY_LIMIT_AUTH,           /* a handshake refused by on_auth */
+    FERRY_LIMIT_IDENTITY,       /* a new session refused: its identity holds too many */
+    FERRY_LIMIT_MEMORY,         /* a session reset: all outboxes together at their budget */
     FERRY_LIMIT_COUNT
 } ferry_limit;
 

@@ -32,7 +32,7 @@ const char *ferry_limit_name(ferry_limit l)
     static const char *names[FERRY_LIMIT_COUNT] = {
         "frame_size", "depth", "elements", "batch", "outbox", "sessions", "connections",
         "stall", "heartbeat", "handshake_time", "control_rate", "resume_rate", "polls",
-        "origin", "auth",
+        "origin", "auth", "identity", "memory",
     };
     return (unsigned)l < FERRY_LIMIT_COUNT ? names[l] : "unknown";
 }

@@ -25,6 +25,8 @@ void ferry_options_init(ferry_options *o)
         .outbox_max_msgs = 1024,
         .outbox_max_bytes = 1024 * 1024,
         .max_sessions = 100000,
+        .max_sessions_per_identity = 100,
+        .outbox_budget_bytes = (size_t)512 * 1024 * 1024,
         .heartbeat_ms = 25000,
         .heartbeat_timeout_ms = 60000,
         .stall_timeout_ms = 10000,
@@ -58,7 +60,8 @@ int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbac
         o = *opt;
     else
         ferry_options_init(&o);
-    if (!o.max_frame_bytes || !o.max_message_bytes || !o.max_depth || !o.max_elements || !o.max_batch ||
+    if (!o.max_frame_bytes || !o.max_message_bytes || !o.max_depth || !o.max_elements ||
+        !o.max_batch || !o.outbox_budget_bytes ||
         !o.max_batch_bytes || !o.outbox_max_msgs || !o.outbox_max_bytes || !o.max_sessions ||
         !o.ack_window_bytes || !o.heartbeat_ms || o.heartbeat_timeout_ms <= o.heartbeat_ms ||
         !o.stall_timeout_ms || !o.resume_window_ms)
@@ -76,18 +79,69 @@ int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbac
         hub->cb = *cb;
     hub->ud = ud;
     hub->store = fy_store_mem_new();
-    if (!hub->store || fy_map_init(&hub->topics) || fy_map_init(&hub->rates)) {
+    if (!hub->store || fy_map_init(&hub->topics) || fy_map_init(&hub->rates) ||
+        fy_map_init(&hub->idents)) {
         if (hub->store)
             hub->store->ops->free(hub->store);
         fy_map_destroy(&hub->topics);
+        fy_map_destroy(&hub->rates);
         free(hub);
         return FERRY_ENOMEM;
     }
+    pthread_mutex_init(&hub->ident_lock, NULL);
     pthread_mutex_init(&hub->lock, NULL);
     pthread_mutex_init(&hub->rate_lock, NULL);
     pthread_mutex_init(&hub->pend_lock, NULL);
     *out = hub;
     return 0;
+}
+
+typedef struct fy_ident {
+    fy_map_node node;
+    size_t sessions;
+    char name[];
+} fy_ident;
+
+bool fy_hub_identity_add(ferry_hub *hub, const char *identity)
+{
+    size_t limit = hub->opt.max_sessions_per_identity;
+    if (!limit || !identity[0])
+        return true;
+    bool ok = false;
+    pthread_mutex_lock(&hub->ident_lock);
+    fy_map_node *n = fy_map_get(&hub->idents, identity, strlen(identity));
+    fy_ident *id = n ? fy_container_of(n, fy_ident, node) : NULL;
+    if (!id) {
+        size_t len = strlen(identity);
+        id = calloc(1, sizeof *id + len + 1);
+        if (id) {
+            memcpy(id->name, identity, len + 1);
+            id->node.key = id->name;
+            fy_map_put(&hub->idents, &id->node);
+        }
+    }
+    if (id && id->sessions < limit) {
+        id->sessions++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&hub->ident_lock);
+    return ok;
+}
+
+void fy_hub_identity_del(ferry_hub *hub, const char *identity)
+{
+    if (!hub->opt.max_sessions_per_identity || !identity[0])
+        return;
+    pthread_mutex_lock(&hub->ident_lock);
+    fy_map_node *n = fy_map_get(&hub->idents, identity, strlen(identity));
+    if (n) {
+        fy_ident *id = fy_container_of(n, fy_ident, node);
+        if (--id->sessions == 0) {
+            fy_map_del(&hub->idents, n);
+            free(id);
+        }
+    }
+    pthread_mutex_unlock(&hub->ident_lock);
 }
 
 typedef struct fy_bucket {
@@ -178,6 +232,8 @@ void ferry_hub_free(ferry_hub *hub)
     fy_map_each(&hub->rates, free_bucket, &hub->rates);
     fy_map_destroy(&hub->rates);
     pthread_mutex_destroy(&hub->rate_lock);
+    fy_map_destroy(&hub->idents); /* empty: every session ended */
+    pthread_mutex_destroy(&hub->ident_lock);
     pthread_mutex_destroy(&hub->lock);
     pthread_mutex_destroy(&hub->pend_lock);
     free(hub);

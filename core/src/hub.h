@@ -24,9 +24,16 @@ struct ferry_hub {
     ferry_session *pend_tail;
     atomic_bool pend_any;
     atomic_uint_fast64_t limits[FERRY_LIMIT_COUNT];
+    atomic_size_t outbox_bytes;  /* in every outbox together */
+    pthread_mutex_t ident_lock;  /* innermost: the per-identity counts */
+    fy_map idents;               /* identity -> live sessions */
     pthread_mutex_t rate_lock; /* innermost: the resume buckets */
     fy_map rates;              /* peer address -> fy_bucket */
 };
+
+/* Counts a live session for an identity; false (nothing counted) at the limit. */
+bool fy_hub_identity_add(ferry_hub *hub, const char *identity);
+void fy_hub_identity_del(ferry_hub *hub, const char *identity);
 
 /* Takes one resume attempt from `addr`'s bucket; false when it is empty. */
 bool fy_hub_resume_allowed(ferry_hub *hub, const char *addr);

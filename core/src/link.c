@@ -148,7 +148,7 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
         /* same answer as an unknown session: so is a resume under another identity */
     } else if (s->state == FERRY_STATE_EXPIRED) {
         *why = s->end_reason;
-    } else if (fy_outbox_rewind(&s->out, f->ack) != 0) {
+    } else if (fy_session_ack_locked(s, f->ack, true) != 0) {
         char text[120];
         snprintf(text, sizeof text, "resume ack %" PRIu64 " is beyond the last message sent (%" PRIu64 ")",
                  f->ack, s->out.high_sent);
@@ -218,9 +218,16 @@ static int handshake(ferry_link *l, const fy_frame *f)
             return rc;
     }
 
+    if (!fy_hub_identity_add(hub, identity)) {
+        fy_hub_limit(hub, FERRY_LIMIT_IDENTITY);
+        return peer_error(l, FERRY_ECAPACITY, "too many sessions for this identity",
+                          FERRY_LINK_REFUSED);
+    }
     ferry_session *s = fy_session_new(hub);
-    if (!s)
+    if (!s) {
+        fy_hub_identity_del(hub, identity);
         return peer_error(l, FERRY_ENOMEM, "out of memory", 0);
+    }
     pthread_mutex_lock(&hub->lock);
     bool full = atomic_load(&hub->live) >= hub->opt.max_sessions;
     int rc = full ? FERRY_ECAPACITY : hub->store->ops->add(hub->store, s);
@@ -229,6 +236,7 @@ static int handshake(ferry_link *l, const fy_frame *f)
     pthread_mutex_unlock(&hub->lock);
     if (rc) {
         ferry_session_unref(s);
+        fy_hub_identity_del(hub, identity);
         if (full)
             fy_hub_limit(hub, FERRY_LIMIT_SESSIONS);
         return peer_error(l, rc, full ? "server at session capacity" : "out of memory",
@@ -335,7 +343,7 @@ static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t 
             fs[count++] = *f; /* applied below, in order with the messages */
             break;
         case FY_F_ACK:
-            fy_outbox_ack(&s->out, f->ack);
+            fy_session_ack_locked(s, f->ack, false);
             if (s->window_blocked && s->out.inflight < s->hub->opt.ack_window_bytes) {
                 s->window_blocked = false;
                 s->link->ops->wake(s->link->ud);

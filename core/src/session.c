@@ -44,7 +44,10 @@ void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now)
     s->state = FERRY_STATE_EXPIRED;
     s->end_reason = why;
     s->since = now;
+    atomic_fetch_sub(&s->hub->outbox_bytes, s->out.bytes);
     fy_outbox_clear(&s->out);
+    if (s->opened)
+        fy_hub_identity_del(s->hub, s->identity);
     if (s->link) {
         pthread_mutex_lock(&s->link->lock);
         fy_link_finish_locked(s->link, why);
@@ -92,16 +95,28 @@ bool fy_session_is_retired(const ferry_session *s, const fy_hash *h)
     return hit;
 }
 
+int fy_session_ack_locked(ferry_session *s, uint64_t ack, bool rewind)
+{
+    size_t before = s->out.bytes;
+    int rc = rewind ? fy_outbox_rewind(&s->out, ack) : fy_outbox_ack(&s->out, ack);
+    atomic_fetch_sub(&s->hub->outbox_bytes, before - s->out.bytes);
+    return rc;
+}
+
 int fy_session_push_locked(ferry_session *s, fy_msg *m)
 {
     if (s->state == FERRY_STATE_EXPIRED)
         return FERRY_ECLOSED;
-    int rc = fy_outbox_push(&s->out, m);
+    ferry_hub *hub = s->hub;
+    size_t cost = m->len + FY_OUTBOX_OVERHEAD;
+    bool budget = atomic_fetch_add(&hub->outbox_bytes, cost) + cost <= hub->opt.outbox_budget_bytes;
+    int rc = budget ? fy_outbox_push(&s->out, m) : FERRY_EFULL;
     if (rc) {
-        /* Full, or cannot grow: dropping the message silently would break the promise, so
-         * the session is reset and its client told why. */
-        fy_session_end_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(s->hub));
-        fy_hub_limit(s->hub, FERRY_LIMIT_OUTBOX);
+        /* Full, or cannot grow, or the hub's memory budget is spent: dropping the message
+         * silently would break the promise, so the session is reset and its client told. */
+        atomic_fetch_sub(&hub->outbox_bytes, cost);
+        fy_session_end_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(hub));
+        fy_hub_limit(hub, budget ? FERRY_LIMIT_OUTBOX : FERRY_LIMIT_MEMORY);
         return FERRY_EFULL;
     }
     if (s->link && s->wake_armed) {

@@ -52,6 +52,9 @@ struct ferry_session {
 /* A new session with refs = 1, state NEW and a fresh ID. NULL on allocation failure. */
 ferry_session *fy_session_new(ferry_hub *hub);
 
+/* Acks or rewinds the outbox, keeping the hub's total of outbox bytes. s->lock held. */
+int fy_session_ack_locked(ferry_session *s, uint64_t ack, bool rewind);
+
 /* Queues `m` (the caller's reference passes to the outbox on success). On overflow, or when
  * the outbox cannot grow, the session ends with reason overflow and FERRY_EFULL is returned;
  * FERRY_ECLOSED if it had already ended. Call with s->lock held. */

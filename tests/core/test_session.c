@@ -633,6 +633,45 @@ START_TEST(every_limit_hit_is_counted)
 }
 END_TEST
 
+static void budgets(ferry_options *o)
+{
+    o->max_sessions_per_identity = 2;
+    o->outbox_budget_bytes = 400; /* about four small messages across every outbox */
+}
+
+START_TEST(identity_and_memory_budgets)
+{
+    ferry_hub *hub = hub_new(budgets);
+    fake_conn *c[4];
+    for (int i = 0; i < 3; i++) {
+        c[i] = fc_open(hub);
+        fc_send(c[i], "{\"t\":\"hello\",\"v\":1,\"token\":\"carol\"}");
+    }
+    json_t *f = fc_drain(c[2]);
+    ck_assert_str_eq(str_of(frame_of(f, "error", 0), "code"), "capacity");
+    json_decref(f);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_IDENTITY), 1);
+    fc_close(c[2]);
+    c[3] = fc_open(hub); /* other identities are not affected */
+    ck_assert_int_eq(fc_send(c[3], "{\"t\":\"hello\",\"v\":1,\"token\":\"dave\"}"), 0);
+    ck_assert_int_eq(fc_send(c[0], "{\"t\":\"close\"}"), 0); /* one of carol's ends... */
+    c[2] = fc_open(hub);                                          /* ...so carol may open one */
+    ck_assert_int_eq(fc_send(c[2], "{\"t\":\"hello\",\"v\":1,\"token\":\"carol\"}"), 0);
+
+    /* All outboxes together: the push that would exceed the budget resets its session. */
+    ferry_session *dave = app.last_session; /* carol's new one */
+    int full = 0;
+    for (int i = 0; i < 10 && !full; i++)
+        full = ferry_session_send(dave, "\"0123456789012345678901234567890123456789\"", 42) == FERRY_EFULL;
+    ck_assert(full);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_MEMORY), 1);
+    ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_OUTBOX), 0);
+    for (int i = 0; i < 4; i++)
+        fc_close(c[i]);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *session_suite(void)
 {
     Suite *s = suite_create("session");
@@ -656,6 +695,7 @@ Suite *session_suite(void)
     tcase_add_test(tc, control_pulls_and_secret_checks);
     tcase_add_test(tc, json_bombs_are_refused_without_growing_memory);
     tcase_add_test(tc, every_limit_hit_is_counted);
+    tcase_add_test(tc, identity_and_memory_budgets);
     suite_add_tcase(s, tc);
     return s;
 }
