@@ -186,7 +186,7 @@
     var self = this, gen = ++this.gen;
     this.conn = { kind: 'longpoll', ctl: root.AbortController ? new AbortController() : null };
     this.handshake().then(function (hs) {
-      return self.http('POST', self.lpUrl, JSON.stringify(hs), gen);
+      return self.http('POST', self.lpUrl, JSON.stringify(hs), gen, false);
     }).then(function (r) {
       if (gen !== self.gen) return;
       if (r.status === 200 || r.status === 400 || r.status === 401) self.receive(r.text);
@@ -198,8 +198,7 @@
 
   P.poll = function (gen) {
     var self = this;
-    var q = '?sid=' + encodeURIComponent(this.sessionId) + '&ack=' + this.lastSeq;
-    this.http('GET', this.lpUrl + q, null, gen).then(function (r) {
+    this.http('GET', this.lpUrl + '?ack=' + this.lastSeq, null, gen, true).then(function (r) {
       if (gen !== self.gen) return;
       if (r.status !== 200) return self.lost(); // 404: the link is gone; a resume says why
       self.receive(r.text);
@@ -213,10 +212,11 @@
       });
   };
 
-  P.http = function (method, url, body, gen) {
+  // Polls and sends name the session in a header, never in the URL.
+  P.http = function (method, url, body, gen, auth) {
     var init = { method: method, cache: 'no-store', headers: {} };
     if (body != null) { init.body = body; init.headers['Content-Type'] = 'text/plain'; }
-    if (this.secret && url !== this.lpUrl) init.headers.Authorization = 'Bearer ' + this.secret;
+    if (auth) init.headers.Authorization = 'Bearer ' + this.sessionId + ':' + this.secret;
     // Only polls are aborted when the connection is dropped; sends run to completion.
     if (method === 'GET' && this.conn && this.conn.ctl && gen === this.gen) init.signal = this.conn.ctl.signal;
     return this.opts.fetch(url, init).then(function (res) {
@@ -239,7 +239,7 @@
     if (c.busy) { c.queue = (c.queue || []).concat(frames); return; }
     c.busy = true;
     var self = this, gen = this.gen;
-    this.http('POST', this.lpUrl + '?sid=' + encodeURIComponent(this.sessionId), text, gen)
+    this.http('POST', this.lpUrl, text, gen, true)
       .then(function (r) {
         if (gen !== self.gen) return;
         if (r.text) self.receive(r.text);

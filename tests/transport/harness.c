@@ -166,7 +166,7 @@ void *ts_hold_poll(void *arg)
 {
     ts_held *h = arg;
     char q[96];
-    snprintf(q, sizeof q, "sid=%s&ack=%ld", h->c->sid, h->c->last_seq);
+    snprintf(q, sizeof q, "ack=%ld", h->c->last_seq);
     h->rc = tc_lp(h->c, "GET", q, NULL, &h->r, 30000);
     return NULL;
 }
@@ -284,9 +284,9 @@ static int handle_text(tc *c, const char *text, size_t len)
 int tc_lp(tc *c, const char *method, const char *query, const char *body, fyc_resp *r,
           int timeout_ms)
 {
-    char target[256], auth[128];
+    char target[256], auth[160];
     snprintf(target, sizeof target, "/ferry/lp%s%s", query ? "?" : "", query ? query : "");
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", c->secret);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s:%s\r\n", c->sid, c->secret);
     return fyc_http(c->srv->port, method, target, auth, body, body ? strlen(body) : 0,
                     timeout_ms, r);
 }
@@ -374,10 +374,8 @@ int tc_send_raw(tc *c, const char *text)
 {
     if (c->kind == TC_WS)
         return fyc_ws_text(&c->ws, text);
-    char q[64];
     fyc_resp r;
-    snprintf(q, sizeof q, "sid=%s", c->sid);
-    if (tc_lp(c, "POST", q, text, &r, 5000) != 0)
+    if (tc_lp(c, "POST", NULL, text, &r, 5000) != 0)
         return -1;
     if (r.body_len)
         handle_text(c, r.body, r.body_len);
@@ -405,7 +403,7 @@ int tc_pump(tc *c, int timeout_ms)
         return ws_recv_frames(c, timeout_ms);
     char q[96];
     fyc_resp r;
-    snprintf(q, sizeof q, "sid=%s&ack=%ld", c->sid, c->last_seq);
+    snprintf(q, sizeof q, "ack=%ld", c->last_seq);
     if (tc_lp(c, "GET", q, NULL, &r, timeout_ms + 30000) != 0)
         return -1;
     int n = r.status == 200 ? handle_text(c, r.body, r.body_len) : -1;

@@ -1,8 +1,9 @@
 /* The long-polling transport. A session's long-poll link lives across requests:
  *   POST <prefix>/lp                    a handshake (hello or resume) in the body
- *   GET  <prefix>/lp?sid=S&ack=N        a poll, held until something is due
- *   POST <prefix>/lp?sid=S              client frames in the body
- * Polls and sends carry the resume secret in "Authorization: Bearer", never in the URL.
+ *   GET  <prefix>/lp?ack=N              a poll, held until something is due
+ *   POST <prefix>/lp                    client frames in the body
+ * Polls and sends carry "Authorization: Bearer <sid>:<secret>": neither the session ID nor
+ * the secret is ever in a URL, where proxies and logs would keep it.
  * Every poll replays from the client's ack, so a response lost in flight is sent again. */
 #include <errno.h>
 #include <stdio.h>
@@ -168,13 +169,20 @@ static int read_body(struct mg_connection *conn, ferry_mount *m, ferry_buf *b)
     return 0;
 }
 
-/* Extracts the bearer secret. */
-static const char *bearer(struct mg_connection *conn)
+/* Splits "Authorization: Bearer <sid>:<secret>". False if the header is not of that form
+ * (base64url has no ':', so the first one separates them). */
+static bool credentials(struct mg_connection *conn, char sid[32], const char **secret)
 {
     const char *h = mg_get_header(conn, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return "";
-    return h + 7;
+        return false;
+    const char *colon = strchr(h + 7, ':');
+    if (!colon || colon - (h + 7) >= 32)
+        return false;
+    memcpy(sid, h + 7, (size_t)(colon - (h + 7)));
+    sid[colon - (h + 7)] = '\0';
+    *secret = colon + 1;
+    return true;
 }
 
 static void handshake(struct mg_connection *conn, ferry_mount *m)
@@ -234,16 +242,13 @@ static void handshake(struct mg_connection *conn, ferry_mount *m)
 static lp_sess *authorize(struct mg_connection *conn, ferry_mount *m)
 {
     char sid[32];
-    const struct mg_request_info *ri = mg_get_request_info(conn);
-    const char *q = ri->query_string ? ri->query_string : "";
+    const char *secret = "";
     lp_sess *lp = NULL;
-    if (mg_get_var(q, strlen(q), "sid", sid, sizeof sid) > 0)
+    if (credentials(conn, sid, &secret))
         lp = lp_find(m, sid);
     int rc = FERRY_ENOTFOUND;
-    if (lp) {
-        const char *secret = bearer(conn);
+    if (lp)
         rc = ferry_link_check_secret(lp->link, secret, strlen(secret));
-    }
     if (rc == 0)
         return lp;
     if (rc == FERRY_ECLOSED) {
@@ -414,15 +419,15 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
 
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *method = ri->request_method;
-    bool has_sid = ri->query_string && strstr(ri->query_string, "sid=");
+    bool has_creds = mg_get_header(conn, "Authorization") != NULL;
     if (strcmp(method, "OPTIONS") == 0)
         preflight(conn, m);
     else if (!fy_origin_check(m, conn))
         reply_text(conn, m, 403, "[{\"t\":\"error\",\"code\":\"origin\","
                                  "\"text\":\"origin not allowed\"}]");
-    else if (strcmp(method, "POST") == 0 && !has_sid)
+    else if (strcmp(method, "POST") == 0 && !has_creds)
         handshake(conn, m);
-    else if (strcmp(method, "GET") == 0 && has_sid)
+    else if (strcmp(method, "GET") == 0)
         poll_req(conn, m);
     else if (strcmp(method, "POST") == 0)
         send_req(conn, m);
