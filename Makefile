@@ -157,9 +157,9 @@ FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefine
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(LIB_HDR)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(CORE_SRC) -o $@ $(shell pkg-config --libs $(DEPS))
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS)
 
 # Each target runs for FUZZ_SECONDS from its seed corpus (tests/fuzz/corpus/<name>); new
 # inputs go to build/fuzz/corpus-<name>, never into the repository.

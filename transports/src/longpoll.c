@@ -169,11 +169,8 @@ static int read_body(struct mg_connection *conn, ferry_mount *m, ferry_buf *b)
     return 0;
 }
 
-/* Splits "Authorization: Bearer <sid>:<secret>". False if the header is not of that form
- * (base64url has no ':', so the first one separates them). */
-static bool credentials(struct mg_connection *conn, char sid[32], const char **secret)
+bool fy_lp_credentials(const char *h, char sid[32], const char **secret)
 {
-    const char *h = mg_get_header(conn, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
         return false;
     const char *colon = strchr(h + 7, ':');
@@ -244,7 +241,7 @@ static lp_sess *authorize(struct mg_connection *conn, ferry_mount *m)
     char sid[32];
     const char *secret = "";
     lp_sess *lp = NULL;
-    if (credentials(conn, sid, &secret))
+    if (fy_lp_credentials(mg_get_header(conn, "Authorization"), sid, &secret))
         lp = lp_find(m, sid);
     int rc = FERRY_ENOTFOUND;
     if (lp)
@@ -267,7 +264,7 @@ static lp_sess *authorize(struct mg_connection *conn, ferry_mount *m)
     return NULL;
 }
 
-static bool parse_ack(const char *q, uint64_t *ack)
+bool fy_lp_parse_ack(const char *q, uint64_t *ack)
 {
     char v[24];
     if (mg_get_var(q, strlen(q), "ack", v, sizeof v) <= 0)
@@ -286,7 +283,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *q = ri->query_string ? ri->query_string : "";
     uint64_t ack;
-    if (!parse_ack(q, &ack)) {
+    if (!fy_lp_parse_ack(q, &ack)) {
         reply_text(conn, m, 400, "[{\"t\":\"error\",\"code\":\"bad_field\","
                                  "\"text\":\"ack must be an integer from 0 to 2^53-1\"}]");
         return;

@@ -105,6 +105,13 @@ void fy_lp_stop(ferry_mount *m);
 void fy_lp_reap(ferry_mount *m); /* frees long-poll sessions ferry is done with (timer) */
 void fy_lp_drop_all(ferry_mount *m); /* forgets every long-poll link; held polls end */
 
+/* The long-poll request parsers (fuzzed by tests/fuzz/fuzz_lp.c). The ack from a query
+ * string: true with an integer from 0 to 2^53-1. The credentials from an Authorization value
+ * "Bearer <sid>:<secret>": true with sid (NUL-terminated, under 32 bytes) and *secret
+ * pointing into h. */
+bool fy_lp_parse_ack(const char *query, uint64_t *ack);
+bool fy_lp_credentials(const char *h, char sid[32], const char **secret);
+
 /* The bundled client, embedded at build time (ferry_js.S). */
 extern const char fy_ferry_js[];
 extern const char fy_ferry_js_end[];
