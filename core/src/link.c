@@ -140,10 +140,10 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
     bool prev_ok = fy_token_hash_eq(&presented, &s->confirmed) && s->unconfirmed;
     if (!now_ok && !prev_ok && fy_session_is_retired(s, &presented) &&
         strcmp(identity, s->identity) == 0) {
-        /* A secret this session had already replaced: two parties hold it. End the session
-         * for everyone, each told why; this handshake gets a new one. */
+        /* A secret this session had already replaced: two parties hold it. The session ends
+         * as forked (its connection, and any later resume with its newest secret, are told
+         * so), while this presenter gets the answer any stranger gets. */
         fy_session_end_locked(s, FERRY_REASON_FORKED, now);
-        *why = FERRY_REASON_FORKED;
     } else if ((!now_ok && !prev_ok) || strcmp(identity, s->identity) != 0) {
         /* same answer as an unknown session: so is a resume under another identity */
     } else if (s->state == FERRY_STATE_EXPIRED) {

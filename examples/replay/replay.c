@@ -117,7 +117,7 @@ int main(void)
     client_sends(b, "{\"t\":\"msg\",\"seq\":1,\"data\":{\"cheer\":\"yes!\"}}");
     json_decref(server_writes(b));
     puts("== someone presents the secret the client has since replaced: a copy exists,");
-    puts("   so the session ends (forked) for everyone, each told why");
+    puts("   so the session ends (forked); the presenter gets what any stranger gets");
     ferry_link *c;
     ferry_link_new(hub, &ops, NULL, &c);
     snprintf(resume, sizeof resume,
