@@ -1,6 +1,7 @@
 #include "hub.h"
 
 #include <stdlib.h>
+#include "outbox.h"
 #include <string.h>
 #include <time.h>
 
@@ -410,15 +411,22 @@ int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_
     fy_topic *t = fy_topic_find(hub, topic);
     if (t) {
         n = fy_topic_size(t);
-        /* One reference per subscriber, taken up front so the shared counter is touched
-         * twice per publish rather than once per subscriber. */
+        /* One reference and one budget share per subscriber, taken up front so the shared
+         * counters are touched twice per publish rather than once per subscriber. If the
+         * budget cannot cover them all, each push checks it on its own. */
         fy_msg_ref_n(m, n);
+        size_t cost = (m->len + FY_OUTBOX_OVERHEAD) * n;
+        bool reserved = atomic_fetch_add(&hub->outbox_bytes, cost) + cost <= hub->opt.outbox_budget_bytes;
+        if (!reserved)
+            atomic_fetch_sub(&hub->outbox_bytes, cost);
         for (size_t i = 0; i < n; i++) {
             ferry_session *s = fy_topic_subscriber(t, i);
             pthread_mutex_lock(&s->lock);
-            done += fy_session_push_locked(s, m) == 0;
+            done += fy_session_push_locked(s, m, reserved) == 0;
             pthread_mutex_unlock(&s->lock);
         }
+        if (reserved) /* give back the shares of subscribers that did not take it */
+            atomic_fetch_sub(&hub->outbox_bytes, (m->len + FY_OUTBOX_OVERHEAD) * (n - done));
     }
     pthread_mutex_unlock(&hub->lock);
     fy_msg_unref_n(m, n - done + 1);

@@ -103,18 +103,20 @@ int fy_session_ack_locked(ferry_session *s, uint64_t ack, bool rewind)
     return rc;
 }
 
-int fy_session_push_locked(ferry_session *s, fy_msg *m)
+int fy_session_push_locked(ferry_session *s, fy_msg *m, bool reserved)
 {
     if (s->state == FERRY_STATE_EXPIRED)
         return FERRY_ECLOSED;
     ferry_hub *hub = s->hub;
     size_t cost = m->len + FY_OUTBOX_OVERHEAD;
-    bool budget = atomic_fetch_add(&hub->outbox_bytes, cost) + cost <= hub->opt.outbox_budget_bytes;
+    bool budget = reserved ||
+                  atomic_fetch_add(&hub->outbox_bytes, cost) + cost <= hub->opt.outbox_budget_bytes;
     int rc = budget ? fy_outbox_push(&s->out, m) : FERRY_EFULL;
     if (rc) {
         /* Full, or cannot grow, or the hub's memory budget is spent: dropping the message
          * silently would break the promise, so the session is reset and its client told. */
-        atomic_fetch_sub(&hub->outbox_bytes, cost);
+        if (!reserved)
+            atomic_fetch_sub(&hub->outbox_bytes, cost);
         fy_session_end_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(hub));
         fy_hub_limit(hub, budget ? FERRY_LIMIT_OUTBOX : FERRY_LIMIT_MEMORY);
         return FERRY_EFULL;
@@ -136,7 +138,7 @@ int ferry_session_send(ferry_session *s, const char *json, size_t len)
     if (rc)
         return rc;
     pthread_mutex_lock(&s->lock);
-    rc = fy_session_push_locked(s, m);
+    rc = fy_session_push_locked(s, m, false);
     pthread_mutex_unlock(&s->lock);
     if (rc)
         fy_msg_unref(m);

@@ -57,8 +57,9 @@ int fy_session_ack_locked(ferry_session *s, uint64_t ack, bool rewind);
 
 /* Queues `m` (the caller's reference passes to the outbox on success). On overflow, or when
  * the outbox cannot grow, the session ends with reason overflow and FERRY_EFULL is returned;
- * FERRY_ECLOSED if it had already ended. Call with s->lock held. */
-int fy_session_push_locked(ferry_session *s, fy_msg *m);
+ * FERRY_ECLOSED if it had already ended. `reserved`: the caller already counted m's bytes in
+ * the hub's outbox budget (and takes them back if this fails). Call with s->lock held. */
+int fy_session_push_locked(ferry_session *s, fy_msg *m, bool reserved);
 
 /* Ends the session: drops its outbox, gives an attached link its final frame, and hands
  * the session to the hub for unsubscribing and on_close. No-op if already ended. Call with

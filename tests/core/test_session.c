@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "hub.h"
 #include "session.h"
 
 START_TEST(hello_gets_a_welcome)
@@ -666,6 +667,14 @@ START_TEST(identity_and_memory_budgets)
     ck_assert(full);
     ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_MEMORY), 1);
     ck_assert_uint_eq(ferry_hub_limit_hits(hub, FERRY_LIMIT_OUTBOX), 0);
+    /* The budget's accounting follows every push, ack and end back to zero. */
+    ck_assert_int_eq(fc_send(c[3], "{\"t\":\"ack\",\"ack\":0}"), 0);
+    size_t q;
+    ferry_session_subscribe(app.last_session, "t");
+    ferry_hub_publish(hub, "t", "1", 1, &q);
+    for (int i = 0; i < 4; i++)
+        fc_send(c[i], "{\"t\":\"close\"}");
+    ck_assert_uint_eq(atomic_load(&hub->outbox_bytes), 0);
     for (int i = 0; i < 4; i++)
         fc_close(c[i]);
     hub_free(hub);
