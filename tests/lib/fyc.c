@@ -307,6 +307,26 @@ int fyc_ws_recv(fyc_ws *ws, int *op, char **data, size_t *len, int timeout_ms)
     }
 }
 
+int fyc_ws_wait_close(fyc_ws *ws, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        long long left = deadline - now_ms();
+        int op;
+        char *data;
+        size_t len;
+        int r = fyc_ws_recv(ws, &op, &data, &len, left > 0 ? (int)left : 0);
+        if (r == -2)
+            return 0;
+        if (r == -1)
+            return -1;
+        int code = op != 8 ? 0 : len >= 2 ? ((unsigned char)data[0] << 8) | (unsigned char)data[1] : 1005;
+        free(data);
+        if (code)
+            return code;
+    }
+}
+
 void fyc_ws_drop(fyc_ws *ws)
 {
     if (ws->fd >= 0)

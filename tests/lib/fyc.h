@@ -42,6 +42,10 @@ int fyc_ws_send_header(fyc_ws *ws, int opcode, unsigned long long len);
 /* Receives one frame: 0 with *op, *data (malloc'd, NUL-terminated) and *len; -1 when the
  * connection closed or failed; -2 after timeout_ms with nothing. */
 int fyc_ws_recv(fyc_ws *ws, int *op, char **data, size_t *len, int timeout_ms);
+/* Reads frames until the server's close frame and returns its code (1005 if it has none);
+ * -1 if the connection ended without one, 0 after timeout_ms. Other frames are discarded. */
+int fyc_ws_wait_close(fyc_ws *ws, int timeout_ms);
+
 /* Closes the TCP connection at once, without a close frame. */
 void fyc_ws_drop(fyc_ws *ws);
 

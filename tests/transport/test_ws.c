@@ -370,19 +370,7 @@ START_TEST(ws_control_frame_flood_and_missing_handshake_close_with_1008)
     ck_assert_int_eq(tc_connect(&c), 0);
     for (int i = 0; i < 100; i++)
         fyc_ws_send(&c.ws, 9, true, "x", 1);
-    int code = 0;
-    for (int i = 0; i < 300 && !code; i++) {
-        int op;
-        char *data;
-        size_t len;
-        int r = fyc_ws_recv(&c.ws, &op, &data, &len, 100);
-        if (r == 0 && op == 8)
-            code = ((unsigned char)data[0] << 8) | (unsigned char)data[1];
-        if (r == 0)
-            free(data);
-        if (r == -1)
-            break;
-    }
+    int code = fyc_ws_wait_close(&c.ws, 30000);
     ck_assert_int_eq(code, 1008);
     ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_CONTROL_RATE), 1);
     tc_free(&c);
@@ -399,19 +387,7 @@ START_TEST(ws_control_frame_flood_and_missing_handshake_close_with_1008)
     fyc_ws silent;
     int status;
     ck_assert_int_eq(fyc_ws_open(&silent, s->port, "/ferry/ws", NULL, &status), 0);
-    code = 0;
-    for (int i = 0; i < 50 && !code; i++) {
-        int op;
-        char *data;
-        size_t len;
-        int r = fyc_ws_recv(&silent, &op, &data, &len, 100);
-        if (r == 0 && op == 8)
-            code = ((unsigned char)data[0] << 8) | (unsigned char)data[1];
-        if (r == 0)
-            free(data);
-        if (r == -1)
-            break;
-    }
+    code = fyc_ws_wait_close(&silent, 5000);
     ck_assert_int_eq(code, 1008);
     ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_HANDSHAKE_TIME), 1);
     fyc_ws_drop(&silent);
