@@ -236,6 +236,26 @@ FERRY_API const char *ferry_limit_name(ferry_limit l);
 /* How many times a limit has been hit since the hub was made. */
 FERRY_API uint64_t ferry_hub_limit_hits(ferry_hub *hub, ferry_limit l);
 
+#define FERRY_REASON_COUNT (FERRY_REASON_FORKED + 1)
+
+/* A snapshot of the hub's counters and gauges, for metrics. */
+typedef struct ferry_stats {
+    uint64_t sessions_opened;                     /* new sessions, replacements included */
+    uint64_t resumes;                             /* resumes that continued their session */
+    uint64_t resume_failures[FERRY_REASON_COUNT]; /* by the reason the client was given */
+    uint64_t messages_in, bytes_in;   /* client messages delivered to the application */
+    uint64_t messages_out, bytes_out; /* message frames handed to transports, replays too */
+    uint64_t upgrades;                /* resumes that moved a session onto WebSocket */
+    uint64_t fallbacks;               /* resumes that moved a session onto long-polling */
+    size_t attached, detached, expired;           /* sessions by state now */
+    size_t outbox_messages, outbox_bytes;         /* unacknowledged, in every outbox now */
+    uint64_t limits[FERRY_LIMIT_COUNT];           /* as ferry_hub_limit_hits */
+} ferry_stats;
+
+/* Fills *out. Walks the session table under the hub lock (for the gauges): call it at
+ * scrape rate, not per message. */
+FERRY_API void ferry_hub_stats(ferry_hub *hub, ferry_stats *out);
+
 /* Sessions by state, read under the hub lock; any pointer may be NULL. */
 FERRY_API void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired);
 

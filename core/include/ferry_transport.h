@@ -84,6 +84,11 @@ enum {
  * only by a pull that leaves nothing due, so pull until it returns 0 before waiting. */
 FERRY_API int ferry_link_pull(ferry_link *l, ferry_buf *out, unsigned flags);
 
+/* Which transport a link belongs to, so that the session layer can count moves between
+ * them (upgrades to WebSocket, fallbacks to long-polling). Set it before the first recv. */
+enum { FERRY_TRANSPORT_OTHER = 0, FERRY_TRANSPORT_WEBSOCKET, FERRY_TRANSPORT_LONGPOLL };
+FERRY_API void ferry_link_set_transport(ferry_link *l, int transport);
+
 /* Tells the link what on_auth may ask about the connection: the peer's address and a header
  * lookup. `ctx` is passed back to header(). Everything must stay valid for every later
  * ferry_link_recv on this link (or call this again before each). Optional. */

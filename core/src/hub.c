@@ -460,6 +460,7 @@ uint64_t ferry_hub_limit_hits(ferry_hub *hub, ferry_limit l)
 
 struct count_ctx {
     size_t by_state[4];
+    size_t outbox_messages;
 };
 
 static void count_one(ferry_session *s, void *ud)
@@ -467,12 +468,39 @@ static void count_one(ferry_session *s, void *ud)
     struct count_ctx *c = ud;
     pthread_mutex_lock(&s->lock);
     c->by_state[s->state]++;
+    c->outbox_messages += s->out.count;
     pthread_mutex_unlock(&s->lock);
+}
+
+void ferry_hub_stats(ferry_hub *hub, ferry_stats *out)
+{
+    struct count_ctx c = {{0}, 0};
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&hub->lock);
+    hub->store->ops->each(hub->store, count_one, &c);
+    pthread_mutex_unlock(&hub->lock);
+    out->attached = c.by_state[FERRY_STATE_ATTACHED];
+    out->detached = c.by_state[FERRY_STATE_DETACHED] + c.by_state[FERRY_STATE_NEW];
+    out->expired = c.by_state[FERRY_STATE_EXPIRED];
+    out->outbox_messages = c.outbox_messages;
+    out->outbox_bytes = atomic_load(&hub->outbox_bytes);
+    out->sessions_opened = atomic_load(&hub->opened);
+    out->resumes = atomic_load(&hub->resumes);
+    for (int r = 0; r < FERRY_REASON_COUNT; r++)
+        out->resume_failures[r] = atomic_load(&hub->resume_failures[r]);
+    out->messages_in = atomic_load(&hub->msgs_in);
+    out->bytes_in = atomic_load(&hub->bytes_in);
+    out->messages_out = atomic_load(&hub->msgs_out);
+    out->bytes_out = atomic_load(&hub->bytes_out);
+    out->upgrades = atomic_load(&hub->upgrades);
+    out->fallbacks = atomic_load(&hub->fallbacks);
+    for (int l = 0; l < FERRY_LIMIT_COUNT; l++)
+        out->limits[l] = atomic_load(&hub->limits[l]);
 }
 
 void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired)
 {
-    struct count_ctx c = {{0}};
+    struct count_ctx c = {{0}, 0};
     pthread_mutex_lock(&hub->lock);
     hub->store->ops->each(hub->store, count_one, &c);
     pthread_mutex_unlock(&hub->lock);

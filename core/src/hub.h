@@ -25,6 +25,8 @@ struct ferry_hub {
     atomic_bool pend_any;
     atomic_uint_fast64_t limits[FERRY_LIMIT_COUNT];
     atomic_size_t outbox_bytes;  /* in every outbox together */
+    atomic_uint_fast64_t opened, resumes, resume_failures[FERRY_REASON_COUNT];
+    atomic_uint_fast64_t msgs_in, bytes_in, msgs_out, bytes_out, upgrades, fallbacks;
     pthread_mutex_t ident_lock;  /* innermost: the per-identity counts */
     fy_map idents;               /* identity -> live sessions */
     pthread_mutex_t rate_lock; /* innermost: the resume buckets */

@@ -89,6 +89,13 @@ static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presen
         fy_link_kick_locked(s->link, FERRY_LINK_SUPERSEDED);
         pthread_mutex_unlock(&s->link->lock);
     }
+    if (presented && s->transport && l->transport && s->transport != l->transport) {
+        if (l->transport == FERRY_TRANSPORT_WEBSOCKET)
+            atomic_fetch_add(&s->hub->upgrades, 1);
+        else if (l->transport == FERRY_TRANSPORT_LONGPOLL)
+            atomic_fetch_add(&s->hub->fallbacks, 1);
+    }
+    s->transport = l->transport;
     s->link = l;
     s->state = FERRY_STATE_ATTACHED;
     s->last_rx = s->last_ping = now;
@@ -158,6 +165,7 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
         return peer_error(l, rc, text, 0);
     } else {
         attach_locked(l, s, &presented, FERRY_REASON_NONE, now);
+        atomic_fetch_add(&hub->resumes, 1);
         *resumed = true;
         *why = FERRY_REASON_NONE;
     }
@@ -216,6 +224,7 @@ static int handshake(ferry_link *l, const fy_frame *f)
         int rc = try_resume(l, f, identity, now, &resumed, &why);
         if (rc || resumed)
             return rc;
+        atomic_fetch_add(&hub->resume_failures[why], 1);
     }
 
     if (!fy_hub_identity_add(hub, identity)) {
@@ -250,6 +259,7 @@ static int handshake(ferry_link *l, const fy_frame *f)
     pthread_mutex_lock(&s->lock);
     memcpy(s->identity, identity, sizeof s->identity);
     s->opened = true;
+    atomic_fetch_add(&hub->opened, 1);
     pthread_mutex_lock(&l->lock);
     l->opening = true;
     l->armed = false; /* one wake, below */
@@ -368,6 +378,7 @@ static int session_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t 
 
     for (size_t i = 0; i < count; i++) {
         if (fs[i].type == FY_F_MSG) {
+            atomic_fetch_add_explicit(&hub->msgs_in, 1, memory_order_relaxed);
             fy_hub_call_message(hub, s, fs[i].data);
         } else if (fs[i].type == FY_F_UNSUB) {
             ferry_session_unsubscribe(s, fs[i].topic);
@@ -410,6 +421,7 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
     if (done)
         return FERRY_ECLOSED;
 
+    atomic_fetch_add_explicit(&l->hub->bytes_in, len, memory_order_relaxed);
     int rc = fy_frame_decode(data ? data : "", len, &lim, &root, &fs, &n, &err);
     if (rc) {
         if (err.limit >= 0)
@@ -523,8 +535,10 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
     l->nerr = 0;
     l->armed = true;
     if (live && !(flags & FERRY_PULL_CONTROL)) {
-        if (seq > seq0)
+        if (seq > seq0) {
             fy_outbox_sent(&s->out, seq - 1);
+            atomic_fetch_add_explicit(&l->hub->msgs_out, seq - seq0, memory_order_relaxed);
+        }
         s->wake_armed = seq == end;
         if (blocked && !s->window_blocked)
             s->blocked_since = fy_hub_now(l->hub);
@@ -534,6 +548,7 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
     if (s)
         pthread_mutex_unlock(&s->lock);
 
+    atomic_fetch_add_explicit(&l->hub->bytes_out, b->len - start, memory_order_relaxed);
     if (n == 0 && !(flags & FERRY_PULL_ARRAY)) {
         b->len = start;
     } else if (n == 1 && !(flags & FERRY_PULL_ARRAY)) {
@@ -561,6 +576,13 @@ int ferry_link_done(ferry_link *l)
     int d = l->done && l->ctl == 0;
     pthread_mutex_unlock(&l->lock);
     return d;
+}
+
+void ferry_link_set_transport(ferry_link *l, int transport)
+{
+    pthread_mutex_lock(&l->lock);
+    l->transport = transport;
+    pthread_mutex_unlock(&l->lock);
 }
 
 void ferry_link_set_peer(ferry_link *l, const char *peer_addr,

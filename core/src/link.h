@@ -38,6 +38,7 @@ struct ferry_link {
     bool resumed;              /* FY_CTL_WELCOME */
     uint64_t welcome_ack;
     char secret[FY_SECRET_LEN + 1]; /* plaintext until the welcome is pulled, then wiped */
+    int transport;             /* FERRY_TRANSPORT_* */
     const char *peer_addr;     /* ferry_link_set_peer */
     const char *(*header)(void *ctx, const char *name);
     void *header_ctx;

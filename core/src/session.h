@@ -41,6 +41,7 @@ struct ferry_session {
     bool window_blocked;       /* the last pull stopped at the ack window */
     uint64_t blocked_since;    /* clock ms when it did */
     ferry_link *link;          /* the attached link, or NULL */
+    int transport;             /* of the last link attached */
     fy_outbox out;
     uint64_t in_seq;           /* last client seq delivered to the application */
     uint64_t last_rx;          /* clock ms of the last frame from the client */

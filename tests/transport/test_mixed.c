@@ -1,3 +1,4 @@
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,86 @@ START_TEST(resume_floods_from_one_address_are_refused)
 }
 END_TEST
 
+static void with_metrics(ferry_mount_options *o)
+{
+    o->metrics_path = "/metrics";
+    o->allowed_origins = "http://good.example";
+}
+
+/* The value of one sample ("name{labels}") in a Prometheus text body, or -1. */
+static long long sample(const char *body, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *line = body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, series, n) == 0 && line[n] == ' ')
+            return atoll(line + n + 1);
+    return -1;
+}
+
+START_TEST(metrics_in_prometheus_text)
+{
+    tserver *s = ts_start(with_metrics);
+    tc c;
+    tc_init(&c, s, TC_WS);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    tc_send(&c, "{\"echo\":true}");
+    ck_assert(tc_wait_msgs(&c, 1, 5000));
+    ck_assert_int_eq(tc_switch(&c, TC_LP), 0); /* a fallback */
+    ck_assert_int_eq(tc_switch(&c, TC_WS), 0); /* an upgrade */
+    fyc_ws evil;
+    int status;
+    fyc_ws_open(&evil, s->port, "/ferry/ws", "Origin: http://evil.example\r\n", &status);
+    ts_publish(s, "{\"i\":1}");
+    ck_assert(tc_wait_msgs(&c, 2, 5000));
+
+    fyc_resp r;
+    char v[64];
+    ck_assert_int_eq(fyc_http(s->port, "GET", "/metrics", NULL, NULL, 0, 5000, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(fyc_header(&r, "Content-Type", v, sizeof v), "version=0.0.4"));
+    /* Every line is a HELP or TYPE comment or a sample of a declared metric. */
+    regex_t re;
+    ck_assert_int_eq(regcomp(&re, "^([a-z_]+)(\\{[a-z_]+=\"[a-z_]+\"\\})? [0-9]+$", REG_EXTENDED), 0);
+    char *save, *line, declared[4096] = " ";
+    size_t samples = 0;
+    char *text = strdup(r.body);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char name[128];
+        if (sscanf(line, "# TYPE %127s", name) == 1) {
+            strncat(declared, name, sizeof declared - strlen(declared) - 2);
+            strcat(declared, " ");
+            continue;
+        }
+        if (strncmp(line, "# HELP ", 7) == 0)
+            continue;
+        regmatch_t mt[3];
+        ck_assert_msg(regexec(&re, line, 3, mt, 0) == 0, "not a sample: %s", line);
+        snprintf(name, sizeof name, " %.*s ", (int)(mt[1].rm_eo - mt[1].rm_so), line + mt[1].rm_so);
+        ck_assert_msg(strstr(declared, name) != NULL, "undeclared metric in: %s", line);
+        samples++;
+    }
+    free(text);
+    regfree(&re);
+    ck_assert_uint_gt(samples, 30);
+    ck_assert_int_eq(sample(r.body, "ferry_sessions{state=\"attached\"}"), 1);
+    ck_assert_int_eq(sample(r.body, "ferry_connections{transport=\"websocket\"}"), 1);
+    ck_assert_int_ge(sample(r.body, "ferry_messages_total{direction=\"in\"}"), 1);
+    ck_assert_int_ge(sample(r.body, "ferry_messages_total{direction=\"out\"}"), 2);
+    ck_assert_int_ge(sample(r.body, "ferry_bytes_total{direction=\"out\"}"), 100);
+    ck_assert_int_eq(sample(r.body, "ferry_sessions_opened_total"), 1);
+    ck_assert_int_eq(sample(r.body, "ferry_resumes_total{outcome=\"resumed\"}"), 2);
+    ck_assert_int_eq(sample(r.body, "ferry_resumes_total{outcome=\"unknown\"}"), 0);
+    ck_assert_int_eq(sample(r.body, "ferry_fallbacks_total"), 1);
+    ck_assert_int_eq(sample(r.body, "ferry_upgrades_total"), 1);
+    ck_assert_int_eq(sample(r.body, "ferry_limit_hits_total{limit=\"origin\"}"), 1);
+    ck_assert_int_ge(sample(r.body, "ferry_outbox_messages"), 0);
+    ck_assert_int_eq(sample(r.body, "ferry_slow_consumers_cut_total"), 0);
+    fyc_resp_free(&r);
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
 Suite *mixed_suite(void)
 {
     Suite *s = suite_create("mixed");
@@ -238,6 +319,7 @@ Suite *mixed_suite(void)
     tcase_add_test(tcs, websocket_can_be_switched_off_and_on);
     tcase_add_test(tcs, authentication_on_both_transports);
     tcase_add_test(tcs, resume_floods_from_one_address_are_refused);
+    tcase_add_test(tcs, metrics_in_prometheus_text);
     suite_add_tcase(s, tcs);
     return s;
 }

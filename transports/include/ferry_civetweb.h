@@ -24,6 +24,7 @@
 #include <civetweb.h>
 
 #include "ferry.h"
+#include "ferry_transport.h" /* ferry_buf */
 
 #ifdef __cplusplus
 extern "C" {
@@ -55,6 +56,9 @@ typedef struct ferry_mount_options {
      * per-address resume limit. Only set it when every request comes through that proxy.
      * NULL: the TCP peer address. */
     const char *real_ip_header;
+    /* Where to serve Prometheus metrics (ferry_mount_metrics), e.g. "/metrics"; NULL: not
+     * served (the application can render them itself). */
+    const char *metrics_path;
 } ferry_mount_options;
 
 /* Fills `o` with the defaults above (and ferry_options_init for `core`). */
@@ -70,6 +74,12 @@ FERRY_API int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options 
 
 /* The mount's hub: publish, send, counts. Valid until ferry_mount_free. */
 FERRY_API ferry_hub *ferry_mount_hub(ferry_mount *m);
+
+/* Appends the mount's metrics to `out` in the Prometheus text format (version 0.0.4):
+ * sessions by state, connections by transport, held polls, messages and bytes in and out,
+ * sessions opened, resumes by outcome, upgrades and fallbacks, outbox depth, limits hit by
+ * kind, slow consumers cut. Any thread. Returns FERRY_OK or FERRY_ENOMEM. */
+FERRY_API int ferry_mount_metrics(ferry_mount *m, ferry_buf *out);
 
 /* Turns WebSocket off or on at run time. Off: upgrades are answered 404, as by a server
  * without WebSocket, and open WebSockets are closed (1012); clients fall back to

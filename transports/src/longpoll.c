@@ -65,6 +65,7 @@ static lp_sess *lp_new(ferry_mount *m)
         free(lp);
         return NULL;
     }
+    ferry_link_set_transport(lp->link, FERRY_TRANSPORT_LONGPOLL);
     lp->m = m;
     lp->refs = 1;
     pthread_mutex_init(&lp->rlock, NULL);
@@ -306,6 +307,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
     pthread_cond_broadcast(&lp->cond);
     pthread_mutex_unlock(&lp->slock);
 
+    atomic_fetch_add(&m->held_polls, 1);
     ferry_buf out = {0};
     char frame[64];
     int flen = snprintf(frame, sizeof frame, "{\"t\":\"ack\",\"ack\":%llu}", (unsigned long long)ack);
@@ -358,6 +360,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
     if (gen == lp->poll_gen)
         lp->holding = false;
     pthread_mutex_unlock(&lp->slock);
+    atomic_fetch_sub(&m->held_polls, 1);
     reply_buf(conn, m, status, &out);
     ferry_buf_release(&out);
     fy_conn_release(m);

@@ -228,6 +228,7 @@ static void mount_free(ferry_mount *m)
     free(m->prefix);
     free(m->origins);
     free(m->real_ip);
+    free(m->metrics_path);
     free(m->ws_path);
     free(m->lp_path);
     free(m->js_path);
@@ -261,6 +262,7 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     m->prefix = strdup(o->prefix);
     m->origins = o->allowed_origins ? strdup(o->allowed_origins) : NULL;
     m->real_ip = o->real_ip_header ? strdup(o->real_ip_header) : NULL;
+    m->metrics_path = o->metrics_path ? strdup(o->metrics_path) : NULL;
     m->ws_path = m->prefix ? join(m->prefix, "/ws") : NULL;
     m->lp_path = m->prefix ? join(m->prefix, "/lp") : NULL;
     m->js_path = m->prefix ? join(m->prefix, "/ferry.js") : NULL;
@@ -284,7 +286,8 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     pthread_mutex_init(&m->tlock, NULL);
     pthread_cond_init(&m->tcond, NULL);
     int rc = FERRY_ENOMEM;
-    if (!m->prefix || (o->allowed_origins && !m->origins) || (o->real_ip_header && !m->real_ip) || !m->ws_path || !m->lp_path ||
+    if (!m->prefix || (o->allowed_origins && !m->origins) || (o->real_ip_header && !m->real_ip) ||
+        (o->metrics_path && !m->metrics_path) || !m->ws_path || !m->lp_path ||
         !m->js_path || !m->mjs_path || !m->mjs || !m->writers || fy_map_init(&m->lp) ||
         (rc = ferry_hub_new(&m->hub, &o->core, cb, ud)) != 0) {
         mount_free(m);
@@ -304,6 +307,8 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     fy_lp_start(m);
     mg_set_request_handler(ctx, m->js_path, js_handler, m);
     mg_set_request_handler(ctx, m->mjs_path, js_handler, m);
+    if (m->metrics_path)
+        mg_set_request_handler(ctx, m->metrics_path, fy_metrics_handler, m);
     *out = m;
     return 0;
 }
@@ -332,6 +337,8 @@ void ferry_mount_free(ferry_mount *m)
         return;
     mg_set_request_handler(m->ctx, m->js_path, NULL, NULL);
     mg_set_request_handler(m->ctx, m->mjs_path, NULL, NULL);
+    if (m->metrics_path)
+        mg_set_request_handler(m->ctx, m->metrics_path, NULL, NULL);
     atomic_store(&m->stopping, true);
     fy_lp_stop(m);  /* ends held polls, waits for the handler to be idle, frees links */
     fy_ws_stop(m);  /* closes WebSockets, waits for their close handlers, stops writers */

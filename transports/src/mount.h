@@ -23,6 +23,8 @@ struct ferry_mount {
     char *mjs;                   /* the client as an ES module: ferry.js plus exports */
     size_t mjs_len;
     atomic_size_t conns;         /* open WebSockets plus held polls */
+    atomic_size_t held_polls;
+    char *metrics_path;
     atomic_bool stopping;
     atomic_bool ws_off;          /* ferry_mount_set_websocket(m, 0) */
     atomic_bool published;       /* see fy_mount_enter */
@@ -111,6 +113,9 @@ void fy_lp_drop_all(ferry_mount *m); /* forgets every long-poll link; held polls
  * pointing into h. */
 bool fy_lp_parse_ack(const char *query, uint64_t *ack);
 bool fy_lp_credentials(const char *h, char sid[32], const char **secret);
+
+/* metrics.c: the civetweb handler for metrics_path. */
+int fy_metrics_handler(struct mg_connection *conn, void *cbdata);
 
 /* The bundled client, embedded at build time (ferry_js.S). */
 extern const char fy_ferry_js[];

@@ -275,6 +275,7 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
         refuse(conn, m, 503, "out of memory\n");
         return 1;
     }
+    ferry_link_set_transport(ws->link, FERRY_TRANSPORT_WEBSOCKET);
     ws->m = m;
     ws->opened_ms = ws->ctl_at = fy_now_ms();
     ws->ctl_tokens = m->opt.control_burst;

@@ -1,0 +1,115 @@
+/* Prometheus text format (0.0.4) for a mount: the hub's counters and gauges, plus the
+ * transports' own connection gauges. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mount.h"
+
+static int put(ferry_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (need < 0 || ferry_buf_reserve(b, (size_t)need + 1))
+        return FERRY_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)need + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)need;
+    return 0;
+}
+
+#define PUT(...)                                                                               \
+    do {                                                                                       \
+        if (put(out, __VA_ARGS__))                                                             \
+            goto fail;                                                                         \
+    } while (0)
+
+static void header(ferry_buf *out, const char *name, const char *type, const char *help,
+                   int *rc)
+{
+    if (!*rc)
+        *rc = put(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)
+{
+    ferry_stats st;
+    ferry_hub_stats(m->hub, &st);
+    size_t start = out->len;
+    int rc = 0;
+
+    header(out, "ferry_sessions", "gauge", "Sessions by state.", &rc);
+    if (rc)
+        goto fail;
+    PUT("ferry_sessions{state=\"attached\"} %zu\nferry_sessions{state=\"detached\"} %zu\n"
+        "ferry_sessions{state=\"expired\"} %zu\n",
+        st.attached, st.detached, st.expired);
+    header(out, "ferry_connections", "gauge", "Open connections by transport (long-polling: held polls).", &rc);
+    header(out, "ferry_held_polls", "gauge", "Long-poll requests held open now.", &rc);
+    if (rc)
+        goto fail;
+    pthread_mutex_lock(&m->wlock);
+    size_t nws = m->nws;
+    pthread_mutex_unlock(&m->wlock);
+    size_t held = atomic_load(&m->held_polls);
+    PUT("ferry_connections{transport=\"websocket\"} %zu\nferry_connections{transport=\"longpoll\"} %zu\n"
+        "ferry_held_polls %zu\n",
+        nws, held, held);
+    header(out, "ferry_messages_total", "counter", "Messages: in, delivered to the application; out, sent to clients (replays included).", &rc);
+    header(out, "ferry_bytes_total", "counter", "Frame bytes received and sent.", &rc);
+    if (rc)
+        goto fail;
+    PUT("ferry_messages_total{direction=\"in\"} %" PRIu64 "\nferry_messages_total{direction=\"out\"} %" PRIu64 "\n"
+        "ferry_bytes_total{direction=\"in\"} %" PRIu64 "\nferry_bytes_total{direction=\"out\"} %" PRIu64 "\n",
+        st.messages_in, st.messages_out, st.bytes_in, st.bytes_out);
+    header(out, "ferry_sessions_opened_total", "counter", "New sessions, replacements after a reset included.", &rc);
+    header(out, "ferry_resumes_total", "counter", "Resume attempts by outcome.", &rc);
+    if (rc)
+        goto fail;
+    PUT("ferry_sessions_opened_total %" PRIu64 "\nferry_resumes_total{outcome=\"resumed\"} %" PRIu64 "\n",
+        st.sessions_opened, st.resumes);
+    for (int r = FERRY_REASON_UNKNOWN; r < FERRY_REASON_COUNT; r++)
+        PUT("ferry_resumes_total{outcome=\"%s\"} %" PRIu64 "\n", ferry_reason_str((ferry_reason)r),
+            st.resume_failures[r]);
+    header(out, "ferry_upgrades_total", "counter", "Resumes that moved a session onto WebSocket.", &rc);
+    header(out, "ferry_fallbacks_total", "counter", "Resumes that moved a session onto long-polling.", &rc);
+    header(out, "ferry_outbox_messages", "gauge", "Unacknowledged messages in every outbox.", &rc);
+    header(out, "ferry_outbox_bytes", "gauge", "Unacknowledged bytes in every outbox.", &rc);
+    if (rc)
+        goto fail;
+    PUT("ferry_upgrades_total %" PRIu64 "\nferry_fallbacks_total %" PRIu64 "\n"
+        "ferry_outbox_messages %zu\nferry_outbox_bytes %zu\n",
+        st.upgrades, st.fallbacks, st.outbox_messages, st.outbox_bytes);
+    header(out, "ferry_limit_hits_total", "counter", "Limits and refusals hit, by kind (docs/SECURITY.md).", &rc);
+    if (rc)
+        goto fail;
+    for (int l = 0; l < FERRY_LIMIT_COUNT; l++)
+        PUT("ferry_limit_hits_total{limit=\"%s\"} %" PRIu64 "\n", ferry_limit_name((ferry_limit)l),
+            st.limits[l]);
+    header(out, "ferry_slow_consumers_cut_total", "counter", "Clients cut off for not keeping up: stalled, or outbox overflowed.", &rc);
+    if (rc)
+        goto fail;
+    PUT("ferry_slow_consumers_cut_total %" PRIu64 "\n",
+        st.limits[FERRY_LIMIT_STALL] + st.limits[FERRY_LIMIT_OUTBOX] + st.limits[FERRY_LIMIT_MEMORY]);
+    return 0;
+fail:
+    out->len = start;
+    return FERRY_ENOMEM;
+}
+
+int fy_metrics_handler(struct mg_connection *conn, void *cbdata)
+{
+    ferry_mount *m = fy_mount_enter(cbdata);
+    ferry_buf b = {0};
+    if (ferry_mount_metrics(m, &b) == 0)
+        fy_http_reply(conn, m, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    else
+        fy_http_reply(conn, m, 503, NULL, "text/plain", "", 0);
+    ferry_buf_release(&b);
+    fy_mount_leave(m);
+    return 200;
+}
