@@ -1,7 +1,9 @@
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ferry_transport.h"
+#include "frame.h"
 
 int ferry_buf_reserve(ferry_buf *b, size_t extra)
 {
@@ -20,6 +22,21 @@ int ferry_buf_reserve(ferry_buf *b, size_t extra)
         return FERRY_ENOMEM;
     b->data = p;
     b->cap = cap;
+    return 0;
+}
+
+int fy_buf_printf(ferry_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (need < 0 || ferry_buf_reserve(b, (size_t)need + 1))
+        return FERRY_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)need + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)need;
     return 0;
 }
 

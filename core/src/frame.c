@@ -247,26 +247,10 @@ const char *fy_wire_code(int err)
     }
 }
 
-/* Appends printf output; on failure leaves `b` unchanged. */
-static int appendf(ferry_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (need < 0 || ferry_buf_reserve(b, (size_t)need + 1))
-        return FERRY_ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)need + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)need;
-    return 0;
-}
-
 int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resumed,
                    uint64_t ack, const ferry_options *o)
 {
-    return appendf(b,
+    return fy_buf_printf(b,
                    "{\"t\":\"welcome\",\"v\":%d,\"sid\":\"%s\",\"secret\":\"%s\","
                    "\"resumed\":%s,\"ack\":%" PRIu64 ",\"hb\":%" PRIu32 ",\"timeout\":%" PRIu32
                    ",\"window\":%" PRIu32 ",\"max_frame\":%zu,\"max_batch\":%zu,"
@@ -278,17 +262,17 @@ int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resum
 
 int fy_enc_reason(ferry_buf *b, const char *type, ferry_reason why)
 {
-    return appendf(b, "{\"t\":\"%s\",\"reason\":\"%s\"}", type, ferry_reason_str(why));
+    return fy_buf_printf(b, "{\"t\":\"%s\",\"reason\":\"%s\"}", type, ferry_reason_str(why));
 }
 
 int fy_enc_ack(ferry_buf *b, uint64_t ack)
 {
-    return appendf(b, "{\"t\":\"ack\",\"ack\":%" PRIu64 "}", ack);
+    return fy_buf_printf(b, "{\"t\":\"ack\",\"ack\":%" PRIu64 "}", ack);
 }
 
 int fy_enc_bare(ferry_buf *b, const char *type)
 {
-    return appendf(b, "{\"t\":\"%s\"}", type);
+    return fy_buf_printf(b, "{\"t\":\"%s\"}", type);
 }
 
 int fy_enc_msg(ferry_buf *b, uint64_t seq, const fy_msg *m)

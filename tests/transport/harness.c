@@ -137,6 +137,16 @@ void ts_dump(tserver *t)
     pthread_mutex_unlock(&t->hub->lock);
 }
 
+void ts_expect_received_c(tserver *t, size_t n)
+{
+    for (int i = 0; i < 50 && ts_received(t) < n; i++)
+        usleep(50000);
+    ck_assert_uint_eq(ts_received(t), n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(t->received, i), "c")),
+                         (json_int_t)i + 1);
+}
+
 int ts_count(tserver *t, const int *counter)
 {
     pthread_mutex_lock(&t->lock);

@@ -1,30 +1,15 @@
 /* Prometheus text format (0.0.4) for a mount: the hub's counters and gauges, plus the
  * transports' own connection gauges. */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "frame.h"
 #include "mount.h"
-
-static int put(ferry_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (need < 0 || ferry_buf_reserve(b, (size_t)need + 1))
-        return FERRY_ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)need + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)need;
-    return 0;
-}
 
 #define PUT(...)                                                                               \
     do {                                                                                       \
-        if (put(out, __VA_ARGS__))                                                             \
+        if (fy_buf_printf(out, __VA_ARGS__))                                                             \
             goto fail;                                                                         \
     } while (0)
 
@@ -32,7 +17,7 @@ static void header(ferry_buf *out, const char *name, const char *type, const cha
                    int *rc)
 {
     if (!*rc)
-        *rc = put(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        *rc = fy_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)
