@@ -184,6 +184,21 @@ $(BUILD)/bench/core_publish: bench/core_publish.c $(BUILD)/libferry.a
 bench-core: deps $(BUILD)/bench/core_publish
 	$(BUILD)/bench/core_publish
 
+# The load generator and the servers it measures (bench/README.md).
+$(BUILD)/bench/fyload: bench/fyload.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -O2 $< -o $@ $(DEP_LIBS)
+
+$(BUILD)/bench/ferry_bench: bench/servers/ferry_bench.c bench/servers/bench_ctl.h $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -O2 $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
+
+$(BUILD)/bench/civetweb_bench: bench/servers/civetweb_bench.c bench/servers/bench_ctl.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -O2 $< -o $@ $(DEP_LIBS)
+
+BENCH_BIN := $(BUILD)/bench/fyload $(BUILD)/bench/ferry_bench $(BUILD)/bench/civetweb_bench
+
 $(BUILD)/examples/%: examples/%/*.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(filter %.c,$^) $(BUILD)/libferry.a -o $@ $(DEP_LIBS)

@@ -1,0 +1,73 @@
+/* ferry under load: every session is subscribed to "bench"; the publisher sends each
+ * payload to it as a JSON string. Both transports (WebSocket and long-polling) are mounted.
+ *
+ *   ferry_bench [max_connections]      prints "port N" once listening on 127.0.0.1 (PORT, 0)
+ */
+#include <signal.h>
+#include <unistd.h>
+
+#include "bench_ctl.h"
+#include "ferry_civetweb.h"
+
+static volatile sig_atomic_t quit;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    quit = 1;
+}
+
+static void on_open(ferry_session *s, void *ud)
+{
+    (void)ud;
+    ferry_session_subscribe(s, "bench");
+}
+
+static void publish(const char *payload, size_t len, void *ud)
+{
+    char json[4200];
+    json[0] = '"';
+    memcpy(json + 1, payload, len);
+    json[len + 1] = '"';
+    ferry_hub_publish(ferry_mount_hub(ud), "bench", json, len + 2, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    size_t max = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%s", getenv("PORT") ? getenv("PORT") : "0");
+    ferry_server_options so;
+    ferry_server_options_init(&so);
+    so.listen = listen;
+    so.max_connections = max + 64;
+    struct mg_context *ctx = ferry_server_start(&so);
+    if (!ctx) {
+        fprintf(stderr, "ferry_bench: cannot listen on %s\n", listen);
+        return 1;
+    }
+    ferry_mount_options mo;
+    ferry_mount_options_init(&mo);
+    mo.max_connections = max + 32;
+    mo.core.resume_rate = 0;       /* every client comes from 127.0.0.1 */
+    mo.metrics_path = "/metrics";
+    ferry_callbacks cb = {.on_open = on_open};
+    ferry_mount *m;
+    int rc = ferry_mount_new(ctx, &mo, &cb, NULL, &m);
+    if (rc) {
+        fprintf(stderr, "ferry_bench: %s\n", ferry_strerror(rc));
+        ferry_server_stop(ctx);
+        return 1;
+    }
+    bench_ctl_mount(ctx, publish, m);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    printf("port %d\n", ferry_server_port(ctx));
+    fflush(stdout);
+    while (!quit)
+        pause();
+    bench_ctl_stop();
+    ferry_mount_free(m);
+    ferry_server_stop(ctx);
+    return 0;
+}
