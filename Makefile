@@ -31,7 +31,7 @@ STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib examples install uninstall test deps check-core test-core test-js test-demo \
         test-asan test-tsan fuzz test-fuzz \
-        bench-core demo clean
+        bench-core bench bench-deps test-load demo clean
 
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
@@ -146,6 +146,7 @@ test: deps
 	$(MAKE) test-core
 	$(MAKE) test-js
 	$(MAKE) test-demo
+	$(MAKE) test-load
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-fuzz
@@ -198,6 +199,23 @@ $(BUILD)/bench/civetweb_bench: bench/servers/civetweb_bench.c bench/servers/benc
 	$(CC) $(ALL_CFLAGS) -O2 $< -o $@ $(DEP_LIBS)
 
 BENCH_BIN := $(BUILD)/bench/fyload $(BUILD)/bench/ferry_bench $(BUILD)/bench/civetweb_bench
+
+bench/peers/node_modules/.package-lock.json: bench/peers/package.json bench/peers/package-lock.json
+	cd bench/peers && npm ci --no-audit --no-fund
+	@touch $@
+
+# ferry, Socket.IO, ws and bare civetweb side by side (REPS, STEP, NS, ONLY: bench/run.mjs);
+# rewrites the generated part of docs/BENCHMARKS.md and docs/bench-*.png.
+bench: bench-deps $(BENCH_BIN) bench/peers/node_modules/.package-lock.json
+	node bench/run.mjs
+	node bench/report.mjs
+
+bench-deps:
+	@scripts/deps.sh bench
+
+# The load generator against ferry, briefly: zero loss and zero duplicates on both transports.
+test-load: $(BENCH_BIN)
+	node --test tests/load/*.test.mjs
 
 $(BUILD)/examples/%: examples/%/*.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)

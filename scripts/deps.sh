@@ -3,6 +3,7 @@
 # apt-get (Debian 12); otherwise it prints the command to run and fails.
 #   scripts/deps.sh          everything make test needs
 #   scripts/deps.sh build    only what building the library and the examples needs
+#   scripts/deps.sh bench    what make bench needs: the build, node and npm, gnuplot
 set -eu
 mode=${1:-all}
 
@@ -30,6 +31,12 @@ if [ "$mode" = all ]; then
     ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
         missing="$missing libfuzzer"
     [ -x /usr/bin/chromium ] || missing="$missing chromium"
+elif [ "$mode" = bench ]; then
+    pkgs="build-essential pkg-config libjansson-dev libsodium-dev libcivetweb-dev nodejs npm
+          gnuplot-nox"
+    for cmd in node npm gnuplot taskset; do
+        command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
+    done
 else
     pkgs="build-essential pkg-config libjansson-dev libsodium-dev libcivetweb-dev"
 fi
