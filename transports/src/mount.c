@@ -369,9 +369,15 @@ struct mg_context *ferry_server_start(const ferry_server_options *o)
         ferry_server_options_init(&def);
         o = &def;
     }
-    char threads[32], timeout[32];
+    char threads[32], timeout[32], backlog[32];
     /* A worker per WebSocket or held poll, plus headroom for sends, handshakes, files. */
     snprintf(threads, sizeof threads, "%zu", o->max_connections + o->max_connections / 8 + 16);
+    /* When every client reconnects at once (a restart, a network blip) civetweb's one
+     * accepting thread falls behind; with its default backlog of 200 the kernel drops the
+     * SYNs beyond it and those clients wait a full second to retry. The kernel caps this at
+     * net.core.somaxconn. */
+    size_t bl = o->max_connections < 200 ? 200 : o->max_connections > 4096 ? 4096 : o->max_connections;
+    snprintf(backlog, sizeof backlog, "%zu", bl);
     snprintf(timeout, sizeof timeout, "%u", (unsigned)o->request_timeout_ms);
     const char *opts[32];
     int i = 0;
@@ -379,6 +385,8 @@ struct mg_context *ferry_server_start(const ferry_server_options *o)
     opts[i++] = o->listen;
     opts[i++] = "num_threads";
     opts[i++] = threads;
+    opts[i++] = "listen_backlog";
+    opts[i++] = backlog;
     opts[i++] = "tcp_nodelay";
     opts[i++] = "1";
     opts[i++] = "enable_keep_alive";
