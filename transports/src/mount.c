@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -237,6 +238,30 @@ static void mount_free(ferry_mount *m)
     free(m);
 }
 
+#ifndef PR_FUTEX_HASH
+#define PR_FUTEX_HASH 78
+#define PR_FUTEX_HASH_SET_SLOTS 1
+#define PR_FUTEX_HASH_GET_SLOTS 2
+#endif
+
+/* Every held poll is a civetweb thread asleep on its own condition variable. Since Linux
+ * 6.17 a process gets a private futex hash sized by CPUs, not threads (16 slots on two
+ * CPUs), so 10,000 sleepers share 16 chains and every wake walks hundreds of entries: at
+ * 10,000 long-poll sessions that cost 81 % of the server's CPU (docs/BENCHMARKS.md). Grow
+ * it to about two slots per connection; never shrink it, and leave a process that chose
+ * the global hash alone. Older kernels refuse the call, which changes nothing. */
+static void size_futex_hash(size_t connections)
+{
+    int now = prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0);
+    if (now <= 0)
+        return;
+    unsigned long want = 16;
+    while (want < 2 * connections && want < 65536)
+        want *= 2;
+    if (want > (unsigned long)now)
+        prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, want, 0, 0);
+}
+
 int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const ferry_callbacks *cb,
                 void *ud, ferry_mount **out)
 {
@@ -257,6 +282,7 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     ferry_mount *m = calloc(1, sizeof *m);
     if (!m)
         return FERRY_ENOMEM;
+    size_futex_hash(o->max_connections);
     m->ctx = ctx;
     m->opt = *o;
     m->prefix = strdup(o->prefix);
