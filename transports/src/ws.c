@@ -4,6 +4,7 @@
  * Core's ack window keeps a client that stops reading from ever filling the socket, so a
  * write does not block; core's stall timeout then drops it, resumable. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,15 +376,19 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
     }
 }
 
-static void close_impl(const struct mg_connection *conn, ferry_mount *m)
+/* civetweb is done with the connection: forget it. Runs once per WebSocket, from its close
+ * handler or, if civetweb never calls that (see fy_ws_reap), from the timer. */
+static void ws_finish(ws_conn *ws)
 {
-    ws_conn *ws = mg_get_user_connection_data(conn);
-    if (!ws)
-        return;
+    ferry_mount *m = ws->m;
     pthread_mutex_lock(&ws->lock);
     ws->conn = NULL; /* civetweb reuses the connection object: never touch it again */
     pthread_mutex_unlock(&ws->lock);
     pthread_mutex_lock(&m->wlock);
+    if (ws->gone) {
+        pthread_mutex_unlock(&m->wlock);
+        return;
+    }
     ws->gone = true;
     if (ws->prev)
         ws->prev->next = ws->next;
@@ -398,6 +403,14 @@ static void close_impl(const struct mg_connection *conn, ferry_mount *m)
     m->nws--;
     pthread_cond_broadcast(&m->ws_gone);
     pthread_mutex_unlock(&m->wlock);
+}
+
+static void close_impl(const struct mg_connection *conn, ferry_mount *m)
+{
+    (void)m;
+    ws_conn *ws = mg_get_user_connection_data(conn);
+    if (ws)
+        ws_finish(ws);
 }
 
 /* civetweb's entry points: each brackets its work with fy_mount_enter/leave. */
@@ -472,7 +485,9 @@ void fy_ws_close_all(ferry_mount *m, int code, const char *why)
  * civetweb does not expose the socket, so find it: the one socket whose peer and local
  * addresses are this connection's. Called with ws->lock held and ws->conn set, so civetweb
  * has not closed it yet and the descriptor cannot have been reused. */
-static void force_close_locked(ws_conn *ws)
+/* Finds the socket of ws->conn among the process's descriptors and, if `shut`, shuts it
+ * down. Returns false if no such socket is open any more. ws->lock held. */
+static bool find_socket_locked(ws_conn *ws, bool shut)
 {
     const struct mg_request_info *ri = mg_get_request_info(ws->conn);
     struct rlimit rl;
@@ -490,10 +505,13 @@ static void force_close_locked(ws_conn *ws)
             !inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr) ||
             strcmp(addr, ri->remote_addr) != 0)
             continue;
-        shutdown(fd, SHUT_RDWR);
-        ws->forced = true;
-        return;
+        if (shut) {
+            shutdown(fd, SHUT_RDWR);
+            ws->forced = true;
+        }
+        return true;
     }
+    return false;
 }
 
 void fy_ws_reap(ferry_mount *m)
@@ -512,14 +530,23 @@ void fy_ws_reap(ferry_mount *m)
     pthread_mutex_unlock(&m->wlock);
     /* Outside wlock: asking the link takes its lock, which comes before wlock. */
     for (size_t i = 0; i < n; i++) {
+        bool orphan = false;
         pthread_mutex_lock(&late[i]->lock);
         /* Closed by us but still open after two read-loop intervals: its reader is stuck
-         * inside a frame. */
-        if (late[i]->closing && late[i]->conn && !late[i]->forced &&
-            now - late[i]->closing_at >= 2000)
-            force_close_locked(late[i]);
+         * inside a frame, so shut its socket down. Rarely, under load, civetweb ends a
+         * WebSocket without calling its close handler; then the connection object already
+         * serves someone else (its user data changed) or its socket is gone, and no
+         * callback will ever come: finish it here, or unmount would wait for it forever. */
+        if (late[i]->closing && late[i]->conn && now - late[i]->closing_at >= 2000) {
+            if (mg_get_user_connection_data(late[i]->conn) != late[i])
+                orphan = true;
+            else
+                orphan = !find_socket_locked(late[i], !late[i]->forced);
+        }
         bool closing = late[i]->closing;
         pthread_mutex_unlock(&late[i]->lock);
+        if (orphan)
+            ws_finish(late[i]);
         if (closing) {
             ws_unref(late[i]);
             continue;
@@ -546,8 +573,16 @@ void fy_ws_stop(ferry_mount *m)
      * at this mount. */
     fy_ws_close_all(m, WS_CLOSE_GOING_AWAY, "server shutting down");
     pthread_mutex_lock(&m->wlock);
-    while (m->nws)
-        pthread_cond_wait(&m->ws_gone, &m->wlock);
+    while (m->nws) {
+        /* The timer has stopped; reap here any connection civetweb ended silently. */
+        struct timespec ts;
+        fy_deadline(&ts, 500);
+        if (pthread_cond_timedwait(&m->ws_gone, &m->wlock, &ts) == ETIMEDOUT) {
+            pthread_mutex_unlock(&m->wlock);
+            fy_ws_reap(m);
+            pthread_mutex_lock(&m->wlock);
+        }
+    }
     pthread_t *writers = m->writers;
     m->writers = NULL; /* tells writers to finish the queue and exit */
     pthread_cond_broadcast(&m->wcond);
