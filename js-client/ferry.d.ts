@@ -17,7 +17,7 @@ export interface Options {
   probeInterval?: number;
   /** Messages sent but not yet acknowledged; send() throws beyond it. Default 1000. */
   maxOutbox?: number;
-  /** ms before acknowledging received messages. Default 100. */
+  /** ms before acknowledging received messages (sooner at half the server's send window). Default 2000. */
   ackDelay?: number;
   /** Sent in every handshake (new session or resume). A function is called each time. */
   token?: string | null | (() => string | Promise<string>);

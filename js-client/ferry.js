@@ -22,7 +22,7 @@
     minUptime: 5000,       // ms a connection must stay up before the backoff starts over
     probeInterval: 20000,  // ms between WebSocket probes while long-polling (auto only)
     maxOutbox: 1000,       // messages sent but not yet acknowledged; send() throws beyond
-    ackDelay: 100,         // ms to wait before acknowledging received messages
+    ackDelay: 2000,        // ms to wait before acknowledging received messages
     token: null,           // sent in every handshake: a string, or a function returning one
     WebSocket: null,       // constructors, for tests and non-browser use
     fetch: null
