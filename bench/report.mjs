@@ -122,6 +122,9 @@ for (const n of ns) {
   }
 }
 p();
+const top = Math.max(0, ...recs.filter((r) => r.step === 'rate').map((r) => r.target));
+p(`The ladder's top step is ${k(top)} msgs/s: a system that held it may sustain more.`);
+p();
 p('Ratios, ferry over each peer (medians; for sustained rate higher is better, for CPU and p99 lower is better):');
 p();
 p('| peer | N | sustained msgs/s | server µs/msg at 50k | p99 at 50k |');

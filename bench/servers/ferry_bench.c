@@ -2,6 +2,7 @@
  * payload to it as a JSON string. Both transports (WebSocket and long-polling) are mounted.
  *
  *   ferry_bench [max_connections]      prints "port N" once listening on 127.0.0.1 (PORT, 0)
+ *                                      WRITERS=n sets the mount's writer_threads
  */
 #include <signal.h>
 #include <unistd.h>
@@ -51,6 +52,8 @@ int main(int argc, char **argv)
     mo.max_connections = max + 32;
     mo.core.resume_rate = 0;       /* every client comes from 127.0.0.1 */
     mo.metrics_path = "/metrics";
+    if (getenv("WRITERS")) /* for experiments: the mount's writer threads */
+        mo.writer_threads = (unsigned)atoi(getenv("WRITERS"));
     ferry_callbacks cb = {.on_open = on_open};
     ferry_mount *m;
     int rc = ferry_mount_new(ctx, &mo, &cb, NULL, &m);
