@@ -367,7 +367,7 @@ void ferry_mount_free(ferry_mount *m)
         mg_set_request_handler(m->ctx, m->metrics_path, NULL, NULL);
     atomic_store(&m->stopping, true);
     fy_lp_stop(m);  /* ends held polls, waits for the handler to be idle, frees links */
-    fy_ws_stop(m);  /* closes WebSockets, waits for their close handlers, stops writers */
+    bool ws_done = fy_ws_stop(m); /* closes WebSockets, waits for their close handlers */
     pthread_mutex_lock(&m->tlock);
     pthread_cond_signal(&m->tcond);
     pthread_mutex_unlock(&m->tlock);
@@ -377,6 +377,13 @@ void ferry_mount_free(ferry_mount *m)
      * one case civetweb 1.15 gives no way to wait for (see docs/TRANSPORTS.md). */
     while (atomic_load(&m->busy))
         usleep(1000);
+    if (!ws_done) {
+        /* civetweb may still call back into a connection it never closed: keep the mount's
+         * memory valid rather than risk a use after free. */
+        fprintf(stderr, "ferry: WebSockets still open 30 s after unmount; the mount is "
+                        "not freed\n");
+        return;
+    }
     mount_free(m);
 }
 

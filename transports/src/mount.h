@@ -97,7 +97,9 @@ bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
 
 /* ws.c */
 int fy_ws_start(ferry_mount *m);
-void fy_ws_stop(ferry_mount *m);
+/* Closes every WebSocket and waits (at most 30 s) for civetweb to be done with each; false
+ * if some never were, and the mount must then not be freed. */
+bool fy_ws_stop(ferry_mount *m);
 void fy_ws_close_all(ferry_mount *m, int code, const char *why);
 void fy_ws_reap(ferry_mount *m); /* closes WebSockets past the handshake deadline (timer) */
 

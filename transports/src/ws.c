@@ -534,14 +534,14 @@ void fy_ws_reap(ferry_mount *m)
         pthread_mutex_lock(&late[i]->lock);
         /* Closed by us but still open after two read-loop intervals: its reader is stuck
          * inside a frame, so shut its socket down. Rarely, under load, civetweb ends a
-         * WebSocket without calling its close handler; then the connection object already
-         * serves someone else (its user data changed) or its socket is gone, and no
-         * callback will ever come: finish it here, or unmount would wait for it forever. */
+         * WebSocket without calling its close handler; once its connection object serves
+         * another client (its user data changed), no callback will ever come: finish it
+         * here. (A missing socket proves nothing: a shut-down socket has no peer name.) */
         if (late[i]->closing && late[i]->conn && now - late[i]->closing_at >= 2000) {
             if (mg_get_user_connection_data(late[i]->conn) != late[i])
                 orphan = true;
-            else
-                orphan = !find_socket_locked(late[i], !late[i]->forced);
+            else if (!late[i]->forced)
+                find_socket_locked(late[i], true);
         }
         bool closing = late[i]->closing;
         pthread_mutex_unlock(&late[i]->lock);
@@ -566,15 +566,16 @@ void fy_ws_reap(ferry_mount *m)
     free(late);
 }
 
-void fy_ws_stop(ferry_mount *m)
+bool fy_ws_stop(ferry_mount *m)
 {
     mg_set_websocket_handler(m->ctx, m->ws_path, NULL, NULL, NULL, NULL, NULL);
     /* Close every open WebSocket and wait for civetweb's close handlers: they still point
      * at this mount. */
     fy_ws_close_all(m, WS_CLOSE_GOING_AWAY, "server shutting down");
     pthread_mutex_lock(&m->wlock);
-    while (m->nws) {
-        /* The timer has stopped; reap here any connection civetweb ended silently. */
+    uint64_t until = fy_now_ms() + 30000;
+    while (m->nws && fy_now_ms() < until) {
+        /* The timer has stopped; reap here what it would have. */
         struct timespec ts;
         fy_deadline(&ts, 500);
         if (pthread_cond_timedwait(&m->ws_gone, &m->wlock, &ts) == ETIMEDOUT) {
@@ -583,6 +584,7 @@ void fy_ws_stop(ferry_mount *m)
             pthread_mutex_lock(&m->wlock);
         }
     }
+    bool all_gone = m->nws == 0;
     pthread_t *writers = m->writers;
     m->writers = NULL; /* tells writers to finish the queue and exit */
     pthread_cond_broadcast(&m->wcond);
@@ -590,4 +592,5 @@ void fy_ws_stop(ferry_mount *m)
     for (unsigned i = 0; i < m->nwriters; i++)
         pthread_join(writers[i], NULL);
     m->writers = writers;
+    return all_gone;
 }
