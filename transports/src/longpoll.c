@@ -469,7 +469,7 @@ static void reap_one(fy_map_node *n, void *ud)
     uint64_t dead = lp->dead_since;
     pthread_mutex_unlock(&lp->slock);
     /* Keep a dead link for one poll period, so its owner can still fetch a final frame. */
-    if (c->all || (dead && c->now - dead >= c->m->opt.poll_timeout_ms))
+    if (c->all || (dead && fy_elapsed_ms(c->now, dead) >= c->m->opt.poll_timeout_ms))
         lp_remove_locked(c->m, lp, &c->g);
 }
 

@@ -83,6 +83,12 @@ const char *fy_peer_addr(const ferry_mount *m, const struct mg_connection *conn)
  * pthread_cond_timedwait. */
 uint64_t fy_now_ms(void);
 void fy_deadline(struct timespec *ts, uint64_t ms);
+/* ms from `then` to `now`, 0 if `then` is later: a timestamp taken by another thread after
+ * `now` was read must not wrap around into "a very long time ago". */
+static inline uint64_t fy_elapsed_ms(uint64_t now, uint64_t then)
+{
+    return now > then ? now - then : 0;
+}
 
 /* Takes one connection slot (WebSocket or held poll); false at capacity. */
 bool fy_conn_acquire(ferry_mount *m);

@@ -521,7 +521,7 @@ void fy_ws_reap(ferry_mount *m)
     size_t n = 0;
     ws_conn **late = m->nws ? malloc(m->nws * sizeof *late) : NULL;
     for (ws_conn *ws = m->all_ws; ws && late; ws = ws->next) {
-        if ((!ws->settled && now - ws->opened_ms >= m->opt.handshake_timeout_ms) ||
+        if ((!ws->settled && fy_elapsed_ms(now, ws->opened_ms) >= m->opt.handshake_timeout_ms) ||
             atomic_load(&ws->closing)) {
             atomic_fetch_add(&ws->refs, 1);
             late[n++] = ws;
@@ -537,7 +537,7 @@ void fy_ws_reap(ferry_mount *m)
          * WebSocket without calling its close handler; once its connection object serves
          * another client (its user data changed), no callback will ever come: finish it
          * here. (A missing socket proves nothing: a shut-down socket has no peer name.) */
-        if (late[i]->closing && late[i]->conn && now - late[i]->closing_at >= 2000) {
+        if (late[i]->closing && late[i]->conn && fy_elapsed_ms(now, late[i]->closing_at) >= 2000) {
             if (mg_get_user_connection_data(late[i]->conn) != late[i])
                 orphan = true;
             else if (!late[i]->forced)
