@@ -148,7 +148,7 @@ typedef struct conn {
     bool poll_out;        /* a poll (ferry-lp, sio-poll GET) is outstanding */
     bool post_busy;       /* sio-poll: a POST is outstanding */
     bool ever;            /* reached C_READY at least once */
-    bool resuming;
+    bool fresh;           /* first connected during a storm: its sequence starts there */
     uint64_t last_n;      /* last application sequence number received */
     uint64_t fseq, facked;/* ferry: highest seq received, highest acked */
     uint32_t unacked;     /* ferry-ws: bytes received since the last ack */
@@ -160,6 +160,7 @@ typedef struct conn {
 
 typedef struct stats {
     uint64_t received, lost, dup, ooo, responses, resumed, reset, failed, errors;
+    uint64_t rehandshakes; /* ferry-lp: polls answered 404, then resumed */
     uint64_t recovered;   /* messages that arrived in a resume's first batch */
     double ready_s;       /* seconds from the start of a connect/reconnect until all ready */
     double cpu_s;
@@ -171,7 +172,7 @@ static conn *conns;
 static int nconns, ep, ctl;
 static int next_connect, inflight, nready;
 static uint64_t phase_start;
-static bool phase_done_sent, phase_active;
+static bool phase_done_sent, phase_active, dropping;
 static stats st;
 static hist hi;
 static uint32_t mask_state = 2463534242u;
@@ -400,6 +401,8 @@ static void became_ready(conn *c)
     if (c->state == C_READY)
         return;
     c->state = C_READY;
+    if (!c->ever && dropping)
+        c->fresh = true; /* it failed to connect at first: nothing before now is its loss */
     c->ever = true;
     c->ready_at = now_us();
     inflight--;
@@ -437,6 +440,10 @@ static void app_payload(conn *c, const char *p, const char *end, uint64_t now)
         return;
     uint64_t t = strtoull(e + 1, NULL, 10);
     st.received++;
+    if (c->fresh) {
+        c->fresh = false;
+        c->last_n = n - 1;
+    }
     if (n == c->last_n + 1) {
         c->last_n = n;
     } else if (n > c->last_n + 1) {
@@ -676,7 +683,10 @@ static void on_ws_message(conn *c, int op, char *p, size_t n, uint64_t now)
         return;
     }
     if (op == 8) {
-        conn_fail(c);
+        char why[160];
+        snprintf(why, sizeof why, "close frame %d %.*s", n >= 2 ? ((unsigned char)p[0] << 8) | (unsigned char)p[1] : 1005,
+                 n > 2 ? (int)(n - 2 < 120 ? n - 2 : 120) : 0, n > 2 ? p + 2 : "");
+        conn_fail_at(c, why, __LINE__);
         return;
     }
     if (op != 1 || !n)
@@ -731,6 +741,18 @@ static int parse_main(conn *c, uint64_t now)
                 } else if (opt.proto == P_WS) {
                     became_ready(c);
                 }
+                continue;
+            }
+            if (status == 404 && opt.proto == P_FLP && c->state == C_READY) {
+                /* The poll lost its session (it was resumed elsewhere, or the secret moved
+                 * on): as the protocol says, resume with a handshake. */
+                char hs[256], target[64];
+                int hl = ferry_handshake_text(c, hs, sizeof hs);
+                snprintf(target, sizeof target, "%s", opt.path ? opt.path : "/ferry/lp");
+                st.rehandshakes++;
+                c->poll_out = true;
+                if (send_http(c, 0, "POST", target, NULL, hs, (size_t)hl))
+                    rc = -1;
                 continue;
             }
             if (status != 200) {
@@ -991,6 +1013,7 @@ static void worker(int idx, int count)
                 if (k.op == CMD_QUIT)
                     _exit(0);
                 if (k.op == CMD_CONNECT || k.op == CMD_DROP) {
+                    dropping = k.op == CMD_DROP;
                     if (k.op == CMD_DROP) {
                         for (int j = 0; j < nconns; j++) {
                             conn *c = &conns[j];
@@ -1293,6 +1316,7 @@ static bool run_step(const char *name, double rate, double secs, bool storm)
         sum.st.reset += one.st.reset;
         sum.st.recovered += one.st.recovered;
         sum.st.errors += one.st.errors;
+        sum.st.rehandshakes += one.st.rehandshakes;
         sum.st.failed += one.st.failed;
         sum.st.ready += one.st.ready;
         sum.st.cpu_s += one.st.cpu_s;
@@ -1315,8 +1339,8 @@ static bool run_step(const char *name, double rate, double secs, bool storm)
            rcv > 0 ? scpu * 1e6 / rcv : 0, p1.rss_kb, p1.threads, sum.st.cpu_s,
            rcv > 0 ? sum.st.cpu_s * 1e6 / rcv : 0);
     if (sum.st.responses)
-        printf(",\"responses\":%" PRIu64 ",\"msgs_per_response\":%.2f", sum.st.responses,
-               rcv / (double)sum.st.responses);
+        printf(",\"responses\":%" PRIu64 ",\"msgs_per_response\":%.2f,\"rehandshakes\":%" PRIu64,
+               sum.st.responses, rcv / (double)sum.st.responses, sum.st.rehandshakes);
     if (storm)
         printf(",\"reconnect_s\":%.3f,\"reconnected\":%d,\"resumed\":%" PRIu64
                ",\"reset\":%" PRIu64 ",\"recovered\":%" PRIu64 ",\"failed\":%" PRIu64,

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const input = process.argv[2] || path.join(root, 'build', 'bench', 'results.jsonl');
-const doc = path.join(root, 'docs', 'BENCHMARKS.md');
+const doc = process.env.REPORT_DOC || path.join(root, 'docs', 'BENCHMARKS.md');
+const plotDir = path.dirname(doc);
 const rows = fs.readFileSync(input, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 const meta = rows.find((r) => r.meta) || {};
 const recs = rows.filter((r) => !r.meta);
@@ -35,7 +36,7 @@ const mr = (xs, f = fmt, d) => {
   const [lo, hi] = range(xs);
   return lo === hi || xs.length < 2 ? f(m, d) : `${f(m, d)} (${f(lo, d)}–${f(hi, d)})`;
 };
-const ratio = (a, b, d = 2) => (Number.isFinite(a) && Number.isFinite(b) && b ? `${fmt(a / b, d)}×` : '–');
+const ratio = (a, b, d = 2) => (Number.isFinite(a) && Number.isFinite(b) && a && b ? `${fmt(a / b, d)}×` : '–');
 
 const sel = (q) => recs.filter((r) => Object.entries(q).every(([key, v]) => r[key] === v));
 const reps = [...new Set(recs.map((r) => r.rep))].sort();
@@ -53,13 +54,16 @@ const names = {
 const holds = (r) => r.lost === 0 && r.dup === 0 && r.ooo === 0 && r.p99_ms < 250 &&
   r.delivered_per_s >= 0.97 * r.target;
 
+const ladder = (n) => [...new Set(recs.filter((r) => r.step === 'rate' && r.n === n).map(nominal))];
 function perRep(sys, n, fn) {
   return reps.map((rep) => fn(sel({ scenario: 'fanout', system: sys, n, rep }))).filter((x) => x !== undefined);
 }
-const sustained = (steps) => Math.max(0, ...steps.filter((r) => r.step === 'rate' && holds(r)).map((r) => r.target));
+// The step's offered load as requested (broadcasts/s × N), even if a few connections failed.
+const nominal = (r) => Math.round(r.rate * r.n);
+const sustained = (steps) => Math.max(0, ...steps.filter((r) => r.step === 'rate' && holds(r)).map(nominal));
 const peak = (steps) => Math.max(0, ...steps.filter((r) => r.step === 'rate' && r.lost === 0).map((r) => r.delivered_per_s));
 const atTarget = (steps, t, f) => {
-  const r = steps.find((x) => x.step === 'rate' && Math.abs(x.target - t) < 1);
+  const r = steps.find((x) => x.step === 'rate' && nominal(x) === t);
   return r ? f(r) : NaN;
 };
 
@@ -97,11 +101,11 @@ p();
 p('A ladder of offered loads (delivered messages per second = broadcasts per second × N), ' +
   'stopped at the first step that loses messages, has p99 over a second or delivers under ' +
   '80 %. **Sustained** is the highest step with zero loss, p99 under 250 ms and at least 97 % ' +
-  'delivered. CPU per message is server CPU time (user + system) / messages delivered; the ' +
+  'delivered; **peak** is the most delivered in any step without loss, whatever its latency. CPU per message is server CPU time (user + system) / messages delivered; the ' +
   'generator\'s own cost is shown beside it.');
 p();
-p('| system | N | sustained msgs/s | peak msgs/s | p50 / p99 ms at 50k msgs/s | server µs/msg at 50k | server µs/msg at sustained | generator µs/msg at 50k |');
-p('|---|---:|---:|---:|---:|---:|---:|---:|');
+p('| system | N | connected | sustained msgs/s | peak msgs/s | p50 / p99 ms at 50k msgs/s | server µs/msg at 50k | server µs/msg at sustained | generator µs/msg at 50k |');
+p('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 const fan = {};
 for (const n of ns) {
   for (const sys of wsSystems) {
@@ -116,26 +120,29 @@ for (const n of ns) {
       const t = sustained(s);
       return t ? atTarget(s, t, (r) => r.server_us_per_msg) : NaN;
     });
-    fan[`${sys}/${n}`] = { sus: median(sus), p99: median(p99), cpu: median(cpu), cpuSus: median(cpuSus) };
-    p(`| ${names[sys]} | ${fmt(n)} | ${mr(sus, k)} | ${mr(pk, k)} | ${fmt(median(p50), 1)} / ${mr(p99, fmt, 1)} | ` +
+    fan[`${sys}/${n}`] = { sus: median(sus), peak: median(pk), p99: median(p99), cpu: median(cpu), cpuSus: median(cpuSus) };
+    const conn = perRep(sys, n, (s) => (s.length ? s[0].connected : undefined));
+    const low = Math.min(...ladder(n));
+    const kk = (x, d) => (x === 0 ? `<${k(low)}` : k(x, d));
+    p(`| ${names[sys]} | ${fmt(n)} | ${mr(conn)} | ${mr(sus, kk)} | ${mr(pk, k)} | ${fmt(median(p50), 1)} / ${mr(p99, fmt, 1)} | ` +
       `${mr(cpu, fmt, 2)} | ${mr(cpuSus, fmt, 2)} | ${mr(gen, fmt, 2)} |`);
   }
 }
 p();
-const top = Math.max(0, ...recs.filter((r) => r.step === 'rate').map((r) => r.target));
+const top = Math.max(0, ...recs.filter((r) => r.step === 'rate').map(nominal));
 p(`The ladder's top step is ${k(top)} msgs/s: a system that held it may sustain more.`);
 p();
 p('Ratios, ferry over each peer (medians; for sustained rate higher is better, for CPU and p99 lower is better):');
 p();
-p('| peer | N | sustained msgs/s | server µs/msg at 50k | p99 at 50k |');
-p('|---|---:|---:|---:|---:|');
+p('| peer | N | sustained msgs/s | peak msgs/s | server µs/msg at 50k | p99 at 50k |');
+p('|---|---:|---:|---:|---:|---:|');
 for (const n of ns) {
   const f = fan[`ferry-ws/${n}`];
   if (!f) continue;
   for (const sys of wsSystems.slice(1)) {
     const o = fan[`${sys}/${n}`];
     if (!o) continue;
-    p(`| ${names[sys]} | ${fmt(n)} | ${ratio(f.sus, o.sus)} | ${ratio(f.cpu, o.cpu)} | ${ratio(f.p99, o.p99)} |`);
+    p(`| ${names[sys]} | ${fmt(n)} | ${ratio(f.sus, o.sus)} | ${ratio(f.peak, o.peak)} | ${ratio(f.cpu, o.cpu)} | ${ratio(f.p99, o.p99)} |`);
   }
 }
 p();
@@ -145,15 +152,15 @@ p('### Long-polling');
 p();
 p('One broadcast per second to every session over long-polling for the step\'s duration.');
 p();
-p('| system | N | delivered msgs/s | p50 ms | p99 ms | msgs per response | server µs/msg | lost |');
-p('|---|---:|---:|---:|---:|---:|---:|---:|');
+p('| system | N | sessions connected | delivered msgs/s | p50 ms | p99 ms | msgs per response | server µs/msg | lost |');
+p('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 const lp = {};
 for (const n of ns) {
   for (const sys of ['ferry-lp', 'sio-poll']) {
     const st = reps.map((rep) => sel({ scenario: 'longpoll', system: sys, n, rep, step: 'steady' })[0]).filter(Boolean);
     if (!st.length) continue;
     lp[`${sys}/${n}`] = median(st.map((r) => r.p99_ms));
-    p(`| ${names[sys]} | ${fmt(n)} | ${mr(st.map((r) => r.delivered_per_s), k)} | ${mr(st.map((r) => r.p50_ms), fmt, 1)} | ` +
+    p(`| ${names[sys]} | ${fmt(n)} | ${mr(st.map((r) => r.connected))} | ${mr(st.map((r) => r.delivered_per_s), k)} | ${mr(st.map((r) => r.p50_ms), fmt, 1)} | ` +
       `${mr(st.map((r) => r.p99_ms), fmt, 1)} | ${mr(st.map((r) => r.msgs_per_response), fmt, 2)} | ` +
       `${mr(st.map((r) => r.server_us_per_msg), fmt, 1)} | ${mr(st.map((r) => r.lost))} |`);
   }
@@ -219,7 +226,7 @@ function plots() {
   const lat = files.map(({ f, sys, n }) =>
     `'${f}' using 1:2 with linespoints lw 2 title '${names[sys]}, N=${n}'`).join(', ');
   const gp = `set terminal pngcairo size 900,520 font 'DejaVu Sans,10'
-set output '${path.join(root, 'docs', 'bench-latency.png')}'
+set output '${path.join(plotDir, 'bench-latency.png')}'
 set title 'Broadcast fan-out: p99 latency against delivered messages per second (1 server core)'
 set xlabel 'delivered messages per second'
 set ylabel 'p99 latency (ms)'
@@ -230,7 +237,7 @@ set arrow from graph 0, first 250 to graph 1, first 250 nohead dt 2 lc rgb 'red'
 plot ${lat}
 unset arrow
 unset logscale y
-set output '${path.join(root, 'docs', 'bench-memory.png')}'
+set output '${path.join(plotDir, 'bench-memory.png')}'
 set title 'Server memory (RSS) against idle WebSocket connections'
 set xlabel 'connections'
 set ylabel 'RSS (MiB)'
@@ -253,4 +260,4 @@ try {
 } catch (e) {
   console.error(`report: plots skipped: ${e.message}`);
 }
-console.error(`report: wrote ${path.relative(root, doc)} and docs/bench-*.png from ${path.relative(root, input)}`);
+console.error(`report: wrote ${doc} and its bench-*.png from ${input}`);
