@@ -68,7 +68,9 @@ FERRY_API void ferry_mount_options_init(ferry_mount_options *o);
  * prefix included. `cb` and `ud` are the application callbacks (ferry.h). Returns FERRY_OK
  * and writes *out, FERRY_EINVAL (bad option, prefix not starting with '/', or the context
  * answers CORS preflights itself: set access_control_allow_methods to ""), or
- * FERRY_ENOMEM. */
+ * FERRY_ENOMEM. Process-wide effect: on Linux 6.17 and later it enlarges the process's
+ * private futex hash to about two slots per max_connections (never shrinks it), because
+ * every held poll is a thread asleep on a futex (docs/TRANSPORTS.md). */
 FERRY_API int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o,
                           const ferry_callbacks *cb, void *ud, ferry_mount **out);
 
