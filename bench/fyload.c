@@ -346,6 +346,15 @@ static int ferry_handshake_text(conn *c, char *out, size_t size)
     return snprintf(out, size, "{\"t\":\"hello\",\"v\":1}");
 }
 
+/* ferry-lp: POST the handshake (hello, or resume once the connection has a session). */
+static int lp_handshake(conn *c)
+{
+    char hs[256];
+    int hl = ferry_handshake_text(c, hs, sizeof hs);
+    c->poll_out = true;
+    return send_http(c, 0, "POST", opt.path ? opt.path : "/ferry/lp", NULL, hs, (size_t)hl);
+}
+
 static int lp_poll(conn *c)
 {
     char target[64], auth[160];
@@ -746,12 +755,8 @@ static int parse_main(conn *c, uint64_t now)
             if (status == 404 && opt.proto == P_FLP && c->state == C_READY) {
                 /* The poll lost its session (it was resumed elsewhere, or the secret moved
                  * on): as the protocol says, resume with a handshake. */
-                char hs[256], target[64];
-                int hl = ferry_handshake_text(c, hs, sizeof hs);
-                snprintf(target, sizeof target, "%s", opt.path ? opt.path : "/ferry/lp");
                 st.rehandshakes++;
-                c->poll_out = true;
-                if (send_http(c, 0, "POST", target, NULL, hs, (size_t)hl))
+                if (lp_handshake(c))
                     rc = -1;
                 continue;
             }
@@ -859,12 +864,7 @@ static void on_event(conn *c, int which, uint32_t events)
                     conn_fail(c);
             } else if (opt.proto == P_FLP) {
                 c->state = C_HANDSHAKE;
-                char hs[256];
-                int hl = ferry_handshake_text(c, hs, sizeof hs);
-                char target[64];
-                snprintf(target, sizeof target, "%s", opt.path ? opt.path : "/ferry/lp");
-                c->poll_out = true;
-                if (send_http(c, 0, "POST", target, NULL, hs, (size_t)hl))
+                if (lp_handshake(c))
                     conn_fail(c);
             } else {
                 c->state = C_HANDSHAKE;
@@ -990,9 +990,8 @@ static void ramp(void)
     }
 }
 
-static void worker(int idx, int count)
+static void worker(int count)
 {
-    (void)idx;
     nconns = count;
     conns = calloc((size_t)count, sizeof *conns);
     for (int i = 0; i < count; i++)
@@ -1442,7 +1441,7 @@ int main(int argc, char **argv)
         if (p == 0) {
             close(sv[0]);
             ctl = sv[1];
-            worker(i, share);
+            worker(share);
             _exit(0);
         }
         close(sv[1]);
