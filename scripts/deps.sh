@@ -1,58 +1,90 @@
 #!/bin/sh
-# Makes sure the dependencies are present. Run as root it installs what is missing with
-# apt-get (Debian 12); otherwise it prints the command to run and fails.
-#   scripts/deps.sh          everything make test needs
-#   scripts/deps.sh build    only what building the library and the examples needs
-#   scripts/deps.sh bench    what make bench needs: the build, node and npm, gnuplot
+# Makes sure the dependencies are present, installing only what is missing. Run as root it
+# installs with apt-get (Debian 12); otherwise it prints the command to run and fails.
+#   scripts/deps.sh [all]        everything make test needs
+#   scripts/deps.sh build        building the library and the examples (make demo)
+#   scripts/deps.sh bench        make bench: the build, node and npm, gnuplot
+#   scripts/deps.sh plan MODE    prints the packages MODE could ever install here, as if
+#                                nothing were present (scripts/deps-simulate.sh uses it)
+# node and npm often come from outside Debian (NodeSource, nvm); Debian's npm conflicts with
+# NodeSource's nodejs, so a working node is never replaced, and Debian's nodejs and npm are
+# installed only where there is no node at all.
 set -eu
-mode=${1:-all}
 
-pkgs="build-essential pkg-config libjansson-dev libsodium-dev check libsubunit-dev libcivetweb-dev
-      clang libclang-rt-14-dev nodejs npm nginx-light chromium"
-
-missing=""
-mods="jansson libsodium"
-[ "$mode" = all ] && mods="$mods check"
-for mod in $mods; do
-    pkg-config --exists "$mod" 2>/dev/null || missing="$missing $mod"
-done
-for cmd in cc make pkg-config; do
-    command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
-done
-[ -f /usr/include/civetweb.h ] || missing="$missing civetweb"  # no .pc file in Debian
-if [ "$mode" = all ]; then
-    # The JS tests: node and npm, nginx as a proxy, Debian's chromium as the browser.
-    for cmd in node npm; do
-        command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
-    done
-    [ -x /usr/sbin/nginx ] || missing="$missing nginx"
-    # libFuzzer: clang and its runtime
-    command -v clang >/dev/null 2>&1 || missing="$missing clang"
-    ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
-        missing="$missing libfuzzer"
-    [ -x /usr/bin/chromium ] || missing="$missing chromium"
-elif [ "$mode" = bench ]; then
-    pkgs="build-essential pkg-config libjansson-dev libsodium-dev libcivetweb-dev nodejs npm
-          gnuplot-nox"
-    for cmd in node npm gnuplot taskset; do
-        command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
-    done
-else
-    pkgs="build-essential pkg-config libjansson-dev libsodium-dev libcivetweb-dev"
+plan=false
+if [ "${1:-}" = plan ]; then
+    plan=true
+    shift
 fi
-[ -z "$missing" ] && exit 0
+mode=${1:-all}
+case "$mode" in all|build|bench) ;; *) echo "deps: unknown mode '$mode' (all, build, bench)" >&2; exit 2 ;; esac
 
-echo "deps: missing:$missing" >&2
+pkgs=""   # Debian packages to install
+why=""    # what was found missing, for the message
+
+# need PACKAGES WHAT TEST...: PACKAGES are needed unless the command TEST... succeeds.
+need() {
+    p=$1 w=$2
+    shift 2
+    if $plan || ! "$@" >/dev/null 2>&1; then
+        pkgs="$pkgs $p"
+        why="$why $w"
+    fi
+}
+has() { command -v "$1"; }
+pc() { pkg-config --exists "$1"; }
+first() { ls "$@"; }
+
+need build-essential cc has cc
+need make make has make
+need pkg-config pkg-config has pkg-config
+need libjansson-dev jansson pc jansson
+need libsodium-dev libsodium pc libsodium
+need libcivetweb-dev civetweb test -f /usr/include/civetweb.h  # Debian ships no civetweb.pc
+
+if [ "$mode" = all ]; then
+    need "check libsubunit-dev" check pc check
+    need nginx-light nginx test -x /usr/sbin/nginx
+    need chromium chromium test -x /usr/bin/chromium
+    need clang clang has clang
+    need libclang-rt-14-dev libfuzzer \
+        first /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a
+fi
+if [ "$mode" = bench ]; then
+    need gnuplot-nox gnuplot has gnuplot
+    need util-linux taskset has taskset
+fi
+if [ "$mode" != build ]; then
+    if ! has node >/dev/null 2>&1; then
+        need "nodejs npm" node false
+    elif ! has npm >/dev/null 2>&1; then
+        # Debian's npm would conflict with a node from elsewhere: do not guess.
+        echo "deps: node is installed ($(command -v node)) but npm is not; install npm from" \
+             "the same source as node" >&2
+        exit 1
+    fi
+fi
+
+if $plan; then
+    echo $pkgs
+    exit 0
+fi
+[ -z "$pkgs" ] && exit 0
+
+echo "deps: missing:$why" >&2
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $pkgs
-    # Debian's nginx package starts a server on port 80 when installed; the tests start
-    # their own, on a free loopback port.
-    if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi
-    if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi
+    case "$pkgs" in
+    *nginx*)
+        # Debian's nginx package starts a server on port 80 when installed; the tests start
+        # their own, on a free loopback port.
+        if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi
+        if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi ;;
+    esac
     exit 0
 fi
-echo "deps: install them with:  sudo apt-get install -y $pkgs" >&2
+echo "deps: install them with:  sudo apt-get install -y --no-install-recommends$pkgs" >&2
 exit 1
