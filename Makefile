@@ -7,36 +7,48 @@ BUILD     := build
 
 DEPS      := jansson libsodium
 DEP_CFLAGS = $(shell pkg-config --cflags $(DEPS))
-DEP_LIBS   = $(shell pkg-config --libs $(DEPS)) -lcivetweb
+CORE_LIBS  = $(shell pkg-config --libs $(DEPS)) -pthread
+DEP_LIBS   = $(CORE_LIBS) -lcivetweb
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CFLAGS    ?= -O2 -g
-INCLUDES  := -Icore/include -Icore/src -Itransports/include -Itransports/src
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(INCLUDES) $(DEP_CFLAGS)
+CORE_INC  := -Icore/include -Icore/src
+INCLUDES  := $(CORE_INC) -Itransports/include -Itransports/src
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(DEP_CFLAGS)
+ALL_CFLAGS = $(BASE_CFLAGS) $(INCLUDES)
+CORE_CFLAGS = $(BASE_CFLAGS) $(CORE_INC)
 ASAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN      := -O1 -g -fsanitize=thread
 
-# One library: the sans-I/O core and the civetweb transports (check-core keeps them apart).
+# One library: the sans-I/O core and the civetweb transports. The core is also built alone
+# (libferry-core.a, core headers only) and its suites link without civetweb, which proves
+# the boundary at link time; check-core greps for it too.
 CORE_SRC  := $(wildcard core/src/*.c)
 TR_SRC    := $(wildcard transports/src/*.c)
 LIB_SRC   := $(CORE_SRC) $(TR_SRC)
-LIB_HDR   := $(wildcard core/include/*.h core/src/*.h transports/include/*.h transports/src/*.h)
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ferry_js.o
+CORE_HDR  := $(wildcard core/include/*.h core/src/*.h)
+LIB_HDR   := $(CORE_HDR) $(wildcard transports/include/*.h transports/src/*.h)
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ   := $(CORE_OBJ) $(TR_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ferry_js.o
 JS_OBJ    := $(BUILD)/obj/ferry_js.o
 TEST_SRC  := $(wildcard tests/core/*.c)
 TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
-.PHONY: all lib examples install uninstall test deps check-core test-core test-js test-demo \
-        test-asan test-tsan fuzz test-fuzz \
+.PHONY: all lib examples install uninstall check test deps deps-simulate check-core test-core \
+        test-js test-demo test-install readme-picture test-asan test-tsan fuzz test-fuzz \
         bench-core bench bench-deps test-load demo clean
 
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
 
-$(BUILD)/obj/%.o: %.c $(LIB_HDR)
+$(BUILD)/obj/core/%.o: core/%.c $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) -fPIC -fvisibility=hidden -DFERRY_BUILD -c $< -o $@
+
+$(BUILD)/obj/transports/%.o: transports/%.c $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -DFERRY_BUILD -c $< -o $@
 
@@ -46,6 +58,11 @@ $(JS_OBJ): transports/src/ferry_js.S js-client/ferry.js
 	$(CC) -c -Ijs-client $< -o $@
 
 $(BUILD)/libferry.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libferry-core.a: $(CORE_OBJ)
+	rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/libferry.so: $(LIB_OBJ)
@@ -55,8 +72,15 @@ $(BUILD)/ferry.pc: ferry.pc.in Makefile
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+# The ES module is the classic script plus two exports, as every mount serves it
+# (transports/src/mount.c); test-install checks that the two are the same bytes.
+$(BUILD)/ferry.mjs: js-client/ferry.js
+	@mkdir -p $(@D)
+	{ cat $<; printf '\nexport default globalThis.ferry;\nexport const connect = globalThis.ferry.connect;\n'; } > $@
+
+install: lib $(BUILD)/ferry.mjs
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/share/ferry
 	install -m 644 core/include/ferry.h core/include/ferry_transport.h \
 	  transports/include/ferry_civetweb.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libferry.a $(DESTDIR)$(PREFIX)/lib/
@@ -64,15 +88,22 @@ install: lib
 	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libferry.so.0
 	ln -sf libferry.so.0 $(DESTDIR)$(PREFIX)/lib/libferry.so
 	install -m 644 $(BUILD)/ferry.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 644 js-client/ferry.js $(BUILD)/ferry.mjs js-client/ferry.d.ts \
+	  $(DESTDIR)$(PREFIX)/share/ferry/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/ferry.h $(DESTDIR)$(PREFIX)/include/ferry_transport.h \
 	  $(DESTDIR)$(PREFIX)/include/ferry_civetweb.h \
 	  $(DESTDIR)$(PREFIX)/lib/libferry.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/ferry.pc
+	rm -rf $(DESTDIR)$(PREFIX)/share/ferry
 
 # ---- tests ---------------------------------------------------------------------------------
 deps:
 	@scripts/deps.sh
+
+# What a fresh machine would install, simulated by apt: fails on any conflict or removal.
+deps-simulate:
+	@scripts/deps-simulate.sh
 
 # core/ is sans-I/O: nothing in it may include civetweb.
 check-core:
@@ -80,18 +111,18 @@ check-core:
 	  echo "check-core: core/ must not include civetweb" >&2; exit 1; fi
 	@echo "check-core: core/ is free of civetweb"
 
-$(BUILD)/test/core_tests: $(TEST_SRC) tests/core/*.h $(BUILD)/libferry.a
+$(BUILD)/test/core_tests: $(TEST_SRC) tests/core/*.h $(BUILD)/libferry-core.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+	$(CC) $(CORE_CFLAGS) $(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/libferry-core.a -o $@ $(CORE_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/test/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Itests/lib $(CHECK_CFLAGS) $(TR_TEST_SRC) $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CHECK_LIBS)
 
 # Sanitizer builds compile the library sources into each test program.
-$(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
+$(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+	$(CC) $(CORE_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/asan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
@@ -136,20 +167,39 @@ js-client/node_modules/.package-lock.json: js-client/package.json js-client/pack
 test-js: $(BUILD)/tests/js_server js-client/node_modules/.package-lock.json
 	cd js-client && node --test test/*.test.mjs
 
-# The live-scores demo end to end in chromium; saves docs/live-scores.png.
+# The live-scores demo end to end in chromium; its screenshot goes to build/demo/.
 test-demo: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json
 	node --test tests/demo/*.test.mjs
 
+# Refreshes the README's picture of the demo (a deliberate step, never part of make test).
+readme-picture: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json
+	DEMO_SCREENSHOT=$(CURDIR)/docs/live-scores.png node --test tests/demo/*.test.mjs
+
+# The fast loop: no apt, no npm, no browser.
+check: check-core
+	@pkg-config --exists jansson libsodium check && [ -f /usr/include/civetweb.h ] || { \
+	  echo "make check: libraries are missing; run 'make deps' as root (or make test)" >&2; exit 1; }
+	$(MAKE) --no-print-directory lib
+	$(MAKE) --no-print-directory test-core
+
+# Everything, from a clean checkout; it must leave the work tree as it found it.
 test: deps
-	$(MAKE) check-core
-	$(MAKE) lib
-	$(MAKE) test-core
+	@scripts/tree-state.sh save $(BUILD)/tree-state
+	$(MAKE) deps-simulate
+	$(MAKE) check
+	$(MAKE) test-install
 	$(MAKE) test-js
 	$(MAKE) test-demo
 	$(MAKE) test-load
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-fuzz
+	@scripts/tree-state.sh check $(BUILD)/tree-state
+
+# make install into a scratch root, then services built with pkg-config alone: the echo
+# example and the README's embedding snippet.
+test-install: js-client/node_modules/.package-lock.json
+	node --test tests/install/*.test.mjs
 
 # ---- fuzzing (libFuzzer, clang, ASan+UBSan) -------------------------------------------------
 FUZZ_CC      ?= clang
