@@ -71,6 +71,27 @@ typedef enum ferry_error {
 /* A static, human-readable description of an error code; never NULL. */
 FERRY_API const char *ferry_strerror(int err);
 
+/* Logging. ferry says why something failed or was refused in one line of text: every
+ * FERRY_EINVAL from ferry_hub_new and ferry_mount_new, every NULL from ferry_server_start,
+ * and requests refused for their Origin (at most one line per 10 s per mount, with a count
+ * of those not logged). Messages never contain tokens, resume secrets, session IDs,
+ * Authorization or Cookie values; text that came from a client is cut short and its
+ * non-printable bytes are escaped. */
+typedef enum ferry_log_level {
+    FERRY_LOG_ERROR = 0, /* a call failed; the message says why */
+    FERRY_LOG_WARN,      /* ferry refused a request or carries on in a degraded way */
+} ferry_log_level;
+
+/* Receives one message without a trailing newline. `msg` is valid only during the call.
+ * Called from any thread (the caller's, civetweb workers, the mount's threads), possibly
+ * from several at once, with no ferry lock held. It must not call ferry_set_log. */
+typedef void (*ferry_log_fn)(ferry_log_level level, const char *msg, void *ud);
+
+/* Sets the process-wide log function; `ud` is passed to it. NULL restores the default,
+ * which writes "ferry: <msg>\n" to stderr. Any thread: once this returns, no call to the
+ * previous function is running or will start, so its `ud` may be freed. */
+FERRY_API void ferry_set_log(ferry_log_fn fn, void *ud);
+
 /* Why a session ended or could not be resumed. Sent to clients as lowercase strings
  * (ferry_reason_str). */
 typedef enum ferry_reason {
@@ -178,8 +199,10 @@ typedef struct ferry_options {
 FERRY_API void ferry_options_init(ferry_options *o);
 
 /* Creates a hub. `opt` may be NULL (defaults) and is copied; `cb` may be NULL and is copied.
- * Returns FERRY_OK and writes *out, FERRY_EINVAL for a zero limit or a heartbeat timeout
- * not above the heartbeat, or FERRY_ENOMEM. Also initializes libsodium. */
+ * Returns FERRY_OK and writes *out, FERRY_ENOMEM, or FERRY_EINVAL, and logs why (see
+ * ferry_set_log), when `out` is NULL, a limit or timeout other than max_sessions_per_identity
+ * and tombstone_ms is 0, heartbeat_timeout_ms is not above heartbeat_ms, or resume_burst is
+ * 0 while resume_rate is not. Also initializes libsodium. */
 FERRY_API int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
                   void *ud);
 
@@ -191,7 +214,8 @@ FERRY_API void ferry_hub_free(ferry_hub *hub);
 /* Runs timers: pings quiet connections, drops dead ones (heartbeat timeout), expires
  * detached sessions after the resume window, forgets tombstones, and runs on_close for
  * sessions that ended since the last call. Call it about once a second from any one thread.
- * Returns FERRY_OK. */
+ * A mount (ferry_mount_new) runs it itself: applications using the civetweb transports
+ * never call it. Returns FERRY_OK. */
 FERRY_API int ferry_hub_tick(ferry_hub *hub);
 
 /* Publishes one message to every session subscribed to `topic`. `json` (`len` bytes, need
@@ -282,6 +306,11 @@ FERRY_API const char *ferry_session_id(const ferry_session *s);
 FERRY_API ferry_state ferry_session_state(ferry_session *s);
 /* The identity on_auth gave the session ("" without on_auth). Valid like ferry_session_id. */
 FERRY_API const char *ferry_session_identity(const ferry_session *s);
+
+/* The hub the session belongs to, so a callback can publish without a global. Valid as
+ * long as the hub is: inside every callback for the session, and until ferry_hub_free (or
+ * ferry_mount_free) for a session the application holds a reference to. NULL for NULL. */
+FERRY_API ferry_hub *ferry_session_hub(ferry_session *s);
 
 /* One application pointer per session, never read by ferry. */
 FERRY_API void ferry_session_set_user(ferry_session *s, void *user);

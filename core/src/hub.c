@@ -6,37 +6,13 @@
 #include <time.h>
 
 #include "link.h"
+#include "log.h"
 #include "session.h"
 #include "token.h"
 
 /* Non-zero while this thread runs an application callback: fy_hub_drain must not run there
  * (it could wait on the very session lock the callback is inside). */
 static _Thread_local int in_callback;
-
-void ferry_options_init(ferry_options *o)
-{
-    *o = (ferry_options){
-        .max_frame_bytes = 64 * 1024,
-        .max_message_bytes = 60 * 1024,
-        .max_depth = 16,
-        .max_elements = 4096,
-        .max_batch = 128,
-        .max_batch_bytes = 64 * 1024,
-        .ack_window_bytes = 64 * 1024,
-        .outbox_max_msgs = 1024,
-        .outbox_max_bytes = 1024 * 1024,
-        .max_sessions = 100000,
-        .max_sessions_per_identity = 100,
-        .outbox_budget_bytes = (size_t)512 * 1024 * 1024,
-        .heartbeat_ms = 25000,
-        .heartbeat_timeout_ms = 60000,
-        .stall_timeout_ms = 10000,
-        .resume_window_ms = 120000,
-        .tombstone_ms = 120000,
-        .resume_burst = 20,
-        .resume_rate = 5,
-    };
-}
 
 static uint64_t monotonic_ms(void *ud)
 {
@@ -55,22 +31,22 @@ int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbac
                   void *ud)
 {
     ferry_options o;
-    if (!out)
+    if (!out) {
+        fy_log(FERRY_LOG_ERROR, "ferry_hub_new: out is NULL");
         return FERRY_EINVAL;
+    }
     if (opt)
         o = *opt;
     else
         ferry_options_init(&o);
-    if (!o.max_frame_bytes || !o.max_message_bytes || !o.max_depth || !o.max_elements ||
-        !o.max_batch || !o.outbox_budget_bytes ||
-        !o.max_batch_bytes || !o.outbox_max_msgs || !o.outbox_max_bytes || !o.max_sessions ||
-        !o.ack_window_bytes || !o.heartbeat_ms || o.heartbeat_timeout_ms <= o.heartbeat_ms ||
-        !o.stall_timeout_ms || !o.resume_window_ms)
+    if (fy_options_check(&o, "ferry_hub_new", ""))
         return FERRY_EINVAL;
     if (!o.clock)
         o.clock = monotonic_ms;
-    if (fy_token_init())
+    if (fy_token_init()) {
+        fy_log(FERRY_LOG_ERROR, "ferry_hub_new: libsodium failed to initialize");
         return FERRY_ENOMEM;
+    }
 
     ferry_hub *hub = calloc(1, sizeof *hub);
     if (!hub)

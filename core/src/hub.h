@@ -42,6 +42,11 @@ bool fy_hub_resume_allowed(ferry_hub *hub, const char *addr);
 
 uint64_t fy_hub_now(const ferry_hub *hub);
 
+/* Checks options as ferry_hub_new does (options.c). On the first bad one logs
+ * "<caller>: <prefix><option> ..." with the value and the rule, and returns FERRY_EINVAL;
+ * else FERRY_OK. `prefix` names where the options sit ("core." in a mount's options). */
+int fy_options_check(const ferry_options *o, const char *caller, const char *prefix);
+
 /* Counts one hit of a limit. Any thread, any lock. */
 static inline void fy_hub_limit(ferry_hub *hub, ferry_limit l)
 {

@@ -201,6 +201,11 @@ ferry_state ferry_session_state(ferry_session *s)
     return st;
 }
 
+ferry_hub *ferry_session_hub(ferry_session *s)
+{
+    return s ? s->hub : NULL;
+}
+
 void ferry_session_set_user(ferry_session *s, void *user)
 {
     pthread_mutex_lock(&s->lock);

@@ -61,5 +61,6 @@ Suite *outbox_suite(void);
 Suite *session_suite(void);
 Suite *resume_suite(void);
 Suite *topic_suite(void);
+Suite *log_suite(void);
 
 #endif
