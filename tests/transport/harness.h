@@ -109,5 +109,6 @@ void ts_fast_heartbeat(ferry_mount_options *o); /* 100 ms pings, 400 ms timeout,
 Suite *ws_suite(void);
 Suite *lp_suite(void);
 Suite *mixed_suite(void);
+Suite *diag_suite(void);
 
 #endif

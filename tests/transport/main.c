@@ -9,6 +9,7 @@ int main(void)
     SRunner *sr = srunner_create(ws_suite());
     srunner_add_suite(sr, lp_suite());
     srunner_add_suite(sr, mixed_suite());
+    srunner_add_suite(sr, diag_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -34,10 +34,15 @@ typedef struct ferry_mount ferry_mount;
 
 typedef struct ferry_mount_options {
     ferry_options core;          /* limits, heartbeat, resume window (ferry_options_init) */
-    const char *prefix;          /* path prefix, no trailing slash ("/ferry") */
-    /* Origins allowed to connect, comma-separated ("https://a.example, http://localhost:8080").
+    /* Path prefix ("/ferry"): starts with '/', does not end with one, no "//", only letters,
+     * digits and /-._~ (civetweb reads others as patterns). */
+    const char *prefix;
+    /* Origins allowed to connect, comma-separated ("https://a.example, http://localhost:8080"),
+     * each scheme://host[:port] with no path or trailing '/', as browsers send it.
      * NULL or "": only requests without an Origin header, and requests whose Origin is the
-     * request's own Host (same origin). "*" allows any origin (development only). */
+     * request's own Host (same origin). "*" alone allows any origin (development only).
+     * A request refused for its Origin gets 403 and is logged (ferry_set_log): at most one
+     * line per 10 s per mount, naming the Origin and this list. */
     const char *allowed_origins;
     /* Concurrent WebSockets plus held polls. Above it, new ones get 503 with Retry-After at
      * once. Leave headroom below civetweb's num_threads for plain HTTP requests. (1000) */
@@ -56,8 +61,8 @@ typedef struct ferry_mount_options {
      * per-address resume limit. Only set it when every request comes through that proxy.
      * NULL: the TCP peer address. */
     const char *real_ip_header;
-    /* Where to serve Prometheus metrics (ferry_mount_metrics), e.g. "/metrics"; NULL: not
-     * served (the application can render them itself). */
+    /* Where to serve Prometheus metrics (ferry_mount_metrics), e.g. "/metrics", with the
+     * rules of prefix; NULL: not served (the application can render them itself). */
     const char *metrics_path;
 } ferry_mount_options;
 
@@ -65,10 +70,14 @@ typedef struct ferry_mount_options {
 FERRY_API void ferry_mount_options_init(ferry_mount_options *o);
 
 /* Mounts ferry on `ctx`. `o` may be NULL (defaults); it is copied, allowed_origins and
- * prefix included. `cb` and `ud` are the application callbacks (ferry.h). Returns FERRY_OK
- * and writes *out, FERRY_EINVAL (bad option, prefix not starting with '/', or the context
- * answers CORS preflights itself: set access_control_allow_methods to ""), or
- * FERRY_ENOMEM. Process-wide effect: on Linux 6.17 and later it enlarges the process's
+ * prefix included. `cb` and `ud` are the application callbacks (ferry.h). The mount runs
+ * ferry_hub_tick itself. Returns FERRY_OK and writes *out, FERRY_ENOMEM, or FERRY_EINVAL,
+ * and logs which option and why (ferry_set_log), when: `ctx` or `out` is NULL; prefix or
+ * metrics_path breaks the rules above; max_connections, poll_timeout_ms, writer_threads,
+ * tick_ms, handshake_timeout_ms or control_burst is 0; `core` is refused as by
+ * ferry_hub_new; an allowed_origins entry is not scheme://host[:port], or "*" is not alone;
+ * real_ip_header is not a header name; or the context answers CORS preflights itself (set
+ * its access_control_allow_methods to ""). Process-wide effect: on Linux 6.17 and later it enlarges the process's
  * private futex hash to about two slots per max_connections (never shrinks it), because
  * every held poll is a thread asleep on a futex (docs/TRANSPORTS.md). */
 FERRY_API int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o,
@@ -100,7 +109,7 @@ FERRY_API void ferry_mount_free(ferry_mount *m);
 /* For applications without a civetweb context yet. */
 typedef struct ferry_server_options {
     const char *listen;          /* civetweb listening_ports ("127.0.0.1:8080") */
-    const char *document_root;   /* static files to serve, or NULL */
+    const char *document_root;   /* a directory of static files to serve, or NULL */
     size_t max_connections;      /* as in ferry_mount_options; sizes num_threads (1000) */
     uint32_t request_timeout_ms; /* bounds header reads and blocked writes (10000) */
 } ferry_server_options;
@@ -108,9 +117,11 @@ typedef struct ferry_server_options {
 FERRY_API void ferry_server_options_init(ferry_server_options *o);
 
 /* Starts a civetweb context with settings ferry needs: tcp_nodelay, keep-alive, timeouts,
- * num_threads sized from max_connections, CORS preflights handed to ferry. Returns the
- * context or NULL (civetweb logs why to stderr). Stop it with ferry_server_stop (or mg_stop)
- * after ferry_mount_free. */
+ * num_threads sized from max_connections, CORS preflights handed to ferry. `o` may be NULL
+ * (defaults). Returns the context, or NULL and logs why (ferry_set_log): listen unset, a
+ * document_root that does not exist or is not a directory, a listen string civetweb
+ * rejects, or an address it cannot listen on ("cannot listen on 127.0.0.1:8080: Address
+ * already in use"). Stop it with ferry_server_stop (or mg_stop) after ferry_mount_free. */
 FERRY_API struct mg_context *ferry_server_start(const ferry_server_options *o);
 
 /* mg_stop, without its wait of up to 2 s: civetweb's listener notices the stop only when

@@ -394,7 +394,7 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
 
 static void preflight(struct mg_connection *conn, ferry_mount *m)
 {
-    if (!fy_origin_check(m, conn)) {
+    if (!fy_origin_check(m, conn, "a CORS preflight", m->lp_path)) {
         fy_http_reply(conn, m, 403, NULL, "text/plain", "", 0);
         return;
     }
@@ -422,7 +422,7 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
     bool has_creds = mg_get_header(conn, "Authorization") != NULL;
     if (strcmp(method, "OPTIONS") == 0)
         preflight(conn, m);
-    else if (!fy_origin_check(m, conn))
+    else if (!fy_origin_check(m, conn, "a long-poll request", m->lp_path))
         reply_text(conn, m, 403, "[{\"t\":\"error\",\"code\":\"origin\","
                                  "\"text\":\"origin not allowed\"}]");
     else if (strcmp(method, "POST") == 0 && !has_creds)

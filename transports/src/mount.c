@@ -1,29 +1,13 @@
 #include "mount.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-void ferry_mount_options_init(ferry_mount_options *o)
-{
-    memset(o, 0, sizeof *o);
-    ferry_options_init(&o->core);
-    o->prefix = "/ferry";
-    o->max_connections = 1000;
-    o->poll_timeout_ms = 25000;
-    o->writer_threads = 2;
-    o->tick_ms = 500;
-    o->handshake_timeout_ms = 10000;
-    o->control_burst = 20;
-    o->control_rate = 5;
-}
+#include "log.h"
 
 static char *join(const char *a, const char *b)
 {
@@ -34,51 +18,6 @@ static char *join(const char *a, const char *b)
         memcpy(s + la, b, lb + 1);
     }
     return s;
-}
-
-/* Is `origin` (scheme://host[:port]) in the comma-separated list? */
-static bool in_list(const char *list, const char *origin)
-{
-    size_t olen = strlen(origin);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *end = p;
-        while (*end && *end != ',' && *end != ' ')
-            end++;
-        if ((size_t)(end - p) == olen && strncasecmp(p, origin, olen) == 0)
-            return true;
-        p = end;
-    }
-    return false;
-}
-
-static bool origin_ok(const ferry_mount *m, const struct mg_connection *conn)
-{
-    const char *origin = mg_get_header(conn, "Origin");
-    if (!origin)
-        return true; /* not a browser: nothing to protect against cross-site use */
-    if (m->origins && strcmp(m->origins, "*") == 0)
-        return true;
-    if (m->origins && *m->origins)
-        return in_list(m->origins, origin);
-    /* Same origin: the Origin's host[:port] equals the Host header. */
-    const char *host = mg_get_header(conn, "Host");
-    const char *sep = strstr(origin, "://");
-    return host && sep && strcasecmp(sep + 3, host) == 0;
-}
-
-bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn)
-{
-    return origin_ok(m, conn);
-}
-
-bool fy_origin_check(ferry_mount *m, const struct mg_connection *conn)
-{
-    if (origin_ok(m, conn))
-        return true;
-    fy_hub_limit(m->hub, FERRY_LIMIT_ORIGIN);
-    return false;
 }
 
 const char *fy_conn_header(void *ctx, const char *name)
@@ -225,6 +164,7 @@ static void mount_free(ferry_mount *m)
     pthread_cond_destroy(&m->lp_idle);
     pthread_mutex_destroy(&m->tlock);
     pthread_cond_destroy(&m->tcond);
+    pthread_mutex_destroy(&m->olog_lock);
     free(m->writers);
     free(m->prefix);
     free(m->origins);
@@ -270,18 +210,18 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
         ferry_mount_options_init(&def);
         o = &def;
     }
-    if (!ctx || !out || !o->prefix || o->prefix[0] != '/' || !o->max_connections ||
-        !o->poll_timeout_ms || !o->writer_threads || !o->tick_ms || !o->handshake_timeout_ms ||
-        !o->control_burst)
+    if (!out) {
+        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: out is NULL");
         return FERRY_EINVAL;
-    /* civetweb answers OPTIONS itself (with CORS "*") unless this is empty. */
-    const char *acam = mg_get_option(ctx, "access_control_allow_methods");
-    if (acam && *acam)
+    }
+    if (fy_mount_options_check(ctx, o))
         return FERRY_EINVAL;
 
     ferry_mount *m = calloc(1, sizeof *m);
-    if (!m)
+    if (!m) {
+        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
         return FERRY_ENOMEM;
+    }
     size_futex_hash(o->max_connections);
     m->ctx = ctx;
     m->opt = *o;
@@ -311,23 +251,27 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     pthread_cond_init(&m->lp_idle, NULL);
     pthread_mutex_init(&m->tlock, NULL);
     pthread_cond_init(&m->tcond, NULL);
+    pthread_mutex_init(&m->olog_lock, NULL);
     int rc = FERRY_ENOMEM;
     if (!m->prefix || (o->allowed_origins && !m->origins) || (o->real_ip_header && !m->real_ip) ||
         (o->metrics_path && !m->metrics_path) || !m->ws_path || !m->lp_path ||
         !m->js_path || !m->mjs_path || !m->mjs || !m->writers || fy_map_init(&m->lp) ||
         (rc = ferry_hub_new(&m->hub, &o->core, cb, ud)) != 0) {
         mount_free(m);
+        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
         return rc ? rc : FERRY_ENOMEM;
     }
     atomic_store_explicit(&m->published, true, memory_order_release);
     if ((rc = fy_ws_start(m)) != 0) {
         mount_free(m);
+        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: cannot start its writer threads");
         return rc;
     }
     if (pthread_create(&m->timer, NULL, timer_main, m) != 0) {
         atomic_store(&m->stopping, true);
         fy_ws_stop(m);
         mount_free(m);
+        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: cannot start its timer thread");
         return FERRY_ENOMEM;
     }
     fy_lp_start(m);
@@ -380,111 +324,9 @@ void ferry_mount_free(ferry_mount *m)
     if (!ws_done) {
         /* civetweb may still call back into a connection it never closed: keep the mount's
          * memory valid rather than risk a use after free. */
-        fprintf(stderr, "ferry: WebSockets still open 30 s after unmount; the mount is "
-                        "not freed\n");
+        fy_log(FERRY_LOG_ERROR, "ferry_mount_free: WebSockets still open 30 s after unmount; "
+                                "the mount is not freed");
         return;
     }
     mount_free(m);
-}
-
-void ferry_server_options_init(ferry_server_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->listen = "127.0.0.1:8080";
-    o->max_connections = 1000;
-    o->request_timeout_ms = 10000;
-}
-
-struct mg_context *ferry_server_start(const ferry_server_options *o)
-{
-    ferry_server_options def;
-    if (!o) {
-        ferry_server_options_init(&def);
-        o = &def;
-    }
-    char threads[32], timeout[32], backlog[32];
-    /* A worker per WebSocket or held poll, plus headroom for sends, handshakes, files. */
-    snprintf(threads, sizeof threads, "%zu", o->max_connections + o->max_connections / 8 + 16);
-    /* When every client reconnects at once (a restart, a network blip) civetweb's one
-     * accepting thread falls behind; with its default backlog of 200 the kernel drops the
-     * SYNs beyond it and those clients wait a full second to retry. The kernel caps this at
-     * net.core.somaxconn. */
-    size_t bl = o->max_connections < 200 ? 200 : o->max_connections > 4096 ? 4096 : o->max_connections;
-    snprintf(backlog, sizeof backlog, "%zu", bl);
-    snprintf(timeout, sizeof timeout, "%u", (unsigned)o->request_timeout_ms);
-    const char *opts[32];
-    int i = 0;
-    opts[i++] = "listening_ports";
-    opts[i++] = o->listen;
-    opts[i++] = "num_threads";
-    opts[i++] = threads;
-    opts[i++] = "listen_backlog";
-    opts[i++] = backlog;
-    opts[i++] = "tcp_nodelay";
-    opts[i++] = "1";
-    opts[i++] = "enable_keep_alive";
-    opts[i++] = "yes";
-    opts[i++] = "keep_alive_timeout_ms";
-    opts[i++] = "5000";
-    opts[i++] = "request_timeout_ms";
-    opts[i++] = timeout;
-    /* The WebSocket read loop's poll interval: how soon a server-side close takes effect
-     * when the peer does not answer it. */
-    opts[i++] = "websocket_timeout_ms";
-    opts[i++] = "1000";
-    opts[i++] = "access_control_allow_methods";
-    opts[i++] = "";
-    opts[i++] = "access_control_allow_origin";
-    opts[i++] = "";
-    if (o->document_root) {
-        opts[i++] = "document_root";
-        opts[i++] = o->document_root;
-    }
-    opts[i] = NULL;
-    struct mg_callbacks cbs;
-    memset(&cbs, 0, sizeof cbs);
-    mg_init_library(0);
-    return mg_start(&cbs, NULL, opts);
-}
-
-struct nudge {
-    int port;
-    atomic_bool done;
-};
-
-static void *nudge_main(void *arg)
-{
-    struct nudge *n = arg;
-    for (int i = 0; i < 150 && !atomic_load(&n->done); i++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)n->port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (fd >= 0) {
-            connect(fd, (struct sockaddr *)&a, sizeof a);
-            close(fd);
-        }
-        usleep(20000);
-    }
-    return NULL;
-}
-
-void ferry_server_stop(struct mg_context *ctx)
-{
-    if (!ctx)
-        return;
-    struct nudge n = {ferry_server_port(ctx), false};
-    pthread_t t;
-    bool started = n.port > 0 && pthread_create(&t, NULL, nudge_main, &n) == 0;
-    mg_stop(ctx);
-    if (started) {
-        atomic_store(&n.done, true);
-        pthread_join(t, NULL);
-    }
-}
-
-int ferry_server_port(struct mg_context *ctx)
-{
-    struct mg_server_port ports[4];
-    int n = mg_get_server_ports(ctx, 4, ports);
-    return n > 0 ? ports[0].port : -1;
 }

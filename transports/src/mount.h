@@ -46,6 +46,11 @@ struct ferry_mount {
     size_t lp_active;            /* requests running in the long-poll handler (lp_lock) */
     pthread_cond_t lp_idle;      /* signalled when lp_active drops to 0 (lp_lock) */
 
+    pthread_mutex_t olog_lock;   /* the refused-Origin log's rate limit: */
+    bool olog_any;               /* a line was logged, */
+    uint64_t olog_at;            /* at this time (hub clock), */
+    uint64_t olog_skipped;       /* and this many refusals were not logged since */
+
     pthread_t timer;
     pthread_mutex_t tlock;
     pthread_cond_t tcond;
@@ -69,9 +74,16 @@ static inline void fy_mount_leave(ferry_mount *m)
     atomic_fetch_sub(&m->busy, 1);
 }
 
-/* Origin policy: true if the request may proceed. fy_origin_check also counts a refusal. */
+/* origin.c: the Origin policy. True if the request may proceed. fy_origin_check also
+ * counts a refusal and logs it (rate-limited) as "refused <what> on <path>: ...". */
 bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn);
-bool fy_origin_check(ferry_mount *m, const struct mg_connection *conn);
+bool fy_origin_check(ferry_mount *m, const struct mg_connection *conn, const char *what,
+                     const char *path);
+#define FY_ORIGIN_LOG_MS 10000 /* at most one refused-Origin line per mount this often */
+
+/* mount_options.c: checks the options as ferry_mount_new does; on the first bad one logs
+ * "ferry_mount_new: ..." with the option, its value and the rule, and returns FERRY_EINVAL. */
+int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o);
 
 /* Header lookup for on_auth: ctx is the request's mg_connection. */
 const char *fy_conn_header(void *ctx, const char *name);

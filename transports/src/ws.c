@@ -260,7 +260,7 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
         refuse(conn, m, 404, "websocket is off\n");
         return 1;
     }
-    if (!fy_origin_check(m, c)) {
+    if (!fy_origin_check(m, c, "a WebSocket upgrade", m->ws_path)) {
         refuse(conn, m, 403, "origin not allowed\n");
         return 1;
     }

@@ -1,0 +1,172 @@
+/* ferry_mount_options: the defaults, and checks that say which option is wrong and why. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "mount.h"
+
+#define WHO "ferry_mount_new: "
+
+void ferry_mount_options_init(ferry_mount_options *o)
+{
+    memset(o, 0, sizeof *o);
+    ferry_options_init(&o->core);
+    o->prefix = "/ferry";
+    o->max_connections = 1000;
+    o->poll_timeout_ms = 25000;
+    o->writer_threads = 2;
+    o->tick_ms = 500;
+    o->handshake_timeout_ms = 10000;
+    o->control_burst = 20;
+    o->control_rate = 5;
+}
+
+/* A path civetweb matches literally: "/a/b", no trailing '/', no "//", and none of the
+ * characters civetweb's handler patterns give a meaning to ('*', '?', '|', '$'). */
+static bool path_ok(const char *name, const char *v)
+{
+    char q[160];
+    size_t len = strlen(v);
+    fy_log_quote(q, sizeof q, v, 120);
+    if (v[0] != '/') {
+        fy_log(FERRY_LOG_ERROR, WHO "%s %s must start with '/'", name, q);
+        return false;
+    }
+    if (v[len - 1] == '/') {
+        fy_log(FERRY_LOG_ERROR, WHO "%s %s must not end with '/'", name, q);
+        return false;
+    }
+    if (strstr(v, "//")) {
+        fy_log(FERRY_LOG_ERROR, WHO "%s %s must not contain \"//\"", name, q);
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!isalnum(c) && !strchr("/-._~", c)) {
+            fy_log(FERRY_LOG_ERROR,
+                   WHO "%s %s may contain only letters, digits and /-._~ (byte 0x%02x at offset %zu)",
+                   name, q, c, i);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One entry of allowed_origins, `len` bytes at `e`: scheme://host[:port], as browsers send
+ * it. An entry with a path or a trailing '/' would never match. */
+static bool origin_entry_ok(const char *e, size_t len)
+{
+    char q[160];
+    fy_log_quote(q, sizeof q, e, len < 120 ? len : 120);
+    const char *sep = strstr(e, "://");
+    size_t scheme = sep ? (size_t)(sep - e) : len;
+    bool ok = sep && scheme > 0 && scheme + 3 < len;
+    for (size_t i = 0; ok && i < scheme; i++)
+        ok = isalnum((unsigned char)e[i]) || strchr("+-.", e[i]);
+    const char *slash = ok ? memchr(sep + 3, '/', len - scheme - 3) : NULL;
+    if (slash) {
+        fy_log(FERRY_LOG_ERROR,
+               WHO "allowed_origins entry %s has a path or a trailing '/': an Origin is "
+                   "scheme://host[:port]",
+               q);
+        return false;
+    }
+    for (size_t i = scheme + 3; ok && i < len; i++)
+        ok = isalnum((unsigned char)e[i]) || strchr(".-_:[]", e[i]);
+    if (!ok) {
+        fy_log(FERRY_LOG_ERROR,
+               WHO "allowed_origins entry %s is not an origin: write scheme://host[:port], "
+                   "e.g. \"https://app.example\"",
+               q);
+        return false;
+    }
+    return true;
+}
+
+static bool origins_ok(const char *list)
+{
+    if (strcmp(list, "*") == 0)
+        return true;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len == 1 && *p == '*') {
+            char q[340];
+            fy_log(FERRY_LOG_ERROR,
+                   WHO "allowed_origins %s: \"*\" allows every origin and must be the whole list",
+                   fy_log_quote(q, sizeof q, list, 300));
+            return false;
+        }
+        if (len && !origin_entry_ok(p, len))
+            return false;
+        p += len;
+    }
+    return true;
+}
+
+static bool header_name_ok(const char *v)
+{
+    bool ok = *v != '\0';
+    for (const char *c = v; ok && *c; c++)
+        ok = isalnum((unsigned char)*c) || *c == '-' || *c == '_';
+    if (!ok) {
+        char q[160];
+        fy_log(FERRY_LOG_ERROR,
+               WHO "real_ip_header %s must be a header name: letters, digits, '-' and '_' "
+                   "(e.g. \"X-Real-IP\")",
+               fy_log_quote(q, sizeof q, v, 120));
+    }
+    return ok;
+}
+
+int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
+{
+    if (!ctx) {
+        fy_log(FERRY_LOG_ERROR, WHO "ctx is NULL");
+        return FERRY_EINVAL;
+    }
+    if (!o->prefix) {
+        fy_log(FERRY_LOG_ERROR, WHO "prefix is NULL (the default is \"/ferry\")");
+        return FERRY_EINVAL;
+    }
+    if (!path_ok("prefix", o->prefix))
+        return FERRY_EINVAL;
+    const struct {
+        const char *name;
+        unsigned long long value;
+    } nonzero[] = {
+        {"max_connections", o->max_connections},
+        {"poll_timeout_ms", o->poll_timeout_ms},
+        {"writer_threads", o->writer_threads},
+        {"tick_ms", o->tick_ms},
+        {"handshake_timeout_ms", o->handshake_timeout_ms},
+        {"control_burst", o->control_burst},
+    };
+    for (size_t i = 0; i < sizeof nonzero / sizeof nonzero[0]; i++) {
+        if (!nonzero[i].value) {
+            fy_log(FERRY_LOG_ERROR, WHO "%s must be at least 1", nonzero[i].name);
+            return FERRY_EINVAL;
+        }
+    }
+    if (fy_options_check(&o->core, "ferry_mount_new", "core."))
+        return FERRY_EINVAL;
+    if (o->allowed_origins && !origins_ok(o->allowed_origins))
+        return FERRY_EINVAL;
+    if (o->real_ip_header && !header_name_ok(o->real_ip_header))
+        return FERRY_EINVAL;
+    if (o->metrics_path && !path_ok("metrics_path", o->metrics_path))
+        return FERRY_EINVAL;
+    /* civetweb answers OPTIONS itself (with CORS "*") unless this is empty. */
+    const char *acam = mg_get_option(ctx, "access_control_allow_methods");
+    if (acam && *acam) {
+        char q[160];
+        fy_log(FERRY_LOG_ERROR,
+               WHO "the civetweb context answers CORS preflights itself "
+                   "(access_control_allow_methods=%s): set it to \"\"",
+               fy_log_quote(q, sizeof q, acam, 120));
+        return FERRY_EINVAL;
+    }
+    return FERRY_OK;
+}
