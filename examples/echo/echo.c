@@ -38,16 +38,25 @@ static void on_message(ferry_session *s, json_t *data, void *ud)
 int main(int argc, char **argv)
 {
     const char *port = getenv("PORT") ? getenv("PORT") : "8080";
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (argc > 2 || port[0] < '0' || port[0] > '9' || *end || p > 65535) {
+        if (argc > 2)
+            fprintf(stderr, "usage: echo [document_root]\n");
+        else
+            fprintf(stderr, "echo: PORT \"%.40s\" is not a port number (0 to 65535)\n", port);
+        return 2;
+    }
     char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
+    snprintf(listen, sizeof listen, "127.0.0.1:%ld", p);
 
     ferry_server_options so;
     ferry_server_options_init(&so);
     so.listen = listen;
-    so.document_root = argc > 1 ? argv[1] : NULL;
+    so.document_root = argc > 1 ? argv[1] : NULL; /* ferry refuses a missing directory */
     struct mg_context *ctx = ferry_server_start(&so);
     if (!ctx) {
-        fprintf(stderr, "echo: cannot listen on %s\n", listen);
+        fprintf(stderr, "echo: not started (ferry says why above)\n");
         return 1;
     }
 
