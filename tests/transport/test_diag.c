@@ -187,7 +187,7 @@ START_TEST(server_start_says_the_listen_string_is_bad)
     cap_start();
     ck_assert_ptr_null(ferry_server_start(&so));
     ck_assert_int_eq(cap_count(), 1);
-    const char *want = "ferry_server_start: civetweb refused to start with listen \"127.0.0.1:abc\": ";
+    const char *want = "ferry_server_start: civetweb did not start (listen \"127.0.0.1:abc\"): ";
     ck_assert_int_eq(strncmp(cap_msg[0], want, strlen(want)), 0);
     ck_assert_ptr_nonnull(strstr(cap_msg[0], "invalid port spec"));
     so.listen = "";

@@ -24,7 +24,8 @@ void ferry_server_options_init(ferry_server_options *o)
 /* civetweb reports why it cannot start through log_message, on the thread in mg_start2;
  * start_log keeps the first report made there. Reports from other threads, and any after
  * the start, get civetweb's usual handling, as if there were no callback. */
-static _Thread_local char *start_reason; /* 256 bytes */
+#define REASON_MAX 256
+static _Thread_local char *start_reason; /* REASON_MAX bytes */
 
 static int start_log(const struct mg_connection *conn, const char *message)
 {
@@ -32,7 +33,7 @@ static int start_log(const struct mg_connection *conn, const char *message)
     if (!start_reason)
         return 0;
     if (!start_reason[0])
-        snprintf(start_reason, 256, "%s", message);
+        snprintf(start_reason, REASON_MAX, "%s", message);
     return 1;
 }
 
@@ -53,7 +54,7 @@ static void say_why(const char *listen, const char *reason)
         }
     }
     char q[200];
-    fy_log(FERRY_LOG_ERROR, "ferry_server_start: civetweb refused to start with listen %s: %s",
+    fy_log(FERRY_LOG_ERROR, "ferry_server_start: civetweb did not start (listen %s): %s",
            fy_log_quote(q, sizeof q, listen, 150), reason);
 }
 
@@ -136,7 +137,7 @@ struct mg_context *ferry_server_start(const ferry_server_options *o)
     memset(&cbs, 0, sizeof cbs);
     cbs.log_message = start_log;
     mg_init_library(0);
-    char reason[256] = "", text[256] = "";
+    char reason[REASON_MAX] = "", text[256] = "";
     unsigned code = 0;
     struct mg_init_data init = {&cbs, NULL, opts};
     struct mg_error_data err = {&code, text, sizeof text};
