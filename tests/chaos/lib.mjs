@@ -1,0 +1,178 @@
+// Shared by chaos.test.mjs and soak.mjs: builds and starts the chaos server, starts nginx,
+// and waits for conditions. Everything listens on 127.0.0.1 and writes under build/chaos/.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const out = path.join(root, 'build', 'chaos');
+const require = createRequire(path.join(root, 'js-client', 'package.json'));
+export const ferry = require('./ferry.js');
+const WsBase = require('ws');
+
+// The `ws` package emits 'error' when a socket is closed before it opened, and an 'error'
+// nobody listens to ends the process; a browser's WebSocket just reports it. The client
+// detaches its handlers before closing a connection it gave up on, so one listener stays.
+export class WebSocket extends WsBase {
+  constructor(...args) {
+    super(...args);
+    this.on('error', () => {});
+  }
+}
+
+export const NGINX = '/usr/sbin/nginx';
+
+// Compiles tests/chaos/server.c against build/libferry.a (make lib builds it).
+export function buildServer() {
+  fs.mkdirSync(out, { recursive: true });
+  const bin = path.join(out, 'server');
+  const pc = spawnSync('pkg-config', ['--cflags', '--libs', 'jansson', 'libsodium'], { encoding: 'utf8' });
+  if (pc.status !== 0) throw new Error('pkg-config: ' + pc.stderr);
+  const args = ['-std=c11', '-D_GNU_SOURCE', '-pthread', '-Wall', '-Wextra', '-Werror', '-O2', '-g',
+    '-Icore/include', '-Itransports/include', 'tests/chaos/server.c', 'build/libferry.a',
+    ...pc.stdout.trim().split(/\s+/), '-lcivetweb', '-o', bin];
+  const cc = spawnSync(process.env.CC || 'cc', args, { cwd: root, encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error('building the chaos server failed:\n' + cc.stderr);
+  return bin;
+}
+
+// Every child this process starts, so a failure anywhere still stops them all.
+const children = new Set();
+export function killAll() {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+process.on('exit', killAll);
+
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+function stopChild(child, signal = 'SIGTERM', closeStdin = false) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    if (closeStdin) child.stdin.end();
+    else child.kill(signal);
+  });
+}
+
+export async function startServer(bin, env = {}) {
+  const child = track(spawn(bin, [], {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  }));
+  const port = await new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const m = /port (\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error('chaos server exited with ' + code)));
+  });
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    port,
+    pid: child.pid,
+    child,
+    async control(what, query = '') {
+      const method = what === 'log' || what === 'stats' ? 'GET' : 'POST';
+      const r = await fetch(`${base}/control/${what}${query ? '?' + query : ''}`, { method });
+      if (r.status !== 200) throw new Error(`control ${what}: HTTP ${r.status}`);
+      return r.json();
+    },
+    stop: () => stopChild(child, null, true),
+  };
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export async function waitFor(cond, ms, what) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+// nginx in front of `upstreamPort`, passing WebSocket upgrades and long-polls through, with
+// keep-alive connections to the upstream. Its files live in build/chaos/nginx-<port>/.
+export async function startNginx(upstreamPort) {
+  if (!fs.existsSync(NGINX)) throw new Error(`${NGINX} is missing (apt-get install nginx-light)`);
+  const port = await freePort();
+  const dir = path.join(out, `nginx-${port}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+    .map((t) => `${t}_temp_path ${dir}/${t};`).join('\n    ');
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(conf, `
+daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log crit;
+events { worker_connections 2048; }
+http {
+    access_log off;
+    ${temp}
+    map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
+    upstream ferry { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+    server {
+        listen 127.0.0.1:${port};
+        location / {
+            proxy_pass http://ferry;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 30s;
+        }
+    }
+}
+`);
+  const check = spawnSync(NGINX, ['-t', '-c', conf], { encoding: 'utf8' });
+  if (check.status !== 0) throw new Error('nginx -t: ' + check.stderr);
+  const child = track(spawn(NGINX, ['-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] }));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error('nginx exited with ' + child.exitCode);
+    try {
+      await fetch(`http://127.0.0.1:${port}/ferry/ferry.js`);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 5000, 'nginx to listen');
+  return {
+    port,
+    async stop() {
+      await stopChild(child, 'SIGTERM');
+      await exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// The server's RSS (kB), threads and open file descriptors, from /proc.
+export function procStats(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)[1]);
+  return { rssKb: field('VmRSS'), threads: field('Threads'), fds: fs.readdirSync(`/proc/${pid}/fd`).length };
+}

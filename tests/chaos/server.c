@@ -1,0 +1,272 @@
+/* The chaos suite's server: ferry on 127.0.0.1 (a free port, printed as "port N"), a
+ * numbered stream published to the topic "chaos", and a log of what the application saw of
+ * every client's messages, for tests/chaos/check.mjs.
+ *
+ * Every new session (on_open, on_reset) first gets {"start":K} on its own, then the stream
+ * from {"i":K} on: the two happen under the publisher's lock, so a client can tell exactly
+ * where its session's stream begins. Clients name themselves with their token (the session
+ * identity) and put {"c":id,"n":N} in their messages; the log keeps the N of each message in
+ * the order on_message saw them, per id.
+ *
+ *   GET  /control/log[?clear=1]   {"published":I,"clients":{id:[N,...]},"resets":{id:[why]},
+ *                                  "mismatch":M}; clear=1 forgets what it returned
+ *   GET  /control/stats           session and connection counts
+ *   POST /control/publish?on=0|1  pause or resume the stream
+ *   POST /control/ws?on=0|1       refuse WebSocket upgrades (404) or accept them
+ *   POST /control/stop            exit (so does closing stdin)
+ *
+ * Environment (milliseconds): CHAOS_PUB_MS (5) between stream messages, CHAOS_HB_MS,
+ * CHAOS_TIMEOUT_MS, CHAOS_WINDOW_MS, CHAOS_POLL_MS, CHAOS_STALL_MS, CHAOS_TICK_MS override
+ * ferry's heartbeat, heartbeat timeout, resume window, poll hold, stall timeout and tick. */
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ferry_civetweb.h"
+
+static ferry_mount *mount;
+
+/* The stream: `published` is the last i sent to the topic. Held across a publish and across
+ * a new session's start message plus subscription. */
+static pthread_mutex_t stream_lock = PTHREAD_MUTEX_INITIALIZER;
+static long long published;
+static atomic_int publishing = 1;
+static atomic_int stopping;
+
+/* The log, under its own lock. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *clients;  /* id -> [n, ...] */
+static json_t *resets;   /* id -> [reason, ...] as on_reset saw them */
+static long long mismatch; /* messages whose "c" was not the session's identity */
+
+static void start_stream(ferry_session *s)
+{
+    pthread_mutex_lock(&stream_lock);
+    char m[64];
+    int len = snprintf(m, sizeof m, "{\"start\":%lld}", published + 1);
+    ferry_session_send(s, m, (size_t)len);
+    ferry_session_subscribe(s, "chaos");
+    pthread_mutex_unlock(&stream_lock);
+}
+
+static void on_open(ferry_session *s, void *ud)
+{
+    (void)ud;
+    start_stream(s);
+}
+
+static json_t *log_list(json_t *obj, const char *id)
+{
+    json_t *list = json_object_get(obj, id);
+    if (!list) {
+        list = json_array();
+        json_object_set_new(obj, id, list);
+    }
+    return list;
+}
+
+static void on_reset(ferry_session *s, ferry_reason why, void *ud)
+{
+    (void)ud;
+    pthread_mutex_lock(&log_lock);
+    json_array_append_new(log_list(resets, ferry_session_identity(s)),
+                          json_string(ferry_reason_str(why)));
+    pthread_mutex_unlock(&log_lock);
+    start_stream(s);
+}
+
+static void on_message(ferry_session *s, json_t *data, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(data, "c"));
+    json_t *n = json_object_get(data, "n");
+    pthread_mutex_lock(&log_lock);
+    if (!id || !json_is_integer(n) || strcmp(id, ferry_session_identity(s)) != 0)
+        mismatch++;
+    else
+        json_array_append(log_list(clients, id), n);
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* The token is the client's id: it names the session's identity. */
+static int on_auth(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const char **reason,
+                   void *ud)
+{
+    (void)ud;
+    if (!a->token || !a->token[0]) {
+        *reason = "a client id is required";
+        return 1;
+    }
+    snprintf(identity, FERRY_IDENTITY_MAX, "%s", a->token);
+    return 0;
+}
+
+static void *publisher(void *arg)
+{
+    long ms = *(long *)arg;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (!stopping) {
+        nanosleep(&ts, NULL);
+        if (!publishing)
+            continue;
+        pthread_mutex_lock(&stream_lock);
+        char m[64];
+        int len = snprintf(m, sizeof m, "{\"i\":%lld}", published + 1);
+        if (ferry_hub_publish(ferry_mount_hub(mount), "chaos", m, (size_t)len, NULL) == FERRY_OK)
+            published++;
+        pthread_mutex_unlock(&stream_lock);
+    }
+    return NULL;
+}
+
+static long qnum(const struct mg_request_info *ri, const char *name, long def)
+{
+    char v[32];
+    const char *q = ri->query_string ? ri->query_string : "";
+    return mg_get_var(q, strlen(q), name, v, sizeof v) > 0 ? atol(v) : def;
+}
+
+static int reply(struct mg_connection *conn, const char *body)
+{
+    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                    "Connection: close\r\n\r\n%s", strlen(body), body);
+    return 200;
+}
+
+static int reply_json(struct mg_connection *conn, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text)
+        return 500;
+    int r = reply(conn, text);
+    free(text);
+    return r;
+}
+
+static int control_log(struct mg_connection *conn, int clear)
+{
+    pthread_mutex_lock(&stream_lock);
+    long long last = published;
+    pthread_mutex_unlock(&stream_lock);
+    pthread_mutex_lock(&log_lock);
+    json_t *body = json_pack("{sIsOsOsI}", "published", (json_int_t)last, "clients", clients,
+                             "resets", resets, "mismatch", (json_int_t)mismatch);
+    if (clear) {
+        json_decref(clients);
+        json_decref(resets);
+        clients = json_object();
+        resets = json_object();
+    }
+    /* Serialized under the lock: the arrays are shared until then. */
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    pthread_mutex_unlock(&log_lock);
+    json_decref(body);
+    if (!text)
+        return 500;
+    int r = reply(conn, text);
+    free(text);
+    return r;
+}
+
+static int control(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *what = ri->local_uri + strlen("/control/");
+    if (strcmp(what, "log") == 0)
+        return control_log(conn, (int)qnum(ri, "clear", 0));
+    if (strcmp(what, "stats") == 0) {
+        size_t attached, detached, expired;
+        ferry_hub_counts(ferry_mount_hub(mount), &attached, &detached, &expired);
+        ferry_stats st;
+        ferry_hub_stats(ferry_mount_hub(mount), &st);
+        return reply_json(conn, json_pack("{sIsIsIsIsI}", "attached", (json_int_t)attached,
+                                          "detached", (json_int_t)detached, "expired",
+                                          (json_int_t)expired, "opened",
+                                          (json_int_t)st.sessions_opened, "resumes",
+                                          (json_int_t)st.resumes));
+    }
+    if (strcmp(what, "publish") == 0) {
+        publishing = (int)qnum(ri, "on", 1);
+        return control_log(conn, 0);
+    }
+    if (strcmp(what, "ws") == 0) {
+        ferry_mount_set_websocket(mount, (int)qnum(ri, "on", 1));
+        return reply(conn, "{}");
+    }
+    if (strcmp(what, "stop") == 0) {
+        stopping = 1;
+        return reply(conn, "{}");
+    }
+    return 0;
+}
+
+static long env_ms(const char *name, long def)
+{
+    const char *v = getenv(name);
+    return v && *v ? atol(v) : def;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    clients = json_object();
+    resets = json_object();
+    ferry_server_options so;
+    ferry_server_options_init(&so);
+    so.listen = "127.0.0.1:0";
+    so.max_connections = 400;
+    struct mg_context *ctx = ferry_server_start(&so);
+    if (!ctx)
+        return 1;
+    ferry_mount_options mo;
+    ferry_mount_options_init(&mo);
+    mo.max_connections = 400;
+    mo.allowed_origins = "*"; /* reached through proxies */
+    mo.tick_ms = (uint32_t)env_ms("CHAOS_TICK_MS", 100);
+    mo.poll_timeout_ms = (uint32_t)env_ms("CHAOS_POLL_MS", mo.poll_timeout_ms);
+    mo.core.resume_burst = 100000; /* every client resumes from 127.0.0.1 */
+    mo.core.resume_rate = 100000;
+    mo.core.max_sessions_per_identity = 0;
+    mo.core.heartbeat_ms = (uint32_t)env_ms("CHAOS_HB_MS", mo.core.heartbeat_ms);
+    mo.core.heartbeat_timeout_ms = (uint32_t)env_ms("CHAOS_TIMEOUT_MS", mo.core.heartbeat_timeout_ms);
+    mo.core.resume_window_ms = (uint32_t)env_ms("CHAOS_WINDOW_MS", mo.core.resume_window_ms);
+    mo.core.stall_timeout_ms = (uint32_t)env_ms("CHAOS_STALL_MS", mo.core.stall_timeout_ms);
+    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message,
+                          .on_auth = on_auth};
+    int rc = ferry_mount_new(ctx, &mo, &cb, NULL, &mount);
+    if (rc != FERRY_OK) {
+        fprintf(stderr, "chaos server: %s\n", ferry_strerror(rc));
+        ferry_server_stop(ctx);
+        return 1;
+    }
+    mg_set_request_handler(ctx, "/control/", control, NULL);
+    long pub_ms = env_ms("CHAOS_PUB_MS", 5);
+    pthread_t pub;
+    pthread_create(&pub, NULL, publisher, &pub_ms);
+    printf("port %d\n", ferry_server_port(ctx));
+    fflush(stdout);
+
+    /* Runs until /control/stop or until stdin closes (whoever started it is gone). */
+    struct pollfd pfd = {.fd = 0, .events = POLLIN};
+    while (!stopping) {
+        if (poll(&pfd, 1, 100) > 0) {
+            char buf[64];
+            if (read(0, buf, sizeof buf) <= 0)
+                stopping = 1;
+        }
+    }
+    pthread_join(pub, NULL);
+    ferry_mount_free(mount);
+    ferry_server_stop(ctx);
+    json_decref(clients);
+    json_decref(resets);
+    return 0;
+}
