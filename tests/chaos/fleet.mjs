@@ -76,17 +76,34 @@ export class ChaosClient {
 // Many clients sending every few ms each; start() and stop() the sending.
 export class Fleet {
   constructor(url, prefix, spec, rnd) {
+    this.url = url;
+    this.prefix = prefix;
     this.clients = [];
     this.rnd = rnd;
-    let k = 0;
+    this.count = 0;
     for (const [transport, count] of Object.entries(spec))
-      for (let j = 0; j < count; j++) this.clients.push(new ChaosClient(url, `${prefix}-${transport}-${k++}`, transport));
+      for (let j = 0; j < count; j++) this.add(transport);
     this.timer = null;
+  }
+
+  add(transport) {
+    const c = new ChaosClient(this.url, `${this.prefix}-${transport}-${this.count++}`, transport);
+    this.clients.push(c);
+    return c;
+  }
+
+  // Churn: one running client ends its session for good, a new one of the same kind starts.
+  replaceOne() {
+    const running = this.clients.filter((c) => !c.closedEarly);
+    const gone = running[Math.floor(this.rnd.next() * running.length)];
+    gone.closedEarly = true;
+    gone.close();
+    return this.add(gone.mode);
   }
 
   start(everyMs = 40) {
     const tick = () => {
-      for (const c of this.clients) if (this.rnd.next() < 0.5) c.sendNext();
+      for (const c of this.clients) if (!c.closedEarly && this.rnd.next() < 0.5) c.sendNext();
       this.timer = setTimeout(tick, Math.floor(everyMs / 2 + this.rnd.next() * everyMs));
     };
     tick();

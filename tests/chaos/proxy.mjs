@@ -88,6 +88,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
   const live = new Set();
   let calm = false;   // no faults for new connections, none pending on old ones
   let outage = null;  // while set, every connection is held
+  const partitioned = { c2s: false, s2c: false }; // one direction held on every connection
 
   function open(client) {
     const id = ++stats.connections;
@@ -172,7 +173,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
     if (d.busy) return;
     d.busy = true;
     try {
-      while (d.queue.length && !c.held) {
+      while (d.queue.length && !c.held && !partitioned[name]) {
         if (c.dead || d.done) { d.queue.length = 0; break; }
         const item = d.queue[0];
         if (item === 'end') { d.queue.shift(); d.dst.end(); continue; }
@@ -194,7 +195,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
           // One byte at a time, each after a short delay; the rest of the queue waits.
           let k = sliced(c, name, d.sent) ? 0 : c.fate.slice.from - d.sent;
           if (k > 0) await write(d, item.subarray(0, k));
-          while (k < item.length && sliced(c, name, d.sent) && !c.dead && !c.held && !d.done) {
+          while (k < item.length && sliced(c, name, d.sent) && !c.dead && !c.held && !partitioned[name] && !d.done) {
             await write(d, item.subarray(k, k + 1));
             stats.slicedBytes++;
             k++;
@@ -248,6 +249,11 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
       const held = outage;
       outage = null;
       for (const c of held) if (live.has(c)) release(c);
+    },
+    // One direction of every connection, old and new, held until partition(dir, false).
+    partition(dir, on) {
+      partitioned[dir] = on;
+      if (!on) for (const c of live) pump(c, dir);
     },
     close() {
       return new Promise((resolve) => {

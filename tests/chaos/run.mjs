@@ -15,7 +15,8 @@ const later = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runPhase({
   name, server, url, proxies, spec, seconds, seed, outage = null, wsOffEvery = 5000,
-  wsOffFor = 1200, sendEveryMs = 40, drainMs = 30000, log = () => {},
+  wsOffFor = 1200, sendEveryMs = 40, drainMs = 30000, churnEveryMs = 0, clearLog = false,
+  log = () => {},
 }) {
   const rnd = rng(seed);
   const fleet = new Fleet(url, name, spec, rnd);
@@ -26,7 +27,12 @@ export async function runPhase({
     const end = Date.now() + seconds * 1000;
     let nextWsOff = Date.now() + wsOffEvery;
     let outageDone = !outage;
+    let nextChurn = Date.now() + churnEveryMs;
     while (Date.now() < end) {
+      if (churnEveryMs && Date.now() >= nextChurn) {
+        fleet.replaceOne();
+        nextChurn = Date.now() + churnEveryMs;
+      }
       if (!outageDone && Date.now() - t0 >= outage.atMs) {
         outageDone = true;
         log(`${name}: outage of ${outage.ms} ms`);
@@ -48,11 +54,12 @@ export async function runPhase({
     const { published } = await server.control('publish', 'on=0');
     let drained = true;
     let serverLog = null;
+    const running = fleet.clients.filter((c) => !c.closedEarly);
     try {
       await waitFor(async () => {
-        if (!fleet.clients.every((c) => c.lastI() >= published)) return false;
+        if (!running.every((c) => c.lastI() >= published)) return false;
         serverLog = await server.control('log');
-        return fleet.clients.every((c) => {
+        return running.every((c) => {
           const got = serverLog.clients[c.id] || [];
           const want = lastExpected(c.sent, c.resets);
           return want === 0 || got.includes(want);
@@ -62,7 +69,7 @@ export async function runPhase({
       drained = false;
       log(e.message);
     }
-    serverLog = await server.control('log');
+    serverLog = await server.control('log', clearLog ? 'clear=1' : '');
     const result = checkAll(fleet.clients, serverLog);
     result.name = name;
     result.drained = drained;
@@ -76,7 +83,7 @@ export async function runPhase({
       .map((e) => `${c.id}: ${e.code} ${e.text}`));
     result.switched = fleet.clients.filter((c) => c.transports.length > 1).length;
     result.switches = fleet.clients.reduce((s, c) => s + Math.max(0, c.transports.length - 1), 0);
-    result.notDrained = fleet.clients
+    result.notDrained = running
       .filter((c) => c.lastI() < published || !(serverLog.clients[c.id] || []).includes(lastExpected(c.sent, c.resets)))
       .slice(0, 5)
       .map((c) => `${c.id}: ${c.c.state} on ${c.c.transport}, stream at ${c.lastI()}/${published}, ` +
@@ -96,8 +103,8 @@ export async function runPhase({
 }
 
 export function summary(r, proxies) {
-  const cuts = proxies.reduce((s, p) => s + p.stats.cuts, 0);
-  return `${r.name}: ${r.seconds.toFixed(1)} s, ${r.clients} clients, ${cuts} cuts, ` +
+  const cuts = proxies ? `${proxies.reduce((s, p) => s + p.stats.cuts, 0)} cuts, ` : '';
+  return `${r.name}: ${r.seconds.toFixed(1)} s, ${r.clients} clients, ${cuts}` +
     `${r.received} stream messages received, ${r.delivered} client messages delivered, ` +
     `resets ${JSON.stringify(r.resets)}, ${r.switches} transport switches; lost ${r.lost}, ` +
     `duplicated ${r.duplicated}, reordered ${r.reordered}, silent gaps ${r.silentGaps}, ` +

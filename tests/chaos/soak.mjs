@@ -1,0 +1,105 @@
+// The soak: chaos rounds back to back for SOAK_SECONDS (1800), clients connecting, being cut,
+// resuming, switching transports and leaving for good (churn), each round checked like the
+// chaos test. It samples the server's RSS, threads and open file descriptors (/proc) at
+// baseline, during the run and at the end once every client has left and every session has
+// ended, and fails if they do not come back to about their baseline, or if a round's
+// history shows a loss, a duplicate, a reordering or a gap without a reset.
+//
+//   SOAK_SECONDS=600 node tests/chaos/soak.mjs      CHAOS_SEED=N replays the fault decisions
+import { buildServer, killAll, procStats, startServer, waitFor } from './lib.mjs';
+import { startProxy } from './proxy.mjs';
+import { chaosSeed, runPhase, summary } from './run.mjs';
+
+const SECONDS = Number(process.env.SOAK_SECONDS || 1800);
+const ROUND_SECONDS = Math.min(20, Math.max(5, Math.floor(SECONDS / 3)));
+const SEED = chaosSeed();
+// Back to about the baseline: a few descriptors and threads may be in flux (a request being
+// answered), and memory the allocator keeps after the first rounds is not a leak. A leak
+// grows with every round: the end is compared with the baseline and with the first round.
+const SLACK = { fds: 4, threads: 2, rssKb: 16 * 1024, rssGrowth: 1.25 };
+
+const log = (line) => console.log(`[${new Date().toISOString()}] ${line}`);
+const fmt = (s) => `rss ${(s.rssKb / 1024).toFixed(1)} MiB, ${s.threads} threads, ${s.fds} fds`;
+
+async function settle(server, baseline) {
+  await waitFor(async () => {
+    const st = await server.control('stats');
+    const now = procStats(server.pid);
+    return st.attached === 0 && st.detached === 0 &&
+      now.fds <= baseline.fds + SLACK.fds && now.threads <= baseline.threads + SLACK.threads;
+  }, 60000, 'sessions to end and descriptors to close').catch((e) => log(e.message));
+  return procStats(server.pid);
+}
+
+let server;
+let proxy;
+let failed = [];
+try {
+  log(`soak: ${SECONDS} s in rounds of ${ROUND_SECONDS} s, seed ${SEED} (CHAOS_SEED=${SEED} replays it)`);
+  server = await startServer(buildServer(), {
+    CHAOS_HB_MS: '300', CHAOS_TIMEOUT_MS: '1000', CHAOS_WINDOW_MS: '3000', CHAOS_POLL_MS: '1000',
+    CHAOS_STALL_MS: '3000', CHAOS_PUB_MS: '10',
+  });
+  proxy = await startProxy({ targetPort: server.port, seed: SEED, name: 'soak' });
+  const baseline = procStats(server.pid);
+  log(`baseline: ${fmt(baseline)}`);
+  const during = [];
+  let peak = { ...baseline };
+  const sampler = setInterval(() => {
+    const s = procStats(server.pid);
+    during.push(s);
+    for (const k of Object.keys(peak)) peak[k] = Math.max(peak[k], s[k]);
+  }, 5000);
+  let afterFirst = null;
+  const end = Date.now() + SECONDS * 1000;
+  let round = 0;
+  let cuts = 0;
+  const totals = { clients: 0, received: 0, delivered: 0, lost: 0, duplicated: 0, reordered: 0,
+    silentGaps: 0, badResets: 0, unsentMismatch: 0, resets: {} };
+  while (Date.now() < end) {
+    round++;
+    proxy.chaos();
+    const before = proxy.stats.cuts;
+    const seconds = Math.max(3, Math.min(ROUND_SECONDS, (end - Date.now()) / 1000));
+    const r = await runPhase({
+      name: `soak${round}`, server, url: `http://127.0.0.1:${proxy.port}/ferry`, proxies: [proxy],
+      spec: { websocket: 10, longpoll: 10, auto: 10 }, seconds, seed: SEED + round,
+      churnEveryMs: 500, clearLog: true, sendEveryMs: 60, log,
+    });
+    cuts += proxy.stats.cuts - before;
+    const s = procStats(server.pid);
+    log(`${summary(r, null)}; ${proxy.stats.cuts - before} cuts | ${fmt(s)}`);
+    for (const k of ['clients', 'received', 'delivered', 'lost', 'duplicated', 'reordered', 'silentGaps',
+      'badResets', 'unsentMismatch']) totals[k] += r[k];
+    for (const [k, v] of Object.entries(r.resets)) totals.resets[k] = (totals.resets[k] || 0) + v;
+    const bad = r.lost + r.duplicated + r.reordered + r.silentGaps + r.badResets + r.unsentMismatch;
+    if (bad || !r.drained || r.errors.length) {
+      failed.push(`round ${round}: ${[...r.problems, ...r.notDrained, ...r.errors.slice(0, 3)].join('; ')}`);
+      log(`round ${round} FAILED: ${failed[failed.length - 1]}`);
+    }
+    if (round === 1) afterFirst = await settle(server, baseline);
+  }
+  clearInterval(sampler);
+  const final = await settle(server, baseline);
+  const sorted = during.map((s) => s.rssKb).sort((a, b) => a - b);
+  log(`totals: ${round} rounds, ${cuts} cuts, ${JSON.stringify(totals)}`);
+  log(`baseline:            ${fmt(baseline)}`);
+  log(`after round 1:       ${fmt(afterFirst)}`);
+  log(`during (peak):       ${fmt(peak)}; median rss ${(sorted[sorted.length >> 1] / 1024).toFixed(1)} MiB over ${during.length} samples`);
+  log(`end (clients gone):  ${fmt(final)}`);
+  if (final.fds > baseline.fds + SLACK.fds) failed.push(`fds ${final.fds}, baseline ${baseline.fds}`);
+  if (final.threads > baseline.threads + SLACK.threads) failed.push(`threads ${final.threads}, baseline ${baseline.threads}`);
+  if (final.rssKb > baseline.rssKb + SLACK.rssKb && final.rssKb > afterFirst.rssKb * SLACK.rssGrowth)
+    failed.push(`rss ${final.rssKb} kB: baseline ${baseline.rssKb} kB, after round 1 ${afterFirst.rssKb} kB`);
+} catch (e) {
+  failed.push(String(e && e.stack ? e.stack : e));
+} finally {
+  if (proxy) await proxy.close();
+  if (server) await server.stop();
+  killAll();
+}
+if (failed.length) {
+  log(`soak FAILED (CHAOS_SEED=${SEED}):\n  ${failed.join('\n  ')}`);
+  process.exit(1);
+}
+log('soak passed');
