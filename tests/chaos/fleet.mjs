@@ -68,6 +68,16 @@ export class ChaosClient {
     return 0;
   }
 
+  // Has everything up to `published`, or its session began after it.
+  caughtUp(published) {
+    for (let k = this.log.length - 1; k >= 0; k--) {
+      const e = this.log[k];
+      if (typeof e === 'number') return e >= published;
+      if (e.start !== undefined) return e.start > published;
+    }
+    return false;
+  }
+
   close() {
     if (this.c.state !== 'closed') this.c.close();
   }

@@ -39,10 +39,16 @@ export function buildServer() {
   return bin;
 }
 
-// Every child this process starts, so a failure anywhere still stops them all.
+// Every child this process starts, so a failure anywhere still stops them all. The chaos
+// server and nginx's wrapper end when their stdin closes, which also happens when this
+// process dies however it dies.
 const children = new Set();
 export function killAll() {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const c of children) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    if (c.stdin) c.stdin.destroy();
+    else c.kill('SIGKILL');
+  }
 }
 process.on('exit', killAll);
 
@@ -55,7 +61,11 @@ function track(child) {
 function stopChild(child, signal = 'SIGTERM', closeStdin = false) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    const t = setTimeout(() => {
+      // nginx's wrapper leads a process group of its own: nginx goes with it.
+      if (child.group) process.kill(-child.pid, 'SIGKILL');
+      else child.kill('SIGKILL');
+    }, 5000);
     child.once('exit', () => { clearTimeout(t); resolve(); });
     if (closeStdin) child.stdin.end();
     else child.kill(signal);
@@ -147,12 +157,18 @@ http {
     }
 }
 `);
-  const check = spawnSync(NGINX, ['-t', '-c', conf], { encoding: 'utf8' });
+  const errlog = path.join(dir, 'error.log');
+  const check = spawnSync(NGINX, ['-t', '-c', conf, '-e', errlog], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error('nginx -t: ' + check.stderr);
-  const child = track(spawn(NGINX, ['-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] }));
+  // nginx under a shell that stops it when its stdin closes: when this process ends, even
+  // killed, nginx does not outlive it.
+  const child = track(spawn('/bin/sh', ['-c', '"$0" -c "$1" -e "$2" & pid=$!; cat >/dev/null; kill $pid; wait $pid',
+    NGINX, conf, errlog], { stdio: ['pipe', 'inherit', 'inherit'], detached: true }));
+  child.group = true;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error('nginx exited with ' + child.exitCode);
+    if (child.exitCode !== null) throw new Error('nginx exited with ' + child.exitCode + ': ' +
+      (fs.existsSync(errlog) ? fs.readFileSync(errlog, 'utf8') : ''));
     try {
       await fetch(`http://127.0.0.1:${port}/ferry/ferry.js`);
       return true;
@@ -163,11 +179,26 @@ http {
   return {
     port,
     async stop() {
-      await stopChild(child, 'SIGTERM');
+      await stopChild(child, null, true);
       await exited;
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+// A request the client starts and never waits for (a long-poll client's close) rejects when
+// the proxy cuts it, and node ends a process on a rejection nobody handles. Counted here and
+// reported; any other unhandled rejection still ends the process.
+export const lostRequests = { count: 0, first: null };
+export function tolerateCutRequests() {
+  process.on('unhandledRejection', (e) => {
+    if (e instanceof TypeError && e.message === 'fetch failed') {
+      lostRequests.count++;
+      lostRequests.first = lostRequests.first || String(e.cause || e);
+      return;
+    }
+    throw e;
+  });
 }
 
 // The server's RSS (kB), threads and open file descriptors, from /proc.

@@ -89,6 +89,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
   let calm = false;   // no faults for new connections, none pending on old ones
   let outage = null;  // while set, every connection is held
   const partitioned = { c2s: false, s2c: false }; // one direction held on every connection
+  let holdNext = 0;   // ms to hold the next new connection
 
   function open(client) {
     const id = ++stats.connections;
@@ -102,6 +103,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
       },
     };
     if (outage) { stats.outageHolds++; outage.add(c); }
+    if (holdNext) { const ms = holdNext; holdNext = 0; c.held = true; c.timers.push(setTimeout(() => release(c), ms)); }
     live.add(c);
     client.setNoDelay(true);
     upstream.setNoDelay(true);
@@ -250,6 +252,10 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
       outage = null;
       for (const c of held) if (live.has(c)) release(c);
     },
+    // The next connection accepted is held for `ms`, then delivers what it holds.
+    holdNext(ms) { holdNext = ms; },
+    // Every open connection is reset now (no fault counted).
+    dropAll() { for (const c of live) { c.dead = true; c.client.resetAndDestroy(); c.upstream.resetAndDestroy(); } },
     // One direction of every connection, old and new, held until partition(dir, false).
     partition(dir, on) {
       partitioned[dir] = on;

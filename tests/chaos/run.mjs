@@ -57,7 +57,7 @@ export async function runPhase({
     const running = fleet.clients.filter((c) => !c.closedEarly);
     try {
       await waitFor(async () => {
-        if (!running.every((c) => c.lastI() >= published)) return false;
+        if (!running.every((c) => c.caughtUp(published))) return false;
         serverLog = await server.control('log');
         return running.every((c) => {
           const got = serverLog.clients[c.id] || [];
@@ -84,7 +84,7 @@ export async function runPhase({
     result.switched = fleet.clients.filter((c) => c.transports.length > 1).length;
     result.switches = fleet.clients.reduce((s, c) => s + Math.max(0, c.transports.length - 1), 0);
     result.notDrained = running
-      .filter((c) => c.lastI() < published || !(serverLog.clients[c.id] || []).includes(lastExpected(c.sent, c.resets)))
+      .filter((c) => !c.caughtUp(published) || !(serverLog.clients[c.id] || []).includes(lastExpected(c.sent, c.resets)))
       .slice(0, 5)
       .map((c) => `${c.id}: ${c.c.state} on ${c.c.transport}, stream at ${c.lastI()}/${published}, ` +
         `sent ${c.sent}, server has ${(serverLog.clients[c.id] || []).slice(-1)[0] ?? 0}, ` +

@@ -6,7 +6,7 @@
 // history shows a loss, a duplicate, a reordering or a gap without a reset.
 //
 //   SOAK_SECONDS=600 node tests/chaos/soak.mjs      CHAOS_SEED=N replays the fault decisions
-import { buildServer, killAll, procStats, startServer, waitFor } from './lib.mjs';
+import { buildServer, killAll, lostRequests, procStats, startServer, tolerateCutRequests, waitFor } from './lib.mjs';
 import { startProxy } from './proxy.mjs';
 import { chaosSeed, runPhase, summary } from './run.mjs';
 
@@ -31,6 +31,7 @@ async function settle(server, baseline) {
   return procStats(server.pid);
 }
 
+tolerateCutRequests();
 let server;
 let proxy;
 let failed = [];
@@ -83,6 +84,8 @@ try {
   const final = await settle(server, baseline);
   const sorted = during.map((s) => s.rssKb).sort((a, b) => a - b);
   log(`totals: ${round} rounds, ${cuts} cuts, ${JSON.stringify(totals)}`);
+  if (lostRequests.count)
+    log(`client requests left unhandled by the client and cut: ${lostRequests.count} (${lostRequests.first})`);
   log(`baseline:            ${fmt(baseline)}`);
   log(`after round 1:       ${fmt(afterFirst)}`);
   log(`during (peak):       ${fmt(peak)}; median rss ${(sorted[sorted.length >> 1] / 1024).toFixed(1)} MiB over ${during.length} samples`);
