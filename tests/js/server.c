@@ -4,7 +4,10 @@
  *   POST /control/drop                      close every connection, keep the sessions
  *   POST /control/ws?on=0|1                 WebSocket off or on
  *   GET  /control/received                  the client messages the application got
- * Environment: FERRY_WINDOW_MS, FERRY_HB_MS, FERRY_TIMEOUT_MS override those options. */
+ *   GET  /control/refused                   {"origin": N, "auth": N}: requests refused so far
+ *                                           for their Origin, handshakes for their token
+ * Environment: FERRY_WINDOW_MS, FERRY_HB_MS, FERRY_TIMEOUT_MS override those options;
+ * FERRY_ORIGINS sets allowed_origins (default "*"). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +103,14 @@ static int control(struct mg_connection *conn, void *cbdata)
         ferry_mount_set_websocket(mount, (int)qnum(ri, "on", 1));
         return reply(conn, "{}");
     }
+    if (strcmp(what, "refused") == 0) {
+        char body[96];
+        ferry_hub *hub = ferry_mount_hub(mount);
+        snprintf(body, sizeof body, "{\"origin\":%llu,\"auth\":%llu}",
+                 (unsigned long long)ferry_hub_limit_hits(hub, FERRY_LIMIT_ORIGIN),
+                 (unsigned long long)ferry_hub_limit_hits(hub, FERRY_LIMIT_AUTH));
+        return reply(conn, body);
+    }
     if (strcmp(what, "received") == 0) {
         pthread_mutex_lock(&lock);
         char *text = json_dumps(received, JSON_COMPACT);
@@ -132,7 +143,8 @@ int main(int argc, char **argv)
     ferry_mount_options_init(&mo);
     mo.max_connections = 200;
     mo.tick_ms = 100;
-    mo.allowed_origins = "*"; /* the tests reach it through a proxy too */
+    /* The tests reach it through proxies too; FERRY_ORIGINS tests a refused Origin. */
+    mo.allowed_origins = getenv("FERRY_ORIGINS") ? getenv("FERRY_ORIGINS") : "*";
     mo.core.resume_burst = 1000; /* every test client resumes from 127.0.0.1 */
     mo.core.resume_window_ms = env_ms("FERRY_WINDOW_MS", mo.core.resume_window_ms);
     mo.core.heartbeat_ms = env_ms("FERRY_HB_MS", mo.core.heartbeat_ms);
