@@ -6,9 +6,11 @@ export type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
 export interface Options {
   /** 'auto' (WebSocket, falling back to long-polling and probing back up), or one forced. */
   transport?: 'auto' | Transport;
-  /** ms for a WebSocket to complete ferry's handshake before falling back. Default 5000. */
+  /** ms for a connection to complete ferry's handshake: a WebSocket then falls back, a
+   *  long-poll handshake is retried. Default 5000. */
   connectTimeout?: number;
-  /** Reconnect backoff: full jitter in [0, min(maxDelay, minDelay * 2^attempt)). 250 / 15000. */
+  /** Reconnect backoff: full jitter in [0, min(maxDelay, minDelay * 2^attempt)). 250 / 15000.
+   *  After a refusal retrying cannot fix (see ErrorCode) the wait is in [maxDelay / 2, maxDelay). */
   minDelay?: number;
   maxDelay?: number;
   /** ms a connection must stay up before the backoff starts over. Default 5000. */
@@ -19,6 +21,12 @@ export interface Options {
   maxOutbox?: number;
   /** ms before acknowledging received messages (sooner at half the server's send window). Default 2000. */
   ackDelay?: number;
+  /** ms without any frame from the server before the client pings it. Default 8000.
+   *  0: follow the server's welcome instead (ping after its `hb`, give up at its `timeout`). */
+  pingInterval?: number;
+  /** ms to wait after that ping for any frame before the connection is taken for lost and
+   *  resumed on a new one. Default 5000: a silent drop is noticed within 13 s. */
+  pingTimeout?: number;
   /** Sent in every handshake (new session or resume). A function is called each time. */
   token?: string | null | (() => string | Promise<string>);
   /** Constructors to use instead of the globals (tests, non-browser use). */
@@ -30,7 +38,16 @@ export interface OpenInfo { resumed: boolean; transport: Transport }
 export interface MessageInfo { seq: number; topic?: string }
 /** The server could not continue the session: resync. `unsent` messages were dropped. */
 export interface ResetInfo { reason: 'unknown' | 'expired' | 'overflow' | 'closed' | 'server' | 'shutdown' | 'forked'; unsent: number }
-export interface ErrorInfo { t: 'error'; code: string; text: string }
+/** Error codes. Refusing a handshake: 'origin' and 'unauthorized' (and 'bad_version',
+ *  'handshake', 'bad_field', ...) are retried after maxDelay / 2 to maxDelay; 'capacity',
+ *  'rate_limited' and 'internal' after the usual growing backoff. After the handshake:
+ *  'forbidden' (a refused subscribe) and the frame errors of docs/PROTOCOL.md. */
+export type ErrorCode =
+  | 'origin' | 'unauthorized' | 'capacity' | 'rate_limited' | 'internal' | 'forbidden'
+  | 'too_big' | 'bad_json' | 'too_deep' | 'duplicate_key' | 'bad_field' | 'unknown_type'
+  | 'bad_version' | 'handshake' | 'bad_ack' | 'seq_gap';
+/** The server refused something: a handshake (the client retries) or a frame. */
+export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string }
 export interface CloseInfo { reason: string }
 
 export interface Client {

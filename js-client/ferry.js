@@ -16,13 +16,15 @@
 
   var DEFAULTS = {
     transport: 'auto',     // 'auto', 'websocket' or 'longpoll'
-    connectTimeout: 5000,  // ms for a WebSocket to complete its handshake before falling back
+    connectTimeout: 5000,  // ms for a connection to complete its handshake
     minDelay: 250,         // reconnect backoff: full jitter between 0 and
     maxDelay: 15000,       //   min(maxDelay, minDelay * 2^attempt)
     minUptime: 5000,       // ms a connection must stay up before the backoff starts over
     probeInterval: 20000,  // ms between WebSocket probes while long-polling (auto only)
     maxOutbox: 1000,       // messages sent but not yet acknowledged; send() throws beyond
     ackDelay: 2000,        // ms to wait before acknowledging received messages
+    pingInterval: 8000,    // ms of silence from the server before the client pings it
+    pingTimeout: 5000,     // ms after that ping without any frame: the connection is lost
     token: null,           // sent in every handshake: a string, or a function returning one
     WebSocket: null,       // constructors, for tests and non-browser use
     fetch: null
@@ -31,6 +33,14 @@
   // Full-jitter exponential backoff: a uniform delay in [0, min(max, min * 2^attempt)).
   function backoff(attempt, min, max, random) {
     return Math.floor((random || Math.random)() * Math.min(max, min * Math.pow(2, attempt)));
+  }
+
+  // Closes a WebSocket whose events no longer matter. Its error handler stays a no-op:
+  // node's `ws` reports closing a connecting socket as an error, fatal without a listener.
+  function shut(ws) {
+    ws.onclose = ws.onmessage = null;
+    ws.onerror = function () {};
+    try { ws.close(); } catch (e) {}
   }
 
   function Client(url, options) {
@@ -116,7 +126,10 @@
   };
   P.close = function () {
     if (this.state === 'closed') return;
-    if (this.state === 'open') this.write([{ t: 'close' }]);
+    // On long-polling the close goes out on a request of its own that finish() leaves alone.
+    if (this.state === 'open' && this.conn.kind === 'longpoll')
+      this.http('POST', this.lpUrl, '{"t":"close"}', null, true).then(null, function () {});
+    else if (this.state === 'open') this.write([{ t: 'close' }]);
     this.finish('closed');
   };
 
@@ -141,12 +154,14 @@
 
   // A WebSocket, as the connection or (probe) as a trial while long-polling.
   P.openWs = function (probe) {
-    var self = this, gen = probe ? this.gen : ++this.gen, welcomed = false, ws;
+    var self = this, gen = probe ? this.gen : ++this.gen, heard = false, ws;
     var fail = function () {
       if (probe) { if (self.probe === ws) self.probe = null; return; }
       if (gen !== self.gen) return;
-      if (!welcomed && self.opts.transport === 'auto' && !self.refused) {
-        self.wsFailed = true;     // fall back at once, on the same session
+      // Not a word from the server: long-polling at once, on the same session. A server
+      // that answered (a refusal) has shown that WebSocket works: retry it after a backoff.
+      if (!heard && self.opts.transport === 'auto') {
+        self.wsFailed = true;
         self.openLp();
       } else {
         self.lost();
@@ -154,13 +169,14 @@
     };
     try { ws = new this.opts.WebSocket(this.wsUrl); } catch (e) { return fail(); }
     if (probe) this.probe = ws; else this.conn = { kind: 'websocket', ws: ws };
-    var deadline = setTimeout(function () { if (!welcomed) { try { ws.close(); } catch (e) {} fail(); } },
+    var deadline = setTimeout(function () { if (!heard) { shut(ws); fail(); } },
       this.opts.connectTimeout);
     ws.onopen = function () {
-      self.handshake().then(function (hs) { ws.send(JSON.stringify(hs)); });
+      self.handshake().then(function (hs) { ws.send(JSON.stringify(hs)); })
+        .then(null, function () { shut(ws); fail(); }); // a token function that failed
     };
     ws.onmessage = function (ev) {
-      if (probe && !welcomed) {
+      if (probe && !heard) {
         // The probe's resume has taken the session over from long-polling: move up.
         if (self.probe !== ws) return ws.close();
         self.probe = null;
@@ -171,7 +187,7 @@
         probe = false;
       }
       if (gen !== self.gen) return;
-      welcomed = true;
+      heard = true;
       clearTimeout(deadline);
       self.receive(ev.data);
     };
@@ -184,21 +200,26 @@
 
   P.openLp = function () {
     var self = this, gen = ++this.gen;
-    this.conn = { kind: 'longpoll', ctl: root.AbortController ? new AbortController() : null };
+    var c = this.conn = { kind: 'longpoll', ctl: root.AbortController ? new AbortController() : null };
+    // A handshake the network swallows is given up, as a WebSocket's is.
+    this.timer('connect', this.opts.connectTimeout, function () { if (gen === self.gen) self.lost(); });
     this.handshake().then(function (hs) {
-      return self.http('POST', self.lpUrl, JSON.stringify(hs), gen, false);
+      return self.http('POST', self.lpUrl, JSON.stringify(hs), c, false);
     }).then(function (r) {
       if (gen !== self.gen) return;
-      if (r.status === 200 || r.status === 400 || r.status === 401) self.receive(r.text);
+      // A welcome (200), or a refusal whose error frame says why (400, 401, 403, 429, 503);
+      // anything else (a proxy's error page) does not parse and is lost() as well.
+      self.receive(r.text);
       if (gen !== self.gen) return;
       if (self.state === 'open') self.poll(gen);
-      else self.lost(); // refused (401), full (503) or broken: retry after a backoff
+      else self.lost();
     }, function () { if (gen === self.gen) self.lost(); });
   };
 
   P.poll = function (gen) {
-    var self = this;
-    this.http('GET', this.lpUrl + '?ack=' + this.lastSeq, null, gen, true).then(function (r) {
+    var self = this, c = this.conn;
+    c.since = Date.now();
+    this.http('GET', this.lpUrl + '?ack=' + this.lastSeq, null, c, true).then(function (r) {
       if (gen !== self.gen) return;
       if (r.status !== 200) return self.lost(); // 404: the link is gone; a resume says why
       self.receive(r.text);
@@ -212,13 +233,14 @@
       });
   };
 
-  // Polls and sends name the session in a header, never in the URL.
-  P.http = function (method, url, body, gen, auth) {
+  // Polls and sends name the session in a header, never in the URL. The requests of a
+  // connection `c` are aborted when it is dropped: one stuck on a dead network would hold one
+  // of the few connections a browser opens to a host. `c` null: a request left to finish.
+  P.http = function (method, url, body, c, auth) {
     var init = { method: method, cache: 'no-store', headers: {} };
     if (body != null) { init.body = body; init.headers['Content-Type'] = 'text/plain'; }
     if (auth) init.headers.Authorization = 'Bearer ' + this.sessionId + ':' + this.secret;
-    // Only polls are aborted when the connection is dropped; sends run to completion.
-    if (method === 'GET' && this.conn && this.conn.ctl && gen === this.gen) init.signal = this.conn.ctl.signal;
+    if (c && c.ctl) init.signal = c.ctl.signal;
     return this.opts.fetch(url, init).then(function (res) {
       return res.text().then(function (text) { return { status: res.status, text: text }; });
     });
@@ -239,7 +261,7 @@
     if (c.busy) { c.queue = (c.queue || []).concat(frames); return; }
     c.busy = true;
     var self = this, gen = this.gen;
-    this.http('POST', this.lpUrl, text, gen, true)
+    this.http('POST', this.lpUrl, text, c, true)
       .then(function (r) {
         if (gen !== self.gen) return;
         if (r.text) self.receive(r.text);
@@ -284,11 +306,11 @@
         return;
       case 'close': return this.finish('closed', f.reason);
       case 'error':
-        // Refused credentials: the server closes; retry (a token function may refresh it)
-        // on the same transport rather than take it for a broken WebSocket.
-        if (f.code === 'unauthorized') this.refused = true;
-        if (f.code === 'capacity') this.lost();
-        return this.emit('error', f);
+        this.emit('error', f);
+        // Before the welcome an error refuses the handshake (origin, unauthorized, capacity,
+        // ...) and the server closes: reconnect after a backoff (lost() decides how long).
+        if (this.state !== 'open') { this.refusal = f.code; this.lost(); }
+        return;
     }
   };
 
@@ -303,7 +325,6 @@
   P.welcome = function (w) {
     var self = this, resumed = w.resumed, reason = this.resetReason;
     this.resetReason = null;
-    this.refused = false;
     if (!resumed) {
       var lost = this.sessionId !== null || reason;
       this.lastSeq = 0;
@@ -332,17 +353,28 @@
     for (var j = 0; j < this.outbox.length; j++)
       frames.push({ t: 'msg', seq: this.outbox[j].seq, data: this.outbox[j].data });
     this.transport = this.conn.kind;
+    this.timer('connect', -1);
     this.setState('open');
     if (frames.length) this.write(frames);
     this.emit('transport', this.transport);
     this.emit('open', { resumed: resumed, transport: this.transport });
     this.timer('uptime', this.opts.minUptime, function () { self.attempt = 0; });
-    this.timer('alive', this.hb / 2, function check() {
-      var idle = Date.now() - self.lastRx;
-      if (idle >= self.deadAfter) return self.lost();
-      if (idle >= self.hb && self.conn && self.conn.kind === 'websocket') self.write([{ t: 'ping' }]);
-      self.timer('alive', self.hb / 2, check);
-    });
+    if (this.conn) this.watch();
+  };
+
+  // Liveness. After pingInterval without a frame from the server, ping it; if pingTimeout
+  // later still nothing has come, the connection is lost. A quiet long-poll is no exception:
+  // its ping is a send, answered at once with a pong however long the held poll waits. A poll
+  // the server has left unanswered past its heartbeat timeout is taken for dead as well.
+  // pingInterval 0 follows the welcome instead: ping after hb, give up at timeout.
+  P.watch = function () {
+    var self = this, o = this.opts, c = this.conn, now = Date.now();
+    var every = o.pingInterval || this.hb, wait = o.pingInterval ? o.pingTimeout : this.deadAfter - this.hb;
+    if ((c.pinged && this.lastRx < c.pinged) || now - (c.since || now) > this.deadAfter) return this.lost();
+    var idle = now - this.lastRx;
+    c.pinged = idle >= every ? now : 0;
+    if (c.pinged) this.write([{ t: 'ping' }]);
+    this.timer('alive', c.pinged ? wait : every - idle, function () { self.watch(); });
   };
 
   // ---- losing and ending ----------------------------------------------------------------
@@ -350,22 +382,29 @@
     var c = this.conn, p = this.probe;
     this.conn = this.probe = null;
     this.gen++;
-    if (c && c.ws) { c.ws.onclose = c.ws.onerror = c.ws.onmessage = null; try { c.ws.close(); } catch (e) {} }
+    if (c && c.ws) shut(c.ws);
     if (c && c.ctl) c.ctl.abort();
-    if (p) { p.onclose = p.onerror = p.onmessage = null; try { p.close(); } catch (e) {} }
+    if (p) shut(p);
     this.timer('alive', -1);
     this.timer('probe', -1);
     this.timer('uptime', -1);
+    this.timer('connect', -1);
   };
 
-  // The connection is gone: reconnect after a jittered backoff and resume.
+  // The connection is gone: reconnect after a jittered backoff and resume. A refusal that
+  // retrying soon will not change (origin, credentials, a malformed handshake) waits longer,
+  // between maxDelay / 2 and maxDelay; a full server (capacity, rate_limited) and every
+  // other failure follow the growing backoff.
   P.lost = function () {
     if (this.state === 'closed') return;
     this.drop();
     this.transport = null;
     this.setState('reconnecting');
-    var self = this, ms = backoff(this.attempt++, this.opts.minDelay, this.opts.maxDelay);
-    if (this.opts.transport === 'auto') this.wsFailed = false; // try to go back up each time
+    var self = this, o = this.opts, ms = backoff(this.attempt++, o.minDelay, o.maxDelay);
+    if (this.refusal && !/^(capacity|rate_limited|internal)$/.test(this.refusal))
+      ms = (o.maxDelay + backoff(0, o.maxDelay, o.maxDelay)) / 2;
+    this.refusal = null;
+    if (o.transport === 'auto') this.wsFailed = false; // try to go back up each time
     this.timer('retry', ms, function () { self.open(); });
   };
 

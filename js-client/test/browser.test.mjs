@@ -48,3 +48,20 @@ test('the client loads as an ES module from <prefix>/ferry.mjs', async () => {
   await page.waitForFunction(() => window.seen.msgs.length >= 3);
   await page.close();
 });
+
+test('a page whose Origin the server refuses gets an error event, and retries slowly', async (t) => {
+  // The page comes from the server itself, but allowed_origins names another site only.
+  const refusing = await startServer({ FERRY_ORIGINS: 'http://elsewhere.example' });
+  const page = await browser.newPage();
+  t.after(async () => { await page.close(); await refusing.stop(); });
+  await page.goto(`${refusing.base}/index.html`);
+  await page.waitForFunction(() => window.seen.errors.length >= 1);
+  const first = await page.evaluate(() => window.seen.errors[0]);
+  assert.deepEqual([first.code, first.text], ['origin', 'origin not allowed']);
+  assert.equal(await page.evaluate(() => window.client.state), 'reconnecting');
+  // The default maxDelay is 15 s: after a refusal the next attempt waits 7.5 s at least.
+  const { origin } = await refusing.control('refused');
+  await page.waitForTimeout(3000);
+  assert.equal((await refusing.control('refused')).origin, origin, 'no attempt within 3 s of a refusal');
+  assert.equal(await page.evaluate(() => window.seen.errors.length), 1);
+});

@@ -155,7 +155,7 @@ test('a reset with its reason once the resume window has expired', async () => {
   await srv.stop();
 });
 
-test('a connection that goes silent is detected by the heartbeat and resumed', async () => {
+test('pingInterval 0: a silent connection is detected by the welcome\'s heartbeat and resumed', async () => {
   const srv = await startServer({ FERRY_HB_MS: '200', FERRY_TIMEOUT_MS: '600' });
   const sockets = [];
   // A WebSocket that can go dead like a half-open TCP connection: nothing in, nothing out.
@@ -170,7 +170,8 @@ test('a connection that goes silent is detected by the heartbeat and resumed', a
     set onerror(fn) { super.onerror = fn && ((ev) => { if (!this.frozen) fn(ev); }); }
     get onerror() { return super.onerror; }
   }
-  const c = ferry.connect(srv.url, { WebSocket: Freezable, fetch, transport: 'websocket', minDelay: 10, maxDelay: 50 });
+  const c = ferry.connect(srv.url, { WebSocket: Freezable, fetch, transport: 'websocket', minDelay: 10, maxDelay: 50,
+    pingInterval: 0 });
   await once(c, 'open');
   const got = collect(c);
   sockets[0].frozen = true;
