@@ -71,7 +71,37 @@ static void on_close(ferry_session *s, ferry_reason why, void *ud)
     pthread_mutex_unlock(&t->lock);
 }
 
-tserver *ts_start(void (*tweak)(ferry_mount_options *o))
+/* civetweb's begin_request: records the request as the server received it and lets it go
+ * on to its handler. */
+static int record_request(struct mg_connection *conn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    tserver *t = mg_get_user_data(mg_get_context(conn));
+    const char *auth = mg_get_header(conn, "Authorization");
+    json_t *r = json_pack("{s:s, s:s, s:s, s:s}", "method", ri->request_method ? ri->request_method : "",
+                          "uri", ri->request_uri ? ri->request_uri : "", "query",
+                          ri->query_string ? ri->query_string : "", "auth", auth ? auth : "");
+    pthread_mutex_lock(&t->lock);
+    json_array_append_new(t->requests, r);
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
+/* A context like ferry_server_start's, with begin_request recording into t->requests. */
+static struct mg_context *start_recording(tserver *t)
+{
+    const char *opts[] = {"listening_ports", "127.0.0.1:0", "num_threads", "100",
+                          "tcp_nodelay", "1", "websocket_timeout_ms", "1000",
+                          "access_control_allow_methods", "", NULL};
+    struct mg_callbacks cbs;
+    memset(&cbs, 0, sizeof cbs);
+    cbs.begin_request = record_request;
+    t->requests = json_array();
+    mg_init_library(0);
+    return mg_start(&cbs, t, opts);
+}
+
+static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording)
 {
     tserver *t = calloc(1, sizeof *t);
     pthread_mutex_init(&t->lock, NULL);
@@ -80,7 +110,7 @@ tserver *ts_start(void (*tweak)(ferry_mount_options *o))
     ferry_server_options_init(&so);
     so.listen = "127.0.0.1:0";
     so.max_connections = 64;
-    t->ctx = ferry_server_start(&so);
+    t->ctx = recording ? start_recording(t) : ferry_server_start(&so);
     ck_assert_ptr_nonnull(t->ctx);
     t->port = ferry_server_port(t->ctx);
     ck_assert_int_gt(t->port, 0);
@@ -97,11 +127,22 @@ tserver *ts_start(void (*tweak)(ferry_mount_options *o))
     return t;
 }
 
+tserver *ts_start(void (*tweak)(ferry_mount_options *o))
+{
+    return start(tweak, false);
+}
+
+tserver *ts_start_recording(void (*tweak)(ferry_mount_options *o))
+{
+    return start(tweak, true);
+}
+
 void ts_stop(tserver *t)
 {
     ferry_mount_free(t->m);
     ferry_server_stop(t->ctx);
     json_decref(t->received);
+    json_decref(t->requests);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -137,10 +178,112 @@ void ts_dump(tserver *t)
     pthread_mutex_unlock(&t->hub->lock);
 }
 
+long ts_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool ts_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms)
+{
+    long end = ts_ms() + timeout_ms;
+    bool ok;
+    while (!(ok = cond(ud)) && ts_ms() < end)
+        usleep(1000);
+    return ok;
+}
+
+struct count_wait {
+    tserver *t;
+    const int *counter;
+    int n;
+};
+
+static bool count_reached(void *ud)
+{
+    struct count_wait *w = ud;
+    return ts_count(w->t, w->counter) >= w->n;
+}
+
+bool ts_wait_count(tserver *t, const int *counter, int n, int timeout_ms)
+{
+    struct count_wait w = {t, counter, n};
+    return ts_wait_until(count_reached, &w, timeout_ms);
+}
+
+long ts_metric(tserver *t, const char *series)
+{
+    ferry_buf b = {0};
+    char key[160];
+    int n = snprintf(key, sizeof key, "\n%s ", series);
+    ck_assert_int_eq(ferry_mount_metrics(t->m, &b), 0);
+    ck_assert_int_eq(ferry_buf_reserve(&b, 1), 0);
+    b.data[b.len] = '\0';
+    const char *p = strstr(b.data, key);
+    ck_assert_msg(p != NULL, "no %s in the metrics", series);
+    long v = strtol(p + n, NULL, 10);
+    ferry_buf_release(&b);
+    return v;
+}
+
+struct metric_wait {
+    tserver *t;
+    const char *series;
+    long n;
+};
+
+static bool metric_reached(void *ud)
+{
+    struct metric_wait *w = ud;
+    return ts_metric(w->t, w->series) == w->n;
+}
+
+bool ts_wait_metric(tserver *t, const char *series, long n, int timeout_ms)
+{
+    struct metric_wait w = {t, series, n};
+    return ts_wait_until(metric_reached, &w, timeout_ms);
+}
+
+bool ts_wait_held_polls(tserver *t, long n, int timeout_ms)
+{
+    return ts_wait_metric(t, "ferry_held_polls", n, timeout_ms);
+}
+
+struct attached_wait {
+    tserver *t;
+    size_t n;
+};
+
+static bool attached_reached(void *ud)
+{
+    struct attached_wait *w = ud;
+    size_t att;
+    ferry_hub_counts(w->t->hub, &att, NULL, NULL);
+    return att == w->n;
+}
+
+bool ts_wait_attached(tserver *t, size_t attached, int timeout_ms)
+{
+    struct attached_wait w = {t, attached};
+    return ts_wait_until(attached_reached, &w, timeout_ms);
+}
+
+struct received_wait {
+    tserver *t;
+    size_t n;
+};
+
+static bool received_reached(void *ud)
+{
+    struct received_wait *w = ud;
+    return ts_received(w->t) >= w->n;
+}
+
 void ts_expect_received_c(tserver *t, size_t n)
 {
-    for (int i = 0; i < 50 && ts_received(t) < n; i++)
-        usleep(50000);
+    struct received_wait w = {t, n};
+    ts_wait_until(received_reached, &w, 2500);
     ck_assert_uint_eq(ts_received(t), n);
     for (size_t i = 0; i < n; i++)
         ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(t->received, i), "c")),

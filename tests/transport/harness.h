@@ -21,10 +21,15 @@ typedef struct tserver {
     ferry_reason last_reset;
     char cookie[64];    /* the Cookie header on_auth saw last */
     char identity[64];  /* the identity on_open saw last */
+    json_t *requests;   /* ts_start_recording: [{"method","uri","query","auth"}] as received */
 } tserver;
 
 /* Starts a server; `tweak` may change the mount options (short timeouts, limits). */
 tserver *ts_start(void (*tweak)(ferry_mount_options *o));
+/* The same on a civetweb context of its own that records every request it receives (method,
+ * URI and query string as civetweb parsed them, and the Authorization header) in
+ * s->requests, under s->lock, before ferry sees it. */
+tserver *ts_start_recording(void (*tweak)(ferry_mount_options *o));
 void ts_stop(tserver *s);
 size_t ts_received(tserver *s);
 void ts_dump(tserver *s);
@@ -34,6 +39,23 @@ void ts_expect_received_c(tserver *s, size_t n); /* session states to stderr, fo
 /* Reads one of the counters above under the server's lock. */
 int ts_count(tserver *s, const int *counter);
 void ts_publish(tserver *s, const char *json);
+
+/* Milliseconds on a monotonic clock. */
+long ts_ms(void);
+/* Polls cond(ud) every millisecond until it is true or timeout_ms have passed; returns its
+ * last value. For waiting on server state the test cannot be told about. */
+bool ts_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms);
+/* Waits until *counter (read as ts_count does) reaches n; returns whether it did. */
+bool ts_wait_count(tserver *s, const int *counter, int n, int timeout_ms);
+/* One sample of the mount's metrics (ferry_mount_metrics), e.g. "ferry_held_polls" or
+ * "ferry_connections{transport=\"websocket\"}". */
+long ts_metric(tserver *s, const char *series);
+/* Waits until the sample equals n; returns whether it did. */
+bool ts_wait_metric(tserver *s, const char *series, long n, int timeout_ms);
+/* Waits until exactly n long-poll requests are held open (ferry_held_polls). */
+bool ts_wait_held_polls(tserver *s, long n, int timeout_ms);
+/* Waits until the hub has `attached` attached sessions; returns whether it did. */
+bool ts_wait_attached(tserver *s, size_t attached, int timeout_ms);
 
 typedef enum { TC_WS, TC_LP } tc_kind;
 

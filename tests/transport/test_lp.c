@@ -1,7 +1,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "harness.h"
 
@@ -25,29 +24,66 @@ START_TEST(lp_echo_and_push)
 }
 END_TEST
 
+/* What the server received decides: no request of a client's session may carry its ID or
+ * secret in the URL (they end up in access logs, proxies and browser history); every request
+ * after the handshake carries both in its Authorization header. */
 START_TEST(lp_headers_and_methods)
 {
-    tserver *s = ts_start(NULL);
+    tserver *s = ts_start_recording(NULL);
     tc c;
     tc_init(&c, s, TC_LP);
     ck_assert_int_eq(tc_connect(&c), 0);
     fyc_resp r;
-    char q[96], v[64];
-    snprintf(q, sizeof q, "ack=0");
+    char v[64];
     ts_publish(s, "1");
-    ck_assert_int_eq(tc_lp(&c, "GET", q, NULL, &r, 5000), 0);
+    ck_assert_int_eq(tc_lp(&c, "GET", "ack=0", NULL, &r, 5000), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(fyc_header(&r, "Cache-Control", v, sizeof v), "no-store");
     ck_assert_str_eq(fyc_header(&r, "Content-Type", v, sizeof v), "application/json");
-    ck_assert_ptr_null(strstr(q, c.secret)); /* neither the secret nor the ID is in the URL */
-    ck_assert_ptr_null(strstr(q, c.sid));
     fyc_resp_free(&r);
+    ck_assert(tc_wait_msgs(&c, 1, 5000));           /* the client's own polls */
+    ck_assert_int_eq(tc_send(&c, "{\"n\":1}"), 0); /* and its own send */
     ck_assert_int_eq(tc_lp(&c, "PUT", NULL, NULL, &r, 5000), 0);
     ck_assert_int_eq(r.status, 405);
     fyc_resp_free(&r);
-    snprintf(q, sizeof q, "ack=banana");
-    ck_assert_int_eq(tc_lp(&c, "GET", q, NULL, &r, 5000), 0);
+    ck_assert_int_eq(tc_lp(&c, "GET", "ack=banana", NULL, &r, 5000), 0);
     ck_assert_int_eq(r.status, 400);
+    fyc_resp_free(&r);
+
+    char auth[160];
+    snprintf(auth, sizeof auth, "Bearer %s:%s", c.sid, c.secret);
+    size_t i, polls = 0, sends = 0;
+    json_t *q;
+    pthread_mutex_lock(&s->lock);
+    ck_assert_uint_ge(json_array_size(s->requests), 5);
+    json_array_foreach(s->requests, i, q) {
+        const char *method = json_string_value(json_object_get(q, "method"));
+        const char *uri = json_string_value(json_object_get(q, "uri"));
+        const char *query = json_string_value(json_object_get(q, "query"));
+        const char *got = json_string_value(json_object_get(q, "auth"));
+        ck_assert_msg(!strstr(uri, c.secret) && !strstr(query, c.secret),
+                      "request %zu has the secret in its URL: %s %s?%s", i, method, uri, query);
+        ck_assert_msg(!strstr(uri, c.sid) && !strstr(query, c.sid),
+                      "request %zu has the session ID in its URL: %s %s?%s", i, method, uri, query);
+        if (i == 0) { /* the handshake: no session yet */
+            ck_assert_str_eq(method, "POST");
+            ck_assert_str_eq(got, "");
+            continue;
+        }
+        ck_assert_msg(strcmp(got, auth) == 0, "request %zu (%s %s) has Authorization \"%s\"", i,
+                      method, uri, got);
+        polls += strcmp(method, "GET") == 0;
+        sends += strcmp(method, "POST") == 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_uint_ge(polls, 3);
+    ck_assert_uint_eq(sends, 1);
+
+    /* Nor does the server take credentials from a URL. */
+    char target[192];
+    snprintf(target, sizeof target, "/ferry/lp?ack=0&sid=%s&secret=%s", c.sid, c.secret);
+    ck_assert_int_eq(fyc_http(s->port, "GET", target, NULL, NULL, 0, 5000, &r), 0);
+    ck_assert_int_eq(r.status, 404);
     fyc_resp_free(&r);
     tc_free(&c);
     ts_stop(s);
@@ -88,7 +124,7 @@ START_TEST(lp_a_second_poll_ends_the_first)
     ts_held first = {&c, {0}, -1}, second = {&c, {0}, -1};
     pthread_t t1, t2;
     pthread_create(&t1, NULL, ts_hold_poll, &first);
-    usleep(300000); /* let it be held */
+    ck_assert(ts_wait_held_polls(s, 1, 5000)); /* the first is held */
     pthread_create(&t2, NULL, ts_hold_poll, &second);
     pthread_join(t1, NULL); /* returns because the second one arrived */
     ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_POLLS), 1);
@@ -144,10 +180,23 @@ START_TEST(lp_bad_credentials_get_identical_answers)
 }
 END_TEST
 
+/* The value of the last ack frame the client received from frame `from` on, or -1. */
+static long ack_since(tc *c, size_t from)
+{
+    long ack = -1;
+    for (size_t i = from; i < json_array_size(c->frames); i++) {
+        json_t *f = json_array_get(c->frames, i);
+        if (strcmp(json_string_value(json_object_get(f, "t")), "ack") == 0)
+            ack = (long)json_integer_value(json_object_get(f, "ack"));
+    }
+    return ack;
+}
+
 START_TEST(lp_bad_bodies)
 {
     tserver *s = ts_start(ts_small_frames);
     tc c;
+    ferry_stats st;
     tc_init(&c, s, TC_LP);
     ck_assert_int_eq(tc_connect(&c), 0);
     char *big = malloc(2000);
@@ -165,12 +214,32 @@ START_TEST(lp_bad_bodies)
     ck_assert_int_eq(r.status, 400); /* a handshake that is not one */
     ck_assert_ptr_nonnull(strstr(r.body, "bad_field"));
     fyc_resp_free(&r);
-    /* Sending the same message twice delivers it once. */
+    /* None of it reached the application, opened a session or moved the inbound seq. */
+    ferry_hub_stats(s->hub, &st);
+    ck_assert_uint_eq(st.messages_in, 0);
+    ck_assert_uint_eq(st.sessions_opened, 1);
+    ck_assert_uint_eq(st.attached + st.detached, 1);
+    ck_assert_uint_eq(ts_received(s), 0);
+
+    /* Sending the same message twice delivers it once; both answers ack seq 1, and seq 1 is
+     * what the server expected, so the refused seq 3 left no trace. */
     const char *m = "{\"t\":\"msg\",\"seq\":1,\"data\":{\"once\":1}}";
+    size_t from = json_array_size(c.frames);
     ck_assert_int_eq(tc_send_raw(&c, m), 200);
+    ck_assert_int_eq(ack_since(&c, from), 1);
+    from = json_array_size(c.frames);
     ck_assert_int_eq(tc_send_raw(&c, m), 200);
-    ck_assert_int_eq(c.acked_out, 0); /* tc did not track these; the server acked seq 1 */
+    ck_assert_int_eq(ack_since(&c, from), 1);
+    ferry_hub_stats(s->hub, &st);
+    ck_assert_uint_eq(st.messages_in, 1);
     ck_assert_uint_eq(ts_received(s), 1);
+    pthread_mutex_lock(&s->lock);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(s->received, 0), "once")), 1);
+    pthread_mutex_unlock(&s->lock);
+    from = json_array_size(c.frames);
+    ck_assert_int_eq(tc_send_raw(&c, "{\"t\":\"msg\",\"seq\":2,\"data\":{\"twice\":0}}"), 200);
+    ck_assert_int_eq(ack_since(&c, from), 2);
+    ck_assert_uint_eq(ts_received(s), 2);
     tc_free(&c);
     ts_stop(s);
 }
@@ -222,7 +291,7 @@ START_TEST(lp_capacity_is_refused_at_once_with_503)
     ts_held h = {&a, {0}, -1};
     pthread_t t;
     pthread_create(&t, NULL, ts_hold_poll, &h);
-    usleep(300000);
+    ck_assert(ts_wait_held_polls(s, 1, 5000)); /* a's poll holds the only slot */
     fyc_resp r;
     char q[96], v[16];
     snprintf(q, sizeof q, "ack=0");
@@ -252,8 +321,7 @@ START_TEST(lp_a_client_that_stops_polling_is_detached_then_expires)
     ferry_hub_counts(s->hub, &att, &det, &exp);
     ck_assert_uint_eq(att, 1);
     /* It stops: detached after the heartbeat timeout, ended after the resume window. */
-    for (int i = 0; i < 100 && ts_count(s, &s->closes) == 0; i++)
-        usleep(50000);
+    ck_assert(ts_wait_count(s, &s->closes, 1, 5000));
     ck_assert_int_eq(ts_count(s, &s->closes), 1);
     fyc_resp r;
     char q[96];

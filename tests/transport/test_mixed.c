@@ -72,7 +72,7 @@ START_TEST(unmounting_closes_every_connection)
     ts_held h = {&l, {0}, -1};
     pthread_t t;
     pthread_create(&t, NULL, ts_hold_poll, &h);
-    usleep(300000);
+    ck_assert(ts_wait_held_polls(s, 1, 5000));
     ferry_mount_free(s->m); /* returns only when no connection refers to the mount */
     pthread_join(t, NULL);
     ck_assert_int_eq(h.r.status, 200);
@@ -101,7 +101,7 @@ START_TEST(dropping_connections_keeps_sessions)
     ts_held h = {&l, {0}, -1};
     pthread_t t;
     pthread_create(&t, NULL, ts_hold_poll, &h);
-    usleep(200000);
+    ck_assert(ts_wait_held_polls(s, 1, 5000));
     ferry_mount_drop_connections(s->m);
     pthread_join(t, NULL);
     ck_assert_int_eq(h.r.status, 200);

@@ -162,13 +162,8 @@ START_TEST(ws_capacity_is_refused_at_once_with_503)
     fyc_resp_free(&r);
     fyc_ws_drop(&a);
     /* The slot frees when civetweb closes the connection. */
-    int ok = -1;
-    for (int i = 0; i < 50 && ok != 0; i++) {
-        ok = fyc_ws_open(&c, s->port, "/ferry/ws", NULL, &status);
-        if (ok != 0)
-            usleep(100000);
-    }
-    ck_assert_int_eq(ok, 0);
+    ck_assert(ts_wait_metric(s, "ferry_connections{transport=\"websocket\"}", 1, 5000));
+    ck_assert_int_eq(fyc_ws_open(&c, s->port, "/ferry/ws", NULL, &status), 0);
     fyc_ws_drop(&b);
     fyc_ws_drop(&c);
     ts_stop(s);
@@ -209,7 +204,7 @@ START_TEST(ws_abrupt_close_then_resume_loses_and_repeats_nothing)
             tc_send(&c, m);
         }
         tc_drop(&c);
-        usleep(20000);
+        ck_assert(ts_wait_attached(s, 0, 5000)); /* the server saw the connection go */
         ck_assert_int_eq(tc_connect(&c), 0);
         ck_assert(c.resumed);
     }
@@ -252,8 +247,8 @@ START_TEST(ws_bad_resumes_get_identical_answers)
         ck_assert_str_eq(json_string_value(json_object_get(json_array_get(c.frames, 1), "t")), "welcome");
         tc_free(&c);
     }
-    for (int i = 0; i < 100 && ts_count(s, &s->resets) < 4; i++)
-        usleep(20000); /* on_reset runs on the server's thread, maybe after the welcome left */
+    /* on_reset runs on the server's thread, maybe after the welcome left */
+    ck_assert(ts_wait_count(s, &s->resets, 4, 5000));
     ck_assert_int_eq(ts_count(s, &s->resets), 4);
     /* The owner is untouched. */
     tc_send(&owner, "{\"echo\":true}");
@@ -341,8 +336,7 @@ START_TEST(ws_silent_client_is_dropped_then_its_session_expires)
     ck_assert_int_ge(pings, 1);
     ck_assert_int_eq(code, 4001);
     tc_drop(&c);
-    for (int i = 0; i < 100 && ts_count(s, &s->closes) == 0; i++)
-        usleep(50000);
+    ck_assert(ts_wait_count(s, &s->closes, 1, 5000));
     ck_assert_int_eq(ts_count(s, &s->closes), 1);
     ck_assert_int_eq(tc_connect(&c), 0);
     ck_assert_str_eq(c.last_reset, "expired");
