@@ -159,6 +159,25 @@ static int decode_one(json_t *obj, size_t idx, fy_frame *f, fy_err *err)
     return rc;
 }
 
+/* Maps a jansson failure to a wire error. Well-formed JSON that jansson cannot hold (an
+ * integer outside int64, a number beyond a double, \u0000 in a key) is a value out of
+ * range, bad_field, not bad_json (docs/PROTOCOL.md, Encoding). */
+static int parse_error(const json_error_t *jerr, fy_err *err)
+{
+    switch (json_error_code(jerr)) {
+    case json_error_out_of_memory:
+        return fail(err, FERRY_ENOMEM, "out of memory");
+    case json_error_duplicate_key:
+        return fail(err, FERRY_EDUPKEY, "%s at byte %d", jerr->text, jerr->position);
+    case json_error_numeric_overflow:
+        return fail(err, FERRY_EFIELD, "number out of range at byte %d", jerr->position);
+    case json_error_null_byte_in_key:
+        return fail(err, FERRY_EFIELD, "object key with \\u0000 at byte %d", jerr->position);
+    default:
+        return fail(err, FERRY_EJSON, "%s at byte %d", jerr->text, jerr->position);
+    }
+}
+
 int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **root,
                     fy_frame **frames, size_t *n, fy_err *err)
 {
@@ -182,14 +201,10 @@ int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **
         return rc;
     }
 
-    json_t *tree = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!tree) {
-        if (json_error_code(&jerr) == json_error_out_of_memory)
-            return fail(err, FERRY_ENOMEM, "out of memory");
-        int code =
-            json_error_code(&jerr) == json_error_duplicate_key ? FERRY_EDUPKEY : FERRY_EJSON;
-        return fail(err, code, "%s at byte %d", jerr.text, jerr.position);
-    }
+    /* \u0000 is allowed in strings (protocol string fields refuse it one by one). */
+    json_t *tree = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (!tree)
+        return parse_error(&jerr, err);
 
     size_t count = 1;
     if (json_is_array(tree)) {

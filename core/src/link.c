@@ -429,8 +429,10 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
         return peer_error(l, rc, err.text, 0);
     }
     if (!s) {
-        if (n != 1 || (fs[0].type != FY_F_HELLO && fs[0].type != FY_F_RESUME))
-            rc = peer_error(l, FERRY_EHANDSHAKE, "the first frame must be a lone hello or resume",
+        /* Alone: not even in a batch of one (docs/PROTOCOL.md, Handshake). */
+        if (json_is_array(root) || (fs[0].type != FY_F_HELLO && fs[0].type != FY_F_RESUME))
+            rc = peer_error(l, FERRY_EHANDSHAKE,
+                            "the first frame must be a hello or resume, alone, not in a batch",
                             0);
         else
             rc = handshake(l, &fs[0]);

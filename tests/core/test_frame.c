@@ -66,7 +66,7 @@ static const struct {
     {"{\"t\":\"msg\",\"seq\":1,\"data\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,"
      "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}", FERRY_ETOOBIG},
     {"{\"t\":\"fly\"}", FERRY_EFRAMETYPE},
-    {"{\"t\":\"pi\\u0000ng\"}", FERRY_EJSON},
+    {"{\"t\":\"pi\\u0000ng\"}", FERRY_EFRAMETYPE},
     {"{\"t\":7}", FERRY_EFIELD},
     {"{}", FERRY_EFIELD},
     {"[]", FERRY_EFIELD},
@@ -81,7 +81,7 @@ static const struct {
     {"{\"t\":\"msg\",\"seq\":1.5,\"data\":1}", FERRY_EFIELD},
     {"{\"t\":\"msg\",\"seq\":\"1\",\"data\":1}", FERRY_EFIELD},
     {"{\"t\":\"msg\",\"seq\":9007199254740992,\"data\":1}", FERRY_EFIELD},
-    {"{\"t\":\"msg\",\"seq\":99999999999999999999999,\"data\":1}", FERRY_EJSON},
+    {"{\"t\":\"msg\",\"seq\":99999999999999999999999,\"data\":1}", FERRY_EFIELD},
     {"{\"t\":\"msg\",\"seq\":1}", FERRY_EFIELD},
     {"{\"t\":\"ack\",\"ack\":null}", FERRY_EFIELD},
     {"{\"t\":\"ack\"}", FERRY_EFIELD},
@@ -91,10 +91,10 @@ static const struct {
     {"{\"t\":\"ping\",\"x\":\"\xff\xfe\"}", FERRY_EJSON},
     {"{\"t\":\"sub\"}", FERRY_EFIELD},
     {"{\"t\":\"hello\",\"v\":1,\"token\":7}", FERRY_EFIELD},
-    {"{\"t\":\"hello\",\"v\":1,\"token\":\"a\\u0000b\"}", FERRY_EJSON},
+    {"{\"t\":\"hello\",\"v\":1,\"token\":\"a\\u0000b\"}", FERRY_EFIELD},
     {"{\"t\":\"sub\",\"topic\":\"a b\"}", FERRY_EFIELD},
     {"{\"t\":\"unsub\",\"topic\":\"\"}", FERRY_EFIELD},
-    {"{\"t\":\"sub\",\"topic\":\"a\\u0000b\"}", FERRY_EJSON},
+    {"{\"t\":\"sub\",\"topic\":\"a\\u0000b\"}", FERRY_EFIELD},
 };
 
 START_TEST(rejects_bad_input_with_its_code)
