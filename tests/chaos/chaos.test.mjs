@@ -38,6 +38,12 @@ after(async () => {
   for (const stop of stops.reverse()) await stop().catch(() => {});
   if (server) await server.stop();
   killAll();
+  // Whatever still holds the event loop now would keep the run waiting: name it and fail.
+  setTimeout(() => {
+    const left = process._getActiveHandles().map((h) => h.constructor.name);
+    console.log(`# still running after the suite ended: ${left.join(', ')}`);
+    process.exit(1);
+  }, 15000).unref();
 });
 
 function assertClean(r) {
@@ -75,7 +81,7 @@ test('the checker fails on a lost, a duplicated, a reordered message and a silen
   assert.equal(checkOutbound(6, [], [1, 2, 5, 6]).lost, 2, 'a gap without a reset');
 });
 
-test('straight through the fault proxy: WebSocket, long-polling, switching, and an outage', async () => {
+test('straight through the fault proxy: WebSocket, long-polling, switching, and an outage', { timeout: 100000 }, async () => {
   const proxy = await startProxy({ targetPort: server.port, seed: SEED, name: 'direct' });
   proxies.push(proxy);
   const r = await runPhase({
@@ -90,7 +96,7 @@ test('straight through the fault proxy: WebSocket, long-polling, switching, and 
   assert.ok(proxy.stats.blackholes > 0 && proxy.stats.slicedBytes > 0, 'blackholes and slicing happened');
 });
 
-test('nginx in the path, faults on both of its sides', async () => {
+test('nginx in the path, faults on both of its sides', { timeout: 100000 }, async () => {
   const inner = await startProxy({ targetPort: server.port, seed: SEED + 1, name: 'nginx-upstream',
     plan: { cut: 0.3, blackhole: 0.03 } });
   proxies.push(inner);

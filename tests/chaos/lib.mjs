@@ -201,6 +201,20 @@ export function tolerateCutRequests() {
   });
 }
 
+// An exception thrown inside the JS client (from a socket or timer callback) would end the
+// soak; it is counted and the soak fails at its end, after its measurements.
+export const clientExceptions = [];
+export function tolerateClientExceptions() {
+  process.on('uncaughtException', (e) => {
+    if (e && /ferry\.js/.test(String(e.stack))) {
+      clientExceptions.push(String(e.stack).split('\n').slice(0, 3).join(' | '));
+      return;
+    }
+    console.error(e);
+    process.exit(1);
+  });
+}
+
 // The server's RSS (kB), threads and open file descriptors, from /proc.
 export function procStats(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -91,6 +91,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
   const partitioned = { c2s: false, s2c: false }; // one direction held on every connection
   let holdNext = 0;   // ms to hold the next new connection
 
+  const sockets = new Set(); // every socket, until it closes, so close() ends them all
   function open(client) {
     const id = ++stats.connections;
     const fate = calm ? { kind: 'clean', slice: null } : drawFate(rng(seed * 1000003 + id), p);
@@ -105,6 +106,10 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
     if (outage) { stats.outageHolds++; outage.add(c); }
     if (holdNext) { const ms = holdNext; holdNext = 0; c.held = true; c.timers.push(setTimeout(() => release(c), ms)); }
     live.add(c);
+    for (const sock of [client, upstream]) {
+      sockets.add(sock);
+      sock.once('close', () => sockets.delete(sock));
+    }
     client.setNoDelay(true);
     upstream.setNoDelay(true);
     for (const name of ['c2s', 's2c']) {
@@ -126,8 +131,9 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
   }
 
   function cut(c, dir) {
-    if (c.dead || calm) return;
+    if (c.dead || c.wasCut || calm) return;
     c.dead = true;
+    c.wasCut = true;
     stats.cuts++;
     stats[c.fate.how]++;
     stats[dir]++;
@@ -180,8 +186,14 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
         const item = d.queue[0];
         if (item === 'end') { d.queue.shift(); d.dst.end(); continue; }
         if (item === 'close') {
+          // What this side wrote before it closed is flushed first.
           d.queue.shift();
-          d.dst.destroy();
+          if (d.dst.writableLength === 0) d.dst.destroy();
+          else {
+            d.dst.end();
+            const t = setTimeout(() => d.dst.destroy(), 2000);
+            d.dst.once('close', () => clearTimeout(t));
+          }
           if (c.client.destroyed && c.upstream.destroyed) finish(c);
           continue;
         }
@@ -263,7 +275,8 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
     },
     close() {
       return new Promise((resolve) => {
-        for (const c of live) { c.client.destroy(); c.upstream.destroy(); finish(c); }
+        for (const c of live) finish(c);
+        for (const sock of sockets) sock.destroy();
         server.close(() => resolve());
       });
     },

@@ -10,14 +10,16 @@
  *
  *   GET  /control/log[?clear=1]   {"published":I,"clients":{id:[N,...]},"resets":{id:[why]},
  *                                  "mismatch":M}; clear=1 forgets what it returned
- *   GET  /control/stats           session and connection counts
+ *   GET  /control/stats           session counts, and the heap in use (mallinfo2)
  *   POST /control/publish?on=0|1  pause or resume the stream
  *   POST /control/ws?on=0|1       refuse WebSocket upgrades (404) or accept them
  *   POST /control/stop            exit (so does closing stdin)
  *
  * Environment (milliseconds): CHAOS_PUB_MS (5) between stream messages, CHAOS_HB_MS,
- * CHAOS_TIMEOUT_MS, CHAOS_WINDOW_MS, CHAOS_POLL_MS, CHAOS_STALL_MS, CHAOS_TICK_MS override
- * ferry's heartbeat, heartbeat timeout, resume window, poll hold, stall timeout and tick. */
+ * CHAOS_TIMEOUT_MS, CHAOS_WINDOW_MS, CHAOS_POLL_MS, CHAOS_STALL_MS, CHAOS_TOMBSTONE_MS and
+ * CHAOS_TICK_MS override ferry's heartbeat, heartbeat timeout, resume window, poll hold, stall
+ * timeout, how long an ended session is remembered, and the mount's tick. */
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -187,11 +189,15 @@ static int control(struct mg_connection *conn, void *cbdata)
         ferry_hub_counts(ferry_mount_hub(mount), &attached, &detached, &expired);
         ferry_stats st;
         ferry_hub_stats(ferry_mount_hub(mount), &st);
-        return reply_json(conn, json_pack("{sIsIsIsIsI}", "attached", (json_int_t)attached,
+        /* Heap in use, to tell a leak (it grows) from memory the allocator keeps (RSS
+         * grows, this does not). */
+        struct mallinfo2 mi = mallinfo2();
+        return reply_json(conn, json_pack("{sIsIsIsIsIsI}", "attached", (json_int_t)attached,
                                           "detached", (json_int_t)detached, "expired",
                                           (json_int_t)expired, "opened",
                                           (json_int_t)st.sessions_opened, "resumes",
-                                          (json_int_t)st.resumes));
+                                          (json_int_t)st.resumes, "heap_kb",
+                                          (json_int_t)((mi.uordblks + mi.hblkhd) / 1024)));
     }
     if (strcmp(what, "publish") == 0) {
         publishing = (int)qnum(ri, "on", 1);
@@ -239,6 +245,7 @@ int main(void)
     mo.core.heartbeat_timeout_ms = (uint32_t)env_ms("CHAOS_TIMEOUT_MS", mo.core.heartbeat_timeout_ms);
     mo.core.resume_window_ms = (uint32_t)env_ms("CHAOS_WINDOW_MS", mo.core.resume_window_ms);
     mo.core.stall_timeout_ms = (uint32_t)env_ms("CHAOS_STALL_MS", mo.core.stall_timeout_ms);
+    mo.core.tombstone_ms = (uint32_t)env_ms("CHAOS_TOMBSTONE_MS", mo.core.tombstone_ms);
     ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message,
                           .on_auth = on_auth};
     int rc = ferry_mount_new(ctx, &mo, &cb, NULL, &mount);

@@ -6,7 +6,10 @@
 // history shows a loss, a duplicate, a reordering or a gap without a reset.
 //
 //   SOAK_SECONDS=600 node tests/chaos/soak.mjs      CHAOS_SEED=N replays the fault decisions
-import { buildServer, killAll, lostRequests, procStats, startServer, tolerateCutRequests, waitFor } from './lib.mjs';
+import {
+  buildServer, clientExceptions, killAll, lostRequests, procStats, startServer, tolerateClientExceptions,
+  tolerateCutRequests, waitFor,
+} from './lib.mjs';
 import { startProxy } from './proxy.mjs';
 import { chaosSeed, runPhase, summary } from './run.mjs';
 
@@ -19,19 +22,21 @@ const SEED = chaosSeed();
 const SLACK = { fds: 4, threads: 2, rssKb: 16 * 1024, rssGrowth: 1.25 };
 
 const log = (line) => console.log(`[${new Date().toISOString()}] ${line}`);
-const fmt = (s) => `rss ${(s.rssKb / 1024).toFixed(1)} MiB, ${s.threads} threads, ${s.fds} fds`;
+const fmt = (s) => `rss ${(s.rssKb / 1024).toFixed(1)} MiB, ${s.threads} threads, ${s.fds} fds` +
+  (s.heapKb !== undefined ? `, heap in use ${(s.heapKb / 1024).toFixed(1)} MiB` : '');
 
 async function settle(server, baseline) {
   await waitFor(async () => {
     const st = await server.control('stats');
     const now = procStats(server.pid);
-    return st.attached === 0 && st.detached === 0 &&
+    return st.attached === 0 && st.detached === 0 && st.expired === 0 &&
       now.fds <= baseline.fds + SLACK.fds && now.threads <= baseline.threads + SLACK.threads;
-  }, 60000, 'sessions to end and descriptors to close').catch((e) => log(e.message));
-  return procStats(server.pid);
+  }, 60000, 'sessions to end and be forgotten, descriptors to close').catch((e) => log(e.message));
+  return { ...procStats(server.pid), heapKb: (await server.control('stats')).heap_kb };
 }
 
 tolerateCutRequests();
+tolerateClientExceptions();
 let server;
 let proxy;
 let failed = [];
@@ -39,13 +44,13 @@ try {
   log(`soak: ${SECONDS} s in rounds of ${ROUND_SECONDS} s, seed ${SEED} (CHAOS_SEED=${SEED} replays it)`);
   server = await startServer(buildServer(), {
     CHAOS_HB_MS: '300', CHAOS_TIMEOUT_MS: '1000', CHAOS_WINDOW_MS: '3000', CHAOS_POLL_MS: '1000',
-    CHAOS_STALL_MS: '3000', CHAOS_PUB_MS: '10',
+    CHAOS_STALL_MS: '3000', CHAOS_PUB_MS: '10', CHAOS_TOMBSTONE_MS: '10000',
   });
   proxy = await startProxy({ targetPort: server.port, seed: SEED, name: 'soak' });
-  const baseline = procStats(server.pid);
+  const baseline = { ...procStats(server.pid), heapKb: (await server.control('stats')).heap_kb };
   log(`baseline: ${fmt(baseline)}`);
   const during = [];
-  let peak = { ...baseline };
+  const peak = procStats(server.pid);
   const sampler = setInterval(() => {
     const s = procStats(server.pid);
     during.push(s);
@@ -69,7 +74,8 @@ try {
     });
     cuts += proxy.stats.cuts - before;
     const s = procStats(server.pid);
-    log(`${summary(r, null)}; ${proxy.stats.cuts - before} cuts | ${fmt(s)}`);
+    const { heap_kb: heap } = await server.control('stats');
+    log(`${summary(r, null)}; ${proxy.stats.cuts - before} cuts | ${fmt(s)}, heap in use ${(heap / 1024).toFixed(1)} MiB`);
     for (const k of ['clients', 'received', 'delivered', 'lost', 'duplicated', 'reordered', 'silentGaps',
       'badResets', 'unsentMismatch']) totals[k] += r[k];
     for (const [k, v] of Object.entries(r.resets)) totals.resets[k] = (totals.resets[k] || 0) + v;
@@ -90,6 +96,8 @@ try {
   log(`after round 1:       ${fmt(afterFirst)}`);
   log(`during (peak):       ${fmt(peak)}; median rss ${(sorted[sorted.length >> 1] / 1024).toFixed(1)} MiB over ${during.length} samples`);
   log(`end (clients gone):  ${fmt(final)}`);
+  if (clientExceptions.length)
+    failed.push(`${clientExceptions.length} exceptions thrown in the JS client, the first: ${clientExceptions[0]}`);
   if (final.fds > baseline.fds + SLACK.fds) failed.push(`fds ${final.fds}, baseline ${baseline.fds}`);
   if (final.threads > baseline.threads + SLACK.threads) failed.push(`threads ${final.threads}, baseline ${baseline.threads}`);
   if (final.rssKb > baseline.rssKb + SLACK.rssKb && final.rssKb > afterFirst.rssKb * SLACK.rssGrowth)
