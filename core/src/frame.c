@@ -81,6 +81,25 @@ static int get_token(json_t *obj, const char **token, size_t idx, fy_err *err)
     return 0;
 }
 
+/* The optional attempt ID of a resume: 16 to 64 printable ASCII characters. */
+static int get_rid(json_t *obj, fy_frame *f, size_t idx, fy_err *err)
+{
+    json_t *v = json_object_get(obj, "rid");
+    if (!v)
+        return 0;
+    const char *s = json_is_string(v) ? json_string_value(v) : "";
+    size_t len = json_is_string(v) ? json_string_length(v) : 0;
+    bool ok = len >= 16 && len <= 64;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = s[i] > 0x20 && s[i] < 0x7f;
+    if (!ok)
+        return fail(err, FERRY_EFIELD,
+                    "frame %zu: \"rid\" must be 16 to 64 printable ASCII characters", idx);
+    f->rid = s;
+    f->rid_len = len;
+    return 0;
+}
+
 static int check_version(json_t *obj, size_t idx, fy_err *err)
 {
     uint64_t v = 0;
@@ -127,7 +146,8 @@ static int decode_one(json_t *obj, size_t idx, fy_frame *f, fy_err *err)
     case FY_F_RESUME:
         if ((rc = check_version(obj, idx, err)) || (rc = get_token(obj, &f->token, idx, err)) ||
             (rc = get_str(obj, "sid", &f->sid, &f->sid_len, idx, err)) ||
-            (rc = get_str(obj, "secret", &f->secret, &f->secret_len, idx, err)))
+            (rc = get_str(obj, "secret", &f->secret, &f->secret_len, idx, err)) ||
+            (rc = get_rid(obj, f, idx, err)))
             break;
         rc = get_uint(obj, "ack", 0, &f->ack, idx, err);
         break;

@@ -37,6 +37,8 @@ typedef struct fy_frame {
     json_t *data;        /* msg */
     const char *topic;   /* sub, unsub */
     const char *token;   /* hello, resume: optional */
+    const char *rid;     /* resume: optional attempt ID, NULL if absent */
+    size_t rid_len;
 } fy_frame;
 
 typedef struct fy_limits {

@@ -80,9 +80,10 @@ static int peer_error(ferry_link *l, int code, const char *text, int end)
 }
 
 /* Binds `l` to `s` and queues the welcome with a fresh secret. The previous link, if any,
- * is kicked: one connection per session. s->lock held. */
+ * is kicked: one connection per session. `rid`: the resume's attempt ID (NULL for a new
+ * session). s->lock held. */
 static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presented,
-                          ferry_reason reset_why, uint64_t now)
+                          const fy_rid *rid, ferry_reason reset_why, uint64_t now)
 {
     if (s->link && s->link != l) {
         pthread_mutex_lock(&s->link->lock);
@@ -109,8 +110,9 @@ static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presen
     /* Until the client uses the new secret (any frame on this link), the one it presented
      * keeps working: a welcome lost in flight must not strand the session. */
     if (presented && s->unconfirmed && fy_token_hash_eq(presented, &s->secret))
-        fy_session_retire_locked(s, &s->confirmed); /* the newer one is proven now */
+        fy_session_retire_locked(s, &s->confirmed, &s->confirmed_rid); /* proven now */
     s->confirmed = presented ? *presented : fresh;
+    s->confirmed_rid = rid ? *rid : (fy_rid){0};
     s->secret = fresh;
     s->unconfirmed = presented != NULL;
     l->resumed = presented != NULL;
@@ -118,6 +120,22 @@ static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presen
     l->reset_why = reset_why;
     fy_link_ctl_locked(l, FY_CTL_WELCOME | (reset_why ? FY_CTL_RESET : 0));
     pthread_mutex_unlock(&l->lock);
+}
+
+/* A resume's ack must lie between what the client already acknowledged (the server has
+ * released those messages: resuming below would skip them silently) and the last message
+ * sent. Returns false, or true with the text of the bad_ack. s->lock held. */
+static bool resume_ack_bad(const ferry_session *s, uint64_t ack, char *text, size_t tlen)
+{
+    if (ack > s->out.high_sent)
+        snprintf(text, tlen, "resume ack %" PRIu64 " is beyond the last message sent (%" PRIu64 ")",
+                 ack, s->out.high_sent);
+    else if (ack + 1 < s->out.base)
+        snprintf(text, tlen, "resume ack %" PRIu64 " is below %" PRIu64 ", which was already acknowledged",
+                 ack, s->out.base - 1);
+    else
+        return false;
+    return true;
 }
 
 /* Tries to resume. Returns 0 with *resumed set, or an error already queued for the peer. */
@@ -128,10 +146,15 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
     fy_hash presented;
     ferry_session *s = NULL;
     int rc = 0;
+    char text[160];
 
     *resumed = false;
     *why = FERRY_REASON_UNKNOWN;
     fy_token_hash_secret(f->secret, f->secret_len, &presented);
+    fy_rid rid = {.set = f->rid != NULL};
+    if (rid.set)
+        crypto_generichash(rid.h.b, sizeof rid.h.b, (const unsigned char *)f->rid, f->rid_len,
+                           NULL, 0);
     if (fy_token_id_valid(f->sid, f->sid_len)) {
         pthread_mutex_lock(&hub->lock);
         s = hub->store->ops->find(hub->store, f->sid, f->sid_len);
@@ -145,26 +168,27 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
     pthread_mutex_lock(&s->lock);
     bool now_ok = fy_token_hash_eq(&presented, &s->secret);
     bool prev_ok = fy_token_hash_eq(&presented, &s->confirmed) && s->unconfirmed;
-    if (!now_ok && !prev_ok && fy_session_is_retired(s, &presented) &&
-        strcmp(identity, s->identity) == 0) {
+    bool same_attempt = false;
+    if (!now_ok && !prev_ok && fy_session_is_retired(s, &presented, &rid, &same_attempt) &&
+        !same_attempt && strcmp(identity, s->identity) == 0) {
         /* A secret this session had already replaced: two parties hold it. The session ends
          * as forked (its connection, and any later resume with its newest secret, are told
          * so), while this presenter gets the answer any stranger gets. */
         fy_session_end_locked(s, FERRY_REASON_FORKED, now);
     } else if ((!now_ok && !prev_ok) || strcmp(identity, s->identity) != 0) {
-        /* same answer as an unknown session: so is a resume under another identity */
+        /* same answer as an unknown session: so is a resume under another identity, and a
+         * late copy of the resume that retired this secret (same attempt ID: path delay,
+         * not a second holder), which leaves the session alone */
     } else if (s->state == FERRY_STATE_EXPIRED) {
         *why = s->end_reason;
-    } else if (fy_session_ack_locked(s, f->ack, true) != 0) {
-        char text[120];
-        snprintf(text, sizeof text, "resume ack %" PRIu64 " is beyond the last message sent (%" PRIu64 ")",
-                 f->ack, s->out.high_sent);
+    } else if (resume_ack_bad(s, f->ack, text, sizeof text) ||
+               fy_session_ack_locked(s, f->ack, true) != 0) {
         rc = FERRY_EACK;
         pthread_mutex_unlock(&s->lock);
         ferry_session_unref(s);
         return peer_error(l, rc, text, 0);
     } else {
-        attach_locked(l, s, &presented, FERRY_REASON_NONE, now);
+        attach_locked(l, s, &presented, &rid, FERRY_REASON_NONE, now);
         atomic_fetch_add(&hub->resumes, 1);
         *resumed = true;
         *why = FERRY_REASON_NONE;
@@ -264,7 +288,7 @@ static int handshake(ferry_link *l, const fy_frame *f)
     l->opening = true;
     l->armed = false; /* one wake, below */
     pthread_mutex_unlock(&l->lock);
-    attach_locked(l, s, NULL, why, now);
+    attach_locked(l, s, NULL, NULL, why, now);
     pthread_mutex_unlock(&s->lock);
     fy_hub_call_open(hub, s, why);
     pthread_mutex_lock(&l->lock);

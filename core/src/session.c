@@ -72,26 +72,35 @@ void fy_session_detach_locked(ferry_session *s, uint64_t now, int why)
     }
 }
 
-void fy_session_retire_locked(ferry_session *s, const fy_hash *h)
+void fy_session_retire_locked(ferry_session *s, const fy_hash *h, const fy_rid *rid)
 {
-    s->retired[s->nretired++ % FY_RETIRED] = *h;
+    unsigned i = s->nretired++ % FY_RETIRED;
+    s->retired[i] = *h;
+    s->retired_rid[i] = *rid;
 }
 
 void fy_session_confirm_locked(ferry_session *s)
 {
     if (!s->unconfirmed)
         return;
-    fy_session_retire_locked(s, &s->confirmed);
+    fy_session_retire_locked(s, &s->confirmed, &s->confirmed_rid);
     s->confirmed = s->secret;
+    s->confirmed_rid = (fy_rid){0};
     s->unconfirmed = false;
 }
 
-bool fy_session_is_retired(const ferry_session *s, const fy_hash *h)
+bool fy_session_is_retired(const ferry_session *s, const fy_hash *h, const fy_rid *rid,
+                           bool *same_attempt)
 {
-    bool hit = false;
+    bool hit = false, same = false;
     unsigned n = s->nretired < FY_RETIRED ? s->nretired : FY_RETIRED;
-    for (unsigned i = 0; i < n; i++)
-        hit |= fy_token_hash_eq(h, &s->retired[i]);
+    for (unsigned i = 0; i < n; i++) {
+        bool eq = fy_token_hash_eq(h, &s->retired[i]);
+        bool rid_eq = fy_token_hash_eq(&rid->h, &s->retired_rid[i].h);
+        hit |= eq;
+        same |= eq & rid->set & s->retired_rid[i].set & rid_eq;
+    }
+    *same_attempt = same;
     return hit;
 }
 

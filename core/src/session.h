@@ -14,6 +14,12 @@
 
 typedef struct fy_sub fy_sub;
 
+/* A resume's attempt ID ("rid"), kept as a hash; `set` is false when it had none. */
+typedef struct fy_rid {
+    fy_hash h;
+    bool set;
+} fy_rid;
+
 #define FY_RETIRED 8
 typedef struct ferry_link ferry_link;
 
@@ -30,9 +36,11 @@ struct ferry_session {
 
     fy_hash secret;            /* hash of the newest secret issued */
     fy_hash confirmed;         /* hash of the last secret the client proved it holds */
+    fy_rid confirmed_rid;      /* the attempt ID of the resume that presented `confirmed` */
     bool unconfirmed;          /* the newest secret is unproven: `confirmed` still resumes */
     fy_hash retired[FY_RETIRED];  /* secrets replaced by a newer proven one: using one again
                                    * means a copy exists (forked) */
+    fy_rid retired_rid[FY_RETIRED]; /* each one's confirmed_rid */
     unsigned nretired;         /* total ever retired; the last FY_RETIRED are kept */
     ferry_state state;
     ferry_reason end_reason;
@@ -71,11 +79,14 @@ void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now);
  * s->lock held. */
 void fy_session_confirm_locked(ferry_session *s);
 
-/* Retires a secret hash. s->lock held. */
-void fy_session_retire_locked(ferry_session *s, const fy_hash *h);
+/* Retires a secret hash, with the attempt ID of the resume that presented it. s->lock held. */
+void fy_session_retire_locked(ferry_session *s, const fy_hash *h, const fy_rid *rid);
 
-/* True if `h` is a retired secret of s (constant time over the kept ones). s->lock held. */
-bool fy_session_is_retired(const ferry_session *s, const fy_hash *h);
+/* True if `h` is a retired secret of s (constant time over the kept ones). *same_attempt is
+ * set if `rid` is the attempt ID that secret was last presented with: a delayed copy of
+ * the owner's own resume, not a second holder. s->lock held. */
+bool fy_session_is_retired(const ferry_session *s, const fy_hash *h, const fy_rid *rid,
+                           bool *same_attempt);
 
 /* Kicks the attached link, if any, for `why`, and marks the session detached. s->lock held. */
 void fy_session_detach_locked(ferry_session *s, uint64_t now, int why);

@@ -62,5 +62,6 @@ Suite *session_suite(void);
 Suite *resume_suite(void);
 Suite *topic_suite(void);
 Suite *log_suite(void);
+Suite *wire_suite(void);
 
 #endif
