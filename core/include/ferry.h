@@ -206,6 +206,13 @@ FERRY_API void ferry_options_init(ferry_options *o);
 FERRY_API int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
                   void *ud);
 
+/* Ends every live session with reason shutdown, so that each attached connection is given
+ * its final `close` `shutdown` frame (and is kicked, then done). A transport that is
+ * stopping calls this while its connections are still open, writes what its links give
+ * it, then closes them; the hub stays usable. Runs on_close for each ended session (so not
+ * from inside a callback). NULL is a no-op. */
+FERRY_API void ferry_hub_shutdown(ferry_hub *hub);
+
 /* Ends every session (on_close with FERRY_REASON_SHUTDOWN) and frees the hub. Every link
  * must have been freed first (stop the transports), and no other thread may be using the
  * hub. NULL is a no-op. */

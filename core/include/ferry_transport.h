@@ -63,6 +63,12 @@ FERRY_API int ferry_link_new(ferry_hub *hub, const ferry_link_ops *ops, void *ud
  * (the link is done: pull, write, close) or FERRY_ENOMEM. */
 FERRY_API int ferry_link_recv(ferry_link *l, const char *data, size_t len);
 
+/* The transport read a message of at least `len` bytes, over max_frame_bytes, and dropped
+ * it unread (a WebSocket message, or the rest of one being reassembled). Counts the limit
+ * and queues `error too_big` for the peer, as ferry_link_recv would for a frame it was given;
+ * the link stays usable. Returns FERRY_ETOOBIG, or FERRY_ECLOSED if the link is done. */
+FERRY_API int ferry_link_too_big(ferry_link *l, size_t len);
+
 /* Flags for ferry_link_pull. */
 enum {
     /* Always emit a JSON array, even for zero or one frame (long-poll responses). Without

@@ -469,6 +469,22 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
     return rc;
 }
 
+int ferry_link_too_big(ferry_link *l, size_t len)
+{
+    if (!l)
+        return FERRY_EINVAL;
+    pthread_mutex_lock(&l->lock);
+    bool done = l->done;
+    pthread_mutex_unlock(&l->lock);
+    if (done)
+        return FERRY_ECLOSED;
+    char text[120];
+    snprintf(text, sizeof text, "message of %zu bytes or more; the limit is %zu", len,
+             l->hub->opt.max_frame_bytes);
+    fy_hub_limit(l->hub, FERRY_LIMIT_FRAME_SIZE);
+    return peer_error(l, FERRY_ETOOBIG, text, 0);
+}
+
 static int put_char(ferry_buf *b, char c)
 {
     if (ferry_buf_reserve(b, 1))

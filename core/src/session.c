@@ -58,6 +58,24 @@ void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now)
     fy_hub_defer_end(s->hub, s);
 }
 
+static void end_for_shutdown(ferry_session *s, void *ud)
+{
+    pthread_mutex_lock(&s->lock);
+    fy_session_end_locked(s, FERRY_REASON_SHUTDOWN, *(uint64_t *)ud);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ferry_hub_shutdown(ferry_hub *hub)
+{
+    if (!hub)
+        return;
+    uint64_t now = fy_hub_now(hub);
+    pthread_mutex_lock(&hub->lock);
+    hub->store->ops->each(hub->store, end_for_shutdown, &now);
+    pthread_mutex_unlock(&hub->lock);
+    fy_hub_drain(hub);
+}
+
 void fy_session_detach_locked(ferry_session *s, uint64_t now, int why)
 {
     if (s->link) {

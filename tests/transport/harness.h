@@ -132,5 +132,6 @@ Suite *ws_suite(void);
 Suite *lp_suite(void);
 Suite *mixed_suite(void);
 Suite *diag_suite(void);
+Suite *protocol_suite(void);
 
 #endif

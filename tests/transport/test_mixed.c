@@ -76,11 +76,12 @@ START_TEST(unmounting_closes_every_connection)
     ferry_mount_free(s->m); /* returns only when no connection refers to the mount */
     pthread_join(t, NULL);
     ck_assert_int_eq(h.r.status, 200);
-    ck_assert_str_eq(h.r.body, "[]");
+    ck_assert_str_eq(h.r.body, "[{\"t\":\"close\",\"reason\":\"shutdown\"}]");
     fyc_resp_free(&h.r);
     for (int i = 0; i < 50 && w.open; i++)
         tc_pump(&w, 100);
-    ck_assert_int_eq(w.ws_close_code, 1001);
+    ck_assert_str_eq(w.last_close, "shutdown");
+    ck_assert_int_eq(w.ws_close_code, 1000);
     ck_assert_int_eq(ts_count(s, &s->closes), 2); /* every session ended: shutdown */
     tc_free(&w);
     tc_free(&l);

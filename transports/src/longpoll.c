@@ -341,7 +341,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
             lp->woken = false;
             bool superseded = gen != lp->poll_gen || lp->dropped;
             pthread_mutex_unlock(&lp->slock);
-            if (superseded || atomic_load(&m->stopping)) {
+            if (superseded) {
                 out.len = 0; /* the newer poll (or a reconnect) gets everything */
                 if (ferry_buf_reserve(&out, 2) == 0) {
                     memcpy(out.data, "[]", 2);
@@ -349,8 +349,10 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
                 }
                 break;
             }
-            if (stop) {
-                out.len = 0; /* timed out: whatever control frames are due, or [] */
+            if (stop || atomic_load(&m->stopping)) {
+                /* timed out, or the mount is stopping: whatever is due (a final close
+                 * "shutdown" frame), or [] */
+                out.len = 0;
                 ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY);
                 break;
             }
@@ -395,14 +397,14 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
 static void preflight(struct mg_connection *conn, ferry_mount *m)
 {
     if (!fy_origin_check(m, conn, "a CORS preflight", m->lp_path)) {
-        fy_http_reply(conn, m, 403, NULL, "text/plain", "", 0);
+        reply_text(conn, m, 403, fy_origin_body);
         return;
     }
     fy_http_reply(conn, m, 204,
                   "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
                   "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
                   "Access-Control-Max-Age: 600\r\n",
-                  "text/plain", "", 0);
+                  "application/json", "", 0);
 }
 
 static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
@@ -423,8 +425,7 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
     if (strcmp(method, "OPTIONS") == 0)
         preflight(conn, m);
     else if (!fy_origin_check(m, conn, "a long-poll request", m->lp_path))
-        reply_text(conn, m, 403, "[{\"t\":\"error\",\"code\":\"origin\","
-                                 "\"text\":\"origin not allowed\"}]");
+        reply_text(conn, m, 403, fy_origin_body);
     else if (strcmp(method, "POST") == 0 && !has_creds)
         handshake(conn, m);
     else if (strcmp(method, "GET") == 0)
@@ -432,7 +433,7 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
     else if (strcmp(method, "POST") == 0)
         send_req(conn, m);
     else
-        fy_http_reply(conn, m, 405, "Allow: GET, POST, OPTIONS\r\n", "text/plain", "", 0);
+        fy_http_reply(conn, m, 405, "Allow: GET, POST, OPTIONS\r\n", "application/json", "[]", 2);
 
     pthread_mutex_lock(&m->lp_lock);
     if (--m->lp_active == 0)

@@ -20,6 +20,9 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
+const char fy_origin_body[] =
+    "[{\"t\":\"error\",\"code\":\"origin\",\"text\":\"origin not allowed\"}]";
+
 const char *fy_conn_header(void *ctx, const char *name)
 {
     return mg_get_header(ctx, name);
@@ -310,6 +313,9 @@ void ferry_mount_free(ferry_mount *m)
     if (m->metrics_path)
         mg_set_request_handler(m->ctx, m->metrics_path, NULL, NULL);
     atomic_store(&m->stopping, true);
+    /* Sessions end first, while their connections are open: each client is given its
+     * close "shutdown" frame (a held poll answers with it; a WebSocket gets it, then 1000). */
+    ferry_hub_shutdown(m->hub);
     fy_lp_stop(m);  /* ends held polls, waits for the handler to be idle, frees links */
     bool ws_done = fy_ws_stop(m); /* closes WebSockets, waits for their close handlers */
     pthread_mutex_lock(&m->tlock);

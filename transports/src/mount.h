@@ -80,6 +80,8 @@ bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn);
 bool fy_origin_check(ferry_mount *m, const struct mg_connection *conn, const char *what,
                      const char *path);
 #define FY_ORIGIN_LOG_MS 10000 /* at most one refused-Origin line per mount this often */
+/* The body of every 403 for an Origin: [{"t":"error","code":"origin",...}]. */
+extern const char fy_origin_body[];
 
 /* mount_options.c: checks the options as ferry_mount_new does; on the first bad one logs
  * "ferry_mount_new: ..." with the option, its value and the rule, and returns FERRY_EINVAL. */

@@ -11,10 +11,14 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "mount.h"
 
 #define WS_HEADROOM 10 /* the largest server frame header: 2 + 8 length bytes */
+/* After our close frame, how long the peer has to answer it before civetweb is told to end
+ * the connection; until then what the peer sends is read and dropped. */
+#define WS_LINGER_MS 1000
 
 enum {
     WS_OP_CONT = 0x0,
@@ -32,7 +36,6 @@ enum {
     WS_CLOSE_PROTOCOL = 1002,
     WS_CLOSE_UNSUPPORTED = 1003,
     WS_CLOSE_POLICY = 1008,
-    WS_CLOSE_TOO_BIG = 1009,
     WS_CLOSE_INTERNAL = 1011,
     WS_CLOSE_TRY_LATER = 1013,
     WS_CLOSE_SUPERSEDED = 4000,
@@ -52,12 +55,17 @@ struct ws_conn {
     bool forced;                  /* its socket was shut down (force_close_locked) */
     ferry_buf out;
     bool queued;                  /* in the writers' queue (m->wlock) */
+    bool flushing;                /* a writer took it from the queue (m->wlock) */
+    bool let_go;                  /* civetweb was told to end it (mg_close_connection) */
     bool gone;                    /* civetweb closed it: never queue it again (m->wlock) */
     bool settled;                 /* handshake seen: out of the deadline check (m->wlock) */
+    bool ready;                   /* civetweb's upgrade reply went out (m->wlock) */
+    const struct mg_connection *upgrading; /* from connect until ready; immutable */
     ws_conn *next_ready;          /* (m->wlock) */
     ws_conn *prev, *next;         /* every open WebSocket (m->wlock) */
     ferry_buf msg;                /* fragments being reassembled (reader thread only) */
     bool in_msg;
+    bool discarding;              /* in_msg, but over the size limit: drop the rest */
     double ctl_tokens;            /* control-frame budget (reader thread only) */
     uint64_t ctl_at;              /* when it was last refilled, ms */
     uint64_t opened_ms;           /* for the handshake deadline; immutable */
@@ -159,9 +167,21 @@ static void close_locked(ws_conn *ws, int code, const char *why)
     write_frame(ws, f, (size_t)(payload + wl + 2 - f));
     ws->closing = true;
     ws->closing_at = fy_now_ms();
-    /* For a server WebSocket this only flags the read loop, which then ends when the peer
-     * answers the close frame or at the next websocket_timeout_ms poll. */
-    mg_close_connection(ws->conn);
+    /* The read loop goes on, dropping what arrives, until the peer answers the close frame
+     * (then civetweb closes the socket with nothing unread) or, after WS_LINGER_MS, the
+     * reaper lets it go. Ending it now would close a socket with unread input: the kernel
+     * then sends a reset, and the peer may lose the frames just written. */
+}
+
+/* Tells civetweb to end the connection. For a server WebSocket this only flags the read
+ * loop, which ends after the frame it is reading or at its next poll timeout. ws->lock
+ * held. */
+static void let_go_locked(ws_conn *ws)
+{
+    if (ws->conn && !ws->let_go) {
+        ws->let_go = true;
+        mg_close_connection(ws->conn);
+    }
 }
 
 static void close_from_reader(ws_conn *ws, int code, const char *why)
@@ -212,7 +232,8 @@ static void flush(ws_conn *ws)
         char *f = frame_header(ws->out.data + WS_HEADROOM, plen, WS_OP_TEXT);
         if (!write_frame(ws, f, (size_t)(ws->out.data + ws->out.len - f))) {
             ws->closing = true; /* unacked messages stay in the outbox for a resume */
-            mg_close_connection(ws->conn);
+            ws->closing_at = fy_now_ms();
+            let_go_locked(ws);
         }
     }
     pthread_mutex_unlock(&ws->lock);
@@ -232,8 +253,12 @@ static void *writer_main(void *arg)
         if (!m->ready_head)
             m->ready_tail = NULL;
         ws->queued = false;
+        ws->flushing = true;
         pthread_mutex_unlock(&m->wlock);
         flush(ws);
+        pthread_mutex_lock(&m->wlock);
+        ws->flushing = false;
+        pthread_mutex_unlock(&m->wlock);
         ws_unref(ws);
         pthread_mutex_lock(&m->wlock);
     }
@@ -241,39 +266,48 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* A complete HTTP answer to a refused upgrade (civetweb sends nothing itself). */
-static void refuse(struct mg_connection *conn, ferry_mount *m, int status, const char *text)
+/* A complete HTTP answer to a refused upgrade (civetweb sends nothing itself): JSON, as
+ * every answer under the prefix is. */
+static void refuse(struct mg_connection *conn, ferry_mount *m, int status, const char *body)
 {
     fy_http_reply(conn, m, status, status == 503 ? "Retry-After: 1\r\nConnection: close\r\n"
                                                  : "Connection: close\r\n",
-                  "text/plain", text, strlen(text));
+                  "application/json", body, strlen(body));
 }
 
 static int connect_impl(const struct mg_connection *c, ferry_mount *m)
 {
     struct mg_connection *conn = (struct mg_connection *)c;
     if (atomic_load(&m->stopping)) {
-        refuse(conn, m, 503, "shutting down\n");
+        refuse(conn, m, 503, "[]");
         return 1;
     }
     if (atomic_load(&m->ws_off)) {
-        refuse(conn, m, 404, "websocket is off\n");
+        refuse(conn, m, 404, "[]");
+        return 1;
+    }
+    /* civetweb 1.15 builds its reply from the key in a 100-byte buffer; a longer key fails
+     * the upgrade after this handler, with neither ready nor close handler (RFC 6455 keys
+     * are 24 characters). */
+    const char *key = mg_get_header(c, "Sec-WebSocket-Key");
+    if (key && strlen(key) > 60) {
+        refuse(conn, m, 400, "[]");
         return 1;
     }
     if (!fy_origin_check(m, c, "a WebSocket upgrade", m->ws_path)) {
-        refuse(conn, m, 403, "origin not allowed\n");
+        refuse(conn, m, 403, fy_origin_body);
         return 1;
     }
     /* Refused here, before the handshake, rather than left to queue for a worker. */
     if (!fy_conn_acquire(m)) {
-        refuse(conn, m, 503, "at capacity\n");
+        refuse(conn, m, 503, "[]");
         return 1;
     }
     ws_conn *ws = calloc(1, sizeof *ws);
     if (!ws || ferry_link_new(m->hub, &ws_ops, ws, &ws->link) != 0) {
         free(ws);
         fy_conn_release(m);
-        refuse(conn, m, 503, "out of memory\n");
+        refuse(conn, m, 503, "[]");
         return 1;
     }
     ferry_link_set_transport(ws->link, FERRY_TRANSPORT_WEBSOCKET);
@@ -282,7 +316,17 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
     ws->ctl_tokens = m->opt.control_burst;
     atomic_init(&ws->refs, 1);
     pthread_mutex_init(&ws->lock, NULL);
+    ws->upgrading = c;
     mg_set_user_connection_data(c, ws);
+    /* Listed from now, not from ready: if civetweb's upgrade reply fails, no ready or close
+     * handler ever comes, and only the reaper can give the slot back (reap_abandoned). */
+    pthread_mutex_lock(&m->wlock);
+    ws->next = m->all_ws;
+    if (m->all_ws)
+        m->all_ws->prev = ws;
+    m->all_ws = ws;
+    m->nws++;
+    pthread_mutex_unlock(&m->wlock);
     return 0;
 }
 
@@ -295,11 +339,7 @@ static void ready_impl(struct mg_connection *conn, ferry_mount *m)
     /* The upgrade request's headers stay readable for the connection's life. */
     ferry_link_set_peer(ws->link, fy_peer_addr(m, conn), fy_conn_header, conn);
     pthread_mutex_lock(&m->wlock);
-    ws->next = m->all_ws;
-    if (m->all_ws)
-        m->all_ws->prev = ws;
-    m->all_ws = ws;
-    m->nws++;
+    ws->ready = true;
     pthread_mutex_unlock(&m->wlock);
 }
 
@@ -310,17 +350,24 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
     int op = bits & 0xF;
     bool fin = bits & 0x80;
 
+    /* Our close frame is out: drop everything but the peer's answer (see close_locked). */
+    if (atomic_load(&ws->closing) && op != WS_OP_CLOSE)
+        return 1;
     switch (op) {
     case WS_OP_TEXT:
     case WS_OP_CONT:
         if ((op == WS_OP_TEXT) == ws->in_msg) {
             close_from_reader(ws, WS_CLOSE_PROTOCOL, "bad fragmentation");
-            return 0;
+            return 1;
         }
-        if (len > limit || ws->msg.len + len > limit) {
-            fy_hub_limit(m->hub, FERRY_LIMIT_FRAME_SIZE);
-            close_from_reader(ws, WS_CLOSE_TOO_BIG, "message too big");
-            return 0;
+        if (ws->discarding || len > limit || ws->msg.len + len > limit) {
+            /* Refused with error too_big once (the link counts it); the connection stays,
+             * and the rest of a fragmented message is dropped unread. */
+            if (!ws->discarding && ferry_link_too_big(ws->link, ws->msg.len + len) == FERRY_ECLOSED)
+                ws_wake(ws);
+            ws->msg.len = 0;
+            ws->in_msg = ws->discarding = !fin;
+            return 1;
         }
         int rc;
         if (op == WS_OP_TEXT && fin) {
@@ -328,7 +375,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
         } else {
             if (ferry_buf_reserve(&ws->msg, len)) {
                 close_from_reader(ws, WS_CLOSE_INTERNAL, "out of memory");
-                return 0;
+                return 1;
             }
             memcpy(ws->msg.data + ws->msg.len, data, len);
             ws->msg.len += len;
@@ -345,7 +392,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
         if (!control_allowed(ws)) {
             fy_hub_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
             close_from_reader(ws, WS_CLOSE_POLICY, "control frame flood");
-            return 0;
+            return 1;
         }
         char buf[WS_HEADROOM + 125];
         size_t n = len > 125 ? 125 : len;
@@ -361,7 +408,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
         if (!control_allowed(ws)) {
             fy_hub_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
             close_from_reader(ws, WS_CLOSE_POLICY, "control frame flood");
-            return 0;
+            return 1;
         }
         return 1;
     case WS_OP_CLOSE:
@@ -372,7 +419,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
         return 0;
     default:
         close_from_reader(ws, WS_CLOSE_UNSUPPORTED, "only text messages are used");
-        return 0;
+        return 1;
     }
 }
 
@@ -514,6 +561,39 @@ static bool find_socket_locked(ws_conn *ws, bool shut)
     return false;
 }
 
+/* A connection we closed: after WS_LINGER_MS civetweb is told to end it. Still open two
+ * read-loop intervals after that, its reader is stuck inside a frame, so its socket is shut
+ * down. Rarely, under load, civetweb ends a WebSocket without calling its close handler;
+ * once its connection object serves another client (its user data changed), no callback
+ * will ever come: returns true, to finish it here. (A missing socket proves nothing: a
+ * shut-down socket has no peer name.) ws->lock held. */
+static bool reap_closing_locked(ws_conn *ws, uint64_t now)
+{
+    if (!ws->closing || !ws->conn)
+        return false;
+    uint64_t waited = fy_elapsed_ms(now, ws->closing_at);
+    if (waited >= WS_LINGER_MS)
+        let_go_locked(ws);
+    if (waited < WS_LINGER_MS + 2000)
+        return false;
+    if (mg_get_user_connection_data(ws->conn) != ws)
+        return true;
+    if (!ws->forced)
+        find_socket_locked(ws, true);
+    return false;
+}
+
+/* True if civetweb gave up on the connection during its upgrade reply: it never called
+ * ready, and it has closed the connection (which clears the user data) or reused the
+ * object. The connection object stays valid memory while the server runs. */
+static bool reap_abandoned(ferry_mount *m, ws_conn *ws)
+{
+    pthread_mutex_lock(&m->wlock);
+    bool ready = ws->ready;
+    pthread_mutex_unlock(&m->wlock);
+    return !ready && mg_get_user_connection_data(ws->upgrading) != ws;
+}
+
 void fy_ws_reap(ferry_mount *m)
 {
     uint64_t now = fy_now_ms();
@@ -521,7 +601,8 @@ void fy_ws_reap(ferry_mount *m)
     size_t n = 0;
     ws_conn **late = m->nws ? malloc(m->nws * sizeof *late) : NULL;
     for (ws_conn *ws = m->all_ws; ws && late; ws = ws->next) {
-        if ((!ws->settled && fy_elapsed_ms(now, ws->opened_ms) >= m->opt.handshake_timeout_ms) ||
+        uint64_t age = fy_elapsed_ms(now, ws->opened_ms);
+        if ((!ws->settled && age >= m->opt.handshake_timeout_ms) || (!ws->ready && age >= 200) ||
             atomic_load(&ws->closing)) {
             atomic_fetch_add(&ws->refs, 1);
             late[n++] = ws;
@@ -530,19 +611,13 @@ void fy_ws_reap(ferry_mount *m)
     pthread_mutex_unlock(&m->wlock);
     /* Outside wlock: asking the link takes its lock, which comes before wlock. */
     for (size_t i = 0; i < n; i++) {
-        bool orphan = false;
-        pthread_mutex_lock(&late[i]->lock);
-        /* Closed by us but still open after two read-loop intervals: its reader is stuck
-         * inside a frame, so shut its socket down. Rarely, under load, civetweb ends a
-         * WebSocket without calling its close handler; once its connection object serves
-         * another client (its user data changed), no callback will ever come: finish it
-         * here. (A missing socket proves nothing: a shut-down socket has no peer name.) */
-        if (late[i]->closing && late[i]->conn && fy_elapsed_ms(now, late[i]->closing_at) >= 2000) {
-            if (mg_get_user_connection_data(late[i]->conn) != late[i])
-                orphan = true;
-            else if (!late[i]->forced)
-                find_socket_locked(late[i], true);
+        if (reap_abandoned(m, late[i])) {
+            ws_finish(late[i]);
+            ws_unref(late[i]);
+            continue;
         }
+        pthread_mutex_lock(&late[i]->lock);
+        bool orphan = reap_closing_locked(late[i], now);
         bool closing = late[i]->closing;
         pthread_mutex_unlock(&late[i]->lock);
         if (orphan)
@@ -566,11 +641,31 @@ void fy_ws_reap(ferry_mount *m)
     free(late);
 }
 
+/* Waits, at most `ms`, until no WebSocket is queued for a writer or being written: the
+ * final frames ferry_hub_shutdown gave them are then out. */
+static void wait_writers(ferry_mount *m, uint64_t ms)
+{
+    uint64_t until = fy_now_ms() + ms;
+    for (;;) {
+        bool busy = false;
+        pthread_mutex_lock(&m->wlock);
+        for (ws_conn *ws = m->all_ws; ws && !busy; ws = ws->next)
+            busy = ws->queued || ws->flushing;
+        pthread_mutex_unlock(&m->wlock);
+        if (!busy || fy_now_ms() >= until)
+            return;
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 bool fy_ws_stop(ferry_mount *m)
 {
     mg_set_websocket_handler(m->ctx, m->ws_path, NULL, NULL, NULL, NULL, NULL);
     /* Close every open WebSocket and wait for civetweb's close handlers: they still point
-     * at this mount. */
+     * at this mount. Those with a session were given their close "shutdown" frame; let the
+     * writers send it (then code 1000) before the rest get 1001. */
+    wait_writers(m, 2000);
     fy_ws_close_all(m, WS_CLOSE_GOING_AWAY, "server shutting down");
     pthread_mutex_lock(&m->wlock);
     uint64_t until = fy_now_ms() + 30000;
