@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { checkInbound, checkOutbound } from './check.mjs';
-import { buildServer, killAll, startNginx, startServer } from './lib.mjs';
+import { killAll, serverBinary, startNginx, startServer } from './lib.mjs';
 import { startProxy } from './proxy.mjs';
 import { chaosSeed, runPhase, summary } from './run.mjs';
 
@@ -29,7 +29,7 @@ const log = (line) => console.log(`# ${line}`);
 
 before(async () => {
   log(`chaos seed ${SEED} (replay: CHAOS_SEED=${SEED} node --test tests/chaos/chaos.test.mjs)`);
-  const bin = buildServer();
+  const bin = serverBinary();
   server = await startServer(bin, SERVER_ENV);
 });
 

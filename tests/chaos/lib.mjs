@@ -39,6 +39,11 @@ export function buildServer() {
   return bin;
 }
 
+// CHAOS_SERVER names a server binary to use instead (e.g. one built with sanitizers).
+export function serverBinary() {
+  return process.env.CHAOS_SERVER || buildServer();
+}
+
 // Every child this process starts, so a failure anywhere still stops them all. The chaos
 // server and nginx's wrapper end when their stdin closes, which also happens when this
 // process dies however it dies.
@@ -65,7 +70,7 @@ function stopChild(child, signal = 'SIGTERM', closeStdin = false) {
       // nginx's wrapper leads a process group of its own: nginx goes with it.
       if (child.group) process.kill(-child.pid, 'SIGKILL');
       else child.kill('SIGKILL');
-    }, 5000);
+    }, 15000);
     child.once('exit', () => { clearTimeout(t); resolve(); });
     if (closeStdin) child.stdin.end();
     else child.kill(signal);

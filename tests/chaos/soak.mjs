@@ -7,7 +7,7 @@
 //
 //   SOAK_SECONDS=600 node tests/chaos/soak.mjs      CHAOS_SEED=N replays the fault decisions
 import {
-  buildServer, clientExceptions, killAll, lostRequests, procStats, startServer, tolerateClientExceptions,
+  clientExceptions, killAll, lostRequests, procStats, serverBinary, startServer, tolerateClientExceptions,
   tolerateCutRequests, waitFor,
 } from './lib.mjs';
 import { startProxy } from './proxy.mjs';
@@ -42,7 +42,7 @@ let proxy;
 let failed = [];
 try {
   log(`soak: ${SECONDS} s in rounds of ${ROUND_SECONDS} s, seed ${SEED} (CHAOS_SEED=${SEED} replays it)`);
-  server = await startServer(buildServer(), {
+  server = await startServer(serverBinary(), {
     CHAOS_HB_MS: '300', CHAOS_TIMEOUT_MS: '1000', CHAOS_WINDOW_MS: '3000', CHAOS_POLL_MS: '1000',
     CHAOS_STALL_MS: '3000', CHAOS_PUB_MS: '10', CHAOS_TOMBSTONE_MS: '10000',
   });
