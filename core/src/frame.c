@@ -337,8 +337,11 @@ int fy_enc_error(ferry_buf *b, int code, const char *text)
         return FERRY_ENOMEM;
     size_t need = json_dumpb(o, NULL, 0, JSON_COMPACT);
     int rc = FERRY_ENOMEM;
-    if (need && ferry_buf_reserve(b, need) == 0) {
-        b->len += json_dumpb(o, b->data + b->len, need, JSON_COMPACT);
+    /* Each dump allocates (jansson's loop check): the second can fail where the first did
+     * not, and then writes nothing. */
+    if (need && ferry_buf_reserve(b, need) == 0 &&
+        json_dumpb(o, b->data + b->len, need, JSON_COMPACT) == need) {
+        b->len += need;
         rc = 0;
     }
     json_decref(o);
