@@ -78,9 +78,11 @@ static int record_request(struct mg_connection *conn)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     tserver *t = mg_get_user_data(mg_get_context(conn));
     const char *auth = mg_get_header(conn, "Authorization");
-    json_t *r = json_pack("{s:s, s:s, s:s, s:s}", "method", ri->request_method ? ri->request_method : "",
-                          "uri", ri->request_uri ? ri->request_uri : "", "query",
-                          ri->query_string ? ri->query_string : "", "auth", auth ? auth : "");
+    json_t *r = json_pack("{s:s, s:s, s:s, s:s}",
+                          "method", ri->request_method ? ri->request_method : "",
+                          "uri", ri->request_uri ? ri->request_uri : "",
+                          "query", ri->query_string ? ri->query_string : "",
+                          "auth", auth ? auth : "");
     pthread_mutex_lock(&t->lock);
     json_array_append_new(t->requests, r);
     pthread_mutex_unlock(&t->lock);
