@@ -90,6 +90,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
   let outage = null;  // while set, every connection is held
   const partitioned = { c2s: false, s2c: false }; // one direction held on every connection
   let holdNext = 0;   // ms to hold the next new connection
+  let stallNext = 0;  // ms to hold what the next new connection's client sends after its first chunk
 
   const sockets = new Set(); // every socket, until it closes, so close() ends them all
   function open(client) {
@@ -104,6 +105,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
       },
     };
     if (outage) { stats.outageHolds++; outage.add(c); }
+    if (stallNext) { c.stallAfterFirst = stallNext; stallNext = 0; }
     if (holdNext) { const ms = holdNext; holdNext = 0; c.held = true; c.timers.push(setTimeout(() => release(c), ms)); }
     live.add(c);
     for (const sock of [client, upstream]) {
@@ -181,7 +183,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
     if (d.busy) return;
     d.busy = true;
     try {
-      while (d.queue.length && !c.held && !partitioned[name]) {
+      while (d.queue.length && !c.held && !d.held && !partitioned[name]) {
         if (c.dead || d.done) { d.queue.length = 0; break; }
         const item = d.queue[0];
         if (item === 'end') { d.queue.shift(); d.dst.end(); continue; }
@@ -222,6 +224,13 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
         }
         d.queue.shift();
         await write(d, item);
+        if (name === 'c2s' && c.stallAfterFirst) {
+          // What the client sends after its first request waits (stallNext).
+          const ms = c.stallAfterFirst;
+          c.stallAfterFirst = 0;
+          d.held = true;
+          c.timers.push(setTimeout(() => { d.held = false; pump(c, name); }, ms));
+        }
       }
     } finally {
       d.busy = false;
@@ -266,6 +275,9 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
     },
     // The next connection accepted is held for `ms`, then delivers what it holds.
     holdNext(ms) { holdNext = ms; },
+    // The next connection's first chunk from the client (a request, an upgrade) goes through;
+    // whatever the client sends after it waits `ms`.
+    stallNext(ms) { stallNext = ms; },
     // Every open connection is reset now (no fault counted).
     dropAll() { for (const c of live) { c.dead = true; c.client.resetAndDestroy(); c.upstream.resetAndDestroy(); } },
     // One direction of every connection, old and new, held until partition(dir, false).
