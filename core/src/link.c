@@ -248,18 +248,19 @@ static int handshake(ferry_link *l, const fy_frame *f)
         int rc = try_resume(l, f, identity, now, &resumed, &why);
         if (rc || resumed)
             return rc;
-        atomic_fetch_add(&hub->resume_failures[why], 1);
     }
 
+    /* The new session first: if it cannot be allocated, nothing has been counted. */
+    ferry_session *s = fy_session_new(hub);
+    if (!s)
+        return peer_error(l, FERRY_ENOMEM, "out of memory", 0);
+    if (f->type == FY_F_RESUME)
+        atomic_fetch_add(&hub->resume_failures[why], 1);
     if (!fy_hub_identity_add(hub, identity)) {
+        ferry_session_unref(s);
         fy_hub_limit(hub, FERRY_LIMIT_IDENTITY);
         return peer_error(l, FERRY_ECAPACITY, "too many sessions for this identity",
                           FERRY_LINK_REFUSED);
-    }
-    ferry_session *s = fy_session_new(hub);
-    if (!s) {
-        fy_hub_identity_del(hub, identity);
-        return peer_error(l, FERRY_ENOMEM, "out of memory", 0);
     }
     pthread_mutex_lock(&hub->lock);
     bool full = atomic_load(&hub->live) >= hub->opt.max_sessions;
