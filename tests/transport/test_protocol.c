@@ -119,7 +119,7 @@ static void one_connection(ferry_mount_options *o)
     ts_good_origin(o);
 }
 
-START_TEST(every_answer_under_the_prefix_is_json)
+START_TEST(long_poll_and_upgrade_answers_are_json)
 {
     tserver *s = ts_start(one_connection);
     fyc_resp r;
@@ -340,7 +340,7 @@ Suite *protocol_suite(void)
     tcase_set_timeout(w, 60);
     tcase_add_test(w, a_handshake_in_a_batch_is_refused_on_both_transports);
     tcase_add_test(w, a_refused_sub_on_long_polling_is_200_and_the_rest_applies);
-    tcase_add_test(w, every_answer_under_the_prefix_is_json);
+    tcase_add_test(w, long_poll_and_upgrade_answers_are_json);
     tcase_add_test(w, unknown_session_and_411_are_as_documented);
     tcase_add_test(w, the_per_identity_limit_is_capacity_1013_or_503);
     tcase_add_test(w, a_long_poll_reset_is_delivered_once_then_404);
