@@ -2,20 +2,31 @@
  *
  *   build/examples/live-scores [www-dir]
  *
- * PORT (8080), SPEED (match minutes per real second, default 0.5: a match in about three
- * minutes), NO_WEBSOCKET=1 (long-polling only, to show the fallback) and DEMO_CONTROLS=1
- * (test-only endpoints under /control/) change its behaviour.
+ * www-dir is the page to serve (default examples/live-scores/www, from the repository's
+ * top); it must be a directory. The server listens on 127.0.0.1 only and serves the page at
+ * /, ferry at /ferry and Prometheus metrics at /metrics. The environment changes it:
+ *
+ *   PORT=8080          the port, 0 to 65535 (0: any free port, printed at start)
+ *   SPEED=0.5          match minutes per real second, 0.01 to 100 (0.5: a match in about
+ *                      three minutes)
+ *   NO_WEBSOCKET=1     long-polling only, to show the fallback
+ *   DEMO_CONTROLS=1    test-only endpoints under /control/ (drop every connection, the log)
+ *
+ * A value it cannot use (PORT=abc, SPEED=0, a www-dir that is not a directory) stops it at
+ * once with a message naming the setting, and exit status 2.
  *
  * Every event gets a per-match number `n`. A new page (and a page whose session was reset)
  * gets a snapshot of every match first, then live events; the snapshot and the subscription
  * are made under the same lock the simulator publishes under, so no event falls between
  * them or is counted twice. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -236,29 +247,83 @@ static void on_signal(int sig)
     stop = 1;
 }
 
+/* The settings, read from the environment and the command line. */
+typedef struct settings {
+    long port;
+    double speed;
+    const char *www;
+} settings;
+
+/* Reads a number from the environment variable `name` into *out, default `def`. False,
+ * with a message, if it is not a number from `lo` to `hi`. */
+static bool env_number(const char *name, double def, double lo, double hi, bool integer,
+                       double *out)
+{
+    const char *v = getenv(name);
+    *out = def;
+    if (!v)
+        return true;
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    bool whole = integer ? strspn(v, "0123456789") == strlen(v) : true;
+    if (end == v || *end || errno || !whole || !(d >= lo && d <= hi)) {
+        fprintf(stderr, "live-scores: %s=\"%s\" is not %s from %g to %g\n", name, v,
+                integer ? "a whole number" : "a number", lo, hi);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+static bool read_settings(int argc, char **argv, settings *st)
+{
+    double port, speed;
+    if (!env_number("PORT", 8080, 0, 65535, true, &port) ||
+        !env_number("SPEED", 0.5, 0.01, 100, false, &speed))
+        return false;
+    st->port = (long)port;
+    st->speed = speed;
+    st->www = argc > 1 ? argv[1] : "examples/live-scores/www";
+    struct stat sb;
+    if (stat(st->www, &sb) != 0) {
+        fprintf(stderr, "live-scores: web root \"%s\": %s (give the www directory as the "
+                        "first argument)\n", st->www, strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "live-scores: web root \"%s\" is not a directory\n", st->www);
+        return false;
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
-    const char *port = getenv("PORT") ? getenv("PORT") : "8080";
-    double speed = getenv("SPEED") ? atof(getenv("SPEED")) : 0.5;
+    settings st;
+    if (!read_settings(argc, argv, &st))
+        return 2;
     bool no_ws = getenv("NO_WEBSOCKET") && strcmp(getenv("NO_WEBSOCKET"), "1") == 0;
     bool controls = getenv("DEMO_CONTROLS") && strcmp(getenv("DEMO_CONTROLS"), "1") == 0;
+    double speed = st.speed;
     char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
-    if (!(speed > 0))
-        speed = 0.5;
+    snprintf(listen, sizeof listen, "127.0.0.1:%ld", st.port);
     srand((unsigned)time(NULL));
 
     ferry_server_options so;
     ferry_server_options_init(&so);
     so.listen = listen;
-    so.document_root = argc > 1 ? argv[1] : "examples/live-scores/www";
+    so.document_root = st.www;
     struct mg_context *ctx = ferry_server_start(&so);
     if (!ctx) {
         fprintf(stderr, "live-scores: cannot listen on %s\n", listen);
         return 1;
     }
     ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_subscribe = on_subscribe};
-    if (ferry_mount_new(ctx, NULL, &cb, NULL, &mount) != 0) {
+    ferry_mount_options mo;
+    ferry_mount_options_init(&mo);
+    mo.metrics_path = "/metrics";
+    if (ferry_mount_new(ctx, &mo, &cb, NULL, &mount) != 0) {
         ferry_server_stop(ctx);
         return 1;
     }
