@@ -90,6 +90,8 @@ function event(e) {
   render(m, e.kind === 'goal');
 }
 
+// While the connection is not open the scores on screen may be behind: the cards say so
+// until the client has resumed (and caught up on what it missed).
 function badge() {
   const b = el('badge');
   const state = client.state;
@@ -99,7 +101,21 @@ function badge() {
   b.textContent = state === 'open' ? (t === 'websocket' ? 'WebSocket' : 'Long-polling')
     : state === 'closed' ? 'Closed' : 'Reconnecting…';
   demo.transport = state === 'open' ? t : null;
+  const stale = state !== 'open' && matches.size > 0;
+  el('board').classList.toggle('stale', stale);
+  el('stale').textContent = stale ? 'Connection lost: these scores may be out of date.' : '';
 }
+
+// What a reset means, for someone watching the scores.
+const RESET = {
+  unknown: 'Reconnected: the server had restarted, scores reloaded',
+  shutdown: 'Reconnected: the server had restarted, scores reloaded',
+  expired: 'Reconnected after a long time away: scores reloaded',
+  overflow: 'Reconnected: this page had fallen too far behind, scores reloaded',
+  server: 'Reconnected: the server ended the old connection, scores reloaded',
+  closed: 'Reconnected: the old connection had been closed, scores reloaded',
+  forked: 'Reconnected: this page\'s connection was in use elsewhere too, so it was replaced; scores reloaded',
+};
 
 client.on('message', (d) => {
   demo.received++;
@@ -116,6 +132,14 @@ client.on('state', badge);
 client.on('transport', badge);
 client.on('reset', (r) => {
   demo.resets++;
-  el('note').textContent = `Resynced after a reset (${r.reason})`;
+  el('note').textContent = RESET[r.reason] || 'Reconnected: scores reloaded';
+});
+// A server that refuses the page (its address is not allowed): the client keeps trying,
+// slowly; say why the scores do not come.
+client.on('error', (e) => {
+  if (client.state !== 'open') el('note').textContent = `The server refused this page (${e.text}); retrying`;
+});
+client.on('open', () => {
+  if (el('note').textContent.startsWith('The server refused')) el('note').textContent = '';
 });
 window.client = client;
