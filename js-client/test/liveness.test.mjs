@@ -35,7 +35,8 @@ describe('through a proxy that can blackhole the connection', () => {
       await waitFor(() => c.state !== 'open', 5000, 'the drop noticed');
       const took = Date.now() - t0;
       assert.equal(c.state, 'reconnecting');
-      assert.ok(took <= 600 + 250, `noticed ${took} ms after the network went silent`);
+      // pingInterval + pingTimeout after the last frame, with room for a busy machine.
+      assert.ok(took <= 600 + 900, `noticed ${took} ms after the network went silent`);
       // Attempts through the hole time out and are retried; none of them opens.
       const accepted = proxy.accepted;
       await waitFor(() => proxy.accepted >= accepted + 2, 10000, 'attempts while the network is down');
@@ -85,7 +86,8 @@ describe('through a proxy that can blackhole the connection', () => {
     await own.control('publish', 'n=5&from=6');
     await waitFor(() => c.state !== 'open', 5000, 'the dead poll noticed');
     const took = Date.now() - t0;
-    assert.ok(took >= 1000 && took <= 1500 + 200 + 300, `abandoned after ${took} ms`);
+    // The welcome's timeout (1.5 s) after the poll began, checked at the next ping (0.2 s).
+    assert.ok(took >= 1000 && took <= 1500 + 200 + 1300, `abandoned after ${took} ms`);
     hole.heal();
     assert.equal((await once(c, 'open')).resumed, true);
     await waitFor(() => got.length >= 10, 5000, 'all 10');
