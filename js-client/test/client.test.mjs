@@ -126,8 +126,9 @@ describe('against the real server', () => {
   });
 });
 
-test('a reset with its reason once the resume window has expired', async () => {
+test('a reset with its reason once the resume window has expired', async (t) => {
   const srv = await startServer({ FERRY_WINDOW_MS: '300' });
+  t.after(() => srv.stop());
   let offline = false;
   const net = {
     fetch: (...a) => (offline ? Promise.reject(new Error('offline')) : fetch(...a)),
@@ -139,6 +140,7 @@ test('a reset with its reason once the resume window has expired', async () => {
     },
   };
   const c = ferry.connect(srv.url, { ...net, transport: 'websocket', minDelay: 20, maxDelay: 100 });
+  t.after(() => c.close());
   await once(c, 'open');
   c.send({ lost: true }); // may or may not arrive before the outage; either way it is told
   offline = true;
@@ -151,12 +153,11 @@ test('a reset with its reason once the resume window has expired', async () => {
   assert.equal(r.reason, 'expired');
   assert.equal(typeof r.unsent, 'number');
   await waitFor(() => c.state === 'open');
-  c.close();
-  await srv.stop();
 });
 
-test('pingInterval 0: a silent connection is detected by the welcome\'s heartbeat and resumed', async () => {
+test('pingInterval 0: a silent connection is detected by the welcome\'s heartbeat and resumed', async (t) => {
   const srv = await startServer({ FERRY_HB_MS: '200', FERRY_TIMEOUT_MS: '600' });
+  t.after(() => srv.stop());
   const sockets = [];
   // A WebSocket that can go dead like a half-open TCP connection: nothing in, nothing out.
   class Freezable extends WebSocket {
@@ -172,6 +173,7 @@ test('pingInterval 0: a silent connection is detected by the welcome\'s heartbea
   }
   const c = ferry.connect(srv.url, { WebSocket: Freezable, fetch, transport: 'websocket', minDelay: 10, maxDelay: 50,
     pingInterval: 0 });
+  t.after(() => c.close());
   await once(c, 'open');
   const got = collect(c);
   sockets[0].frozen = true;
@@ -182,8 +184,6 @@ test('pingInterval 0: a silent connection is detected by the welcome\'s heartbea
   await srv.control('publish', 'n=5&from=1');
   await waitFor(() => got.length === 5);
   assert.ok(inOrder(got, 5));
-  c.close();
-  await srv.stop();
 });
 
 test('backoff is full-jitter exponential within its bounds', () => {
