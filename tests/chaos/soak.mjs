@@ -17,10 +17,11 @@ const SECONDS = Number(process.env.SOAK_SECONDS || 1800);
 const ROUND_SECONDS = Math.min(20, Math.max(5, Math.floor(SECONDS / 3)));
 const SEED = chaosSeed();
 // Back to about the baseline: a few descriptors and threads may be in flux (a request being
-// answered), and memory the allocator keeps after the first rounds is not a leak. A leak
-// grows with every round: the end is compared with the baseline and with the first round.
-// The heap in use (mallinfo2) must come back to within 1 MiB of the baseline.
-const SLACK = { fds: 4, threads: 2, rssKb: 16 * 1024, rssGrowth: 1.25, heapKb: 1024 };
+// answered). The heap in use (mallinfo2) must come back to within 1 MiB of the baseline: that
+// is the leak check. RSS may not: glibc keeps freed pages in its arenas (up to 8 per core),
+// a plateau reached in the first rounds and then creeping by about 0.1 MiB a round from
+// fragmentation; RSS fails beyond 24 MiB above the baseline.
+const SLACK = { fds: 4, threads: 2, rssKb: 24 * 1024, heapKb: 1024 };
 // civetweb runs hundreds of worker threads, and glibc's per-thread cache (tcache) keeps freed
 // blocks in each thread that ever handled a connection, counted as in use: heap and RSS then
 // creep up for a long time without any leak. The soak turns the cache off in the server so
@@ -109,7 +110,7 @@ try {
   if (final.threads > baseline.threads + SLACK.threads) failed.push(`threads ${final.threads}, baseline ${baseline.threads}`);
   if (final.heapKb > baseline.heapKb + SLACK.heapKb)
     failed.push(`heap in use ${final.heapKb} kB, baseline ${baseline.heapKb} kB`);
-  if (final.rssKb > baseline.rssKb + SLACK.rssKb && final.rssKb > afterFirst.rssKb * SLACK.rssGrowth)
+  if (final.rssKb > baseline.rssKb + SLACK.rssKb)
     failed.push(`rss ${final.rssKb} kB: baseline ${baseline.rssKb} kB, after round 1 ${afterFirst.rssKb} kB`);
 } catch (e) {
   failed.push(String(e && e.stack ? e.stack : e));
