@@ -25,7 +25,7 @@ const SERVER_ENV = {
 let server;
 const proxies = [];
 const stops = [];
-const log = (line) => console.log(`# ${line}`);
+const log = (line) => console.log(line);
 
 before(async () => {
   log(`chaos seed ${SEED} (replay: CHAOS_SEED=${SEED} node --test tests/chaos/chaos.test.mjs)`);
@@ -34,16 +34,21 @@ before(async () => {
 });
 
 after(async () => {
-  for (const p of proxies) await p.close().catch(() => {});
-  for (const stop of stops.reverse()) await stop().catch(() => {});
-  if (server) await server.stop();
-  killAll();
-  // Whatever still holds the event loop now would keep the run waiting: name it and fail.
+  // A teardown that hangs, or anything that still holds the event loop after it, would keep
+  // the run waiting: name where it stopped and what is left, and fail.
+  let step = 'closing the proxies';
   setTimeout(() => {
     const left = process._getActiveHandles().map((h) => h.constructor.name);
-    console.log(`# still running after the suite ended: ${left.join(', ')}`);
+    console.log(`teardown stuck at "${step}"; still open: ${left.join(', ')}`);
     process.exit(1);
-  }, 15000).unref();
+  }, 45000).unref();
+  for (const p of proxies) await p.close().catch(() => {});
+  step = 'stopping nginx';
+  for (const stop of stops.reverse()) await stop().catch(() => {});
+  step = 'stopping the server';
+  if (server) await server.stop();
+  step = 'done';
+  killAll();
 });
 
 function assertClean(r) {
