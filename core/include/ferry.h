@@ -16,8 +16,10 @@
  *
  * Lock order, outermost first (internal, written once here):
  *   session inbound lock (held while on_message runs, so one session's messages are
- *   delivered one at a time, in order)  ->  hub lock  ->  session lock  ->  link lock.
- *   A transport's wake/kick callbacks run with hub, session or link locks held.
+ *   delivered one at a time, in order)  ->  publish lock  ->  hub lock  ->  session lock
+ *   ->  link lock. The hub lock (session table, topics) is never held across a publish's
+ *   fan-out, only while its subscribers are listed. A transport's wake/kick callbacks run
+ *   with hub, session or link locks held.
  *
  * Errors are negative ferry_error values; 0 is success. ferry_strerror names each one.
  */
@@ -225,7 +227,9 @@ FERRY_API void ferry_hub_free(ferry_hub *hub);
  * never call it. Returns FERRY_OK. */
 FERRY_API int ferry_hub_tick(ferry_hub *hub);
 
-/* Publishes one message to every session subscribed to `topic`. `json` (`len` bytes, need
+/* Publishes one message to every session subscribed to `topic` when the call begins, less
+ * any that unsubscribe before it reaches them. Publishes never overtake each other: every
+ * subscriber gets concurrent publishes in the same order. `json` (`len` bytes, need
  * not be NUL-terminated) must be one JSON value; it is validated and stored once, shared by
  * every subscriber's outbox. Writes the number of sessions that queued it to *queued if not
  * NULL. A subscriber whose outbox overflows is reset (reason overflow); that is not an error

@@ -66,6 +66,7 @@ int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbac
         return FERRY_ENOMEM;
     }
     pthread_mutex_init(&hub->ident_lock, NULL);
+    pthread_mutex_init(&hub->pub_lock, NULL);
     pthread_mutex_init(&hub->lock, NULL);
     pthread_mutex_init(&hub->rate_lock, NULL);
     pthread_mutex_init(&hub->pend_lock, NULL);
@@ -212,7 +213,9 @@ void ferry_hub_free(ferry_hub *hub)
     fy_map_destroy(&hub->idents); /* empty: every session ended */
     pthread_mutex_destroy(&hub->ident_lock);
     pthread_mutex_destroy(&hub->lock);
+    pthread_mutex_destroy(&hub->pub_lock);
     pthread_mutex_destroy(&hub->pend_lock);
+    free(hub->fan);
     free(hub);
 }
 
@@ -249,7 +252,9 @@ void fy_hub_drain(ferry_hub *hub)
             return;
 
         pthread_mutex_lock(&hub->lock);
+        pthread_mutex_lock(&s->lock);
         fy_topic_unsubscribe_all(hub, s);
+        pthread_mutex_unlock(&s->lock);
         pthread_mutex_unlock(&hub->lock);
 
         /* in_lock: on_close never overlaps this session's on_open or on_message. */
@@ -371,10 +376,36 @@ int ferry_hub_tick(ferry_hub *hub)
     return 0;
 }
 
+/* Copies the topic's subscribers into hub->fan, each with a reference. Returns how many, or
+ * (size_t)-1 if the snapshot cannot grow. Hub lock and pub_lock held. */
+static size_t snapshot(ferry_hub *hub, const char *topic)
+{
+    fy_topic *t = fy_topic_find(hub, topic);
+    size_t n = t ? fy_topic_size(t) : 0;
+    if (n > hub->fan_cap) {
+        size_t cap = n + n / 2;
+        fy_fan *fan = cap <= SIZE_MAX / sizeof *fan ? realloc(hub->fan, cap * sizeof *fan) : NULL;
+        if (!fan)
+            return (size_t)-1;
+        hub->fan = fan;
+        hub->fan_cap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ferry_session *s = fy_topic_subscriber(t, i);
+        hub->fan[i] = (fy_fan){ferry_session_ref(s), s->unsubs};
+    }
+    return n;
+}
+
+/* The fan-out runs outside the hub lock: every push may wake a transport thread, and on a
+ * busy machine a publisher that wakes thousands of them is descheduled again and again, so
+ * one publish to 10,000 long-polls took most of a second. Holding the hub lock that long,
+ * back to back, starved every resume (they look their session up under it). Only the
+ * snapshot of the subscribers is taken under it. */
 int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_t len,
                       size_t *queued)
 {
-    size_t n = 0, done = 0;
+    size_t done = 0;
     fy_msg *m;
     if (queued)
         *queued = 0;
@@ -383,10 +414,18 @@ int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_
     int rc = fy_msg_new(&m, topic, json, len, hub->opt.max_depth, hub->opt.max_message_bytes);
     if (rc)
         return rc;
+    /* pub_lock: publishes do not overtake each other, so every subscriber sees them in
+     * one order. */
+    pthread_mutex_lock(&hub->pub_lock);
     pthread_mutex_lock(&hub->lock);
-    fy_topic *t = fy_topic_find(hub, topic);
-    if (t) {
-        n = fy_topic_size(t);
+    size_t n = snapshot(hub, topic);
+    pthread_mutex_unlock(&hub->lock);
+    if (n == (size_t)-1) {
+        pthread_mutex_unlock(&hub->pub_lock);
+        fy_msg_unref(m);
+        return FERRY_ENOMEM;
+    }
+    if (n) {
         /* One reference and one budget share per subscriber, taken up front so the shared
          * counters are touched twice per publish rather than once per subscriber. If the
          * budget cannot cover them all, each push checks it on its own. */
@@ -396,15 +435,19 @@ int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_
         if (!reserved)
             atomic_fetch_sub(&hub->outbox_bytes, cost);
         for (size_t i = 0; i < n; i++) {
-            ferry_session *s = fy_topic_subscriber(t, i);
+            ferry_session *s = hub->fan[i].s;
             pthread_mutex_lock(&s->lock);
-            done += fy_session_push_locked(s, m, reserved) == 0;
+            /* A session that unsubscribed since the snapshot gets nothing more from the
+             * topic once ferry_session_unsubscribe has returned. */
+            if (s->unsubs == hub->fan[i].unsubs || fy_topic_subscribed(s, topic))
+                done += fy_session_push_locked(s, m, reserved) == 0;
             pthread_mutex_unlock(&s->lock);
+            ferry_session_unref(s);
         }
         if (reserved) /* give back the shares of subscribers that did not take it */
             atomic_fetch_sub(&hub->outbox_bytes, (m->len + FY_OUTBOX_OVERHEAD) * (n - done));
     }
-    pthread_mutex_unlock(&hub->lock);
+    pthread_mutex_unlock(&hub->pub_lock);
     fy_msg_unref_n(m, n - done + 1);
     if (queued)
         *queued = done;

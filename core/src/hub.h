@@ -11,8 +11,17 @@
 #include "map.h"
 #include "store.h"
 
+/* One subscriber in a publish's snapshot: a reference, and its unsubscribe count then. */
+typedef struct fy_fan {
+    ferry_session *s;
+    unsigned unsubs;
+} fy_fan;
+
 struct ferry_hub {
-    pthread_mutex_t lock;      /* store, topics, subscriptions */
+    pthread_mutex_t pub_lock;  /* one publish fans out at a time; outside `lock` */
+    fy_fan *fan;               /* the subscribers of the publish under way (pub_lock) */
+    size_t fan_cap;
+    pthread_mutex_t lock;      /* store, topics, subscriptions; never held across a fan-out */
     ferry_options opt;         /* immutable */
     ferry_callbacks cb;        /* immutable */
     void *ud;
@@ -68,13 +77,16 @@ void fy_hub_call_message(ferry_hub *hub, ferry_session *s, json_t *data);
 bool fy_hub_allow_subscribe(ferry_hub *hub, ferry_session *s, const char *topic);
 int fy_hub_call_auth(ferry_hub *hub, const ferry_auth *a, char *identity, const char **reason);
 
-/* Topics (topic.c); all with the hub lock held. */
+/* Topics (topic.c); all with the hub lock held. Subscribing and unsubscribing also need the
+ * session's lock, so that fy_topic_subscribed can be asked under either. */
 typedef struct fy_topic fy_topic;
 bool fy_topic_name_ok(const char *name);
 fy_topic *fy_topic_find(ferry_hub *hub, const char *name);
 int fy_topic_subscribe(ferry_hub *hub, ferry_session *s, const char *name);
 void fy_topic_unsubscribe(ferry_hub *hub, ferry_session *s, const char *name);
 void fy_topic_unsubscribe_all(ferry_hub *hub, ferry_session *s);
+/* Whether s is subscribed to `name`; the hub lock or s->lock held. */
+bool fy_topic_subscribed(const ferry_session *s, const char *name);
 /* Subscribers of t, and their count. */
 ferry_session *fy_topic_subscriber(const fy_topic *t, size_t i);
 size_t fy_topic_size(const fy_topic *t);

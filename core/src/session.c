@@ -182,9 +182,9 @@ int ferry_session_subscribe(ferry_session *s, const char *topic)
     /* Checked under both locks: the drain that unsubscribes an ended session needs the hub
      * lock, so no subscription can slip in after it. */
     int rc = s->state == FERRY_STATE_EXPIRED ? FERRY_ECLOSED : 0;
-    pthread_mutex_unlock(&s->lock);
     if (rc == 0)
         rc = fy_topic_subscribe(hub, s, topic);
+    pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&hub->lock);
     return rc;
 }
@@ -194,7 +194,9 @@ int ferry_session_unsubscribe(ferry_session *s, const char *topic)
     if (!s || !fy_topic_name_ok(topic))
         return FERRY_EINVAL;
     pthread_mutex_lock(&s->hub->lock);
+    pthread_mutex_lock(&s->lock);
     fy_topic_unsubscribe(s->hub, s, topic);
+    pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&s->hub->lock);
     return 0;
 }

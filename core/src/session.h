@@ -31,7 +31,9 @@ struct ferry_session {
     char id[FY_ID_LEN + 1];    /* immutable */
     char identity[FERRY_IDENTITY_MAX]; /* from on_auth; immutable once opened */
     fy_map_node node;          /* owned by the store (hub lock) */
-    fy_sub *subs;              /* this session's subscriptions (hub lock) */
+    fy_sub *subs;              /* this session's subscriptions (hub lock and lock to change,
+                                * either to read) */
+    unsigned unsubs;           /* unsubscribes so far (as subs) */
     ferry_session *pend_next;  /* hub pending list (hub pend_lock) */
 
     fy_hash secret;            /* hash of the newest secret issued */

@@ -113,6 +113,7 @@ void fy_topic_unsubscribe(ferry_hub *hub, ferry_session *s, const char *name)
             fy_sub *sub = *p;
             *p = sub->next;
             drop(hub, sub);
+            s->unsubs++;
             return;
         }
     }
@@ -124,5 +125,14 @@ void fy_topic_unsubscribe_all(ferry_hub *hub, ferry_session *s)
         fy_sub *sub = s->subs;
         s->subs = sub->next;
         drop(hub, sub);
+        s->unsubs++;
     }
+}
+
+bool fy_topic_subscribed(const ferry_session *s, const char *name)
+{
+    for (const fy_sub *sub = s->subs; sub; sub = sub->next)
+        if (strcmp(sub->topic->name, name) == 0)
+            return true;
+    return false;
 }

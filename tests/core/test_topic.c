@@ -1,4 +1,8 @@
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "helpers.h"
 #include "session.h"
@@ -133,6 +137,236 @@ START_TEST(clients_subscribe_where_the_application_allows)
 }
 END_TEST
 
+/* A connection whose wake can be parked: it stands for a publisher that is descheduled in
+ * the middle of its fan-out, as happens when every push wakes a sleeping poll thread on a
+ * busy machine. A parked wake waits (at most PARK_MS) for the test to release it; it runs
+ * with that one session's lock held. */
+#define PARK_MS 1000
+
+typedef struct parked_conn {
+    ferry_link *link;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool park;      /* the next wake parks */
+    bool parked;    /* a wake is parked now */
+    bool released;
+    bool timed_out; /* a parked wake gave up waiting for the release */
+} parked_conn;
+
+static void parked_wake(void *ud)
+{
+    parked_conn *p = ud;
+    pthread_mutex_lock(&p->lock);
+    if (p->park) {
+        p->park = false;
+        p->parked = true;
+        pthread_cond_broadcast(&p->cond);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += PARK_MS / 1000;
+        while (!p->released && !p->timed_out)
+            if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
+                p->timed_out = true;
+        p->parked = false;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+static const ferry_link_ops parked_ops = {parked_wake, NULL};
+
+/* A new session on a parked connection, its welcome pulled so that the next push wakes it. */
+static ferry_session *parked_hello(ferry_hub *hub, parked_conn *p)
+{
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    ck_assert_int_eq(ferry_link_new(hub, &parked_ops, p, &p->link), 0);
+    const char *hello = "{\"t\":\"hello\",\"v\":1}";
+    ck_assert_int_eq(ferry_link_recv(p->link, hello, strlen(hello)), 0);
+    ferry_buf b = {0};
+    ck_assert_int_eq(ferry_link_pull(p->link, &b, 0), 1);
+    ferry_buf_release(&b);
+    return app.last_session;
+}
+
+static void parked_free(parked_conn *p)
+{
+    ferry_link_free(p->link);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+}
+
+/* Waits until a wake of p is parked; false after PARK_MS. */
+static bool wait_parked(parked_conn *p)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += PARK_MS / 1000;
+    pthread_mutex_lock(&p->lock);
+    while (!p->parked && pthread_cond_timedwait(&p->cond, &p->lock, &ts) != ETIMEDOUT)
+        ;
+    bool parked = p->parked;
+    pthread_mutex_unlock(&p->lock);
+    return parked;
+}
+
+/* Releases the parked wake; true if it was still waiting (nothing the test did meanwhile
+ * had to wait for the publish). */
+static bool release(parked_conn *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->released = true;
+    bool in_time = !p->timed_out;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    return in_time;
+}
+
+typedef struct pub_job {
+    ferry_hub *hub;
+    const char *topic, *json;
+    size_t queued;
+    int rc;
+} pub_job;
+
+static void *publish_main(void *arg)
+{
+    pub_job *j = arg;
+    j->rc = ferry_hub_publish(j->hub, j->topic, j->json, strlen(j->json), &j->queued);
+    return NULL;
+}
+
+/* The seqs of the msg frames in `frames` whose data is `data`. */
+static json_int_t seq_of_data(json_t *frames, json_int_t data)
+{
+    for (size_t i = 0; i < count_of(frames, "msg"); i++) {
+        json_t *m = frame_of(frames, "msg", i);
+        if (json_integer_value(json_object_get(m, "data")) == data)
+            return int_of(m, "seq");
+    }
+    return -1;
+}
+
+/* The last character of the message at `seq` in s's outbox: its one-digit data. */
+static char data_digit(ferry_session *s, uint64_t seq)
+{
+    const fy_msg *m = fy_outbox_at(&s->out, seq);
+    ck_assert_ptr_nonnull(m);
+    return m->body[m->len - 1];
+}
+
+/* While one publish is part-way through its fan-out, everything else that needs the hub's
+ * session table or topics goes ahead: a resume, a new session and its subscription, an
+ * unsubscribe and a send by ID. (They used to wait for the whole fan-out, and a publisher
+ * that fanned out back to back to 10,000 long-polls starved a resume storm of that lock.) */
+START_TEST(a_publish_does_not_hold_up_resumes_during_its_fan_out)
+{
+    char sid_b[32], secret_b[64], sid_c[32];
+    ferry_hub *hub = hub_new(NULL);
+    parked_conn a;
+    ferry_session *sa = parked_hello(hub, &a);
+    fake_conn *b = fc_hello(hub, sid_b, secret_b);
+    ferry_session *sb = app.last_session;
+    fake_conn *c = fc_hello(hub, sid_c, NULL);
+    ferry_session *sc = app.last_session;
+    ck_assert_int_eq(ferry_session_subscribe(sa, "t"), 0);
+    ck_assert_int_eq(ferry_session_subscribe(sb, "t"), 0);
+    ck_assert_int_eq(ferry_session_subscribe(sc, "t"), 0);
+    fc_close(b); /* b's client dropped: it will resume while the publish is under way */
+
+    a.park = true;
+    pub_job j = {hub, "t", "7", 0, -1};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, publish_main, &j), 0);
+    ck_assert_msg(wait_parked(&a), "the publish never reached the first subscriber");
+
+    fake_conn *b2 = fc_open(hub);
+    ck_assert_int_eq(fc_send(b2, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":0}",
+                             sid_b, secret_b),
+                     0);
+    fake_conn *d = fc_hello(hub, NULL, NULL);
+    ferry_session *sd = app.last_session;
+    ck_assert_int_eq(ferry_session_subscribe(sd, "t"), 0);
+    ck_assert_int_eq(ferry_session_unsubscribe(sc, "t"), 0);
+    ck_assert_int_eq(ferry_hub_send(hub, sid_c, "8", 1), 0);
+    bool in_time = release(&a);
+    pthread_join(t, NULL);
+    ck_assert_msg(in_time, "a resume, a hello, a subscription, an unsubscribe or a send waited "
+                           "for another publish's fan-out");
+
+    /* The publish reached the sessions subscribed when it began, less c, which unsubscribed
+     * before its turn; d subscribed after it began. */
+    ck_assert_int_eq(j.rc, 0);
+    ck_assert_uint_eq(j.queued, 2);
+    ck_assert_uint_eq(sa->out.count, 1);
+    json_t *f = fc_drain(b2);
+    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    ck_assert_uint_eq(count_of(f, "msg"), 1);
+    ck_assert_int_eq(seq_of_data(f, 7), 1);
+    json_decref(f);
+    f = fc_drain(c);
+    ck_assert_uint_eq(count_of(f, "msg"), 1);
+    ck_assert_int_eq(seq_of_data(f, 8), 1);
+    json_decref(f);
+    f = fc_drain(d);
+    ck_assert_uint_eq(count_of(f, "msg"), 0);
+    json_decref(f);
+    fc_close(b2);
+    fc_close(c);
+    fc_close(d);
+    parked_free(&a);
+    hub_free(hub);
+}
+END_TEST
+
+/* Two publishes to one topic at once reach every subscriber in the same order, even when
+ * the subscriber list changes between them (which reorders it). */
+START_TEST(concurrent_publishes_reach_every_subscriber_in_one_order)
+{
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *a = fc_hello(hub, NULL, NULL);
+    ferry_session *sa = app.last_session;
+    parked_conn b;
+    ferry_session *sb = parked_hello(hub, &b);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ferry_session *sc = app.last_session;
+    ck_assert_int_eq(ferry_session_subscribe(sa, "t"), 0);
+    ck_assert_int_eq(ferry_session_subscribe(sb, "t"), 0);
+    ck_assert_int_eq(ferry_session_subscribe(sc, "t"), 0);
+
+    b.park = true;
+    pub_job j1 = {hub, "t", "1", 0, -1}, j2 = {hub, "t", "2", 0, -1};
+    pthread_t t1, t2;
+    ck_assert_int_eq(pthread_create(&t1, NULL, publish_main, &j1), 0);
+    ck_assert_msg(wait_parked(&b), "the first publish never reached b");
+    /* a leaves and comes back: the topic now lists c first. */
+    ck_assert_int_eq(ferry_session_unsubscribe(sa, "t"), 0);
+    ck_assert_int_eq(ferry_session_subscribe(sa, "t"), 0);
+    ck_assert_int_eq(pthread_create(&t2, NULL, publish_main, &j2), 0);
+    struct timespec pause = {0, 100 * 1000 * 1000};
+    nanosleep(&pause, NULL); /* time for the second publish to overtake, if it could */
+    bool in_time = release(&b);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    ck_assert_msg(in_time, "an unsubscribe or a subscribe waited for a publish's fan-out");
+    ck_assert_int_eq(j1.rc, 0);
+    ck_assert_int_eq(j2.rc, 0);
+    ck_assert_uint_eq(j1.queued, 3);
+    ck_assert_uint_eq(j2.queued, 3);
+
+    ferry_session *all[3] = {sa, sb, sc};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_uint_eq(all[i]->out.count, 2);
+        ck_assert_int_eq(data_digit(all[i], 1), '1');
+        ck_assert_int_eq(data_digit(all[i], 2), '2');
+    }
+    fc_close(a);
+    fc_close(c);
+    parked_free(&b);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *topic_suite(void)
 {
     Suite *s = suite_create("topic");
@@ -142,6 +376,8 @@ Suite *topic_suite(void)
     tcase_add_test(tc, bad_topics_and_payloads_are_refused);
     tcase_add_test(tc, send_by_session_id);
     tcase_add_test(tc, clients_subscribe_where_the_application_allows);
+    tcase_add_test(tc, a_publish_does_not_hold_up_resumes_during_its_fan_out);
+    tcase_add_test(tc, concurrent_publishes_reach_every_subscriber_in_one_order);
     suite_add_tcase(s, tc);
     return s;
 }
