@@ -179,14 +179,6 @@ static void prune_bucket(fy_map_node *n, void *ud)
         free_bucket(n, &hub->rates);
 }
 
-static void end_for_shutdown(ferry_session *s, void *ud)
-{
-    uint64_t now = *(uint64_t *)ud;
-    pthread_mutex_lock(&s->lock);
-    fy_session_end_locked(s, FERRY_REASON_SHUTDOWN, now);
-    pthread_mutex_unlock(&s->lock);
-}
-
 static void remove_all(ferry_session *s, void *ud)
 {
     ferry_hub *hub = ud;
@@ -197,11 +189,7 @@ void ferry_hub_free(ferry_hub *hub)
 {
     if (!hub)
         return;
-    uint64_t now = fy_hub_now(hub);
-    pthread_mutex_lock(&hub->lock);
-    hub->store->ops->each(hub->store, end_for_shutdown, &now);
-    pthread_mutex_unlock(&hub->lock);
-    fy_hub_drain(hub);
+    ferry_hub_shutdown(hub);
     pthread_mutex_lock(&hub->lock);
     hub->store->ops->each(hub->store, remove_all, hub);
     pthread_mutex_unlock(&hub->lock);
