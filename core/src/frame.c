@@ -295,9 +295,12 @@ int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resum
                    o->max_frame_bytes, o->max_batch, o->ack_window_bytes);
 }
 
-int fy_enc_reason(ferry_buf *b, const char *type, ferry_reason why)
+int fy_enc_reason(ferry_buf *b, const char *type, ferry_reason why, bool has_ack, uint64_t ack)
 {
-    return fy_buf_printf(b, "{\"t\":\"%s\",\"reason\":\"%s\"}", type, ferry_reason_str(why));
+    if (!has_ack)
+        return fy_buf_printf(b, "{\"t\":\"%s\",\"reason\":\"%s\"}", type, ferry_reason_str(why));
+    return fy_buf_printf(b, "{\"t\":\"%s\",\"reason\":\"%s\",\"ack\":%" PRIu64 "}", type,
+                         ferry_reason_str(why), ack);
 }
 
 int fy_enc_ack(ferry_buf *b, uint64_t ack)

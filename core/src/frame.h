@@ -76,7 +76,8 @@ int fy_buf_printf(ferry_buf *b, const char *fmt, ...) __attribute__((format(prin
  * it was). */
 int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resumed,
                    uint64_t ack, const ferry_options *o);
-int fy_enc_reason(ferry_buf *b, const char *type, ferry_reason why); /* reset, close */
+/* reset, close; `ack` (the last client seq the session delivered) only if has_ack */
+int fy_enc_reason(ferry_buf *b, const char *type, ferry_reason why, bool has_ack, uint64_t ack);
 int fy_enc_ack(ferry_buf *b, uint64_t ack);
 int fy_enc_bare(ferry_buf *b, const char *type);                    /* ping, pong */
 int fy_enc_msg(ferry_buf *b, uint64_t seq, const fy_msg *m);

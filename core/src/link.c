@@ -79,11 +79,19 @@ static int peer_error(ferry_link *l, int code, const char *text, int end)
     return code;
 }
 
+/* Why a new session replaces the one a resume named, and (when the server still remembers
+ * that one and the resume proved its secret) the last client seq it delivered. */
+typedef struct {
+    ferry_reason why;
+    bool has_ack;
+    uint64_t ack;
+} fy_reset;
+
 /* Binds `l` to `s` and queues the welcome with a fresh secret. The previous link, if any,
  * is kicked: one connection per session. `rid`: the resume's attempt ID (NULL for a new
  * session). s->lock held. */
 static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presented,
-                          const fy_rid *rid, ferry_reason reset_why, uint64_t now)
+                          const fy_rid *rid, const fy_reset *reset, uint64_t now)
 {
     if (s->link && s->link != l) {
         pthread_mutex_lock(&s->link->lock);
@@ -117,30 +125,31 @@ static void attach_locked(ferry_link *l, ferry_session *s, const fy_hash *presen
     s->unconfirmed = presented != NULL;
     l->resumed = presented != NULL;
     l->welcome_ack = s->in_seq;
-    l->reset_why = reset_why;
-    fy_link_ctl_locked(l, FY_CTL_WELCOME | (reset_why ? FY_CTL_RESET : 0));
+    l->reset_why = reset ? reset->why : FERRY_REASON_NONE;
+    l->reset_has_ack = reset && reset->has_ack;
+    l->reset_ack = reset ? reset->ack : 0;
+    fy_link_ctl_locked(l, FY_CTL_WELCOME | (l->reset_why ? FY_CTL_RESET : 0));
     pthread_mutex_unlock(&l->lock);
 }
 
-/* A resume's ack must lie between what the client already acknowledged (the server has
- * released those messages: resuming below would skip them silently) and the last message
- * sent. Returns false, or true with the text of the bad_ack. s->lock held. */
+/* A resume's ack may not lie beyond the last message sent. One below what the session
+ * already released is a stale copy of the client's own: the server releases only what the
+ * secret's holder acknowledged, so the client has those, and the replay starts from the
+ * oldest message kept (a long-polling client's WebSocket probe carries the ack it had when
+ * it opened, while its polls go on acknowledging). Returns false, or true with the text of
+ * the bad_ack. s->lock held. */
 static bool resume_ack_bad(const ferry_session *s, uint64_t ack, char *text, size_t tlen)
 {
-    if (ack > s->out.high_sent)
-        snprintf(text, tlen, "resume ack %" PRIu64 " is beyond the last message sent (%" PRIu64 ")",
-                 ack, s->out.high_sent);
-    else if (ack + 1 < s->out.base)
-        snprintf(text, tlen, "resume ack %" PRIu64 " is below %" PRIu64 ", which was already acknowledged",
-                 ack, s->out.base - 1);
-    else
+    if (ack <= s->out.high_sent)
         return false;
+    snprintf(text, tlen, "resume ack %" PRIu64 " is beyond the last message sent (%" PRIu64 ")",
+             ack, s->out.high_sent);
     return true;
 }
 
 /* Tries to resume. Returns 0 with *resumed set, or an error already queued for the peer. */
 static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, uint64_t now,
-                      bool *resumed, ferry_reason *why)
+                      bool *resumed, fy_reset *why)
 {
     ferry_hub *hub = l->hub;
     fy_hash presented;
@@ -149,7 +158,7 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
     char text[160];
 
     *resumed = false;
-    *why = FERRY_REASON_UNKNOWN;
+    *why = (fy_reset){.why = FERRY_REASON_UNKNOWN};
     fy_token_hash_secret(f->secret, f->secret_len, &presented);
     fy_rid rid = {.set = f->rid != NULL};
     if (rid.set)
@@ -180,7 +189,7 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
          * late copy of the resume that retired this secret (same attempt ID: path delay,
          * not a second holder), which leaves the session alone */
     } else if (s->state == FERRY_STATE_EXPIRED) {
-        *why = s->end_reason;
+        *why = (fy_reset){.why = s->end_reason, .has_ack = true, .ack = s->in_seq};
     } else if (resume_ack_bad(s, f->ack, text, sizeof text) ||
                fy_session_ack_locked(s, f->ack, true) != 0) {
         rc = FERRY_EACK;
@@ -188,10 +197,10 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
         ferry_session_unref(s);
         return peer_error(l, rc, text, 0);
     } else {
-        attach_locked(l, s, &presented, &rid, FERRY_REASON_NONE, now);
+        attach_locked(l, s, &presented, &rid, NULL, now);
         atomic_fetch_add(&hub->resumes, 1);
         *resumed = true;
-        *why = FERRY_REASON_NONE;
+        why->why = FERRY_REASON_NONE;
     }
     pthread_mutex_unlock(&s->lock);
     ferry_session_unref(s);
@@ -227,7 +236,7 @@ static int handshake(ferry_link *l, const fy_frame *f)
 {
     ferry_hub *hub = l->hub;
     uint64_t now = fy_hub_now(hub);
-    ferry_reason why = FERRY_REASON_NONE;
+    fy_reset why = {.why = FERRY_REASON_NONE};
     char identity[FERRY_IDENTITY_MAX];
 
     if (f->type == FY_F_RESUME) {
@@ -255,7 +264,7 @@ static int handshake(ferry_link *l, const fy_frame *f)
     if (!s)
         return peer_error(l, FERRY_ENOMEM, "out of memory", 0);
     if (f->type == FY_F_RESUME)
-        atomic_fetch_add(&hub->resume_failures[why], 1);
+        atomic_fetch_add(&hub->resume_failures[why.why], 1);
     if (!fy_hub_identity_add(hub, identity)) {
         ferry_session_unref(s);
         fy_hub_limit(hub, FERRY_LIMIT_IDENTITY);
@@ -289,9 +298,9 @@ static int handshake(ferry_link *l, const fy_frame *f)
     l->opening = true;
     l->armed = false; /* one wake, below */
     pthread_mutex_unlock(&l->lock);
-    attach_locked(l, s, NULL, NULL, why, now);
+    attach_locked(l, s, NULL, NULL, &why, now);
     pthread_mutex_unlock(&s->lock);
-    fy_hub_call_open(hub, s, why);
+    fy_hub_call_open(hub, s, why.why);
     pthread_mutex_lock(&l->lock);
     l->opening = false;
     l->ops->wake(l->ud);
@@ -529,7 +538,7 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
     } while (0)
 
     if (ctl & FY_CTL_RESET)
-        EMIT(fy_enc_reason(b, "reset", l->reset_why));
+        EMIT(fy_enc_reason(b, "reset", l->reset_why, l->reset_has_ack, l->reset_ack));
     if (ctl & FY_CTL_WELCOME)
         EMIT(fy_enc_welcome(b, s->id, l->secret, l->resumed, l->welcome_ack, o));
     for (size_t i = 0; (ctl & FY_CTL_ERROR) && i < l->nerr; i++)
@@ -566,7 +575,7 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
                                       l->final_why == FERRY_REASON_FORKED
                                   ? "reset"
                                   : "close",
-                           l->final_why));
+                           l->final_why, s != NULL, s ? s->in_seq : 0));
 #undef EMIT
     if ((rc = ferry_buf_reserve(b, 2))) /* room for "]" or "[]" below */
         goto fail;

@@ -34,6 +34,8 @@ struct ferry_link {
     bool opening;              /* on_open/on_reset is running: pull nothing until it returns */
     unsigned ctl;
     ferry_reason reset_why;    /* FY_CTL_RESET */
+    bool reset_has_ack;        /* the reset names what the old session delivered */
+    uint64_t reset_ack;
     ferry_reason final_why;    /* FY_CTL_FINAL */
     bool resumed;              /* FY_CTL_WELCOME */
     uint64_t welcome_ack;

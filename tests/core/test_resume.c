@@ -321,6 +321,80 @@ START_TEST(authentication_runs_on_every_handshake_and_binds_the_identity)
 }
 END_TEST
 
+/* A client's outbox holds what the server has not acknowledged, not what it has not
+ * delivered: an ack lost with the connection leaves delivered messages there. So every frame
+ * that ends a session names the last client seq it delivered, and a client counts as
+ * dropped only what lies beyond it. */
+START_TEST(a_reset_names_the_last_client_message_the_old_session_delivered)
+{
+    char sid[32], secret[64];
+    json_t *f;
+    ferry_options o;
+    ferry_options_init(&o);
+    ferry_hub *hub = hub_new(NULL);
+
+    fake_conn *a = fc_hello(hub, sid, secret);
+    fc_send(a, "[{\"t\":\"msg\",\"seq\":1,\"data\":1},{\"t\":\"msg\",\"seq\":2,\"data\":2}]");
+    fc_close(a); /* the ack of 2 never reaches the client */
+    test_now += o.resume_window_ms;
+    ferry_hub_tick(hub);
+    fake_conn *b = resume(hub, sid, secret, 0, &f);
+    json_t *r = frame_of(f, "reset", 0);
+    ck_assert_str_eq(str_of(r, "reason"), "expired");
+    ck_assert_int_eq(int_of(r, "ack"), 2);
+    ck_assert_int_eq(int_of(frame_of(f, "welcome", 0), "ack"), 0); /* the new session's */
+    json_decref(f);
+    fc_close(b);
+
+    /* A wrong secret learns nothing about the session: no ack. */
+    b = resume(hub, sid, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 0, &f);
+    r = frame_of(f, "reset", 0);
+    ck_assert_str_eq(str_of(r, "reason"), "unknown");
+    ck_assert_ptr_null(json_object_get(r, "ack"));
+    json_decref(f);
+    fc_close(b);
+
+    /* The final frame on a session's own connection carries it too: a close... */
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    fc_send(c, "{\"t\":\"msg\",\"seq\":1,\"data\":1}");
+    json_decref(fc_drain(c));
+    ferry_hub_shutdown(hub);
+    f = fc_drain(c);
+    r = frame_of(f, "close", 0);
+    ck_assert_str_eq(str_of(r, "reason"), "shutdown");
+    ck_assert_int_eq(int_of(r, "ack"), 1);
+    json_decref(f);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+static void tiny_outbox(ferry_options *o)
+{
+    o->outbox_max_msgs = 2;
+}
+
+START_TEST(a_live_overflow_reset_names_the_last_client_message_delivered)
+{
+    ferry_hub *hub = hub_new(tiny_outbox);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    ferry_session *s = ferry_session_ref(app.last_session);
+    fc_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":1},{\"t\":\"msg\",\"seq\":2,\"data\":2},"
+               "{\"t\":\"msg\",\"seq\":3,\"data\":3}]");
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(ferry_session_send(s, "0", 1), 0);
+    ck_assert_int_eq(ferry_session_send(s, "0", 1), FERRY_EFULL);
+    json_t *f = fc_drain(c);
+    json_t *r = frame_of(f, "reset", 0);
+    ck_assert_str_eq(str_of(r, "reason"), "overflow");
+    ck_assert_int_eq(int_of(r, "ack"), 3);
+    json_decref(f);
+    ferry_session_unref(s);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *resume_suite(void)
 {
     Suite *s = suite_create("resume");
@@ -331,6 +405,8 @@ Suite *resume_suite(void)
     tcase_add_test(tc, a_resume_takes_over_from_the_old_connection);
     tcase_add_test(tc, resume_ack_beyond_sent_is_refused);
     tcase_add_test(tc, expired_and_overflowed_sessions_are_reset_with_their_reason);
+    tcase_add_test(tc, a_reset_names_the_last_client_message_the_old_session_delivered);
+    tcase_add_test(tc, a_live_overflow_reset_names_the_last_client_message_delivered);
     tcase_add_test(tc, authentication_runs_on_every_handshake_and_binds_the_identity);
     suite_add_tcase(s, tc);
     return s;

@@ -76,7 +76,7 @@ START_TEST(unmounting_closes_every_connection)
     ferry_mount_free(s->m); /* returns only when no connection refers to the mount */
     pthread_join(t, NULL);
     ck_assert_int_eq(h.r.status, 200);
-    ck_assert_str_eq(h.r.body, "[{\"t\":\"close\",\"reason\":\"shutdown\"}]");
+    ck_assert_str_eq(h.r.body, "[{\"t\":\"close\",\"reason\":\"shutdown\",\"ack\":0}]");
     fyc_resp_free(&h.r);
     for (int i = 0; i < 50 && w.open; i++)
         tc_pump(&w, 100);

@@ -228,7 +228,7 @@ START_TEST(a_long_poll_reset_is_delivered_once_then_404)
     fyc_resp r;
     ck_assert_int_eq(tc_lp(&c, "GET", "ack=0", NULL, &r, 5000), 0);
     ck_assert_int_eq(r.status, 200);
-    ck_assert_str_eq(r.body, "[{\"t\":\"reset\",\"reason\":\"overflow\"}]");
+    ck_assert_str_eq(r.body, "[{\"t\":\"reset\",\"reason\":\"overflow\",\"ack\":0}]");
     fyc_resp_free(&r);
     ck_assert_int_eq(tc_lp(&c, "GET", "ack=0", NULL, &r, 5000), 0);
     ck_assert_int_eq(r.status, 404);
