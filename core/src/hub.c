@@ -1,4 +1,5 @@
 #include "hub.h"
+#include "ferry_transport.h" /* ferry_bucket, ferry_hub_since */
 
 #include <stdlib.h>
 #include "outbox.h"
@@ -124,8 +125,7 @@ void fy_hub_identity_del(ferry_hub *hub, const char *identity)
 
 typedef struct fy_bucket {
     fy_map_node node;
-    double tokens;
-    uint64_t at;
+    ferry_bucket tb;
     char addr[];
 } fy_bucket;
 
@@ -151,20 +151,12 @@ bool fy_hub_resume_allowed(ferry_hub *hub, const char *addr)
         if (b) {
             memcpy(b->addr, addr, len + 1);
             b->node.key = b->addr;
-            b->tokens = o->resume_burst;
-            b->at = now;
+            ferry_bucket_init(&b->tb, o->resume_burst, now);
             fy_map_put(&hub->rates, &b->node);
         }
     }
-    if (b) {
-        b->tokens += (double)(now > b->at ? now - b->at : 0) * o->resume_rate / 1000.0;
-        if (b->tokens > o->resume_burst)
-            b->tokens = o->resume_burst;
-        b->at = now;
-        ok = b->tokens >= 1.0;
-        if (ok)
-            b->tokens -= 1.0;
-    }
+    if (b)
+        ok = ferry_bucket_take(&b->tb, o->resume_burst, o->resume_rate, now);
     pthread_mutex_unlock(&hub->rate_lock);
     return ok;
 }
@@ -174,8 +166,7 @@ static void prune_bucket(fy_map_node *n, void *ud)
 {
     ferry_hub *hub = ud;
     fy_bucket *b = fy_container_of(n, fy_bucket, node);
-    uint64_t idle = fy_hub_now(hub) - b->at;
-    if (b->tokens + (double)idle * hub->opt.resume_rate / 1000.0 >= hub->opt.resume_burst)
+    if (ferry_bucket_full(&b->tb, hub->opt.resume_burst, hub->opt.resume_rate, fy_hub_now(hub)))
         free_bucket(n, &hub->rates);
 }
 
@@ -286,6 +277,11 @@ void fy_hub_call_message(ferry_hub *hub, ferry_session *s, json_t *data)
 static uint64_t elapsed(uint64_t now, uint64_t t)
 {
     return now > t ? now - t : 0;
+}
+
+uint64_t ferry_hub_since(ferry_hub *hub, uint64_t then)
+{
+    return hub ? elapsed(fy_hub_now(hub), then) : 0;
 }
 
 bool fy_hub_allow_subscribe(ferry_hub *hub, ferry_session *s, const char *topic)

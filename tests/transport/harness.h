@@ -133,5 +133,6 @@ Suite *lp_suite(void);
 Suite *mixed_suite(void);
 Suite *diag_suite(void);
 Suite *protocol_suite(void);
+Suite *api_suite(void);
 
 #endif
