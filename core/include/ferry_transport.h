@@ -14,6 +14,12 @@
  * may run on different threads at once (a reader and a writer). ferry_link_free must be the
  * last call on a link and must not race any other call on it. See ferry.h for the lock
  * order.
+ *
+ * Beyond links, the second half of this header gives a transport what it needs for its own
+ * work: the hub's clock (time everything through it, so a test's injected clock drives the
+ * transport too), counting the limits it enforces, a token bucket, the bodies of answers it
+ * gives without a link, logging with ferry's promises. A transport needs nothing else from
+ * ferry; docs/TRANSPORTS.md ("Writing a transport") walks through one.
  */
 #ifndef FERRY_TRANSPORT_H
 #define FERRY_TRANSPORT_H
@@ -28,8 +34,9 @@ typedef struct ferry_link ferry_link;
 
 typedef struct ferry_link_ops {
     /* The link has frames to pull. Called from any thread, possibly with ferry locks held:
-     * it must only signal (a condition variable, an eventfd) and must not call ferry. Calls
-     * are coalesced: expect one per transition from "nothing to send" to "something". */
+     * it must only signal (a condition variable, an eventfd) and must not call ferry, but
+     * for ferry_hub_now. Calls are coalesced: expect one per transition from "nothing to
+     * send" to "something". */
     void (*wake)(void *ud);
     /* ferry is done with this link: pull once more (a final reset or close frame may be
      * waiting), write it, then close the connection. Same rules as wake. May be NULL. */

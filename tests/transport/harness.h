@@ -32,10 +32,11 @@ tserver *ts_start(void (*tweak)(ferry_mount_options *o));
 tserver *ts_start_recording(void (*tweak)(ferry_mount_options *o));
 void ts_stop(tserver *s);
 size_t ts_received(tserver *s);
-void ts_dump(tserver *s);
 /* Waits for the application to have received n client messages and checks they are
  * {"c":1}..{"c":n}, in order, once each. */
-void ts_expect_received_c(tserver *s, size_t n); /* session states to stderr, for diagnosing a failure */
+void ts_expect_received_c(tserver *s, size_t n);
+/* The mount's metrics to stderr, for diagnosing a failure. */
+void ts_dump(tserver *s);
 /* Reads one of the counters above under the server's lock. */
 int ts_count(tserver *s, const int *counter);
 void ts_publish(tserver *s, const char *json);

@@ -29,7 +29,8 @@ enum {
     WS_OP_PONG = 0xA,
 };
 
-/* Close codes: RFC 6455 ones, and 4000-4002 for ferry's own reasons (docs/PROTOCOL.md). */
+/* The close codes the transport chooses itself (RFC 6455); those for ferry's end of a link
+ * come from fy_refusal_of (docs/PROTOCOL.md). */
 enum {
     WS_CLOSE_NORMAL = 1000,
     WS_CLOSE_GOING_AWAY = 1001,
@@ -37,11 +38,6 @@ enum {
     WS_CLOSE_UNSUPPORTED = 1003,
     WS_CLOSE_POLICY = 1008,
     WS_CLOSE_INTERNAL = 1011,
-    WS_CLOSE_TRY_LATER = 1013,
-    WS_CLOSE_SUPERSEDED = 4000,
-    WS_CLOSE_TIMEOUT = 4001,
-    WS_CLOSE_STALLED = 4002,
-    WS_CLOSE_UNAUTHORIZED = 4003,
 };
 
 struct ws_conn {
@@ -66,29 +62,21 @@ struct ws_conn {
     ferry_buf msg;                /* fragments being reassembled (reader thread only) */
     bool in_msg;
     bool discarding;              /* in_msg, but over the size limit: drop the rest */
-    double ctl_tokens;            /* control-frame budget (reader thread only) */
-    uint64_t ctl_at;              /* when it was last refilled, ms */
-    uint64_t opened_ms;           /* for the handshake deadline; immutable */
+    ferry_bucket ctl;             /* control-frame budget (reader thread only) */
+    uint64_t opened_ms;           /* for the handshake deadline (hub clock); immutable */
 };
 
 /* Spends one control frame from the connection's budget; false when it is exhausted. */
 static bool control_allowed(ws_conn *ws)
 {
     const ferry_mount_options *o = &ws->m->opt;
-    uint64_t now = fy_now_ms();
-    ws->ctl_tokens += (double)(now - ws->ctl_at) * o->control_rate / 1000.0;
-    if (ws->ctl_tokens > o->control_burst)
-        ws->ctl_tokens = o->control_burst;
-    ws->ctl_at = now;
-    if (ws->ctl_tokens < 1.0)
-        return false;
-    ws->ctl_tokens -= 1.0;
-    return true;
+    return ferry_bucket_take(&ws->ctl, o->control_burst, o->control_rate,
+                             ferry_hub_now(ws->m->hub));
 }
 
 static void ws_unref(ws_conn *ws)
 {
-    if (atomic_fetch_sub(&ws->refs, 1) != 1)
+    if (!fy_unref(&ws->refs))
         return;
     ferry_link_free(ws->link);
     ferry_buf_release(&ws->out);
@@ -106,7 +94,7 @@ static void ws_wake(void *ud)
      * reference; queueing it then would bring it back from zero references. */
     if (!ws->queued && !ws->gone) {
         ws->queued = true;
-        atomic_fetch_add(&ws->refs, 1);
+        fy_ref(&ws->refs);
         ws->next_ready = NULL;
         if (m->ready_tail)
             m->ready_tail->next_ready = ws;
@@ -166,7 +154,7 @@ static void close_locked(ws_conn *ws, int code, const char *why)
     char *f = frame_header(payload, wl + 2, WS_OP_CLOSE);
     write_frame(ws, f, (size_t)(payload + wl + 2 - f));
     ws->closing = true;
-    ws->closing_at = fy_now_ms();
+    ws->closing_at = ferry_hub_now(ws->m->hub);
     /* The read loop goes on, dropping what arrives, until the peer answers the close frame
      * (then civetweb closes the socket with nothing unread) or, after WS_LINGER_MS, the
      * reaper lets it go. Ending it now would close a socket with unread input: the kernel
@@ -191,19 +179,6 @@ static void close_from_reader(ws_conn *ws, int code, const char *why)
     pthread_mutex_unlock(&ws->lock);
 }
 
-static int close_code(ferry_link_end e, const char **why)
-{
-    switch (e) {
-    case FERRY_LINK_SUPERSEDED: *why = "session resumed elsewhere"; return WS_CLOSE_SUPERSEDED;
-    case FERRY_LINK_TIMEOUT: *why = "heartbeat timeout"; return WS_CLOSE_TIMEOUT;
-    case FERRY_LINK_STALLED: *why = "not reading"; return WS_CLOSE_STALLED;
-    case FERRY_LINK_REFUSED: *why = "at capacity"; return WS_CLOSE_TRY_LATER;
-    case FERRY_LINK_UNAUTHORIZED: *why = "unauthorized"; return WS_CLOSE_UNAUTHORIZED;
-    case FERRY_LINK_THROTTLED: *why = "too many resumes"; return WS_CLOSE_POLICY;
-    default: *why = "session ended"; return WS_CLOSE_NORMAL;
-    }
-}
-
 /* Writes everything due, then closes if ferry is done with the link. */
 static void flush(ws_conn *ws)
 {
@@ -222,9 +197,8 @@ static void flush(ws_conn *ws)
         }
         if (n == 0) {
             if (ferry_link_done(ws->link)) {
-                const char *why;
-                int code = close_code(ferry_link_end_reason(ws->link), &why);
-                close_locked(ws, code, why);
+                const fy_refusal *r = fy_refusal_of(ferry_link_end_reason(ws->link));
+                close_locked(ws, r->close_code, r->why);
             }
             break;
         }
@@ -232,7 +206,7 @@ static void flush(ws_conn *ws)
         char *f = frame_header(ws->out.data + WS_HEADROOM, plen, WS_OP_TEXT);
         if (!write_frame(ws, f, (size_t)(ws->out.data + ws->out.len - f))) {
             ws->closing = true; /* unacked messages stay in the outbox for a resume */
-            ws->closing_at = fy_now_ms();
+            ws->closing_at = ferry_hub_now(ws->m->hub);
             let_go_locked(ws);
         }
     }
@@ -268,22 +242,20 @@ static void *writer_main(void *arg)
 
 /* A complete HTTP answer to a refused upgrade (civetweb sends nothing itself): JSON, as
  * every answer under the prefix is. */
-static void refuse(struct mg_connection *conn, ferry_mount *m, int status, const char *body)
+static void refuse(struct mg_connection *conn, ferry_mount *m, int status)
 {
-    fy_http_reply(conn, m, status, status == 503 ? "Retry-After: 1\r\nConnection: close\r\n"
-                                                 : "Connection: close\r\n",
-                  "application/json", body, strlen(body));
+    fy_http_answer(conn, m, status, "Connection: close\r\n", FERRY_OK, NULL);
 }
 
 static int connect_impl(const struct mg_connection *c, ferry_mount *m)
 {
     struct mg_connection *conn = (struct mg_connection *)c;
     if (atomic_load(&m->stopping)) {
-        refuse(conn, m, 503, "[]");
+        refuse(conn, m, 503);
         return 1;
     }
     if (atomic_load(&m->ws_off)) {
-        refuse(conn, m, 404, "[]");
+        refuse(conn, m, 404);
         return 1;
     }
     /* civetweb 1.15 builds its reply from the key in a 100-byte buffer; a longer key fails
@@ -291,29 +263,29 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
      * are 24 characters). */
     const char *key = mg_get_header(c, "Sec-WebSocket-Key");
     if (key && strlen(key) > 60) {
-        refuse(conn, m, 400, "[]");
+        refuse(conn, m, 400);
         return 1;
     }
     if (!fy_origin_check(m, c, "a WebSocket upgrade", m->ws_path)) {
-        refuse(conn, m, 403, fy_origin_body);
+        fy_origin_refuse(conn, m, "Connection: close\r\n");
         return 1;
     }
     /* Refused here, before the handshake, rather than left to queue for a worker. */
     if (!fy_conn_acquire(m)) {
-        refuse(conn, m, 503, "[]");
+        refuse(conn, m, 503);
         return 1;
     }
     ws_conn *ws = calloc(1, sizeof *ws);
     if (!ws || ferry_link_new(m->hub, &ws_ops, ws, &ws->link) != 0) {
         free(ws);
         fy_conn_release(m);
-        refuse(conn, m, 503, "[]");
+        refuse(conn, m, 503);
         return 1;
     }
     ferry_link_set_transport(ws->link, FERRY_TRANSPORT_WEBSOCKET);
     ws->m = m;
-    ws->opened_ms = ws->ctl_at = fy_now_ms();
-    ws->ctl_tokens = m->opt.control_burst;
+    ws->opened_ms = ferry_hub_now(m->hub);
+    ferry_bucket_init(&ws->ctl, m->opt.control_burst, ws->opened_ms);
     atomic_init(&ws->refs, 1);
     pthread_mutex_init(&ws->lock, NULL);
     ws->upgrading = c;
@@ -390,7 +362,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
         return 1;
     case WS_OP_PING: {
         if (!control_allowed(ws)) {
-            fy_hub_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
+            ferry_hub_count_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
             close_from_reader(ws, WS_CLOSE_POLICY, "control frame flood");
             return 1;
         }
@@ -406,7 +378,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
     }
     case WS_OP_PONG:
         if (!control_allowed(ws)) {
-            fy_hub_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
+            ferry_hub_count_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
             close_from_reader(ws, WS_CLOSE_POLICY, "control frame flood");
             return 1;
         }
@@ -511,7 +483,7 @@ void fy_ws_close_all(ferry_mount *m, int code, const char *why)
     size_t n = 0;
     ws_conn **open = m->nws ? malloc(m->nws * sizeof *open) : NULL;
     for (ws_conn *ws = m->all_ws; ws && open; ws = ws->next) {
-        atomic_fetch_add(&ws->refs, 1);
+        fy_ref(&ws->refs);
         open[n++] = ws;
     }
     pthread_mutex_unlock(&m->wlock);
@@ -567,11 +539,11 @@ static bool find_socket_locked(ws_conn *ws, bool shut)
  * once its connection object serves another client (its user data changed), no callback
  * will ever come: returns true, to finish it here. (A missing socket proves nothing: a
  * shut-down socket has no peer name.) ws->lock held. */
-static bool reap_closing_locked(ws_conn *ws, uint64_t now)
+static bool reap_closing_locked(ws_conn *ws)
 {
     if (!ws->closing || !ws->conn)
         return false;
-    uint64_t waited = fy_elapsed_ms(now, ws->closing_at);
+    uint64_t waited = ferry_hub_since(ws->m->hub, ws->closing_at);
     if (waited >= WS_LINGER_MS)
         let_go_locked(ws);
     if (waited < WS_LINGER_MS + 2000)
@@ -596,15 +568,14 @@ static bool reap_abandoned(ferry_mount *m, ws_conn *ws)
 
 void fy_ws_reap(ferry_mount *m)
 {
-    uint64_t now = fy_now_ms();
     pthread_mutex_lock(&m->wlock);
     size_t n = 0;
     ws_conn **late = m->nws ? malloc(m->nws * sizeof *late) : NULL;
     for (ws_conn *ws = m->all_ws; ws && late; ws = ws->next) {
-        uint64_t age = fy_elapsed_ms(now, ws->opened_ms);
+        uint64_t age = ferry_hub_since(m->hub, ws->opened_ms);
         if ((!ws->settled && age >= m->opt.handshake_timeout_ms) || (!ws->ready && age >= 200) ||
             atomic_load(&ws->closing)) {
-            atomic_fetch_add(&ws->refs, 1);
+            fy_ref(&ws->refs);
             late[n++] = ws;
         }
     }
@@ -617,7 +588,7 @@ void fy_ws_reap(ferry_mount *m)
             continue;
         }
         pthread_mutex_lock(&late[i]->lock);
-        bool orphan = reap_closing_locked(late[i], now);
+        bool orphan = reap_closing_locked(late[i]);
         bool closing = late[i]->closing;
         pthread_mutex_unlock(&late[i]->lock);
         if (orphan)
@@ -631,7 +602,7 @@ void fy_ws_reap(ferry_mount *m)
             late[i]->settled = true;
             pthread_mutex_unlock(&m->wlock);
         } else if (!ferry_link_done(late[i]->link)) {
-            fy_hub_limit(m->hub, FERRY_LIMIT_HANDSHAKE_TIME);
+            ferry_hub_count_limit(m->hub, FERRY_LIMIT_HANDSHAKE_TIME);
             pthread_mutex_lock(&late[i]->lock);
             close_locked(late[i], WS_CLOSE_POLICY, "no handshake");
             pthread_mutex_unlock(&late[i]->lock);
@@ -641,18 +612,17 @@ void fy_ws_reap(ferry_mount *m)
     free(late);
 }
 
-/* Waits, at most `ms`, until no WebSocket is queued for a writer or being written: the
- * final frames ferry_hub_shutdown gave them are then out. */
+/* Waits, about `ms` at most, until no WebSocket is queued for a writer or being written:
+ * the final frames ferry_hub_shutdown gave them are then out. */
 static void wait_writers(ferry_mount *m, uint64_t ms)
 {
-    uint64_t until = fy_now_ms() + ms;
-    for (;;) {
+    for (uint64_t round = 0;; round++) {
         bool busy = false;
         pthread_mutex_lock(&m->wlock);
         for (ws_conn *ws = m->all_ws; ws && !busy; ws = ws->next)
             busy = ws->queued || ws->flushing;
         pthread_mutex_unlock(&m->wlock);
-        if (!busy || fy_now_ms() >= until)
+        if (!busy || round >= ms / 2)
             return;
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
@@ -668,12 +638,13 @@ bool fy_ws_stop(ferry_mount *m)
     wait_writers(m, 2000);
     fy_ws_close_all(m, WS_CLOSE_GOING_AWAY, "server shutting down");
     pthread_mutex_lock(&m->wlock);
-    uint64_t until = fy_now_ms() + 30000;
-    while (m->nws && fy_now_ms() < until) {
+    /* Real time, whatever the hub's clock does: 60 rounds of 500 ms with none gone. */
+    for (int idle = 0; m->nws && idle < 60;) {
         /* The timer has stopped; reap here what it would have. */
         struct timespec ts;
         fy_deadline(&ts, 500);
         if (pthread_cond_timedwait(&m->ws_gone, &m->wlock, &ts) == ETIMEDOUT) {
+            idle++;
             pthread_mutex_unlock(&m->wlock);
             fy_ws_reap(m);
             pthread_mutex_lock(&m->wlock);
