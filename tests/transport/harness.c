@@ -317,6 +317,14 @@ void ts_good_origin(ferry_mount_options *o)
     o->allowed_origins = "http://good.example, https://also.example";
 }
 
+atomic_ullong ts_skew_ms;
+
+uint64_t ts_skewed_clock(void *ud)
+{
+    (void)ud;
+    return (uint64_t)ts_ms() + atomic_load(&ts_skew_ms);
+}
+
 void ts_fast_heartbeat(ferry_mount_options *o)
 {
     o->core.heartbeat_ms = 100;

@@ -6,6 +6,8 @@
 #include <check.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 
 #include "ferry_civetweb.h"
 #include "fyc.h"
@@ -123,6 +125,11 @@ typedef struct ts_held {
     int rc;
 } ts_held;
 void *ts_hold_poll(void *arg);
+
+/* A clock for core.clock: real time plus ts_skew_ms, which a test moves forward to take the
+ * hub and the transports past a timeout without waiting for it. */
+extern atomic_ullong ts_skew_ms;
+uint64_t ts_skewed_clock(void *ud);
 
 /* Option tweaks shared by the suites. */
 void ts_small_frames(ferry_mount_options *o);   /* max_frame_bytes 1024 */
