@@ -146,7 +146,7 @@ FERRY_API void ferry_link_free(ferry_link *l);
  * for a transport that carries acks outside frames (a long-poll GET carries one in its
  * query string). Messages up to `ack` leave the outbox; a pull with FERRY_PULL_REPLAY then
  * starts after them. Counts as hearing from the client (heartbeat). Same threads as
- * ferry_link_recv (it is one). Returns FERRY_OK, FERRY_EACK (beyond the last seq sent;
+ * ferry_link_recv: it counts as one. Returns FERRY_OK, FERRY_EACK (beyond the last seq sent;
  * `error bad_ack` is queued for the peer and nothing changes), FERRY_EHANDSHAKE (no
  * handshake yet; also queued), FERRY_ECLOSED (the link is done), FERRY_EINVAL (NULL, or
  * `ack` over 2^53-1) or FERRY_ENOMEM. */
@@ -157,8 +157,8 @@ FERRY_API int ferry_link_ack(ferry_link *l, uint64_t ack);
 /* The hub's clock (ferry_options.clock, CLOCK_MONOTONIC by default), in ms. A transport
  * times everything through it (linger, handshake deadlines, rate limits), so that a test
  * that injects a clock controls the transport's timeouts too. Any thread, any lock: it
- * calls the clock function and nothing else. */
-FERRY_API uint64_t ferry_hub_now(ferry_hub *hub); /* NULL: 0 */
+ * calls the clock function and nothing else. NULL: 0. */
+FERRY_API uint64_t ferry_hub_now(ferry_hub *hub);
 
 /* ms on the hub's clock since `then` (a ferry_hub_now value), 0 if `then` is later: a time
  * stamped by another thread after this one read the clock must not look like "a very long
@@ -171,9 +171,9 @@ FERRY_API uint64_t ferry_hub_since(ferry_hub *hub, uint64_t then);
  * ignored. Any thread, any lock (an atomic add). */
 FERRY_API void ferry_hub_count_limit(ferry_hub *hub, ferry_limit l);
 
-/* A token bucket: up to `burst` tokens, refilled at `rate` per second, on the hub's clock
- * (the same one limits resumes per address). The caller owns it and serializes calls on
- * one bucket; no allocation. */
+/* A token bucket: up to `burst` tokens, refilled at `rate` per second; times are ms on one
+ * clock (the hub's: ferry_hub_now). The hub limits resumes per address with the same one.
+ * The caller owns it and serializes calls on one bucket; nothing is allocated. */
 typedef struct ferry_bucket {
     double tokens;
     uint64_t at; /* when it was last refilled, ms */
@@ -196,15 +196,15 @@ FERRY_API int ferry_bucket_full(const ferry_bucket *b, unsigned burst, unsigned 
 /* Appends the body of an answer the transport gives without a link (a refused request, an
  * unknown long-poll session, a poll ended by a newer one): a JSON array, "[]" for FERRY_OK,
  * otherwise one error frame with the wire code of `code` (a wire error from ferry.h,
- * FERRY_ENOMEM for "internal", FERRY_ENOTFOUND for "unknown_session",
- * FERRY_ANSWER_ORIGIN) and `text` (NULL:
- * ferry_strerror's; bytes outside printable ASCII become '?'). docs/PROTOCOL.md lists which
- * answer goes with which status. Returns FERRY_OK, FERRY_ENOMEM (`b` unchanged) or
- * FERRY_EINVAL (NULL `b`, or a code with no wire code). */
+ * FERRY_ENOMEM for "internal", FERRY_ENOTFOUND for "unknown_session", FERRY_ANSWER_ORIGIN)
+ * and `text` (NULL: ferry_strerror's; bytes outside printable ASCII become '?').
+ * docs/PROTOCOL.md lists which answer goes with which status. Any thread (one buffer, one thread at a time). Returns
+ * FERRY_OK, FERRY_ENOMEM (`b` unchanged) or FERRY_EINVAL (NULL `b`, or a code with no wire
+ * code). */
 FERRY_API int ferry_answer_encode(ferry_buf *b, int code, const char *text);
 
-/* Appends printf output to `b`, for text a transport renders (metrics). Returns FERRY_OK or
- * FERRY_ENOMEM (`b` unchanged). */
+/* Appends printf output to `b`, for text a transport renders (metrics). Any thread (one
+ * buffer, one thread at a time). Returns FERRY_OK or FERRY_ENOMEM (`b` unchanged). */
 FERRY_API int ferry_buf_printf(ferry_buf *b, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -230,7 +230,8 @@ FERRY_API const char *ferry_log_quote(char *dst, size_t cap, const char *s, size
 /* Checks `o` as ferry_hub_new does, for a transport that takes ferry_options inside its own
  * and refuses bad ones before it builds anything: on the first bad option logs
  * "<caller>: <prefix><option> ..." with the value and the rule (prefix: where the options
- * sit, e.g. "core."; may be "") and returns FERRY_EINVAL; else FERRY_OK. */
+ * sit, e.g. "core."; may be "") and returns FERRY_EINVAL; else FERRY_OK. Any thread; log
+ * as ferry_log. FERRY_EINVAL without a log line if an argument is NULL. */
 FERRY_API int ferry_options_check(const ferry_options *o, const char *caller, const char *prefix);
 
 #ifdef __cplusplus

@@ -8,7 +8,7 @@
 
 #define PUT(...)                                                                               \
     do {                                                                                       \
-        if (ferry_buf_printf(out, __VA_ARGS__))                                                             \
+        if (ferry_buf_printf(out, __VA_ARGS__))                                                \
             goto fail;                                                                         \
     } while (0)
 

@@ -44,8 +44,8 @@ static bool path_ok(const char *name, const char *v)
         unsigned char c = (unsigned char)v[i];
         if (!isalnum(c) && !strchr("/-._~", c)) {
             ferry_log(FERRY_LOG_ERROR,
-                   WHO "%s %s may contain only letters, digits and /-._~ (byte 0x%02x at offset %zu)",
-                   name, q, c, i);
+                      WHO "%s %s may contain only letters, digits and /-._~ (byte 0x%02x at offset %zu)",
+                      name, q, c, i);
             return false;
         }
     }
@@ -66,18 +66,18 @@ static bool origin_entry_ok(const char *e, size_t len)
     const char *slash = ok ? memchr(sep + 3, '/', len - scheme - 3) : NULL;
     if (slash) {
         ferry_log(FERRY_LOG_ERROR,
-               WHO "allowed_origins entry %s has a path or a trailing '/': an Origin is "
+                  WHO "allowed_origins entry %s has a path or a trailing '/': an Origin is "
                    "scheme://host[:port]",
-               q);
+                  q);
         return false;
     }
     for (size_t i = scheme + 3; ok && i < len; i++)
         ok = isalnum((unsigned char)e[i]) || strchr(".-_:[]", e[i]);
     if (!ok) {
         ferry_log(FERRY_LOG_ERROR,
-               WHO "allowed_origins entry %s is not an origin: write scheme://host[:port], "
+                  WHO "allowed_origins entry %s is not an origin: write scheme://host[:port], "
                    "e.g. \"https://app.example\"",
-               q);
+                  q);
         return false;
     }
     return true;
@@ -94,8 +94,8 @@ static bool origins_ok(const char *list)
         if (len == 1 && *p == '*') {
             char q[340];
             ferry_log(FERRY_LOG_ERROR,
-                   WHO "allowed_origins %s: \"*\" allows every origin and must be the whole list",
-                   ferry_log_quote(q, sizeof q, list, 300));
+                      WHO "allowed_origins %s: \"*\" allows every origin and must be the whole list",
+                      ferry_log_quote(q, sizeof q, list, 300));
             return false;
         }
         if (len && !origin_entry_ok(p, len))
@@ -113,9 +113,9 @@ static bool header_name_ok(const char *v)
     if (!ok) {
         char q[160];
         ferry_log(FERRY_LOG_ERROR,
-               WHO "real_ip_header %s must be a header name: letters, digits, '-' and '_' "
+                  WHO "real_ip_header %s must be a header name: letters, digits, '-' and '_' "
                    "(e.g. \"X-Real-IP\")",
-               ferry_log_quote(q, sizeof q, v, 120));
+                  ferry_log_quote(q, sizeof q, v, 120));
     }
     return ok;
 }
@@ -162,9 +162,9 @@ int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
     if (acam && *acam) {
         char q[160];
         ferry_log(FERRY_LOG_ERROR,
-               WHO "the civetweb context answers CORS preflights itself "
+                  WHO "the civetweb context answers CORS preflights itself "
                    "(access_control_allow_methods=%s): set it to \"\"",
-               ferry_log_quote(q, sizeof q, acam, 120));
+                  ferry_log_quote(q, sizeof q, acam, 120));
         return FERRY_EINVAL;
     }
     return FERRY_OK;

@@ -68,14 +68,14 @@ static void log_refusal(ferry_mount *m, const struct mg_connection *conn, const 
                  (unsigned long long)skipped);
     if (m->origins && *m->origins) {
         ferry_log(FERRY_LOG_WARN, "refused %s on %s: Origin %s is not in allowed_origins %s%s",
-               what, path, origin, ferry_log_quote(other, sizeof other, m->origins, 300), more);
+                  what, path, origin, ferry_log_quote(other, sizeof other, m->origins, 300), more);
     } else {
         const char *host = mg_get_header(conn, "Host");
         ferry_log(FERRY_LOG_WARN,
-               "refused %s on %s: Origin %s is not the same origin as Host %s "
-               "(allowed_origins is unset: same origin only)%s",
-               what, path, origin, host ? ferry_log_quote(other, sizeof other, host, 100) : "(none)",
-               more);
+                  "refused %s on %s: Origin %s is not the same origin as Host %s "
+                  "(allowed_origins is unset: same origin only)%s",
+                  what, path, origin,
+                  host ? ferry_log_quote(other, sizeof other, host, 100) : "(none)", more);
     }
 }
 

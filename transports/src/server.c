@@ -48,13 +48,13 @@ static void say_why(const char *listen, const char *reason)
         const char *paren = colon ? strchr(colon, '(') : NULL;
         if (paren) {
             ferry_log(FERRY_LOG_ERROR, "ferry_server_start: cannot listen on %.*s: %.*s",
-                   (int)(colon - addr), addr, (int)(reason + len - 1 - (paren + 1)), paren + 1);
+                      (int)(colon - addr), addr, (int)(reason + len - 1 - (paren + 1)), paren + 1);
             return;
         }
     }
     char q[200];
     ferry_log(FERRY_LOG_ERROR, "ferry_server_start: civetweb did not start (listen %s): %s",
-           ferry_log_quote(q, sizeof q, listen, 150), reason);
+              ferry_log_quote(q, sizeof q, listen, 150), reason);
 }
 
 /* civetweb serves nothing, and says nothing, from a document_root that is not a directory. */
@@ -66,15 +66,15 @@ static bool root_ok(const char *root)
         int e = errno;
         if (e == ENOENT)
             ferry_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s does not exist",
-                   ferry_log_quote(q, sizeof q, root, 250));
+                      ferry_log_quote(q, sizeof q, root, 250));
         else
             ferry_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s: %s",
-                   ferry_log_quote(q, sizeof q, root, 250), strerror(e));
+                      ferry_log_quote(q, sizeof q, root, 250), strerror(e));
         return false;
     }
     if (!S_ISDIR(st.st_mode)) {
         ferry_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s is not a directory",
-               ferry_log_quote(q, sizeof q, root, 250));
+                  ferry_log_quote(q, sizeof q, root, 250));
         return false;
     }
     return true;
@@ -88,7 +88,8 @@ struct mg_context *ferry_server_start(const ferry_server_options *o)
         o = &def;
     }
     if (!o->listen || !o->listen[0]) {
-        ferry_log(FERRY_LOG_ERROR, "ferry_server_start: listen must be set, e.g. \"127.0.0.1:8080\"");
+        ferry_log(FERRY_LOG_ERROR,
+                  "ferry_server_start: listen must be set, e.g. \"127.0.0.1:8080\"");
         return NULL;
     }
     if (o->document_root && !root_ok(o->document_root))
