@@ -149,7 +149,7 @@ bool fy_http_json(struct mg_connection *conn, const ferry_mount *m, int status,
 bool fy_http_answer(struct mg_connection *conn, const ferry_mount *m, int status,
                     const char *extra, int code, const char *text);
 
-/* ws.c */
+/* ws.c, ws_close.c */
 int fy_ws_start(ferry_mount *m);
 /* Closes every WebSocket and waits for civetweb to be done with each, until 30 s pass with
  * none done; false if some never were, and the mount must then not be freed. */
