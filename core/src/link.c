@@ -495,6 +495,24 @@ int ferry_link_too_big(ferry_link *l, size_t len)
     return peer_error(l, FERRY_ETOOBIG, text, 0);
 }
 
+/* Takes the bound session's lock (if one is bound) and then the link's, and returns that
+ * session. The session is read before its lock is taken (the lock order), so a handshake
+ * may bind one in between: then it starts again. l->s changes once, from NULL. */
+static ferry_session *lock_bound(ferry_link *l)
+{
+    for (;;) {
+        ferry_session *s = bound(l);
+        if (s)
+            pthread_mutex_lock(&s->lock);
+        pthread_mutex_lock(&l->lock);
+        if (l->s == s)
+            return s;
+        pthread_mutex_unlock(&l->lock);
+        if (s)
+            pthread_mutex_unlock(&s->lock);
+    }
+}
+
 static int put_char(ferry_buf *b, char c)
 {
     if (ferry_buf_reserve(b, 1))
@@ -507,18 +525,16 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
 {
     if (!l || !b)
         return FERRY_EINVAL;
-    ferry_session *s = bound(l);
     const ferry_options *o = &l->hub->opt;
     size_t start = b->len, n = 0;
     uint64_t seq = 0, seq0 = 0, end = 0;
     int rc = 0;
 
-    if (s)
-        pthread_mutex_lock(&s->lock);
-    pthread_mutex_lock(&l->lock);
+    ferry_session *s = lock_bound(l);
     if (l->opening) { /* the handshake wakes the transport once on_open has returned */
         pthread_mutex_unlock(&l->lock);
-        pthread_mutex_unlock(&s->lock);
+        if (s)
+            pthread_mutex_unlock(&s->lock);
         if (flags & FERRY_PULL_ARRAY) {
             if (ferry_buf_reserve(b, 2))
                 return FERRY_ENOMEM;

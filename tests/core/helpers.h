@@ -63,5 +63,6 @@ Suite *resume_suite(void);
 Suite *topic_suite(void);
 Suite *log_suite(void);
 Suite *wire_suite(void);
+Suite *race_suite(void);
 
 #endif
