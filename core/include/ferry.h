@@ -14,12 +14,10 @@
  * inside an application call (ferry_session_close, an overflow on send) gets its on_close
  * from the next transport call or tick.
  *
- * Lock order, outermost first (internal, written once here):
- *   session inbound lock (held while on_message runs, so one session's messages are
- *   delivered one at a time, in order)  ->  publish lock  ->  hub lock  ->  session lock
- *   ->  link lock. The hub lock (session table, topics) is never held across a publish's
- *   fan-out, only while its subscribers are listed. A transport's wake/kick callbacks run
- *   with hub, session or link locks held.
+ * Locks. ferry's own locks are internal (their order is written in core/src/locks.h). What
+ * an application and a transport need of them: an application callback holds only its
+ * session's inbound lock, which no call it may make waits on; a transport's wake/kick
+ * callbacks run with session or link locks held, so they must not call into ferry.
  *
  * Errors are negative ferry_error values; 0 is success. ferry_strerror names each one.
  */

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "ferry.h"
+#include "locks.h" /* the lock order */
 #include "map.h"
 #include "store.h"
 
@@ -28,7 +29,7 @@ struct ferry_hub {
     fy_store *store;
     fy_map topics;
     atomic_size_t live;        /* sessions not yet ended */
-    pthread_mutex_t pend_lock; /* innermost lock: the pending list */
+    pthread_mutex_t pend_lock; /* a leaf lock: the pending list */
     ferry_session *pend_head;
     ferry_session *pend_tail;
     atomic_bool pend_any;
@@ -36,9 +37,9 @@ struct ferry_hub {
     atomic_size_t outbox_bytes;  /* in every outbox together */
     atomic_uint_fast64_t opened, resumes, resume_failures[FERRY_REASON_COUNT];
     atomic_uint_fast64_t msgs_in, bytes_in, msgs_out, bytes_out, upgrades, fallbacks;
-    pthread_mutex_t ident_lock;  /* innermost: the per-identity counts */
+    pthread_mutex_t ident_lock;  /* a leaf lock: the per-identity counts */
     fy_map idents;               /* identity -> live sessions */
-    pthread_mutex_t rate_lock; /* innermost: the resume buckets */
+    pthread_mutex_t rate_lock; /* a leaf lock: the resume buckets */
     fy_map rates;              /* peer address -> fy_bucket */
 };
 
