@@ -22,7 +22,7 @@ struct ferry_hub {
     pthread_mutex_t pub_lock;  /* one publish fans out at a time; outside `lock` */
     fy_fan *fan;               /* the subscribers of the publish under way (pub_lock) */
     size_t fan_cap;
-    pthread_mutex_t lock;      /* store, topics, subscriptions; never held across a fan-out */
+    pthread_mutex_t lock;      /* topics, subscriptions; never held across a fan-out */
     ferry_options opt;         /* immutable */
     ferry_callbacks cb;        /* immutable */
     void *ud;
@@ -42,6 +42,11 @@ struct ferry_hub {
     pthread_mutex_t rate_lock; /* a leaf lock: the resume buckets */
     fy_map rates;              /* peer address -> fy_bucket */
 };
+
+/* ferry_hub_new with `store` for the sessions (store.h); the hub owns it from here on, and
+ * frees it if this fails. FERRY_ENOMEM also for a NULL store (its constructor failed). */
+int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
+                     void *ud, fy_store *store);
 
 /* Counts a live session for an identity; false (nothing counted) at the limit. */
 bool fy_hub_identity_add(ferry_hub *hub, const char *identity);

@@ -201,7 +201,7 @@ static int pull_control(fy_pull *p)
     if (p->ctl & FY_CTL_PING)
         EMIT(p, fy_enc_bare(p->b, "ping"));
     if ((p->ctl & FY_CTL_ACK) && p->s)
-        EMIT(p, fy_enc_ack(p->b, p->s->in_seq));
+        EMIT(p, fy_enc_ack(p->b, p->s->rec.in_seq));
     return 0;
 }
 
@@ -238,7 +238,7 @@ static int pull_final(fy_pull *p)
     bool reset = why == FERRY_REASON_OVERFLOW || why == FERRY_REASON_EXPIRED ||
                  why == FERRY_REASON_FORKED;
     EMIT(p, fy_enc_reason(p->b, reset ? "reset" : "close", why, p->s != NULL,
-                          p->s ? p->s->in_seq : 0));
+                          p->s ? p->s->rec.in_seq : 0));
     return 0;
 }
 #undef EMIT
@@ -360,6 +360,15 @@ ferry_link_end ferry_link_end_reason(ferry_link *l)
     return e;
 }
 
+static int record_confirm(fy_rec *r, void *ctx)
+{
+    (void)ctx;
+    if (!r->unconfirmed)
+        return 0;
+    fy_proto_confirm(r);
+    return 1;
+}
+
 int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)
 {
     fy_hash presented;
@@ -371,8 +380,11 @@ int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)
     pthread_mutex_lock(&s->lock);
     if (s->link != l) {
         rc = FERRY_ECLOSED;
-    } else if (fy_token_hash_eq(&presented, &s->secret)) {
-        fy_session_confirm_locked(s);
+    } else if (fy_token_hash_eq(&presented, &s->rec.secret)) {
+        /* The secret is right. If the store cannot record that the client now uses it, the
+         * one before keeps working a little longer: the next frame confirms it. */
+        if (s->rec.unconfirmed)
+            fy_session_update_locked(s, record_confirm, NULL);
         rc = 0;
     }
     pthread_mutex_unlock(&s->lock);

@@ -10,19 +10,24 @@
  *                          publishes in one order.
  *   3. hub lock            topics and subscriptions. Held while a publish lists a topic's
  *                          subscribers, never across the fan-out.
- *   4. session lock        (ferry_session) the session's state and outbox.
- *   5. link lock           (ferry_link) the link's control frames and handshake state. A
+ *   4. store lock          the in-memory store's table (store_mem.c): taken alone by add,
+ *                          find, remove and count; held by each across its callback, which
+ *                          may take the locks below (and remove, so it is recursive).
+ *                          A store's load and save run under the session lock and take
+ *                          only leaves.
+ *   5. session lock        (ferry_session) the session's state, record and outbox.
+ *   6. link lock           (ferry_link) the link's control frames and handshake state. A
  *                          session may take its current link's lock and, while binding a
  *                          new link, the lock of the link it replaces; never two sessions'.
- *   6. leaves              none of these is held while taking another ferry lock:
+ *   7. leaves              none of these is held while taking another ferry lock:
  *                          hub pend_lock (ended sessions waiting for fy_hub_drain),
  *                          hub ident_lock (sessions per identity),
  *                          hub rate_lock (resume buckets),
- *                          the in-memory store's table lock (store_mem.c).
+ *                          a test store's own state (tests/core/store_faulty.c).
  *
- * Reading a pointer to a lower lock's object before taking a higher lock is the usual
- * pattern (a pull reads its link's session, then takes the session's lock and the link's):
- * check it again once both are held (link.c, lock_bound).
+ * An object found under a later lock whose own lock comes earlier (a pull reads its link's
+ * session under the link's lock, but must take the session's lock first) is found again
+ * once both are held, in order (link.c, lock_bound).
  *
  * Transports: a transport's wake and kick callbacks run with session and link locks held,
  * so a transport's own locks come after all of these, and a transport must never call into
