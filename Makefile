@@ -138,6 +138,10 @@ $(BUILD)/tsan/stress: $(STRESS_SRC) $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(TSAN) $(STRESS_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS)
 
+$(BUILD)/tsan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) $(TSAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CHECK_LIBS) $(TEST_WRAP)
+
 $(BUILD)/tsan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Itests/lib $(TSAN) $(CHECK_CFLAGS) $(TR_TEST_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
@@ -170,7 +174,8 @@ test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport
 # mmap randomization.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=tests/tsan.supp"
 
-test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests
+test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests
+	$(TSAN_ENV) CK_FORK=no CK_RUN_SUITE=store setarch $$(uname -m) -R $(BUILD)/tsan/core_tests
 	$(TSAN_ENV) setarch $$(uname -m) -R $(BUILD)/tsan/stress
 	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/transport_tests
 
