@@ -11,9 +11,12 @@
  * The session's ID is the store's key; it never changes.
  *
  * Not yet behind this interface (the in-memory store keeps them in the session object, as
- * before): the outbox (its messages are refcounted and shared by every subscriber's outbox,
- * in memory) and the subscriptions (topic.c, under the hub lock). A shared store adds them
- * to fy_rec and to `save` (docs/PROTOCOL.md says what a resume replays from them).
+ * before): the unacknowledged outbox and the subscriptions. The outbox holds refcounted
+ * messages shared by every subscriber, and a shared store must keep publish at one write
+ * whatever the subscriber count (DESIGN.md), so it needs per-topic streams and per-session
+ * positions in fy_rec, not a copy per session; subscriptions are changed under the hub
+ * lock together with the topic table (topic.c), which a blocking store must not hold.
+ * Both are the next step of this seam.
  *
  * Handles. find and add deal in ferry_session handles: the node's in-memory object for a
  * session, with the live state and the last record loaded or saved (s->rec). A shared

@@ -282,6 +282,36 @@ START_TEST(a_send_the_store_cannot_look_up_queues_nothing)
 }
 END_TEST
 
+/* A long-poll proves its secret on every request (ferry_link_check_secret). The secret is
+ * right whatever the store says; if the store cannot record that the client now uses it,
+ * the session stays unconfirmed (as it was) and the next check records it. */
+START_TEST(a_secret_check_the_store_cannot_record_still_passes)
+{
+    fy_store *st = faulty_store_new(&calm);
+    ferry_hub *hub = hub_new_store(NULL, st);
+    char sid[32], old[64], fresh[64];
+    fake_conn *a = fc_hello(hub, sid, old);
+    int rc;
+    json_t *f;
+    fake_conn *b = resume(hub, sid, old, &rc, &f);
+    ck_assert_int_eq(rc, 0);
+    snprintf(fresh, sizeof fresh, "%s", str_of(frame_of(f, "welcome", 0), "secret"));
+    json_decref(f);
+    ferry_session *s = find(hub, sid);
+    ck_assert(s->rec.unconfirmed);
+
+    faulty_store_fail_next(st, FAULTY_SAVE, 1, 0);
+    ck_assert_int_eq(ferry_link_check_secret(b->link, fresh, strlen(fresh)), 0);
+    ck_assert(s->rec.unconfirmed);
+    ck_assert_int_eq(ferry_link_check_secret(b->link, fresh, strlen(fresh)), 0);
+    ck_assert(!s->rec.unconfirmed);
+    ferry_session_unref(s);
+    fc_close(a);
+    fc_close(b);
+    hub_free(hub);
+}
+END_TEST
+
 /* A client over a flaky store: it sends numbered messages and keeps each until acked,
  * drops its connection and resumes at random, and checks what it receives: in order, no
  * gap, a copy only of what it already has. */
@@ -582,6 +612,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, a_batch_the_store_refuses_is_not_delivered);
     tcase_add_test(tc, an_end_the_store_missed_is_saved_by_the_tick);
     tcase_add_test(tc, a_send_the_store_cannot_look_up_queues_nothing);
+    tcase_add_test(tc, a_secret_check_the_store_cannot_record_still_passes);
     tcase_add_test(tc, messages_stay_exactly_once_over_a_failing_store);
     tcase_add_test(tc, racing_resumes_over_a_slow_store_leave_one_holder);
     suite_add_tcase(s, tc);
