@@ -238,6 +238,9 @@ static void handshake(struct mg_connection *conn, ferry_mount *m)
     } else if (rc == FERRY_ENOMEM) {
         fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
         lp_unref(lp);
+    } else if (rc == FERRY_ESTORE) { /* the error frame says internal; a retry may work */
+        fy_http_json(conn, m, 503, NULL, &out);
+        lp_unref(lp);
     } else {
         fy_http_json(conn, m, fy_refusal_of(ferry_link_end_reason(lp->link))->http_status,
                      NULL, &out);
@@ -393,7 +396,12 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
         int rc = ferry_link_recv(lp->link, body.data, body.len);
         pthread_mutex_unlock(&lp->rlock);
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
-        fy_http_json(conn, m, rc == 0 || rc == FERRY_ECLOSED ? 200 : 400, NULL, &out);
+        /* A batch the server could not take (memory, the store) changed nothing and may be
+         * sent again: 503, which a client retries, unlike a 400 for a frame it got wrong. */
+        int st = rc == 0 || rc == FERRY_ECLOSED                ? 200
+                 : rc == FERRY_ENOMEM || rc == FERRY_ESTORE ? 503
+                                                            : 400;
+        fy_http_json(conn, m, st, NULL, &out);
         lp_unref(lp);
     }
     ferry_buf_release(&body);
