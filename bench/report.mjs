@@ -189,6 +189,7 @@ p('| system | N | finished | back after (s) | resumed | recovered | lost | dupli
 p('|---|---:|---:|---:|---:|---:|---:|---:|');
 const stormN = Math.max(...(meta.ns || ns));
 const unfinished = [];
+const troubled = [];
 for (const sys of stormSystems) {
   const skipped = (meta.only && !meta.only.includes(sys)) || (meta.scenarios && !meta.scenarios.includes('storm'));
   if (skipped) {
@@ -230,12 +231,25 @@ for (const sys of stormSystems) {
     `${cell(() => mr(done.map((r) => r.resumed)))} | ${cell(() => mr(done.map((r) => r.recovered)))} | ` +
     `${cell(() => mr(done.map((r) => r.lost)))} | ${cell(() => mr(done.map((r) => r.dup)))} |`);
   if (notes.length) unfinished.push(`- ${names[sys]}: ${notes.join('; ')}.`);
+  // Finished, yet connections failed later in the step: fyload does not reopen a failed
+  // connection, so what it would have received counts as lost.
+  const errs = done.filter((r) => r.errors > 0).map((r) =>
+    `repetition ${r.rep}: ${fmt(r.errors)} errors, ${fmt(r.lost)} lost`);
+  if (errs.length) troubled.push(`- ${names[sys]}: ${errs.join('; ')}.`);
 }
 if (unfinished.length) {
   p();
   p('Repetitions that did not finish:');
   p();
   for (const u of unfinished) p(u);
+}
+if (troubled.length) {
+  p();
+  p('Repetitions that finished but whose connections then failed (an error is a connection that ' +
+    'failed or a frame the generator could not read; a failed connection is not reopened, so the ' +
+    'messages it would have received count as lost):');
+  p();
+  for (const u of troubled) p(u);
 }
 p();
 p('![p99 latency against delivered load](bench-latency.png)');
