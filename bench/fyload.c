@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1112,8 +1113,44 @@ static stats status_sum(void)
     return sum;
 }
 
-/* Waits for every worker's "all connected" answer, printing progress. */
-static stats wait_ready(const char *what)
+static int connected_total;
+static void emit_common(const char *step);
+
+/* After wait_ready gave up: asks every worker how many of its connections are ready and
+ * prints the step's JSON line with "finished":false and what is known ("connected" at the
+ * first connect, "reconnected" after a storm's drop), so the report can show the step
+ * instead of leaving it out. A worker still connecting may answer with its
+ * late "all connected" message instead; both carry its ready count. */
+static void gave_up(const char *step, int done, uint64_t waited_us)
+{
+    to_all(CMD_STATUS, 0);
+    int ready = 0, answered = 0;
+    for (int i = 0; i < nworkers; i++) {
+        struct pollfd pf = {.fd = wfd[i], .events = POLLIN};
+        stats s;
+        if (poll(&pf, 1, 2000) == 1 && recv(wfd[i], &s, sizeof s, 0) == sizeof s) {
+            ready += s.ready;
+            answered++;
+        }
+    }
+    bool first = !strcmp(step, "connect");
+    if (first)
+        connected_total = ready;
+    emit_common(step);
+    printf(",\"finished\":false,\"waited_s\":%.1f,\"workers_done\":%d,"
+           "\"workers_answered\":%d",
+           (double)waited_us / 1e6, done, answered);
+    if (!first)
+        printf(",\"reconnected\":%d", ready);
+    printf("}\n");
+    fflush(stdout);
+    fprintf(stderr, "fyload: %s %s: %d of %d ready when it gave up, %d of %d workers done\n",
+            opt.label, step, ready, opt.conns, done, nworkers);
+}
+
+/* Waits for every worker's "all connected" answer, printing progress; gives up after 120 s
+ * (exit 2), saying first how far it got. */
+static stats wait_ready(const char *what, const char *step)
 {
     stats sum = {0};
     int done = 0;
@@ -1145,6 +1182,7 @@ static stats wait_ready(const char *what)
         }
         if (now_us() - t0 > 120000000u) {
             fprintf(stderr, "fyload: %s: gave up after 120 s\n", what);
+            gave_up(step, done, now_us() - t0);
             exit(2);
         }
     }
@@ -1228,8 +1266,6 @@ static proc_sample proc_read(void)
     return p;
 }
 
-static int connected_total;
-
 static void emit_common(const char *step)
 {
     printf("{\"label\":\"%s\",\"proto\":\"%s\",\"conns\":%d,\"connected\":%d,\"procs\":%d,"
@@ -1258,7 +1294,7 @@ static bool run_step(const char *name, double rate, double secs, bool storm)
         usleep((useconds_t)(secs * 1e6 / 3));
         fprintf(stderr, "fyload: %s: dropping all %d connections\n", opt.label, connected_total);
         to_all(CMD_DROP, 0);
-        storm_sum = wait_ready("reconnect");
+        storm_sum = wait_ready("reconnect", name);
         storm_ready_s = storm_sum.ready_s;
         end = now_us() + (uint64_t)(secs * 1e6 / 3);
     }
@@ -1459,7 +1495,7 @@ int main(int argc, char **argv)
         return 2;
     }
     to_all(CMD_CONNECT, json_u64(r0, "\"last\""));
-    stats c = wait_ready("connect");
+    stats c = wait_ready("connect", "connect");
     connected_total = c.ready;
     proc_sample held = proc_read();
     emit_common("connect");

@@ -42,6 +42,8 @@ const sel = (q) => recs.filter((r) => Object.entries(q).every(([key, v]) => r[ke
 const reps = [...new Set(recs.map((r) => r.rep))].sort();
 const ns = [...new Set(recs.map((r) => r.n))].sort((a, b) => a - b);
 const wsSystems = ['ferry-ws', 'sio-ws', 'ws', 'civetweb'];
+// The storm's systems, as bench/run.mjs runs them: each gets a row, finished or not.
+const stormSystems = ['ferry-ws', 'ferry-lp', 'sio-ws-recovery', 'ws', 'civetweb'];
 const names = {
   'ferry-ws': 'ferry, WebSocket', 'ferry-lp': 'ferry, long-polling',
   'sio-ws': 'Socket.IO 4.8.4, WebSocket', 'sio-poll': 'Socket.IO 4.8.4, polling',
@@ -179,13 +181,75 @@ p('Every connection is dropped at once (TCP close, no goodbye) while one broadca
   'messages published while a connection was down that it still received; "lost" counts ' +
   'sequence numbers a connection never received.');
 p();
-p('| system | N | back after (s) | resumed | recovered | lost | duplicates |');
-p('|---|---:|---:|---:|---:|---:|---:|');
-for (const sys of ['ferry-ws', 'ferry-lp', 'sio-ws-recovery', 'ws', 'civetweb']) {
-  const st = reps.map((rep) => sel({ scenario: 'storm', system: sys, rep, step: 'storm' })[0]).filter(Boolean);
-  if (!st.length) continue;
-  p(`| ${names[sys]} | ${fmt(st[0].n)} | ${mr(st.map((r) => r.reconnect_s), fmt, 2)} | ${mr(st.map((r) => r.resumed))} | ` +
-    `${mr(st.map((r) => r.recovered))} | ${mr(st.map((r) => r.lost))} | ${mr(st.map((r) => r.dup))} |`);
+p('Every system the storm runs has a row. A repetition counts as finished when its storm step ' +
+  'completed with all N connections back; the figures are over the finished ones, and what is ' +
+  'known of the others is listed under the table.');
+p();
+p('| system | N | finished | back after (s) | resumed | recovered | lost | duplicates |');
+p('|---|---:|---:|---:|---:|---:|---:|---:|');
+const stormN = Math.max(...(meta.ns || ns));
+const unfinished = [];
+const troubled = [];
+for (const sys of stormSystems) {
+  const skipped = (meta.only && !meta.only.includes(sys)) || (meta.scenarios && !meta.scenarios.includes('storm'));
+  if (skipped) {
+    p(`| ${names[sys]} | ${fmt(stormN)} | not run | – | – | – | – | – |`);
+    continue;
+  }
+  const done = [];
+  const notes = [];
+  for (const rep of reps) {
+    const q = { scenario: 'storm', system: sys, rep };
+    const storm = sel({ ...q, step: 'storm' })[0];
+    const n = storm ? storm.n : stormN;
+    if (storm && storm.finished !== false && storm.reconnected >= n) {
+      done.push(storm);
+      continue;
+    }
+    const failed = sel({ ...q, step: 'failed' })[0];
+    const conn = sel({ ...q, step: 'connect' })[0];
+    let why;
+    if (storm && storm.finished === false)
+      why = `${fmt(storm.reconnected)} of ${fmt(n)} back when the generator gave up after ${fmt(storm.waited_s)} s`;
+    else if (storm)
+      why = `${fmt(storm.reconnected)} of ${fmt(n)} back after ${fmt(storm.reconnect_s, 2)} s ` +
+        `(${fmt(storm.failed)} failed); ${fmt(storm.lost)} lost, ${fmt(storm.dup)} duplicates`;
+    else if (conn && conn.connected < n)
+      why = `only ${fmt(conn.connected)} of ${fmt(n)} connected before the storm`;
+    else if (failed)
+      why = `no storm step${conn ? ` (all ${fmt(conn.connected)} connected first)` : ''}`;
+    else
+      why = 'no result recorded';
+    if (failed)
+      why += `; ${failed.timeout ? 'killed after 600 s' : failed.signal ? `killed by ${failed.signal}` :
+        failed.code != null ? `exit ${failed.code}` : 'failed'}${failed.error ? `: "${failed.error}"` : ''}`;
+    notes.push(`repetition ${rep}: ${why}`);
+  }
+  const fin = notes.length ? `**did not finish in ${notes.length} of ${reps.length}**` : `${done.length} of ${reps.length}`;
+  const cell = (f) => (done.length ? f() : '–');
+  p(`| ${names[sys]} | ${fmt(stormN)} | ${fin} | ${cell(() => mr(done.map((r) => r.reconnect_s), fmt, 2))} | ` +
+    `${cell(() => mr(done.map((r) => r.resumed)))} | ${cell(() => mr(done.map((r) => r.recovered)))} | ` +
+    `${cell(() => mr(done.map((r) => r.lost)))} | ${cell(() => mr(done.map((r) => r.dup)))} |`);
+  if (notes.length) unfinished.push(`- ${names[sys]}: ${notes.join('; ')}.`);
+  // Finished, yet connections failed later in the step: fyload does not reopen a failed
+  // connection, so what it would have received counts as lost.
+  const errs = done.filter((r) => r.errors > 0).map((r) =>
+    `repetition ${r.rep}: ${fmt(r.errors)} errors, ${fmt(r.lost)} lost`);
+  if (errs.length) troubled.push(`- ${names[sys]}: ${errs.join('; ')}.`);
+}
+if (unfinished.length) {
+  p();
+  p('Repetitions that did not finish:');
+  p();
+  for (const u of unfinished) p(u);
+}
+if (troubled.length) {
+  p();
+  p('Repetitions that finished but whose connections then failed (an error is a connection that ' +
+    'failed or a frame the generator could not read; a failed connection is not reopened, so the ' +
+    'messages it would have received count as lost):');
+  p();
+  for (const u of troubled) p(u);
 }
 p();
 p('![p99 latency against delivered load](bench-latency.png)');

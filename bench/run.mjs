@@ -4,7 +4,13 @@
 // them into docs/BENCHMARKS.md tables and docs/bench-*.png plots.
 //
 // Environment: REPS (3), STEP seconds per load step (5), NS ("1000,10000"),
-// ONLY (comma-separated system names to run, e.g. "ferry-ws,sio-ws"), QUICK=1 (one small pass).
+// ONLY (comma-separated system names to run, e.g. "ferry-ws,sio-ws"), SCENARIOS (comma-separated
+// scenarios to run: fanout, longpoll, storm), QUICK=1 (one small pass).
+//
+// A run that does not finish (fyload exits non-zero or is killed, or the server fails) still
+// leaves a line: {"step":"failed", system, scenario, rep, n, code, signal, timeout, error},
+// where error is fyload's last line on stderr (or the server's failure), so the report can
+// show it instead of leaving the row out.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,6 +24,7 @@ const reps = Number(process.env.REPS || (quick ? 1 : 3));
 const step = Number(process.env.STEP || (quick ? 2 : 5));
 const ns = (process.env.NS || (quick ? '300' : '1000,10000')).split(',').map(Number);
 const only = process.env.ONLY ? process.env.ONLY.split(',') : null;
+const onlyScenarios = process.env.SCENARIOS ? process.env.SCENARIOS.split(',') : null;
 const out = process.env.OUT || path.join(build, 'results.jsonl');
 
 // Cores: the server gets the first half, the generator the rest (0 and 1 on two cores).
@@ -56,7 +63,8 @@ function scenarios() {
   const n = Math.max(...ns);
   for (const sys of ['ferry-ws', 'ferry-lp', 'sio-ws-recovery', 'ws', 'civetweb'])
     list.push({ scenario: 'storm', sys, n, args: ['--storm', '2'] });
-  return list.filter((s) => !only || only.includes(s.sys));
+  return list.filter((s) => (!only || only.includes(s.sys)) &&
+    (!onlyScenarios || onlyScenarios.includes(s.scenario)));
 }
 
 function pinned(cpus, argv) {
@@ -96,9 +104,15 @@ function runLoad(s, port, pid, rep) {
     '--proto', systems[s.sys].proto, '--conns', String(s.n), '--procs', String(procs),
     '--step', String(step), '--label', s.sys, ...s.args];
   const [cmd, args] = pinned(genCpus, argv);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   let buf = '';
+  // fyload's progress goes on to our stderr; its last line says why, if it fails.
+  let errTail = '';
+  child.stderr.on('data', (d) => {
+    process.stderr.write(d);
+    errTail = (errTail + d).slice(-4096);
+  });
   child.stdout.on('data', (d) => {
     buf += d;
     let i;
@@ -112,12 +126,22 @@ function runLoad(s, port, pid, rep) {
     }
   });
   return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 600000);
-    child.on('exit', (code) => {
+    let timeout = false;
+    const t = setTimeout(() => {
+      timeout = true;
+      child.kill('SIGKILL');
+    }, 600000);
+    child.on('close', (code, signal) => {
       clearTimeout(t);
-      resolve({ code, lines });
+      const last = errTail.trim().split('\n').filter((l) => l.startsWith('fyload:')).pop() || '';
+      resolve({ code, signal, timeout, lines, error: last });
     });
   });
+}
+
+function failed(s, rep, what) {
+  const rec = { step: 'failed', ...what, system: s.sys, scenario: s.scenario, rep, n: s.n };
+  fs.appendFileSync(out, JSON.stringify(rec) + '\n');
 }
 
 async function main() {
@@ -126,7 +150,8 @@ async function main() {
   fs.mkdirSync(build, { recursive: true });
   fs.writeFileSync(out, '');
   const meta = { meta: true, date: new Date().toISOString(), cpu: os.cpus()[0].model, cores,
-    node: process.version, reps, step, ns, serverCpus, genCpus, loadavg: os.loadavg() };
+    node: process.version, reps, step, ns, serverCpus, genCpus, loadavg: os.loadavg(),
+    only, scenarios: onlyScenarios };
   fs.appendFileSync(out, JSON.stringify(meta) + '\n');
   const list = scenarios();
   const t0 = Date.now();
@@ -141,11 +166,14 @@ async function main() {
         const r = await runLoad(s, srv.port, srv.child.pid, rep);
         if (r.code !== 0) {
           failures++;
-          console.error(`bench: ${tag}: fyload exited with ${r.code}`);
+          const how = r.timeout ? 'killed after 600 s' : r.signal ? `killed by ${r.signal}` : `exited with ${r.code}`;
+          console.error(`bench: ${tag}: fyload ${how}`);
+          failed(s, rep, { code: r.code, signal: r.signal, timeout: r.timeout, error: r.error });
         }
       } catch (e) {
         failures++;
         console.error(`bench: ${tag}: ${e.message}`);
+        failed(s, rep, { error: e.message });
       } finally {
         if (srv) await stopServer(srv.child);
       }
