@@ -88,6 +88,9 @@ enum {
     /* Control frames only (acks, errors, pings...), no messages: for the response to a
      * long-poll send, so that messages go out only in poll responses. */
     FERRY_PULL_CONTROL = 1u << 2,
+    /* Leave queued error frames for a later pull: for a held long-poll, so that the error a
+     * send caused is answered on that send, not on whichever request pulls first. */
+    FERRY_PULL_NO_ERRORS = 1u << 3,
 };
 
 /* Appends the frames that are due (control frames first, then messages in seq order), up to

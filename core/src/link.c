@@ -250,8 +250,9 @@ static void pull_commit(fy_pull *p)
     ferry_session *s = p->s;
     if (p->ctl & FY_CTL_WELCOME)
         sodium_memzero(l->secret, sizeof l->secret);
-    l->ctl = 0;
-    l->nerr = 0;
+    l->ctl &= ~p->ctl;
+    if (p->ctl & FY_CTL_ERROR)
+        l->nerr = 0;
     l->armed = true;
     if (p->live && !(p->flags & FERRY_PULL_CONTROL)) {
         if (p->seq > p->seq0) {
@@ -312,7 +313,7 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
         rc = (flags & FERRY_PULL_ARRAY) ? ferry_buf_reserve(b, 2) : 0;
     } else {
         p.live = p.s && p.s->link == l;
-        p.ctl = l->ctl;
+        p.ctl = l->ctl & ((flags & FERRY_PULL_NO_ERRORS) ? ~(unsigned)FY_CTL_ERROR : ~0u);
         rc = pull_locked(&p);
     }
     pthread_mutex_unlock(&l->lock);

@@ -142,6 +142,36 @@ START_TEST(lp_a_second_poll_ends_the_first)
 }
 END_TEST
 
+/* Every error answers the request that caused it: a held poll never takes a send's error,
+ * so a client can tell which of its sends was refused. */
+START_TEST(lp_a_send_error_is_answered_on_the_send_not_the_held_poll)
+{
+    tserver *s = ts_start(NULL);
+    tc c;
+    tc_init(&c, s, TC_LP);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    ts_held held = {&c, {0}, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, ts_hold_poll, &held);
+    ck_assert(ts_wait_held_polls(s, 1, 5000));
+    for (int i = 0; i < 20; i++) { /* a race would show within a few */
+        fyc_resp r = {0};
+        ck_assert_int_eq(tc_lp(&c, "POST", NULL, "{\"t\":\"msg\",\"seq\":9,\"data\":1}", &r, 5000), 0);
+        ck_assert_int_eq(r.status, 400);
+        ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"seq_gap\""));
+        fyc_resp_free(&r);
+    }
+    ts_publish(s, "{\"i\":1}");
+    pthread_join(t, NULL);
+    ck_assert_int_eq(held.r.status, 200);
+    ck_assert_ptr_null(strstr(held.r.body, "error"));
+    ck_assert_ptr_nonnull(strstr(held.r.body, "\"i\":1"));
+    fyc_resp_free(&held.r);
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
 START_TEST(lp_bad_credentials_get_identical_answers)
 {
     tserver *s = ts_start(NULL);
@@ -345,6 +375,7 @@ Suite *lp_suite(void)
     tcase_add_test(tcs, lp_headers_and_methods);
     tcase_add_test(tcs, lp_a_response_lost_in_flight_is_sent_again);
     tcase_add_test(tcs, lp_a_second_poll_ends_the_first);
+    tcase_add_test(tcs, lp_a_send_error_is_answered_on_the_send_not_the_held_poll);
     tcase_add_test(tcs, lp_bad_credentials_get_identical_answers);
     tcase_add_test(tcs, lp_bad_bodies);
     tcase_add_test(tcs, lp_origin_and_cors);

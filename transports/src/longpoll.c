@@ -296,6 +296,10 @@ bool fy_lp_parse_ack(const char *q, uint64_t *ack)
     return true;
 }
 
+/* A held poll carries messages and control frames but not errors: every error answers a
+ * send or handshake, and goes back on that request's own response. */
+#define LP_POLL_PULL (FERRY_PULL_ARRAY | FERRY_PULL_REPLAY | FERRY_PULL_NO_ERRORS)
+
 static void poll_req(struct mg_connection *conn, ferry_mount *m)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
@@ -327,16 +331,17 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
     ferry_buf out = {0};
     pthread_mutex_lock(&lp->rlock);
     int rc = ferry_link_ack(lp->link, ack);
-    pthread_mutex_unlock(&lp->rlock);
     int status = 200;
-    if (rc && rc != FERRY_ECLOSED) {
+    if (rc && rc != FERRY_ECLOSED) { /* its bad_ack, pulled before another request can */
         status = 400;
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
-    } else {
+    }
+    pthread_mutex_unlock(&lp->rlock);
+    if (status == 200) {
         uint64_t deadline = ferry_hub_now(m->hub) + m->opt.poll_timeout_ms;
         for (;;) {
             out.len = 0;
-            int n = ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY);
+            int n = ferry_link_pull(lp->link, &out, LP_POLL_PULL);
             if (n != 0 || ferry_link_done(lp->link))
                 break;
             bool stop = false;
@@ -364,7 +369,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
                 /* timed out, or the mount is stopping: whatever is due (a final close
                  * "shutdown" frame), or [] */
                 out.len = 0;
-                ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY);
+                ferry_link_pull(lp->link, &out, LP_POLL_PULL);
                 break;
             }
         }
@@ -392,10 +397,11 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
     }
     lp_sess *lp = authorize(conn, m);
     if (lp) {
+        /* The pull under rlock as well: a concurrent send must not take this one's error. */
         pthread_mutex_lock(&lp->rlock);
         int rc = ferry_link_recv(lp->link, body.data, body.len);
-        pthread_mutex_unlock(&lp->rlock);
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
+        pthread_mutex_unlock(&lp->rlock);
         /* A batch the server could not take (memory, the store) changed nothing and may be
          * sent again: 503, which a client retries, unlike a 400 for a frame it got wrong. */
         int st = rc == 0 || rc == FERRY_ECLOSED                ? 200
