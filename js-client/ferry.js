@@ -35,6 +35,17 @@
     return Math.floor((random || Math.random)() * Math.min(max, min * Math.pow(2, attempt)));
   }
 
+  // An attempt ID for resumes (docs/PROTOCOL.md, Secret rotation): 22 base64url characters,
+  // 132 random bits, from crypto.getRandomValues where there is one.
+  function randomId() {
+    var b = new Uint8Array(22), c = root.crypto, s = '', i;
+    if (c && c.getRandomValues) c.getRandomValues(b);
+    else for (i = 0; i < 22; i++) b[i] = Math.random() * 64;
+    for (i = 0; i < 22; i++)
+      s += 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charAt(b[i] & 63);
+    return s;
+  }
+
   // Closes a WebSocket whose events no longer matter. Its error handler stays a no-op:
   // node's `ws` reports closing a connecting socket as an error, fatal without a listener.
   function shut(ws) {
@@ -59,6 +70,8 @@
     this.transport = null;     // 'websocket' or 'longpoll' once open
     this.sessionId = null;
     this.secret = null;
+    this.rid = null;           // the attempt ID of resumes with ridFor, the secret they present
+    this.ridFor = null;
     this.lastSeq = 0;          // last server message received, in order
     this.outSeq = 0;           // last client message numbered
     this.outbox = [];          // [{seq, data}] not yet acknowledged by the server
@@ -134,9 +147,15 @@
   };
 
   // ---- connecting -----------------------------------------------------------------------
+  // Every retry with the same secret carries the same attempt ID, so the server can tell a
+  // late copy of an earlier try from a second holder of the secret; a newer secret, a new ID.
   P.handshake = function () {
+    if (this.sessionId && this.ridFor !== this.secret) {
+      this.rid = randomId();
+      this.ridFor = this.secret;
+    }
     var hs = this.sessionId
-      ? { t: 'resume', v: 1, sid: this.sessionId, secret: this.secret, ack: this.lastSeq }
+      ? { t: 'resume', v: 1, sid: this.sessionId, secret: this.secret, ack: this.lastSeq, rid: this.rid }
       : { t: 'hello', v: 1 };
     var tok = typeof this.opts.token === 'function' ? this.opts.token() : this.opts.token;
     return Promise.resolve(tok).then(function (t) {
@@ -355,6 +374,12 @@
     this.transport = this.conn.kind;
     this.timer('connect', -1);
     this.setState('open');
+    // A frame at once retires the secret this connection's handshake presented, so a late
+    // copy of that handshake cannot take the session over. A poll does it on long-polling.
+    if (!frames.length && this.transport === 'websocket') {
+      frames.push({ t: 'ack', ack: this.lastSeq });
+      this.unacked = 0;
+    }
     if (frames.length) this.write(frames);
     this.emit('transport', this.transport);
     this.emit('open', { resumed: resumed, transport: this.transport });
