@@ -46,6 +46,12 @@
     return s;
   }
 
+  // Whether a server answer (a frame or a batch) holds a welcome.
+  function welcomes(text) {
+    try { return [].concat(JSON.parse(text)).some(function (f) { return f && f.t === 'welcome'; }); }
+    catch (e) { return false; }
+  }
+
   // Closes a WebSocket whose events no longer matter. Its error handler stays a no-op:
   // node's `ws` reports closing a connecting socket as an error, fatal without a listener.
   function shut(ws) {
@@ -196,8 +202,14 @@
     };
     ws.onmessage = function (ev) {
       if (probe && !heard) {
-        // The probe's resume has taken the session over from long-polling: move up.
-        if (self.probe !== ws) return ws.close();
+        // A probe's resume that was welcomed has taken the session over from long-polling:
+        // move up. A refusal (capacity, rate_limited, ...) changed nothing: long-polling
+        // goes on, and the next probe follows after probeInterval.
+        if (self.probe !== ws || !welcomes(ev.data)) {
+          clearTimeout(deadline);
+          if (self.probe === ws) self.probe = null;
+          return shut(ws);
+        }
         self.probe = null;
         self.drop();
         gen = ++self.gen;
@@ -293,12 +305,13 @@
   };
 
   // ---- receiving ------------------------------------------------------------------------
+  // Frames after one that dropped the connection (a reset, a close) are not processed.
   P.receive = function (text) {
-    var frames;
+    var frames, gen = this.gen;
     try { frames = JSON.parse(text); } catch (e) { return this.lost(); }
     if (!Array.isArray(frames)) frames = [frames];
     this.lastRx = Date.now();
-    for (var i = 0; i < frames.length && this.state !== 'closed'; i++) this.frame(frames[i]);
+    for (var i = 0; i < frames.length && gen === this.gen; i++) this.frame(frames[i]);
   };
 
   P.frame = function (f) {
@@ -320,8 +333,10 @@
         return;
       case 'ping': return this.write([{ t: 'pong' }]);
       case 'reset':
+        // In a handshake's answer a welcome for a new session follows; on a welcomed
+        // connection the session has ended: start anew with hello.
         this.resetReason = f.reason;
-        if (this.state === 'open') { this.sessionId = null; this.lost(); } // mid-session: start anew
+        if (this.conn && this.conn.welcomed) { this.sessionId = null; this.lost(); }
         return;
       case 'close': return this.finish('closed', f.reason);
       case 'error':
@@ -371,6 +386,7 @@
     for (var t in this.topics) frames.push({ t: 'sub', topic: t });
     for (var j = 0; j < this.outbox.length; j++)
       frames.push({ t: 'msg', seq: this.outbox[j].seq, data: this.outbox[j].data });
+    this.conn.welcomed = true;
     this.transport = this.conn.kind;
     this.timer('connect', -1);
     this.setState('open');
