@@ -36,8 +36,14 @@ export interface Options {
 
 export interface OpenInfo { resumed: boolean; transport: Transport }
 export interface MessageInfo { seq: number; topic?: string }
-/** The server could not continue the session: resync. `unsent` messages were dropped. */
-export interface ResetInfo { reason: 'unknown' | 'expired' | 'overflow' | 'closed' | 'server' | 'shutdown' | 'forked'; unsent: number }
+/** The server could not continue the session: resync. `messages`: the data of the client's
+ *  messages the old session did not deliver, in order (for reason 'unknown' an upper bound:
+ *  some may have arrived); `unsent` is their count. They may be sent again. */
+export interface ResetInfo {
+  reason: 'unknown' | 'expired' | 'overflow' | 'closed' | 'server' | 'shutdown' | 'forked';
+  unsent: number;
+  messages: unknown[];
+}
 /** Error codes. Refusing a handshake: 'origin' and 'unauthorized' (and 'bad_version',
  *  'handshake', 'bad_field', ...) are retried after maxDelay / 2 to maxDelay; 'capacity',
  *  'rate_limited' and 'internal' after the usual growing backoff. After the handshake:
@@ -48,7 +54,9 @@ export type ErrorCode =
   | 'bad_version' | 'handshake' | 'bad_ack' | 'seq_gap';
 /** The server refused something: a handshake (the client retries) or a frame. */
 export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string }
-export interface CloseInfo { reason: string }
+/** The session ended for good: 'client' (close()), 'closed' or 'server'. A server that stops
+ *  ('shutdown') is a reset instead. */
+export interface CloseInfo { reason: 'client' | 'closed' | 'server' | string }
 
 export interface Client {
   readonly state: State;

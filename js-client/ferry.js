@@ -332,13 +332,19 @@
         while (this.outbox.length && this.outbox[0].seq <= f.ack) this.outbox.shift();
         return;
       case 'ping': return this.write([{ t: 'pong' }]);
+      case 'close':
+        if (f.reason !== 'shutdown') return this.finish('closed', f.reason);
+        // The server is stopping: the session is gone, as after a reset. Start anew once
+        // it is back; the reset event comes with the new session's welcome.
+        // falls through
       case 'reset':
         // In a handshake's answer a welcome for a new session follows; on a welcomed
-        // connection the session has ended: start anew with hello.
+        // connection the session has ended: start anew with hello. `ack`: the last of our
+        // messages the old session delivered (absent for reason unknown).
         this.resetReason = f.reason;
+        this.resetAck = f.ack;
         if (this.conn && this.conn.welcomed) { this.sessionId = null; this.lost(); }
         return;
-      case 'close': return this.finish('closed', f.reason);
       case 'error':
         this.emit('error', f);
         // Before the welcome an error refuses the handshake (origin, unauthorized, capacity,
@@ -357,19 +363,22 @@
   };
 
   P.welcome = function (w) {
-    var self = this, resumed = w.resumed, reason = this.resetReason;
-    this.resetReason = null;
+    var self = this, resumed = w.resumed, reason = this.resetReason, acked = this.resetAck;
+    this.resetReason = this.resetAck = null;
     if (!resumed) {
       var lost = this.sessionId !== null || reason;
       this.lastSeq = 0;
       if (lost) {
-        // A new session replaces one that could not be resumed: its unsent messages are gone.
-        var unsent = this.outbox.length;
+        // A new session replaces one that could not be resumed. The messages the old one
+        // did not deliver are handed to the application, which may send them again.
+        var messages = [];
+        for (var k = 0; k < this.outbox.length; k++)
+          if (!(this.outbox[k].seq <= acked)) messages.push(this.outbox[k].data);
         this.outbox = [];
         this.outSeq = 0;
         this.sessionId = w.sid;
         this.secret = w.secret;
-        this.emit('reset', { reason: reason || 'unknown', unsent: unsent });
+        this.emit('reset', { reason: reason || 'unknown', unsent: messages.length, messages: messages });
       } else {
         // First session: what was sent before it opened goes out now, numbered from 1.
         for (var i = 0; i < this.outbox.length; i++) this.outbox[i].seq = i + 1;
