@@ -181,7 +181,7 @@
   P.openWs = function (probe) {
     var self = this, gen = probe ? this.gen : ++this.gen, heard = false, ws;
     var fail = function () {
-      if (probe) { if (self.probe === ws) self.probe = null; return; }
+      if (probe) return self.probeDone(ws);
       if (gen !== self.gen) return;
       // Not a word from the server: long-polling at once, on the same session. A server
       // that answered (a refusal) has shown that WebSocket works: retry it after a backoff.
@@ -207,8 +207,8 @@
         // goes on, and the next probe follows after probeInterval.
         if (self.probe !== ws || !welcomes(ev.data)) {
           clearTimeout(deadline);
-          if (self.probe === ws) self.probe = null;
-          return shut(ws);
+          shut(ws);
+          return self.probeDone(ws);
         }
         self.probe = null;
         self.drop();
@@ -256,12 +256,23 @@
       self.receive(r.text);
       if (gen === self.gen && self.state === 'open') self.poll(gen);
     }, function () { if (gen === self.gen) self.lost(); });
+    this.armProbe();
+  };
+
+  // While long-polling in 'auto', a WebSocket probe every probeInterval.
+  P.armProbe = function () {
+    var self = this;
     if (this.opts.transport === 'auto' && this.opts.WebSocket && !this.timers.probe)
       this.timer('probe', this.opts.probeInterval, function () {
         self.timers.probe = null;
         if (self.conn && self.conn.kind === 'longpoll' && self.state === 'open' && !self.probe)
           self.openWs(true);
       });
+  };
+  P.probeDone = function (ws) {
+    if (this.probe !== ws) return;
+    this.probe = null;
+    this.armProbe();
   };
 
   // Polls and sends name the session in a header, never in the URL. The requests of a
