@@ -51,9 +51,10 @@ export interface ResetInfo {
 export type ErrorCode =
   | 'origin' | 'unauthorized' | 'capacity' | 'rate_limited' | 'internal' | 'forbidden'
   | 'too_big' | 'bad_json' | 'too_deep' | 'duplicate_key' | 'bad_field' | 'unknown_type'
-  | 'bad_version' | 'handshake' | 'bad_ack' | 'seq_gap';
-/** The server refused something: a handshake (the client retries) or a frame. */
-export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string }
+  | 'bad_version' | 'handshake' | 'bad_ack' | 'seq_gap' | 'refused';
+/** The server refused something: a handshake (the client retries) or a frame. With `data`:
+ *  a message the server will never take, dropped from the outbox (docs/CLIENT.md, Limits). */
+export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string; data?: unknown }
 /** The session ended for good: 'client' (close()), 'closed' or 'server'. A server that stops
  *  ('shutdown') is a reset instead. */
 export interface CloseInfo { reason: 'client' | 'closed' | 'server' | string }
@@ -62,7 +63,8 @@ export interface Client {
   readonly state: State;
   readonly transport: Transport | null;
   readonly sessionId: string | null;
-  /** Queues a message (any JSON value); delivered once, in order. Returns its seq. */
+  /** Queues a message (any JSON value); delivered once, in order. Returns its seq. Throws
+   *  when the outbox is full or the message is over the server's max_frame. */
   send(data: unknown): number;
   /** Asks the server to subscribe this session; kept across reconnects. */
   subscribe(topic: string): void;

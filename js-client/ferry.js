@@ -46,6 +46,15 @@
     return s;
   }
 
+  // The length of a string in UTF-8 bytes (a surrogate pair: 2 + 2).
+  function bytes(s) {
+    for (var n = s.length, i = 0, c; i < s.length; i++)
+      if ((c = s.charCodeAt(i)) > 0x7f) n += c > 0x7ff && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+    return n;
+  }
+
+  function msgFrame(m) { return { t: 'msg', seq: m.seq, data: m.data }; }
+
   // Whether a server answer (a frame or a batch) holds a welcome.
   function welcomes(text) {
     try { return [].concat(JSON.parse(text)).some(function (f) { return f && f.t === 'welcome'; }); }
@@ -83,6 +92,8 @@
     this.outbox = [];          // [{seq, data}] not yet acknowledged by the server
     this.topics = {};          // subscriptions to send again after each welcome
     this.unacked = 0;          // bytes received since our last ack
+    this.maxFrame = 0;         // the server's limits, from the last welcome (0: none yet)
+    this.maxBatch = 128;
     this.gen = 0;              // generation: callbacks from older connections are ignored
     this.attempt = 0;
     this.wsFailed = o.transport === 'longpoll';
@@ -130,10 +141,19 @@
   P.send = function (data) {
     if (this.state === 'closed') throw new Error('ferry: client is closed');
     if (this.outbox.length >= this.opts.maxOutbox) throw new Error('ferry: outbox full');
-    var m = { seq: ++this.outSeq, data: data };
+    var m = { seq: this.outSeq + 1, data: data }, big = this.tooBig(m);
+    if (big) throw new Error(big);
+    this.outSeq++;
     this.outbox.push(m);
-    if (this.state === 'open') this.write([{ t: 'msg', seq: m.seq, data: data }]);
+    if (this.state === 'open') this.write([msgFrame(m)]);
     return m.seq;
+  };
+  // A message the server would refuse for its size, on every resend: why, or ''. Before the
+  // first welcome the limit is unknown; the welcome checks what was queued.
+  P.tooBig = function (m) {
+    var n = bytes(JSON.stringify(msgFrame(m)));
+    return this.maxFrame && n > this.maxFrame
+      ? 'ferry: message too big: ' + n + ' bytes, the server accepts ' + this.maxFrame : '';
   };
   P.subscribe = function (topic) {
     this.topics[topic] = true;
@@ -289,30 +309,81 @@
   };
 
   // Sends frames on the current connection; what is lost is resent after the next welcome.
+  // Frames go out in batches the server accepts: at most max_batch frames and max_frame
+  // bytes each, or one frame each when `one`.
+  P.split = function (frames, one) {
+    var out = [], g = null, size = 0;
+    for (var i = 0; i < frames.length; i++) {
+      var t = JSON.stringify(frames[i]), n = bytes(t) + 1;
+      if (!g || one || g.f.length >= this.maxBatch || size + n > (this.maxFrame || 65536))
+        out.push(g = { f: [], t: [] }), size = 2;
+      g.f.push(frames[i]);
+      g.t.push(t);
+      size += n;
+    }
+    for (i = 0; i < out.length; i++) out[i].text = out[i].t.length > 1 ? '[' + out[i].t + ']' : out[i].t[0];
+    return out;
+  };
+
   P.write = function (frames) {
-    var c = this.conn;
+    var c = this.conn, i;
     if (!c) return;
     if (this.unacked && this.lastSeq) { frames.push({ t: 'ack', ack: this.lastSeq }); this.unacked = 0; }
-    var text = JSON.stringify(frames.length === 1 ? frames[0] : frames);
+    var groups = this.split(frames, c.one);
     if (c.kind === 'websocket') {
-      try { c.ws.send(text); } catch (e) { /* the close event follows */ }
+      try { for (i = 0; i < groups.length; i++) c.ws.send(groups[i].text); } catch (e) { /* the close event follows */ }
       return;
     }
     // Long-polling: one send in flight at a time, so the server gets messages in order;
-    // what is written meanwhile goes out as one batch when it completes.
+    // what is written meanwhile goes out in batches when it completes.
     if (c.busy) { c.queue = (c.queue || []).concat(frames); return; }
+    var g = groups[0], rest = [];
+    for (i = 1; i < groups.length; i++) rest = rest.concat(groups[i].f);
+    if (rest.length) c.queue = rest.concat(c.queue || []);
     c.busy = true;
     var self = this, gen = this.gen;
-    this.http('POST', this.lpUrl, text, c, true)
+    this.http('POST', this.lpUrl, g.text, c, true)
       .then(function (r) {
         if (gen !== self.gen) return;
-        if (r.text) self.receive(r.text);
-        if (r.status !== 200) return self.lost(); // resumes, resending what was not acked
+        if (r.status === 400 || r.status === 413) self.refused(c, g.f, r.text);
+        else {
+          if (r.text) self.receive(r.text);
+          if (r.status !== 200) return self.lost(); // resumes, resending what was not acked
+        }
+        if (gen !== self.gen) return;
         c.busy = false;
         var q = c.queue;
         c.queue = null;
         if (q && self.conn === c) self.write(q);
+        else c.one = false;
       }, function () { if (gen === self.gen) self.lost(); });
+  };
+
+  // Long-polling: the server refused a send (400, 413) and applied none of it; the
+  // connection goes on. Its error frame may have gone to the held poll instead. A batch is sent again one frame at a time, so a refusal names its
+  // frame. A message refused alone is dropped, with an error event that carries its data,
+  // and the later ones move down a seq, so the server sees no gap: sending it again forever
+  // would never get past it.
+  P.refused = function (c, frames, text) {
+    var err, f = frames[0], q = [], i, k;
+    try { err = [].concat(JSON.parse(text))[0]; } catch (e) { /* a proxy's page */ }
+    if (!err || err.t !== 'error') err = { t: 'error', code: 'refused', text: 'the server refused a send' };
+    if (frames.length > 1) {
+      c.one = true;
+      c.queue = frames.concat(c.queue || []);
+      return;
+    }
+    if (f.t === 'msg') {
+      err.data = f.data;
+      for (k = 0; k < this.outbox.length && this.outbox[k].seq !== f.seq; k++);
+      this.outbox.splice(k, 1);
+      this.outSeq--;
+      for (i = k; i < this.outbox.length; i++) this.outbox[i].seq--;
+      for (i = 0; c.queue && i < c.queue.length; i++) if (c.queue[i].t !== 'msg') q.push(c.queue[i]);
+      for (i = k; i < this.outbox.length; i++) q.push(msgFrame(this.outbox[i]));
+      c.queue = q.length ? q : null;
+    }
+    this.emit('error', err);
   };
 
   // ---- receiving ------------------------------------------------------------------------
@@ -374,8 +445,10 @@
   };
 
   P.welcome = function (w) {
-    var self = this, resumed = w.resumed, reason = this.resetReason, acked = this.resetAck;
+    var self = this, resumed = w.resumed, reason = this.resetReason, acked = this.resetAck, big = [];
     this.resetReason = this.resetAck = null;
+    this.maxFrame = w.max_frame || 65536;
+    this.maxBatch = w.max_batch || 128;
     if (!resumed) {
       var lost = this.sessionId !== null || reason;
       this.lastSeq = 0;
@@ -391,8 +464,15 @@
         this.secret = w.secret;
         this.emit('reset', { reason: reason || 'unknown', unsent: messages.length, messages: messages });
       } else {
-        // First session: what was sent before it opened goes out now, numbered from 1.
-        for (var i = 0; i < this.outbox.length; i++) this.outbox[i].seq = i + 1;
+        // First session: what was sent before it opened goes out now, numbered from 1, but
+        // for a message over the server's max_frame: dropped, with an error event.
+        var queued = this.outbox;
+        this.outbox = [];
+        for (var i = 0; i < queued.length; i++) {
+          var m = { seq: this.outbox.length + 1, data: queued[i].data }, why = this.tooBig(m);
+          if (why) big.push({ t: 'error', code: 'too_big', text: why, data: m.data });
+          else this.outbox.push(m);
+        }
         this.outSeq = this.outbox.length;
       }
     }
@@ -404,8 +484,7 @@
     while (this.outbox.length && this.outbox[0].seq <= w.ack) this.outbox.shift();
     var frames = [];
     for (var t in this.topics) frames.push({ t: 'sub', topic: t });
-    for (var j = 0; j < this.outbox.length; j++)
-      frames.push({ t: 'msg', seq: this.outbox[j].seq, data: this.outbox[j].data });
+    for (var j = 0; j < this.outbox.length; j++) frames.push(msgFrame(this.outbox[j]));
     this.conn.welcomed = true;
     this.transport = this.conn.kind;
     this.timer('connect', -1);
@@ -419,6 +498,7 @@
     if (frames.length) this.write(frames);
     this.emit('transport', this.transport);
     this.emit('open', { resumed: resumed, transport: this.transport });
+    for (j = 0; j < big.length && this.state === 'open'; j++) this.emit('error', big[j]);
     this.timer('uptime', this.opts.minUptime, function () { self.attempt = 0; });
     if (this.conn) this.watch();
   };
