@@ -51,7 +51,7 @@ export interface ResetInfo {
 export type ErrorCode =
   | 'origin' | 'unauthorized' | 'capacity' | 'rate_limited' | 'internal' | 'forbidden'
   | 'too_big' | 'bad_json' | 'too_deep' | 'duplicate_key' | 'bad_field' | 'unknown_type'
-  | 'bad_version' | 'handshake' | 'bad_ack' | 'seq_gap' | 'refused';
+  | 'bad_version' | 'handshake' | 'bad_ack' | 'seq_gap';
 /** The server refused something: a handshake (the client retries) or a frame. With `data`:
  *  a message the server will never take, dropped from the outbox (docs/CLIENT.md, Limits). */
 export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string; data?: unknown }
@@ -66,7 +66,8 @@ export interface Client {
   /** Queues a message (any JSON value); delivered once, in order. Returns its seq. Throws
    *  when the outbox is full or the message is over the server's max_frame. */
   send(data: unknown): number;
-  /** Asks the server to subscribe this session; kept across reconnects. */
+  /** Asks the server to subscribe this session; kept across reconnects. Throws for a name
+   *  outside 1 to 128 characters of A-Z a-z 0-9 _ . : / - */
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
   /** Ends the session for good. */

@@ -94,6 +94,7 @@
     this.unacked = 0;          // bytes received since our last ack
     this.maxFrame = 0;         // the server's limits, from the last welcome (0: none yet)
     this.maxBatch = 128;
+    this.careful = false;      // WebSocket: one message in flight until a refused one shows
     this.gen = 0;              // generation: callbacks from older connections are ignored
     this.attempt = 0;
     this.wsFailed = o.transport === 'longpoll';
@@ -145,7 +146,7 @@
     if (big) throw new Error(big);
     this.outSeq++;
     this.outbox.push(m);
-    if (this.state === 'open') this.write([msgFrame(m)]);
+    if (this.state === 'open' && !this.careful) this.write([msgFrame(m)]);
     return m.seq;
   };
   // A message the server would refuse for its size, on every resend: why, or ''. Before the
@@ -155,11 +156,18 @@
     return this.maxFrame && n > this.maxFrame
       ? 'ferry: message too big: ' + n + ' bytes, the server accepts ' + this.maxFrame : '';
   };
+  // A topic the server would refuse as malformed is refused here, so that every error a
+  // WebSocket gets after its welcome, but forbidden, is about a message.
+  function topicName(topic) {
+    if (!/^[\w.:\/-]{1,128}$/.test(topic)) throw new Error('ferry: bad topic name: ' + topic);
+  }
   P.subscribe = function (topic) {
+    topicName(topic);
     this.topics[topic] = true;
     if (this.state === 'open') this.write([{ t: 'sub', topic: topic }]);
   };
   P.unsubscribe = function (topic) {
+    topicName(topic);
     delete this.topics[topic];
     if (this.state === 'open') this.write([{ t: 'unsub', topic: topic }]);
   };
@@ -341,12 +349,12 @@
     for (i = 1; i < groups.length; i++) rest = rest.concat(groups[i].f);
     if (rest.length) c.queue = rest.concat(c.queue || []);
     c.busy = true;
+    c.err = false;
     var self = this, gen = this.gen;
     this.http('POST', this.lpUrl, g.text, c, true)
       .then(function (r) {
         if (gen !== self.gen) return;
-        if (r.status === 400 || r.status === 413) self.refused(c, g.f, r.text);
-        else {
+        if (!((r.status === 400 || r.status === 413) && self.refused(c, g.f, r.text))) {
           if (r.text) self.receive(r.text);
           if (r.status !== 200) return self.lost(); // resumes, resending what was not acked
         }
@@ -359,31 +367,49 @@
       }, function () { if (gen === self.gen) self.lost(); });
   };
 
-  // Long-polling: the server refused a send (400, 413) and applied none of it; the
-  // connection goes on. Its error frame may have gone to the held poll instead. A batch is sent again one frame at a time, so a refusal names its
-  // frame. A message refused alone is dropped, with an error event that carries its data,
-  // and the later ones move down a seq, so the server sees no gap: sending it again forever
-  // would never get past it.
+  // Long-polling: the server refused a send and applied none of it; the connection goes on.
+  // A 400 or 413 with an error frame, or a 400 without one while the held poll got an error
+  // frame (the server may hand it there); otherwise a 400 is a body cut short on the way,
+  // and false sends the client to lost(). A batch, or a send whose error went to the poll,
+  // is sent again one frame at a time, so a refusal names its frame. A message refused alone
+  // is dropped, with an error event that carries its data, and the later ones move down a
+  // seq, so the server sees no gap: sending it again forever would never get past it.
   P.refused = function (c, frames, text) {
     var err, f = frames[0], q = [], i, k;
     try { err = [].concat(JSON.parse(text))[0]; } catch (e) { /* a proxy's page */ }
-    if (!err || err.t !== 'error') err = { t: 'error', code: 'refused', text: 'the server refused a send' };
-    if (frames.length > 1) {
+    if (!err || err.t !== 'error') err = null;
+    if (!err && !c.err) return false;
+    if (!err || frames.length > 1) {
       c.one = true;
       c.queue = frames.concat(c.queue || []);
-      return;
-    }
-    if (f.t === 'msg') {
-      err.data = f.data;
-      for (k = 0; k < this.outbox.length && this.outbox[k].seq !== f.seq; k++);
-      this.outbox.splice(k, 1);
-      this.outSeq--;
-      for (i = k; i < this.outbox.length; i++) this.outbox[i].seq--;
+    } else if (f.t !== 'msg') {
+      this.emit('error', err);
+    } else {
+      k = this.dropRefused(f.seq, err);
       for (i = 0; c.queue && i < c.queue.length; i++) if (c.queue[i].t !== 'msg') q.push(c.queue[i]);
       for (i = k; i < this.outbox.length; i++) q.push(msgFrame(this.outbox[i]));
       c.queue = q.length ? q : null;
     }
+    return true;
+  };
+
+  // Drops a message the server refused alone, with an error event that carries its data;
+  // the ones after it move down a seq, so the server sees no gap. Returns where it was.
+  P.dropRefused = function (seq, err) {
+    for (var k = 0; k < this.outbox.length && this.outbox[k].seq !== seq; k++);
+    var m = this.outbox.splice(k, 1)[0];
+    this.outSeq--;
+    for (var i = k; i < this.outbox.length; i++) this.outbox[i].seq--;
+    err.data = m && m.data;
     this.emit('error', err);
+    return k;
+  };
+
+  // Careful sending, on WebSocket after a refusal: one message in flight at a time, the
+  // next once it is acknowledged, so a refusal names its message.
+  P.nextCareful = function () {
+    if (!this.outbox.length) this.careful = false;
+    else this.write([msgFrame(this.outbox[0])]);
   };
 
   // ---- receiving ------------------------------------------------------------------------
@@ -411,7 +437,9 @@
         }
         return this.emit('message', f.data, { seq: f.seq, topic: f.topic });
       case 'ack':
+        var n = this.outbox.length;
         while (this.outbox.length && this.outbox[0].seq <= f.ack) this.outbox.shift();
+        if (this.careful && this.outbox.length < n) this.nextCareful();
         return;
       case 'ping': return this.write([{ t: 'pong' }]);
       case 'close':
@@ -428,11 +456,22 @@
         if (this.conn && this.conn.welcomed) { this.sessionId = null; this.lost(); }
         return;
       case 'error':
-        this.emit('error', f);
         // Before the welcome an error refuses the handshake (origin, unauthorized, capacity,
         // ...) and the server closes: reconnect after a backoff (lost() decides how long).
-        if (this.state !== 'open') { this.refusal = f.code; this.lost(); }
-        return;
+        if (this.state !== 'open') {
+          this.emit('error', f);
+          this.refusal = f.code;
+          return this.lost();
+        }
+        // On WebSocket every other refusal is of a message, but which one cannot be told
+        // (several may be in flight): resume, and send carefully until it shows.
+        // On long-polling the held poll may take a send's error frame before the send does.
+        if (this.conn.busy && f.code !== 'forbidden') { this.conn.err = true; return; }
+        if (f.code === 'forbidden' || this.conn.kind !== 'websocket' || !this.outbox.length)
+          return this.emit('error', f);
+        if (!this.careful) { this.careful = true; return this.lost(); }
+        this.dropRefused(this.outbox[0].seq, f);
+        return this.nextCareful();
     }
   };
 
@@ -484,7 +523,8 @@
     while (this.outbox.length && this.outbox[0].seq <= w.ack) this.outbox.shift();
     var frames = [];
     for (var t in this.topics) frames.push({ t: 'sub', topic: t });
-    for (var j = 0; j < this.outbox.length; j++) frames.push(msgFrame(this.outbox[j]));
+    if (this.careful && (this.conn.kind !== 'websocket' || !this.outbox.length)) this.careful = false;
+    for (var j = 0; j < (this.careful ? 1 : this.outbox.length); j++) frames.push(msgFrame(this.outbox[j]));
     this.conn.welcomed = true;
     this.transport = this.conn.kind;
     this.timer('connect', -1);

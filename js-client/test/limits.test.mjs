@@ -66,32 +66,45 @@ describe('limits', () => {
       });
   }
 
-  test('a message the server refuses on long-polling is dropped, not resent forever', async (t) => {
-    const c = client(srv.url, { transport: 'longpoll', minDelay: 10, maxDelay: 50 });
+  for (const transport of ['websocket', 'longpoll']) {
+    test(`a message the server refuses is dropped, not resent forever (${transport})`, async (t) => {
+      const c = client(srv.url, { transport, minDelay: 10, maxDelay: 50 });
+      t.after(() => c.close());
+      await once(c, 'open');
+      let reopened = 0;
+      c.on('open', () => reopened++);
+      const errors = [];
+      c.on('error', (e) => errors.push(e));
+      let deep = 0;
+      for (let i = 0; i < 20; i++) deep = [deep]; // deeper than the server's 16
+      const before = (await srv.control('received')).length;
+      c.send({ r: 1 });
+      c.send({ r: 2, deep }); // goes out with the next one, in one batch, while the first is in flight
+      c.send({ r: 3 });
+      c.send({ r: 4, many: new Array(5000).fill(0) }); // more items than the server's 4096
+      c.send({ r: 5 });
+      await waitFor(() => c.outbox.length === 0, 10000, 'every message acknowledged or dropped');
+      await sleep(200);
+      assert.deepEqual(await received(srv, before, 'r'), [1, 3, 5]);
+      // (The server may hand a send's error frame to the held poll too: an event without data.)
+      const refusals = errors.filter((e) => e.data);
+      assert.deepEqual(refusals.map((e) => [e.code, e.data.r]), [['too_deep', 2], ['too_big', 4]]);
+      // WebSocket resumes once to find the refused message. Long-polling knows which send
+      // was refused, but the server may hand the error frame to the held poll and answer the
+      // send 400 []: when that 400 comes first it looks like a body cut short, and resumes.
+      assert.ok(reopened <= (transport === 'websocket' ? 1 : 2), `${reopened} reconnects`);
+      assert.equal(c.send({ r: 6 }), 4, 'the seqs moved down over the dropped ones');
+      await waitFor(() => c.outbox.length === 0, 5000, 'the next message acknowledged');
+      assert.deepEqual(await received(srv, before, 'r'), [1, 3, 5, 6]);
+    });
+  }
+
+  test('a malformed topic name is refused by subscribe() itself', (t) => {
+    const c = client(srv.url);
     t.after(() => c.close());
-    await once(c, 'open');
-    let reopened = 0;
-    c.on('open', () => reopened++);
-    const errors = [];
-    c.on('error', (e) => errors.push(e));
-    let deep = 0;
-    for (let i = 0; i < 20; i++) deep = [deep]; // deeper than the server's 16
-    const before = (await srv.control('received')).length;
-    c.send({ r: 1 });
-    c.send({ r: 2, deep }); // goes out with the next one, in one batch, while the first is in flight
-    c.send({ r: 3 });
-    c.send({ r: 4, many: new Array(5000).fill(0) }); // more items than the server's 4096
-    c.send({ r: 5 });
-    await waitFor(() => c.outbox.length === 0, 10000, 'every message acknowledged or dropped');
-    await sleep(200);
-    assert.deepEqual(await received(srv, before, 'r'), [1, 3, 5]);
-    // The server may hand a send's error frame to the held poll instead (an event without
-    // data); the send's 400 then has no frame and the client's event says 'refused'.
-    const refusals = errors.filter((e) => e.data);
-    assert.deepEqual(refusals.map((e) => e.data.r), [2, 4]);
-    assert.ok(['too_deep', 'refused'].includes(refusals[0].code), refusals[0].code);
-    assert.ok(['too_big', 'refused'].includes(refusals[1].code), refusals[1].code);
-    assert.equal(reopened, 0, 'no reconnect');
-    assert.equal(c.send({ r: 6 }), 4, 'the seqs moved down over the dropped ones');
+    assert.throws(() => c.subscribe('no spaces'), { message: 'ferry: bad topic name: no spaces' });
+    assert.throws(() => c.subscribe('x'.repeat(129)), /bad topic name/);
+    assert.throws(() => c.unsubscribe(''), /bad topic name/);
+    c.subscribe('public/a.b:c-d_e');
   });
 });
