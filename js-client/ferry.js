@@ -463,12 +463,12 @@
           this.refusal = f.code;
           return this.lost();
         }
-        // On WebSocket every other refusal is of a message, but which one cannot be told
-        // (several may be in flight): resume, and send carefully until it shows.
         // On long-polling the held poll may take a send's error frame before the send does.
         if (this.conn.busy && f.code !== 'forbidden') { this.conn.err = true; return; }
         if (f.code === 'forbidden' || this.conn.kind !== 'websocket' || !this.outbox.length)
           return this.emit('error', f);
+        // On WebSocket every other refusal is of a message, but which one cannot be told
+        // (several may be in flight): resume, and send carefully until it shows.
         if (!this.careful) { this.careful = true; return this.lost(); }
         this.dropRefused(this.outbox[0].seq, f);
         return this.nextCareful();
@@ -484,7 +484,8 @@
   };
 
   P.welcome = function (w) {
-    var self = this, resumed = w.resumed, reason = this.resetReason, acked = this.resetAck, big = [];
+    var self = this, resumed = w.resumed, reason = this.resetReason, acked = this.resetAck, big = [],
+      gen = this.gen;
     this.resetReason = this.resetAck = null;
     this.maxFrame = w.max_frame || 65536;
     this.maxBatch = w.max_batch || 128;
@@ -502,6 +503,7 @@
         this.sessionId = w.sid;
         this.secret = w.secret;
         this.emit('reset', { reason: reason || 'unknown', unsent: messages.length, messages: messages });
+        if (gen !== this.gen) return; // the application closed the client
       } else {
         // First session: what was sent before it opened goes out now, numbered from 1, but
         // for a message over the server's max_frame: dropped, with an error event.

@@ -129,3 +129,20 @@ test('close with reason server still ends the client', async (t) => {
   assert.deepEqual(await closed, { reason: 'server' });
   assert.equal(c.state, 'closed');
 });
+
+test('close() from a reset handler ends the client cleanly', async (t) => {
+  const fake = fakeSockets();
+  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
+    transport: 'websocket', minDelay: 1, maxDelay: 2 });
+  t.after(() => c.close());
+  fake.last().open();
+  await tick();
+  fake.last().feed(welcome());
+  fake.last().drop();
+  await waitFor(() => fake.sockets.length === 2, 1000, 'the reconnect');
+  fake.last().open();
+  await tick();
+  c.on('reset', () => c.close());
+  fake.last().feed([{ t: 'reset', reason: 'expired', ack: 0 }, welcome({ sid: 'T'.repeat(22) })]);
+  assert.equal(c.state, 'closed');
+});
