@@ -338,6 +338,7 @@
     if (!c) return;
     if (this.unacked && this.lastSeq) { frames.push({ t: 'ack', ack: this.lastSeq }); this.unacked = 0; }
     var groups = this.split(frames, c.one);
+    if (!groups.length) return;
     if (c.kind === 'websocket') {
       try { for (i = 0; i < groups.length; i++) c.ws.send(groups[i].text); } catch (e) { /* the close event follows */ }
       return;
