@@ -15,10 +15,13 @@ CHECK_LIBS   = $(shell pkg-config --libs check)
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CFLAGS    ?= -O2 -g
 CORE_INC  := -Icore/include -Icore/src
+# Transports see the public headers only: ferry.h and ferry_transport.h (check-transports).
+TR_INC    := -Icore/include -Itransports/include -Itransports/src
 INCLUDES  := $(CORE_INC) -Itransports/include -Itransports/src
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(DEP_CFLAGS)
 ALL_CFLAGS = $(BASE_CFLAGS) $(INCLUDES)
 CORE_CFLAGS = $(BASE_CFLAGS) $(CORE_INC)
+TR_CFLAGS = $(BASE_CFLAGS) $(TR_INC)
 ASAN      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN      := -O1 -g -fsanitize=thread
 
@@ -34,10 +37,12 @@ CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_OBJ   := $(CORE_OBJ) $(TR_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ferry_js.o
 JS_OBJ    := $(BUILD)/obj/ferry_js.o
 TEST_SRC  := $(wildcard tests/core/*.c)
+# tests/core/test_race.c runs a call just before the library takes a chosen mutex.
+TEST_WRAP := -Wl,--wrap=pthread_mutex_lock
 TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
-.PHONY: all lib examples install uninstall check test deps deps-simulate check-core test-core \
+.PHONY: all lib examples install uninstall check test deps deps-simulate check-core check-transports test-core \
         test-js test-demo test-install test-failmalloc test-chaos soak readme-picture test-asan test-tsan fuzz test-fuzz \
         bench-core bench bench-deps test-load demo clean
 
@@ -50,7 +55,7 @@ $(BUILD)/obj/core/%.o: core/%.c $(CORE_HDR)
 
 $(BUILD)/obj/transports/%.o: transports/%.c $(LIB_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -DFERRY_BUILD -c $< -o $@
+	$(CC) $(TR_CFLAGS) -fPIC -fvisibility=hidden -DFERRY_BUILD -c $< -o $@
 
 # The JS client is compiled into the library, so a service needs no file path to serve it.
 $(JS_OBJ): transports/src/ferry_js.S js-client/ferry.js
@@ -111,18 +116,26 @@ check-core:
 	  echo "check-core: core/ must not include civetweb" >&2; exit 1; fi
 	@echo "check-core: core/ is free of civetweb"
 
+# Transports are adapters over the public headers: none may include a core/src header.
+check-transports:
+	@hdrs=$$(cd core/src && ls *.h); for h in $$hdrs; do \
+	  if grep -rnE "#[[:space:]]*include[[:space:]]*[<\"]$$h[>\"]" transports/; then \
+	    echo "check-transports: transports/ must use ferry_transport.h, not core/src/$$h" >&2; \
+	    exit 1; fi; done
+	@echo "check-transports: transports/ include public headers only"
+
 $(BUILD)/test/core_tests: $(TEST_SRC) tests/core/*.h $(BUILD)/libferry-core.a
 	@mkdir -p $(@D)
-	$(CC) $(CORE_CFLAGS) $(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/libferry-core.a -o $@ $(CORE_LIBS) $(CHECK_LIBS)
+	$(CC) $(CORE_CFLAGS) $(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/libferry-core.a -o $@ $(CORE_LIBS) $(CHECK_LIBS) $(TEST_WRAP)
 
 $(BUILD)/test/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(BUILD)/libferry.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Itests/lib $(CHECK_CFLAGS) $(TR_TEST_SRC) $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+	$(CC) $(TR_CFLAGS) -Itests/lib $(CHECK_CFLAGS) $(TR_TEST_SRC) $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CHECK_LIBS)
 
 # Sanitizer builds compile the library sources into each test program.
 $(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CORE_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CHECK_LIBS)
+	$(CC) $(CORE_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CHECK_LIBS) $(TEST_WRAP)
 
 $(BUILD)/asan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
@@ -135,6 +148,10 @@ $(BUILD)/asan/stress: $(STRESS_SRC) $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 $(BUILD)/tsan/stress: $(STRESS_SRC) $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(TSAN) $(STRESS_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS)
+
+$(BUILD)/tsan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) $(TSAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CHECK_LIBS) $(TEST_WRAP)
 
 $(BUILD)/tsan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 	@mkdir -p $(@D)
@@ -168,7 +185,8 @@ test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport
 # mmap randomization.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=tests/tsan.supp"
 
-test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests
+test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests
+	$(TSAN_ENV) CK_FORK=no CK_RUN_SUITE=store setarch $$(uname -m) -R $(BUILD)/tsan/core_tests
 	$(TSAN_ENV) setarch $$(uname -m) -R $(BUILD)/tsan/stress
 	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/transport_tests
 
@@ -189,7 +207,7 @@ readme-picture: $(BUILD)/examples/live-scores js-client/node_modules/.package-lo
 	DEMO_SCREENSHOT=$(CURDIR)/docs/live-scores.png node --test tests/demo/*.test.mjs
 
 # The fast loop: no apt, no npm, no browser.
-check: check-core
+check: check-core check-transports
 	@pkg-config --exists jansson libsodium check && [ -f /usr/include/civetweb.h ] || { \
 	  echo "make check: libraries are missing; run 'make deps' as root (or make test)" >&2; exit 1; }
 	$(MAKE) --no-print-directory lib

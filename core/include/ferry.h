@@ -14,12 +14,10 @@
  * inside an application call (ferry_session_close, an overflow on send) gets its on_close
  * from the next transport call or tick.
  *
- * Lock order, outermost first (internal, written once here):
- *   session inbound lock (held while on_message runs, so one session's messages are
- *   delivered one at a time, in order)  ->  publish lock  ->  hub lock  ->  session lock
- *   ->  link lock. The hub lock (session table, topics) is never held across a publish's
- *   fan-out, only while its subscribers are listed. A transport's wake/kick callbacks run
- *   with hub, session or link locks held.
+ * Locks. ferry's own locks are internal (their order is written in core/src/locks.h). What
+ * an application and a transport need of them: an application callback holds only its
+ * session's inbound lock, which no call it may make waits on; a transport's wake/kick
+ * callbacks run with session or link locks held, so they must not call into ferry.
  *
  * Errors are negative ferry_error values; 0 is success. ferry_strerror names each one.
  */
@@ -68,6 +66,8 @@ typedef enum ferry_error {
     FERRY_EFORBIDDEN = -17,  /* the application refused a client's subscription (wire error) */
     FERRY_EAUTH = -18,       /* the application refused the client's credentials (wire error) */
     FERRY_ERATE = -19,       /* too many resume attempts from this address (wire error) */
+    FERRY_ESTORE = -20,      /* the session store failed or could not be reached; nothing was
+                              * changed, so trying again is safe ("internal" on the wire) */
 } ferry_error;
 
 /* A static, human-readable description of an error code; never NULL. */
@@ -239,8 +239,8 @@ FERRY_API int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *j
                       size_t *queued);
 
 /* Sends one message to the session with this ID (NUL-terminated). Returns FERRY_OK,
- * FERRY_ENOTFOUND, FERRY_ECLOSED, FERRY_EFULL (the session was reset), or the errors of
- * ferry_hub_publish. */
+ * FERRY_ENOTFOUND, FERRY_ESTORE (the session store could not look it up; nothing was sent),
+ * FERRY_ECLOSED, FERRY_EFULL (the session was reset), or the errors of ferry_hub_publish. */
 FERRY_API int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, size_t len);
 
 /* Limits and refusals, counted each time one is hit (by the session layer or a transport). */

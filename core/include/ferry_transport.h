@@ -14,6 +14,12 @@
  * may run on different threads at once (a reader and a writer). ferry_link_free must be the
  * last call on a link and must not race any other call on it. See ferry.h for the lock
  * order.
+ *
+ * Beyond links, the second half of this header gives a transport what it needs for its own
+ * work: the hub's clock (time everything through it, so a test's injected clock drives the
+ * transport too), counting the limits it enforces, a token bucket, the bodies of answers it
+ * gives without a link, logging with ferry's promises. A transport needs nothing else from
+ * ferry; docs/TRANSPORTS.md ("Writing a transport") walks through one.
  */
 #ifndef FERRY_TRANSPORT_H
 #define FERRY_TRANSPORT_H
@@ -28,8 +34,9 @@ typedef struct ferry_link ferry_link;
 
 typedef struct ferry_link_ops {
     /* The link has frames to pull. Called from any thread, possibly with ferry locks held:
-     * it must only signal (a condition variable, an eventfd) and must not call ferry. Calls
-     * are coalesced: expect one per transition from "nothing to send" to "something". */
+     * it must only signal (a condition variable, an eventfd) and must not call ferry, but
+     * for ferry_hub_now. Calls are coalesced: expect one per transition from "nothing to
+     * send" to "something". */
     void (*wake)(void *ud);
     /* ferry is done with this link: pull once more (a final reset or close frame may be
      * waiting), write it, then close the connection. Same rules as wake. May be NULL. */
@@ -134,6 +141,98 @@ FERRY_API const char *ferry_link_session_id(ferry_link *l);
 /* The connection is gone. Detaches the link from its session, which stays resumable for the
  * resume window, and frees the link. NULL is a no-op. */
 FERRY_API void ferry_link_free(ferry_link *l);
+
+/* Acknowledges the link's messages up to seq `ack`, as an ack frame from the client would,
+ * for a transport that carries acks outside frames (a long-poll GET carries one in its
+ * query string). Messages up to `ack` leave the outbox; a pull with FERRY_PULL_REPLAY then
+ * starts after them. Counts as hearing from the client (heartbeat). Same threads as
+ * ferry_link_recv: it counts as one. Returns FERRY_OK, FERRY_EACK (beyond the last seq sent;
+ * `error bad_ack` is queued for the peer and nothing changes), FERRY_EHANDSHAKE (no
+ * handshake yet; also queued), FERRY_ECLOSED (the link is done), FERRY_EINVAL (NULL, or
+ * `ack` over 2^53-1) or FERRY_ENOMEM. */
+FERRY_API int ferry_link_ack(ferry_link *l, uint64_t ack);
+
+/* ---- For the transport's own work: time, limits, answers, logging --------------------- */
+
+/* The hub's clock (ferry_options.clock, CLOCK_MONOTONIC by default), in ms. A transport
+ * times everything through it (linger, handshake deadlines, rate limits), so that a test
+ * that injects a clock controls the transport's timeouts too. Any thread, any lock: it
+ * calls the clock function and nothing else. NULL: 0. */
+FERRY_API uint64_t ferry_hub_now(ferry_hub *hub);
+
+/* ms on the hub's clock since `then` (a ferry_hub_now value), 0 if `then` is later: a time
+ * stamped by another thread after this one read the clock must not look like "a very long
+ * time ago". Any thread, any lock. NULL: 0. */
+FERRY_API uint64_t ferry_hub_since(ferry_hub *hub, uint64_t then);
+
+/* Counts one hit of a limit (ferry_hub_limit_hits, ferry_hub_stats) that the transport
+ * enforced itself: FERRY_LIMIT_CONNECTIONS, _HANDSHAKE_TIME, _CONTROL_RATE, _POLLS,
+ * _ORIGIN, or _FRAME_SIZE for a request body refused unread. Out-of-range values are
+ * ignored. Any thread, any lock (an atomic add). */
+FERRY_API void ferry_hub_count_limit(ferry_hub *hub, ferry_limit l);
+
+/* A token bucket: up to `burst` tokens, refilled at `rate` per second; times are ms on one
+ * clock (the hub's: ferry_hub_now). The hub limits resumes per address with the same one.
+ * The caller owns it and serializes calls on one bucket; nothing is allocated. */
+typedef struct ferry_bucket {
+    double tokens;
+    uint64_t at; /* when it was last refilled, ms */
+} ferry_bucket;
+
+/* Starts `b` full at `now`. */
+FERRY_API void ferry_bucket_init(ferry_bucket *b, unsigned burst, uint64_t now);
+/* Refills `b` for the time since its last use, then takes one token. Returns 1 if it took
+ * one, 0 if the bucket is empty (the caller refuses whatever asked). */
+FERRY_API int ferry_bucket_take(ferry_bucket *b, unsigned burst, unsigned rate, uint64_t now);
+/* 1 if `b` would be full at `now` (nothing taken from it still counts): it can be
+ * forgotten, and a new full one made when it is needed again. Does not change `b`. */
+FERRY_API int ferry_bucket_full(const ferry_bucket *b, unsigned burst, unsigned rate,
+                                uint64_t now);
+
+/* A wire error code that only a transport's own HTTP answers carry: "origin", the
+ * request's Origin is not allowed (docs/PROTOCOL.md, Errors). Never returned by a call. */
+#define FERRY_ANSWER_ORIGIN (-64)
+
+/* Appends the body of an answer the transport gives without a link (a refused request, an
+ * unknown long-poll session, a poll ended by a newer one): a JSON array, "[]" for FERRY_OK,
+ * otherwise one error frame with the wire code of `code` (a wire error from ferry.h,
+ * FERRY_ENOMEM for "internal", FERRY_ENOTFOUND for "unknown_session", FERRY_ANSWER_ORIGIN)
+ * and `text` (NULL: ferry_strerror's; bytes outside printable ASCII become '?').
+ * docs/PROTOCOL.md lists which answer goes with which status. Any thread (one buffer, one thread at a time). Returns
+ * FERRY_OK, FERRY_ENOMEM (`b` unchanged) or FERRY_EINVAL (NULL `b`, or a code with no wire
+ * code). */
+FERRY_API int ferry_answer_encode(ferry_buf *b, int code, const char *text);
+
+/* Appends printf output to `b`, for text a transport renders (metrics). Any thread (one
+ * buffer, one thread at a time). Returns FERRY_OK or FERRY_ENOMEM (`b` unchanged). */
+FERRY_API int ferry_buf_printf(ferry_buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Logs one line through the function ferry_set_log installed, with ferry's promises (see
+ * ferry.h): never a token, secret, session ID, Authorization or Cookie value, and text from
+ * a client only through ferry_log_quote. Lines over 1023 bytes are cut, ending in "...".
+ * Any thread, with no ferry lock held (the log function may call ferry). */
+FERRY_API void ferry_log(ferry_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Writes `s` in double quotes to `dst` (`cap` bytes, NUL included), for a log line: at most
+ * `max` bytes of it, '"' and '\' escaped with a backslash, bytes outside printable ASCII as
+ * \xNN, "..." after the closing quote when it was cut, (null) for NULL; "" when cap is under
+ * 10. Returns dst. Any thread; no allocation. */
+FERRY_API const char *ferry_log_quote(char *dst, size_t cap, const char *s, size_t max);
+
+/* Checks `o` as ferry_hub_new does, for a transport that takes ferry_options inside its own
+ * and refuses bad ones before it builds anything: on the first bad option logs
+ * "<caller>: <prefix><option> ..." with the value and the rule (prefix: where the options
+ * sit, e.g. "core."; may be "") and returns FERRY_EINVAL; else FERRY_OK. Any thread; log
+ * as ferry_log. FERRY_EINVAL without a log line if an argument is NULL. */
+FERRY_API int ferry_options_check(const ferry_options *o, const char *caller, const char *prefix);
 
 #ifdef __cplusplus
 }

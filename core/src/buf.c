@@ -25,7 +25,7 @@ int ferry_buf_reserve(ferry_buf *b, size_t extra)
     return 0;
 }
 
-int fy_buf_printf(ferry_buf *b, const char *fmt, ...)
+int ferry_buf_printf(ferry_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -23,6 +23,7 @@ const char *ferry_strerror(int err)
     case FERRY_EFORBIDDEN: return "subscription refused";
     case FERRY_EAUTH: return "credentials refused";
     case FERRY_ERATE: return "too many resume attempts";
+    case FERRY_ESTORE: return "session store failed";
     default: return "unknown error";
     }
 }

@@ -278,6 +278,9 @@ const char *fy_wire_code(int err)
     case FERRY_EFORBIDDEN: return "forbidden";
     case FERRY_EAUTH: return "unauthorized";
     case FERRY_ERATE: return "rate_limited";
+    /* only in a transport's own HTTP answers (ferry_answer_encode) */
+    case FERRY_ENOTFOUND: return "unknown_session";
+    case FERRY_ANSWER_ORIGIN: return "origin";
     default: return "internal";
     }
 }
@@ -285,7 +288,7 @@ const char *fy_wire_code(int err)
 int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resumed,
                    uint64_t ack, const ferry_options *o)
 {
-    return fy_buf_printf(b,
+    return ferry_buf_printf(b,
                    "{\"t\":\"welcome\",\"v\":%d,\"sid\":\"%s\",\"secret\":\"%s\","
                    "\"resumed\":%s,\"ack\":%" PRIu64 ",\"hb\":%" PRIu32 ",\"timeout\":%" PRIu32
                    ",\"window\":%" PRIu32 ",\"max_frame\":%zu,\"max_batch\":%zu,"
@@ -298,19 +301,19 @@ int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resum
 int fy_enc_reason(ferry_buf *b, const char *type, ferry_reason why, bool has_ack, uint64_t ack)
 {
     if (!has_ack)
-        return fy_buf_printf(b, "{\"t\":\"%s\",\"reason\":\"%s\"}", type, ferry_reason_str(why));
-    return fy_buf_printf(b, "{\"t\":\"%s\",\"reason\":\"%s\",\"ack\":%" PRIu64 "}", type,
+        return ferry_buf_printf(b, "{\"t\":\"%s\",\"reason\":\"%s\"}", type, ferry_reason_str(why));
+    return ferry_buf_printf(b, "{\"t\":\"%s\",\"reason\":\"%s\",\"ack\":%" PRIu64 "}", type,
                          ferry_reason_str(why), ack);
 }
 
 int fy_enc_ack(ferry_buf *b, uint64_t ack)
 {
-    return fy_buf_printf(b, "{\"t\":\"ack\",\"ack\":%" PRIu64 "}", ack);
+    return ferry_buf_printf(b, "{\"t\":\"ack\",\"ack\":%" PRIu64 "}", ack);
 }
 
 int fy_enc_bare(ferry_buf *b, const char *type)
 {
-    return fy_buf_printf(b, "{\"t\":\"%s\"}", type);
+    return ferry_buf_printf(b, "{\"t\":\"%s\"}", type);
 }
 
 int fy_enc_msg(ferry_buf *b, uint64_t seq, const fy_msg *m)

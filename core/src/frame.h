@@ -69,9 +69,6 @@ int fy_frame_decode(const char *buf, size_t len, const fy_limits *lim, json_t **
 /* The wire string of an error code ("bad_json", ...); "internal" for codes peers never see. */
 const char *fy_wire_code(int err);
 
-/* Appends printf output to b; on failure leaves b unchanged and returns FERRY_ENOMEM. */
-int fy_buf_printf(ferry_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Encoders: each appends one frame to `b` and returns 0 or FERRY_ENOMEM (then `b` is left as
  * it was). */
 int fy_enc_welcome(ferry_buf *b, const char *sid, const char *secret, bool resumed,

@@ -1,4 +1,5 @@
 #include "hub.h"
+#include "ferry_transport.h" /* ferry_bucket, ferry_hub_since */
 
 #include <stdlib.h>
 #include "outbox.h"
@@ -30,41 +31,52 @@ uint64_t fy_hub_now(const ferry_hub *hub)
 int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
                   void *ud)
 {
-    ferry_options o;
     if (!out) {
         fy_log(FERRY_LOG_ERROR, "ferry_hub_new: out is NULL");
         return FERRY_EINVAL;
     }
+    return fy_hub_new_store(out, opt, cb, ud, fy_store_mem_new());
+}
+
+int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
+                     void *ud, fy_store *store)
+{
+    ferry_options o;
     if (opt)
         o = *opt;
     else
         ferry_options_init(&o);
-    if (fy_options_check(&o, "ferry_hub_new", ""))
+    if (fy_options_check(&o, "ferry_hub_new", "")) {
+        if (store)
+            store->ops->free(store);
         return FERRY_EINVAL;
+    }
     if (!o.clock)
         o.clock = monotonic_ms;
     if (fy_token_init()) {
         fy_log(FERRY_LOG_ERROR, "ferry_hub_new: libsodium failed to initialize");
+        if (store)
+            store->ops->free(store);
         return FERRY_ENOMEM;
     }
 
     ferry_hub *hub = calloc(1, sizeof *hub);
-    if (!hub)
+    if (!hub || !store || fy_map_init(&hub->topics) || fy_map_init(&hub->rates) ||
+        fy_map_init(&hub->idents)) {
+        if (store)
+            store->ops->free(store);
+        if (hub) {
+            fy_map_destroy(&hub->topics);
+            fy_map_destroy(&hub->rates);
+        }
+        free(hub);
         return FERRY_ENOMEM;
+    }
     hub->opt = o;
     if (cb)
         hub->cb = *cb;
     hub->ud = ud;
-    hub->store = fy_store_mem_new();
-    if (!hub->store || fy_map_init(&hub->topics) || fy_map_init(&hub->rates) ||
-        fy_map_init(&hub->idents)) {
-        if (hub->store)
-            hub->store->ops->free(hub->store);
-        fy_map_destroy(&hub->topics);
-        fy_map_destroy(&hub->rates);
-        free(hub);
-        return FERRY_ENOMEM;
-    }
+    hub->store = store;
     pthread_mutex_init(&hub->ident_lock, NULL);
     pthread_mutex_init(&hub->pub_lock, NULL);
     pthread_mutex_init(&hub->lock, NULL);
@@ -124,8 +136,7 @@ void fy_hub_identity_del(ferry_hub *hub, const char *identity)
 
 typedef struct fy_bucket {
     fy_map_node node;
-    double tokens;
-    uint64_t at;
+    ferry_bucket tb;
     char addr[];
 } fy_bucket;
 
@@ -151,20 +162,12 @@ bool fy_hub_resume_allowed(ferry_hub *hub, const char *addr)
         if (b) {
             memcpy(b->addr, addr, len + 1);
             b->node.key = b->addr;
-            b->tokens = o->resume_burst;
-            b->at = now;
+            ferry_bucket_init(&b->tb, o->resume_burst, now);
             fy_map_put(&hub->rates, &b->node);
         }
     }
-    if (b) {
-        b->tokens += (double)(now > b->at ? now - b->at : 0) * o->resume_rate / 1000.0;
-        if (b->tokens > o->resume_burst)
-            b->tokens = o->resume_burst;
-        b->at = now;
-        ok = b->tokens >= 1.0;
-        if (ok)
-            b->tokens -= 1.0;
-    }
+    if (b)
+        ok = ferry_bucket_take(&b->tb, o->resume_burst, o->resume_rate, now);
     pthread_mutex_unlock(&hub->rate_lock);
     return ok;
 }
@@ -174,15 +177,8 @@ static void prune_bucket(fy_map_node *n, void *ud)
 {
     ferry_hub *hub = ud;
     fy_bucket *b = fy_container_of(n, fy_bucket, node);
-    uint64_t idle = fy_hub_now(hub) - b->at;
-    if (b->tokens + (double)idle * hub->opt.resume_rate / 1000.0 >= hub->opt.resume_burst)
+    if (ferry_bucket_full(&b->tb, hub->opt.resume_burst, hub->opt.resume_rate, fy_hub_now(hub)))
         free_bucket(n, &hub->rates);
-}
-
-static void remove_all(ferry_session *s, void *ud)
-{
-    ferry_hub *hub = ud;
-    hub->store->ops->remove(hub->store, s);
 }
 
 void ferry_hub_free(ferry_hub *hub)
@@ -190,10 +186,7 @@ void ferry_hub_free(ferry_hub *hub)
     if (!hub)
         return;
     ferry_hub_shutdown(hub);
-    pthread_mutex_lock(&hub->lock);
-    hub->store->ops->each(hub->store, remove_all, hub);
-    pthread_mutex_unlock(&hub->lock);
-    hub->store->ops->free(hub->store);
+    hub->store->ops->free(hub->store); /* drops the sessions it holds */
     fy_map_destroy(&hub->topics); /* empty: every session was unsubscribed by the drain */
     fy_map_each(&hub->rates, free_bucket, &hub->rates);
     fy_map_destroy(&hub->rates);
@@ -288,6 +281,11 @@ static uint64_t elapsed(uint64_t now, uint64_t t)
     return now > t ? now - t : 0;
 }
 
+uint64_t ferry_hub_since(ferry_hub *hub, uint64_t then)
+{
+    return hub ? elapsed(fy_hub_now(hub), then) : 0;
+}
+
 bool fy_hub_allow_subscribe(ferry_hub *hub, ferry_session *s, const char *topic)
 {
     if (!hub->cb.on_subscribe)
@@ -341,20 +339,21 @@ static void tick_one(ferry_session *s, void *ud)
             fy_session_end_locked(s, FERRY_REASON_EXPIRED, c->now);
         break;
     case FERRY_STATE_EXPIRED:
-        forget = elapsed(c->now, s->since) >= o->tombstone_ms;
+        if (s->end_unsaved)
+            fy_session_save_end_locked(s);
+        /* a tombstone is forgotten only once the store has its end */
+        forget = !s->end_unsaved && elapsed(c->now, s->since) >= o->tombstone_ms;
         break;
     }
     pthread_mutex_unlock(&s->lock);
-    if (forget)
+    if (forget) /* if the store fails, the next tick tries again */
         c->hub->store->ops->remove(c->hub->store, s);
 }
 
 int ferry_hub_tick(ferry_hub *hub)
 {
     struct tick_ctx c = {hub, fy_hub_now(hub)};
-    pthread_mutex_lock(&hub->lock);
     hub->store->ops->each(hub->store, tick_one, &c);
-    pthread_mutex_unlock(&hub->lock);
     if (hub->opt.resume_rate) {
         pthread_mutex_lock(&hub->rate_lock);
         fy_map_each(&hub->rates, prune_bucket, hub);
@@ -446,14 +445,11 @@ int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, siz
 {
     if (!hub || !session_id)
         return FERRY_EINVAL;
-    pthread_mutex_lock(&hub->lock);
-    ferry_session *s = hub->store->ops->find(hub->store, session_id, strlen(session_id));
-    if (s)
-        ferry_session_ref(s);
-    pthread_mutex_unlock(&hub->lock);
-    if (!s)
-        return FERRY_ENOTFOUND;
-    int rc = ferry_session_send(s, json, len);
+    ferry_session *s;
+    int rc = hub->store->ops->find(hub->store, session_id, strlen(session_id), &s);
+    if (rc)
+        return rc;
+    rc = ferry_session_send(s, json, len);
     ferry_session_unref(s);
     return rc;
 }
@@ -483,9 +479,7 @@ void ferry_hub_stats(ferry_hub *hub, ferry_stats *out)
 {
     struct count_ctx c = {{0}, 0};
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&hub->lock);
     hub->store->ops->each(hub->store, count_one, &c);
-    pthread_mutex_unlock(&hub->lock);
     out->attached = c.by_state[FERRY_STATE_ATTACHED];
     out->detached = c.by_state[FERRY_STATE_DETACHED] + c.by_state[FERRY_STATE_NEW];
     out->expired = c.by_state[FERRY_STATE_EXPIRED];
@@ -508,9 +502,7 @@ void ferry_hub_stats(ferry_hub *hub, ferry_stats *out)
 void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired)
 {
     struct count_ctx c = {{0}, 0};
-    pthread_mutex_lock(&hub->lock);
     hub->store->ops->each(hub->store, count_one, &c);
-    pthread_mutex_unlock(&hub->lock);
     if (attached)
         *attached = c.by_state[FERRY_STATE_ATTACHED];
     if (detached)

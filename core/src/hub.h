@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "ferry.h"
+#include "locks.h" /* the lock order */
 #include "map.h"
 #include "store.h"
 
@@ -21,14 +22,14 @@ struct ferry_hub {
     pthread_mutex_t pub_lock;  /* one publish fans out at a time; outside `lock` */
     fy_fan *fan;               /* the subscribers of the publish under way (pub_lock) */
     size_t fan_cap;
-    pthread_mutex_t lock;      /* store, topics, subscriptions; never held across a fan-out */
+    pthread_mutex_t lock;      /* topics, subscriptions; never held across a fan-out */
     ferry_options opt;         /* immutable */
     ferry_callbacks cb;        /* immutable */
     void *ud;
     fy_store *store;
     fy_map topics;
     atomic_size_t live;        /* sessions not yet ended */
-    pthread_mutex_t pend_lock; /* innermost lock: the pending list */
+    pthread_mutex_t pend_lock; /* a leaf lock: the pending list */
     ferry_session *pend_head;
     ferry_session *pend_tail;
     atomic_bool pend_any;
@@ -36,11 +37,16 @@ struct ferry_hub {
     atomic_size_t outbox_bytes;  /* in every outbox together */
     atomic_uint_fast64_t opened, resumes, resume_failures[FERRY_REASON_COUNT];
     atomic_uint_fast64_t msgs_in, bytes_in, msgs_out, bytes_out, upgrades, fallbacks;
-    pthread_mutex_t ident_lock;  /* innermost: the per-identity counts */
+    pthread_mutex_t ident_lock;  /* a leaf lock: the per-identity counts */
     fy_map idents;               /* identity -> live sessions */
-    pthread_mutex_t rate_lock; /* innermost: the resume buckets */
+    pthread_mutex_t rate_lock; /* a leaf lock: the resume buckets */
     fy_map rates;              /* peer address -> fy_bucket */
 };
+
+/* ferry_hub_new with `store` for the sessions (store.h); the hub owns it from here on, and
+ * frees it if this fails. FERRY_ENOMEM also for a NULL store (its constructor failed). */
+int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
+                     void *ud, fy_store *store);
 
 /* Counts a live session for an identity; false (nothing counted) at the limit. */
 bool fy_hub_identity_add(ferry_hub *hub, const char *identity);

@@ -51,6 +51,10 @@ struct ferry_link {
     } err[FY_LINK_MAX_ERRORS];
 };
 
+/* Queues an error frame for the peer; returns `code`. A non-zero `end` (a ferry_link_end)
+ * also ends the link after the frame. No lock held. */
+int fy_link_peer_error(ferry_link *l, int code, const char *text, int end);
+
 /* Queues control frames and wakes the transport if it was idle. l->lock held. */
 void fy_link_ctl_locked(ferry_link *l, unsigned ctl);
 

@@ -44,6 +44,7 @@ void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now)
     s->state = FERRY_STATE_EXPIRED;
     s->end_reason = why;
     s->since = now;
+    fy_session_save_end_locked(s);
     atomic_fetch_sub(&s->hub->outbox_bytes, s->out.bytes);
     fy_outbox_clear(&s->out);
     if (s->opened)
@@ -58,6 +59,37 @@ void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now)
     fy_hub_defer_end(s->hub, s);
 }
 
+static int record_end(fy_rec *r, void *ctx)
+{
+    ferry_reason why = *(ferry_reason *)ctx;
+    if (r->end_reason == why)
+        return 0;
+    r->end_reason = why;
+    return 1;
+}
+
+void fy_session_save_end_locked(ferry_session *s)
+{
+    s->end_unsaved = fy_session_update_locked(s, record_end, &s->end_reason) != 0;
+}
+
+int fy_session_update_locked(ferry_session *s, int (*change)(fy_rec *r, void *ctx), void *ctx)
+{
+    fy_store *st = s->hub->store;
+    for (int tries = 0; tries < FY_STORE_TRIES; tries++) {
+        fy_rec r;
+        int rc = st->ops->load(st, s, &r);
+        if (rc == 0)
+            rc = change(&r, ctx);
+        if (rc <= 0)
+            return rc;
+        rc = st->ops->save(st, s, &r);
+        if (rc != FY_STORE_STALE)
+            return rc;
+    }
+    return FERRY_ESTORE;
+}
+
 static void end_for_shutdown(ferry_session *s, void *ud)
 {
     pthread_mutex_lock(&s->lock);
@@ -70,9 +102,7 @@ void ferry_hub_shutdown(ferry_hub *hub)
     if (!hub)
         return;
     uint64_t now = fy_hub_now(hub);
-    pthread_mutex_lock(&hub->lock);
     hub->store->ops->each(hub->store, end_for_shutdown, &now);
-    pthread_mutex_unlock(&hub->lock);
     fy_hub_drain(hub);
 }
 
@@ -88,38 +118,6 @@ void fy_session_detach_locked(ferry_session *s, uint64_t now, int why)
         s->state = FERRY_STATE_DETACHED;
         s->since = now;
     }
-}
-
-void fy_session_retire_locked(ferry_session *s, const fy_hash *h, const fy_rid *rid)
-{
-    unsigned i = s->nretired++ % FY_RETIRED;
-    s->retired[i] = *h;
-    s->retired_rid[i] = *rid;
-}
-
-void fy_session_confirm_locked(ferry_session *s)
-{
-    if (!s->unconfirmed)
-        return;
-    fy_session_retire_locked(s, &s->confirmed, &s->confirmed_rid);
-    s->confirmed = s->secret;
-    s->confirmed_rid = (fy_rid){0};
-    s->unconfirmed = false;
-}
-
-bool fy_session_is_retired(const ferry_session *s, const fy_hash *h, const fy_rid *rid,
-                           bool *same_attempt)
-{
-    bool hit = false, same = false;
-    unsigned n = s->nretired < FY_RETIRED ? s->nretired : FY_RETIRED;
-    for (unsigned i = 0; i < n; i++) {
-        bool eq = fy_token_hash_eq(h, &s->retired[i]);
-        bool rid_eq = fy_token_hash_eq(&rid->h, &s->retired_rid[i].h);
-        hit |= eq;
-        same |= eq & rid->set & s->retired_rid[i].set & rid_eq;
-    }
-    *same_attempt = same;
-    return hit;
 }
 
 int fy_session_ack_locked(ferry_session *s, uint64_t ack, bool rewind)

@@ -1,4 +1,5 @@
-/* A session: identity, secret hashes, state, the outbox to the client and the inbound seq.
+/* A session on this node: its handle in the store, its durable record as last loaded or
+ * saved (store.h), and its live state: the attached link, the outbox to the client, timers.
  * Fields are protected by `lock` unless noted. */
 #ifndef FY_SESSION_H
 #define FY_SESSION_H
@@ -10,17 +11,11 @@
 #include "ferry.h"
 #include "map.h"
 #include "outbox.h"
+#include "store.h"
 #include "token.h"
 
 typedef struct fy_sub fy_sub;
 
-/* A resume's attempt ID ("rid"), kept as a hash; `set` is false when it had none. */
-typedef struct fy_rid {
-    fy_hash h;
-    bool set;
-} fy_rid;
-
-#define FY_RETIRED 8
 typedef struct ferry_link ferry_link;
 
 struct ferry_session {
@@ -28,24 +23,19 @@ struct ferry_session {
     pthread_mutex_t lock;
     pthread_mutex_t in_lock;   /* serializes inbound delivery and the open/close callbacks */
     ferry_hub *hub;            /* immutable */
-    char id[FY_ID_LEN + 1];    /* immutable */
-    char identity[FERRY_IDENTITY_MAX]; /* from on_auth; immutable once opened */
-    fy_map_node node;          /* owned by the store (hub lock) */
+    char id[FY_ID_LEN + 1];    /* immutable; the store's key */
+    char identity[FERRY_IDENTITY_MAX]; /* rec.identity, immutable once stored: read without
+                                        * the lock */
+    fy_map_node node;          /* owned by the in-memory store (its lock) */
     fy_sub *subs;              /* this session's subscriptions (hub lock and lock to change,
                                 * either to read) */
     unsigned unsubs;           /* unsubscribes so far (as subs) */
     ferry_session *pend_next;  /* hub pending list (hub pend_lock) */
 
-    fy_hash secret;            /* hash of the newest secret issued */
-    fy_hash confirmed;         /* hash of the last secret the client proved it holds */
-    fy_rid confirmed_rid;      /* the attempt ID of the resume that presented `confirmed` */
-    bool unconfirmed;          /* the newest secret is unproven: `confirmed` still resumes */
-    fy_hash retired[FY_RETIRED];  /* secrets replaced by a newer proven one: using one again
-                                   * means a copy exists (forked) */
-    fy_rid retired_rid[FY_RETIRED]; /* each one's confirmed_rid */
-    unsigned nretired;         /* total ever retired; the last FY_RETIRED are kept */
+    fy_rec rec;                /* the durable record, as last loaded or saved (store.h) */
     ferry_state state;
-    ferry_reason end_reason;
+    ferry_reason end_reason;   /* why it ended here; rec.end_reason once that is saved */
+    bool end_unsaved;          /* ended, but saving the end failed: the tick tries again */
     bool opened;               /* on_open or on_reset ran, so on_close is owed */
     bool wake_armed;           /* the attached link drained the outbox: wake on next push */
     bool window_blocked;       /* the last pull stopped at the ack window */
@@ -53,7 +43,6 @@ struct ferry_session {
     ferry_link *link;          /* the attached link, or NULL */
     int transport;             /* of the last link attached */
     fy_outbox out;
-    uint64_t in_seq;           /* last client seq delivered to the application */
     uint64_t last_rx;          /* clock ms of the last frame from the client */
     uint64_t last_ping;        /* clock ms of the last ping queued */
     uint64_t since;            /* clock ms of the last detach or the end */
@@ -77,18 +66,20 @@ int fy_session_push_locked(ferry_session *s, fy_msg *m, bool reserved);
  * s->lock held. */
 void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now);
 
-/* The client proved it holds the newest secret: the one it proved before is retired.
- * s->lock held. */
-void fy_session_confirm_locked(ferry_session *s);
+/* Tries to save a change to the session's record (store.h) at most this many times when
+ * another node keeps saving first. */
+#define FY_STORE_TRIES 8
 
-/* Retires a secret hash, with the attempt ID of the resume that presented it. s->lock held. */
-void fy_session_retire_locked(ferry_session *s, const fy_hash *h, const fy_rid *rid);
+/* Loads the record, lets `change` edit it, and saves it: again from the load when the store
+ * answers FY_STORE_STALE. `change` returns 1 to save, 0 when there is nothing to save
+ * (returned as is), or a negative error (returned as is, nothing saved). Returns 0 or
+ * `change`'s answer once saved, FERRY_ESTORE or FERRY_ENOMEM (nothing saved), or
+ * FERRY_ESTORE after FY_STORE_TRIES stale answers. s->lock held. */
+int fy_session_update_locked(ferry_session *s, int (*change)(fy_rec *r, void *ctx), void *ctx);
 
-/* True if `h` is a retired secret of s (constant time over the kept ones). *same_attempt is
- * set if `rid` is the attempt ID that secret was last presented with: a delayed copy of
- * the owner's own resume, not a second holder. s->lock held. */
-bool fy_session_is_retired(const ferry_session *s, const fy_hash *h, const fy_rid *rid,
-                           bool *same_attempt);
+/* Saves the end of an ended session into its record; if the store fails, leaves
+ * end_unsaved set for the next tick. s->lock held. */
+void fy_session_save_end_locked(ferry_session *s);
 
 /* Kicks the attached link, if any, for `why`, and marks the session detached. s->lock held. */
 void fy_session_detach_locked(ferry_session *s, uint64_t now, int why);

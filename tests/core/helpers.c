@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hub.h" /* fy_hub_new_store */
+
 uint64_t test_now = 1000;
 app_log app;
 
@@ -86,6 +88,11 @@ static const ferry_callbacks callbacks = {on_open, on_reset, on_message, on_clos
 
 ferry_hub *hub_new(void (*tweak)(ferry_options *o))
 {
+    return hub_new_store(tweak, fy_store_mem_new());
+}
+
+ferry_hub *hub_new_store(void (*tweak)(ferry_options *o), struct fy_store *store)
+{
     ferry_options o;
     ferry_hub *hub;
     ferry_options_init(&o);
@@ -96,7 +103,7 @@ ferry_hub *hub_new(void (*tweak)(ferry_options *o))
     memset(&app, 0, sizeof app);
     app.received = json_array();
     test_now = 1000;
-    ck_assert_int_eq(ferry_hub_new(&hub, &o, &callbacks, NULL), 0);
+    ck_assert_int_eq(fy_hub_new_store(&hub, &o, &callbacks, NULL, store), 0);
     return hub;
 }
 

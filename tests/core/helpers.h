@@ -30,6 +30,9 @@ extern app_log app;
 /* A hub with the test clock and app callbacks; `tweak` may adjust the defaults first. */
 ferry_hub *hub_new(void (*tweak)(ferry_options *o));
 void hub_free(ferry_hub *hub);
+/* hub_new with `store` for its sessions (the hub owns it). */
+struct fy_store;
+ferry_hub *hub_new_store(void (*tweak)(ferry_options *o), struct fy_store *store);
 
 typedef struct fake_conn {
     ferry_link *link;
@@ -63,5 +66,7 @@ Suite *resume_suite(void);
 Suite *topic_suite(void);
 Suite *log_suite(void);
 Suite *wire_suite(void);
+Suite *race_suite(void);
+Suite *store_suite(void);
 
 #endif

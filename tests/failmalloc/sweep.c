@@ -162,7 +162,7 @@ static void observe(world *w, const fake_conn *skip, char *buf, size_t size)
         ferry_session *s = w->s[i];
         put(&p, end, "session %zu: state %d reason %d in_seq %lu out base %lu next %lu high %lu"
             " count %zu bytes %zu inflight %zu subs %zu linked %d\n",
-            i, s->state, s->end_reason, (unsigned long)s->in_seq, (unsigned long)s->out.base,
+            i, s->state, s->end_reason, (unsigned long)s->rec.in_seq, (unsigned long)s->out.base,
             (unsigned long)s->out.next_send, (unsigned long)s->out.high_sent, s->out.count,
             s->out.bytes, s->out.inflight, subs_of(s), s->link != NULL);
     }
@@ -532,7 +532,7 @@ static int call_recv_message(world *w)
 static void check_recv_message(world *w)
 {
     ck_assert_int_eq(app.messages, 1);
-    ck_assert_uint_eq(w->s[0]->in_seq, 1);
+    ck_assert_uint_eq(w->s[0]->rec.in_seq, 1);
     json_t *f = fc_drain(w->target);
     ck_assert_int_eq(int_of(frame_of(f, "ack", 0), "ack"), 1);
     json_decref(f);
@@ -548,7 +548,7 @@ static int call_recv_batch(world *w)
 static void check_recv_batch(world *w)
 {
     ck_assert_int_eq(app.messages, 2);
-    ck_assert_uint_eq(w->s[0]->in_seq, 2);
+    ck_assert_uint_eq(w->s[0]->rec.in_seq, 2);
     json_t *f = fc_drain(w->target);
     ck_assert_int_eq(int_of(frame_of(f, "ack", 0), "ack"), 2);
     ck_assert_uint_eq(count_of(f, "pong"), 1);

@@ -1,9 +1,5 @@
 #include "harness.h"
 
-#include "hub.h"
-#include "link.h"
-#include "session.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,27 +153,12 @@ size_t ts_received(tserver *t)
     return n;
 }
 
-static void dump_one(ferry_session *s, void *ud)
-{
-    (void)ud;
-    pthread_mutex_lock(&s->lock);
-    fprintf(stderr, "  session %.6s state %d base %lu next %lu end %lu inflight %zu blocked %d armed %d",
-            s->id, s->state, (unsigned long)s->out.base, (unsigned long)s->out.next_send,
-            (unsigned long)fy_outbox_end(&s->out), s->out.inflight, s->window_blocked, s->wake_armed);
-    if (s->link) {
-        pthread_mutex_lock(&s->link->lock);
-        fprintf(stderr, " link armed %d ctl %u done %d", s->link->armed, s->link->ctl, s->link->done);
-        pthread_mutex_unlock(&s->link->lock);
-    }
-    fprintf(stderr, "\n");
-    pthread_mutex_unlock(&s->lock);
-}
-
 void ts_dump(tserver *t)
 {
-    pthread_mutex_lock(&t->hub->lock);
-    t->hub->store->ops->each(t->hub->store, dump_one, NULL);
-    pthread_mutex_unlock(&t->hub->lock);
+    ferry_buf b = {0};
+    if (ferry_mount_metrics(t->m, &b) == 0)
+        fprintf(stderr, "%.*s", (int)b.len, b.data);
+    ferry_buf_release(&b);
 }
 
 long ts_ms(void)
@@ -334,6 +315,14 @@ void ts_small_frames(ferry_mount_options *o)
 void ts_good_origin(ferry_mount_options *o)
 {
     o->allowed_origins = "http://good.example, https://also.example";
+}
+
+atomic_ullong ts_skew_ms;
+
+uint64_t ts_skewed_clock(void *ud)
+{
+    (void)ud;
+    return (uint64_t)ts_ms() + atomic_load(&ts_skew_ms);
 }
 
 void ts_fast_heartbeat(ferry_mount_options *o)

@@ -6,6 +6,8 @@
 #include <check.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 
 #include "ferry_civetweb.h"
 #include "fyc.h"
@@ -32,10 +34,11 @@ tserver *ts_start(void (*tweak)(ferry_mount_options *o));
 tserver *ts_start_recording(void (*tweak)(ferry_mount_options *o));
 void ts_stop(tserver *s);
 size_t ts_received(tserver *s);
-void ts_dump(tserver *s);
 /* Waits for the application to have received n client messages and checks they are
  * {"c":1}..{"c":n}, in order, once each. */
-void ts_expect_received_c(tserver *s, size_t n); /* session states to stderr, for diagnosing a failure */
+void ts_expect_received_c(tserver *s, size_t n);
+/* The mount's metrics to stderr, for diagnosing a failure. */
+void ts_dump(tserver *s);
 /* Reads one of the counters above under the server's lock. */
 int ts_count(tserver *s, const int *counter);
 void ts_publish(tserver *s, const char *json);
@@ -123,6 +126,11 @@ typedef struct ts_held {
 } ts_held;
 void *ts_hold_poll(void *arg);
 
+/* A clock for core.clock: real time plus ts_skew_ms, which a test moves forward to take the
+ * hub and the transports past a timeout without waiting for it. */
+extern atomic_ullong ts_skew_ms;
+uint64_t ts_skewed_clock(void *ud);
+
 /* Option tweaks shared by the suites. */
 void ts_small_frames(ferry_mount_options *o);   /* max_frame_bytes 1024 */
 void ts_good_origin(ferry_mount_options *o);    /* allow http://good.example and one more */
@@ -133,5 +141,6 @@ Suite *lp_suite(void);
 Suite *mixed_suite(void);
 Suite *diag_suite(void);
 Suite *protocol_suite(void);
+Suite *api_suite(void);
 
 #endif

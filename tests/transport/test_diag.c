@@ -226,21 +226,10 @@ START_TEST(server_start_says_the_document_root_is_wrong)
 }
 END_TEST
 
-/* The mount's clock: real time plus an offset the test moves forward. */
-static atomic_ullong clock_skew;
-
-static uint64_t skewed_clock(void *ud)
-{
-    (void)ud;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + atomic_load(&clock_skew);
-}
-
 static void good_origin_skewed(ferry_mount_options *o)
 {
     ts_good_origin(o);
-    o->core.clock = skewed_clock;
+    o->core.clock = ts_skewed_clock;
 }
 
 static void ws_evil(tserver *s, const char *origin_header)
@@ -253,7 +242,7 @@ static void ws_evil(tserver *s, const char *origin_header)
 
 START_TEST(ws_refused_origin_is_logged_at_a_limited_rate)
 {
-    atomic_store(&clock_skew, 0);
+    atomic_store(&ts_skew_ms, 0);
     tserver *s = ts_start(good_origin_skewed);
     cap_start();
     ws_evil(s, "Origin: http://evil.example\r\n");
@@ -263,7 +252,7 @@ START_TEST(ws_refused_origin_is_logged_at_a_limited_rate)
     ws_evil(s, "Origin: http://evil.example\r\n"); /* within 10 s: counted, not logged */
     ws_evil(s, "Origin: http://other.example\r\n");
     ck_assert_int_eq(cap_count(), 1);
-    atomic_fetch_add(&clock_skew, FY_ORIGIN_LOG_MS);
+    atomic_fetch_add(&ts_skew_ms, FY_ORIGIN_LOG_MS);
     ws_evil(s, "Origin: http://good.example.evil\r\n");
     cap_expect(2, FERRY_LOG_WARN,
                "refused a WebSocket upgrade on /ferry/ws: Origin \"http://good.example.evil\" is "

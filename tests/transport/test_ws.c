@@ -395,6 +395,36 @@ START_TEST(ws_control_frame_flood_and_missing_handshake_close_with_1008)
 }
 END_TEST
 
+static void skewed(ferry_mount_options *o)
+{
+    o->core.clock = ts_skewed_clock;
+    o->tick_ms = 50;
+}
+
+/* The transport times its deadlines on the hub's clock: an injected clock moves them, and
+ * nothing waits for the 10 s default. */
+START_TEST(ws_handshake_deadline_runs_on_the_hubs_clock)
+{
+    atomic_store(&ts_skew_ms, 0);
+    tserver *s = ts_start(skewed);
+    tc c;
+    tc_init(&c, s, TC_WS);
+    ck_assert_int_eq(tc_connect(&c), 0);
+    fyc_ws silent;
+    int status;
+    ck_assert_int_eq(fyc_ws_open(&silent, s->port, "/ferry/ws", NULL, &status), 0);
+    ck_assert_int_eq(fyc_ws_wait_close(&silent, 300), 0); /* open while the clock stands */
+    atomic_fetch_add(&ts_skew_ms, 10000);
+    ck_assert_int_eq(fyc_ws_wait_close(&silent, 5000), 1008);
+    ck_assert_uint_eq(ferry_hub_limit_hits(s->hub, FERRY_LIMIT_HANDSHAKE_TIME), 1);
+    fyc_ws_drop(&silent);
+    tc_send(&c, "{\"echo\":true}"); /* the one that said hello stays */
+    ck_assert(tc_wait_msgs(&c, 1, 5000));
+    tc_free(&c);
+    ts_stop(s);
+}
+END_TEST
+
 static long rss_kb(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -465,6 +495,7 @@ Suite *ws_suite(void)
     tcase_add_test(tcs, ws_a_client_that_stops_reading_never_stalls_the_others);
     tcase_add_test(tcs, ws_silent_client_is_dropped_then_its_session_expires);
     tcase_add_test(tcs, ws_control_frame_flood_and_missing_handshake_close_with_1008);
+    tcase_add_test(tcs, ws_handshake_deadline_runs_on_the_hubs_clock);
     tcase_add_test(tcs, ws_connections_claiming_huge_frames_are_cut_off_and_starve_no_one);
     suite_add_tcase(s, tcs);
     return s;

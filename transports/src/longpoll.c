@@ -6,6 +6,8 @@
  * the secret is ever in a URL, where proxies and logs would keep it.
  * Every poll replays from the client's ack, so a response lost in flight is sent again. */
 #include <errno.h>
+#include <search.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,25 +16,25 @@
 #include "mount.h"
 
 struct lp_sess {
-    fy_map_node node;
-    char sid[32];
+    char sid[32];             /* first: the table's key (lp_cmp) */
     ferry_mount *m;
     ferry_link *link;
-    int refs;                 /* the table's and each request's (m->lp_lock) */
+    atomic_int refs;          /* the table's and each request's (fy_ref) */
     bool in_table;            /* (m->lp_lock) */
+    lp_sess *prev, *next;     /* m->lp_all (m->lp_lock) */
+    lp_sess *next_drop;       /* on a lp_drops list (m->lp_lock) */
     pthread_mutex_t rlock;    /* serializes ferry_link_recv, as one reader would */
     pthread_mutex_t slock;    /* the fields below */
     pthread_cond_t cond;
     unsigned poll_gen;        /* bumped by each poll: an older held poll ends */
     bool woken;
-    uint64_t dead_since;      /* ms when ferry kicked the link, 0 while it is live */
+    bool dead;                /* ferry kicked the link, */
+    uint64_t dead_since;      /* at this time (hub clock) */
     bool dropped;             /* ferry_mount_drop_connections: end held polls with [] */
     bool holding;             /* a poll is held now */
 };
 
-static const char unknown_body[] =
-    "[{\"t\":\"error\",\"code\":\"unknown_session\","
-    "\"text\":\"no long-poll session with these credentials; resume\"}]";
+_Static_assert(offsetof(lp_sess, sid) == 0, "an entry's address is its key's");
 
 static void lp_wake(void *ud)
 {
@@ -47,8 +49,10 @@ static void lp_kick(void *ud)
 {
     lp_sess *lp = ud;
     pthread_mutex_lock(&lp->slock);
-    if (!lp->dead_since)
-        lp->dead_since = fy_now_ms();
+    if (!lp->dead) {
+        lp->dead = true;
+        lp->dead_since = ferry_hub_now(lp->m->hub);
+    }
     lp->woken = true;
     pthread_cond_broadcast(&lp->cond);
     pthread_mutex_unlock(&lp->slock);
@@ -67,7 +71,7 @@ static lp_sess *lp_new(ferry_mount *m)
     }
     ferry_link_set_transport(lp->link, FERRY_TRANSPORT_LONGPOLL);
     lp->m = m;
-    lp->refs = 1;
+    atomic_init(&lp->refs, 1);
     pthread_mutex_init(&lp->rlock, NULL);
     pthread_mutex_init(&lp->slock, NULL);
     pthread_cond_init(&lp->cond, NULL);
@@ -83,69 +87,78 @@ static void lp_free(lp_sess *lp)
     free(lp);
 }
 
-/* Entries whose last reference went while m->lp_lock was held; freed once it is released,
- * because freeing a link can run application callbacks. */
-typedef struct lp_graveyard {
-    lp_sess *head;
-} lp_graveyard;
-
-static void lp_unref_locked(lp_sess *lp, lp_graveyard *g)
+static void lp_unref(lp_sess *lp)
 {
-    if (--lp->refs)
-        return;
-    lp->node.next = (fy_map_node *)g->head; /* out of the table: the node is free to reuse */
-    g->head = lp;
+    if (fy_unref(&lp->refs))
+        lp_free(lp);
 }
 
-static void lp_bury(lp_graveyard *g)
+/* References the table gave up while m->lp_lock was held, dropped once it is released
+ * (fy_unref). */
+typedef struct lp_drops {
+    lp_sess *head;
+} lp_drops;
+
+static void lp_drop_all(lp_drops *d)
 {
-    while (g->head) {
-        lp_sess *lp = g->head;
-        g->head = (lp_sess *)lp->node.next;
-        lp_free(lp);
+    while (d->head) {
+        lp_sess *lp = d->head;
+        d->head = lp->next_drop;
+        lp_unref(lp);
     }
 }
 
-static void lp_unref(lp_sess *lp)
+/* The table: entries by session ID in a tree (every entry's address is its ID's), and in a
+ * list for walking them. All with m->lp_lock held. */
+static int lp_cmp(const void *a, const void *b)
 {
-    ferry_mount *m = lp->m;
-    lp_graveyard g = {NULL};
-    pthread_mutex_lock(&m->lp_lock);
-    lp_unref_locked(lp, &g);
-    pthread_mutex_unlock(&m->lp_lock);
-    lp_bury(&g);
+    return strcmp(a, b);
 }
 
-static void lp_remove_locked(ferry_mount *m, lp_sess *lp, lp_graveyard *g)
+static lp_sess *lp_get_locked(ferry_mount *m, const char *sid)
+{
+    void *n = tfind(sid, &m->lp_tree, lp_cmp);
+    return n ? *(lp_sess **)n : NULL;
+}
+
+/* False, and nothing changed, if the tree cannot grow. */
+static bool lp_put_locked(ferry_mount *m, lp_sess *lp)
+{
+    if (!tsearch(lp, &m->lp_tree, lp_cmp))
+        return false;
+    lp->in_table = true;
+    lp->prev = NULL;
+    lp->next = m->lp_all;
+    if (m->lp_all)
+        m->lp_all->prev = lp;
+    m->lp_all = lp;
+    return true;
+}
+
+static void lp_remove_locked(ferry_mount *m, lp_sess *lp, lp_drops *d)
 {
     if (!lp->in_table)
         return;
-    fy_map_del(&m->lp, &lp->node);
+    tdelete(lp, &m->lp_tree, lp_cmp);
+    if (lp->prev)
+        lp->prev->next = lp->next;
+    else
+        m->lp_all = lp->next;
+    if (lp->next)
+        lp->next->prev = lp->prev;
     lp->in_table = false;
-    lp_unref_locked(lp, g);
+    lp->next_drop = d->head;
+    d->head = lp;
 }
 
 static lp_sess *lp_find(ferry_mount *m, const char *sid)
 {
     pthread_mutex_lock(&m->lp_lock);
-    fy_map_node *n = fy_map_get(&m->lp, sid, strlen(sid));
-    lp_sess *lp = n ? fy_container_of(n, lp_sess, node) : NULL;
+    lp_sess *lp = lp_get_locked(m, sid);
     if (lp)
-        lp->refs++;
+        fy_ref(&lp->refs);
     pthread_mutex_unlock(&m->lp_lock);
     return lp;
-}
-
-static void reply_buf(struct mg_connection *conn, ferry_mount *m, int status, ferry_buf *b)
-{
-    fy_http_reply(conn, m, status, status == 503 || status == 429 ? "Retry-After: 1\r\n" : NULL,
-                  "application/json", b->data, b->len);
-}
-
-static void reply_text(struct mg_connection *conn, ferry_mount *m, int status, const char *t)
-{
-    fy_http_reply(conn, m, status, status == 503 ? "Retry-After: 1\r\n" : NULL,
-                  "application/json", t, strlen(t));
 }
 
 /* Reads the request body into b. Returns 0, or the HTTP status to answer with. */
@@ -155,7 +168,7 @@ static int read_body(struct mg_connection *conn, ferry_mount *m, ferry_buf *b)
     if (ri->content_length < 0)
         return 411;
     if ((uint64_t)ri->content_length > m->opt.core.max_frame_bytes) {
-        fy_hub_limit(m->hub, FERRY_LIMIT_FRAME_SIZE);
+        ferry_hub_count_limit(m->hub, FERRY_LIMIT_FRAME_SIZE);
         return 413;
     }
     size_t want = (size_t)ri->content_length;
@@ -188,13 +201,13 @@ static void handshake(struct mg_connection *conn, ferry_mount *m)
     ferry_buf body = {0}, out = {0};
     int status = read_body(conn, m, &body);
     if (status) {
-        reply_text(conn, m, status, "[]");
+        fy_http_answer(conn, m, status, NULL, FERRY_OK, NULL);
         ferry_buf_release(&body);
         return;
     }
     lp_sess *lp = lp_new(m);
     if (!lp) {
-        reply_text(conn, m, 503, "[]");
+        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
         ferry_buf_release(&body);
         return;
     }
@@ -204,31 +217,34 @@ static void handshake(struct mg_connection *conn, ferry_mount *m)
     const char *sid = ferry_link_session_id(lp->link);
     if (ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY) < 0)
         rc = FERRY_ENOMEM;
-    if (!sid || rc == FERRY_ENOMEM) {
-        status = rc == FERRY_ECAPACITY || rc == FERRY_ENOMEM ? 503
-                 : rc == FERRY_EAUTH                         ? 401
-                 : rc == FERRY_ERATE                         ? 429
-                                                             : 400;
-        if (rc == FERRY_ENOMEM)
-            reply_text(conn, m, status, "[]");
-        else
-            reply_buf(conn, m, status, &out);
-        lp_unref(lp);
-    } else {
+    bool listed = false;
+    if (sid && rc != FERRY_ENOMEM) {
         snprintf(lp->sid, sizeof lp->sid, "%s", sid);
-        lp->node.key = lp->sid;
-        lp_graveyard g = {NULL};
+        lp_drops d = {NULL};
         pthread_mutex_lock(&m->lp_lock);
         /* A re-handshake on long-polling replaces the session's previous link, which
          * ferry has already kicked. */
-        fy_map_node *old = fy_map_get(&m->lp, lp->sid, strlen(lp->sid));
+        lp_sess *old = lp_get_locked(m, lp->sid);
         if (old)
-            lp_remove_locked(m, fy_container_of(old, lp_sess, node), &g);
-        fy_map_put(&m->lp, &lp->node);
-        lp->in_table = true;
+            lp_remove_locked(m, old, &d);
+        listed = lp_put_locked(m, lp);
         pthread_mutex_unlock(&m->lp_lock);
-        lp_bury(&g);
-        reply_buf(conn, m, 200, &out);
+        lp_drop_all(&d);
+        if (!listed)
+            rc = FERRY_ENOMEM; /* the session stays resumable */
+    }
+    if (listed) {
+        fy_http_json(conn, m, 200, NULL, &out);
+    } else if (rc == FERRY_ENOMEM) {
+        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
+        lp_unref(lp);
+    } else if (rc == FERRY_ESTORE) { /* the error frame says internal; a retry may work */
+        fy_http_json(conn, m, 503, NULL, &out);
+        lp_unref(lp);
+    } else {
+        fy_http_json(conn, m, fy_refusal_of(ferry_link_end_reason(lp->link))->http_status,
+                     NULL, &out);
+        lp_unref(lp);
     }
     ferry_buf_release(&body);
     ferry_buf_release(&out);
@@ -252,14 +268,15 @@ static lp_sess *authorize(struct mg_connection *conn, ferry_mount *m)
     if (rc == FERRY_ECLOSED) {
         ferry_buf out = {0};
         if (ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY) > 0) {
-            reply_buf(conn, m, 200, &out);
+            fy_http_json(conn, m, 200, NULL, &out);
             ferry_buf_release(&out);
             lp_unref(lp);
             return NULL;
         }
         ferry_buf_release(&out);
     }
-    reply_text(conn, m, 404, unknown_body);
+    fy_http_answer(conn, m, 404, NULL, FERRY_ENOTFOUND,
+                   "no long-poll session with these credentials; resume");
     if (lp)
         lp_unref(lp);
     return NULL;
@@ -285,22 +302,21 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
     const char *q = ri->query_string ? ri->query_string : "";
     uint64_t ack;
     if (!fy_lp_parse_ack(q, &ack)) {
-        reply_text(conn, m, 400, "[{\"t\":\"error\",\"code\":\"bad_field\","
-                                 "\"text\":\"ack must be an integer from 0 to 2^53-1\"}]");
+        fy_http_answer(conn, m, 400, NULL, FERRY_EFIELD, "ack must be an integer from 0 to 2^53-1");
         return;
     }
     lp_sess *lp = authorize(conn, m);
     if (!lp)
         return;
     if (!fy_conn_acquire(m)) {
-        reply_text(conn, m, 503, "[]");
+        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
         lp_unref(lp);
         return;
     }
     /* One held poll per session: this one ends any earlier one. */
     pthread_mutex_lock(&lp->slock);
     if (lp->holding)
-        fy_hub_limit(m->hub, FERRY_LIMIT_POLLS);
+        ferry_hub_count_limit(m->hub, FERRY_LIMIT_POLLS);
     lp->holding = true;
     unsigned gen = ++lp->poll_gen;
     lp->woken = false;
@@ -309,17 +325,15 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
 
     atomic_fetch_add(&m->held_polls, 1);
     ferry_buf out = {0};
-    char frame[64];
-    int flen = snprintf(frame, sizeof frame, "{\"t\":\"ack\",\"ack\":%llu}", (unsigned long long)ack);
     pthread_mutex_lock(&lp->rlock);
-    int rc = ferry_link_recv(lp->link, frame, (size_t)flen);
+    int rc = ferry_link_ack(lp->link, ack);
     pthread_mutex_unlock(&lp->rlock);
     int status = 200;
     if (rc && rc != FERRY_ECLOSED) {
         status = 400;
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
     } else {
-        uint64_t deadline = fy_now_ms() + m->opt.poll_timeout_ms;
+        uint64_t deadline = ferry_hub_now(m->hub) + m->opt.poll_timeout_ms;
         for (;;) {
             out.len = 0;
             int n = ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_REPLAY);
@@ -329,7 +343,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
             pthread_mutex_lock(&lp->slock);
             while (!lp->woken && gen == lp->poll_gen && !lp->dropped &&
                    !atomic_load(&m->stopping)) {
-                uint64_t now = fy_now_ms();
+                uint64_t now = ferry_hub_now(m->hub);
                 if (now >= deadline) {
                     stop = true;
                     break;
@@ -343,10 +357,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
             pthread_mutex_unlock(&lp->slock);
             if (superseded) {
                 out.len = 0; /* the newer poll (or a reconnect) gets everything */
-                if (ferry_buf_reserve(&out, 2) == 0) {
-                    memcpy(out.data, "[]", 2);
-                    out.len = 2;
-                }
+                ferry_answer_encode(&out, FERRY_OK, NULL);
                 break;
             }
             if (stop || atomic_load(&m->stopping)) {
@@ -363,7 +374,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
         lp->holding = false;
     pthread_mutex_unlock(&lp->slock);
     atomic_fetch_sub(&m->held_polls, 1);
-    reply_buf(conn, m, status, &out);
+    fy_http_json(conn, m, status, NULL, &out);
     ferry_buf_release(&out);
     fy_conn_release(m);
     lp_unref(lp);
@@ -374,10 +385,8 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
     ferry_buf body = {0}, out = {0};
     int status = read_body(conn, m, &body);
     if (status) {
-        reply_text(conn, m, status, status == 413
-                                        ? "[{\"t\":\"error\",\"code\":\"too_big\","
-                                          "\"text\":\"request body over the frame limit\"}]"
-                                        : "[]");
+        fy_http_answer(conn, m, status, NULL, status == 413 ? FERRY_ETOOBIG : FERRY_OK,
+                       "request body over the frame limit");
         ferry_buf_release(&body);
         return;
     }
@@ -387,7 +396,12 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
         int rc = ferry_link_recv(lp->link, body.data, body.len);
         pthread_mutex_unlock(&lp->rlock);
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
-        reply_buf(conn, m, rc == 0 || rc == FERRY_ECLOSED ? 200 : 400, &out);
+        /* A batch the server could not take (memory, the store) changed nothing and may be
+         * sent again: 503, which a client retries, unlike a 400 for a frame it got wrong. */
+        int st = rc == 0 || rc == FERRY_ECLOSED                ? 200
+                 : rc == FERRY_ENOMEM || rc == FERRY_ESTORE ? 503
+                                                            : 400;
+        fy_http_json(conn, m, st, NULL, &out);
         lp_unref(lp);
     }
     ferry_buf_release(&body);
@@ -397,7 +411,7 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
 static void preflight(struct mg_connection *conn, ferry_mount *m)
 {
     if (!fy_origin_check(m, conn, "a CORS preflight", m->lp_path)) {
-        reply_text(conn, m, 403, fy_origin_body);
+        fy_origin_refuse(conn, m, NULL);
         return;
     }
     fy_http_reply(conn, m, 204,
@@ -415,7 +429,7 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
         m->lp_active++;
     pthread_mutex_unlock(&m->lp_lock);
     if (stopping) {
-        reply_text(conn, m, 503, "[]");
+        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
         return;
     }
 
@@ -425,7 +439,7 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
     if (strcmp(method, "OPTIONS") == 0)
         preflight(conn, m);
     else if (!fy_origin_check(m, conn, "a long-poll request", m->lp_path))
-        reply_text(conn, m, 403, fy_origin_body);
+        fy_origin_refuse(conn, m, NULL);
     else if (strcmp(method, "POST") == 0 && !has_creds)
         handshake(conn, m);
     else if (strcmp(method, "GET") == 0)
@@ -433,7 +447,7 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
     else if (strcmp(method, "POST") == 0)
         send_req(conn, m);
     else
-        fy_http_reply(conn, m, 405, "Allow: GET, POST, OPTIONS\r\n", "application/json", "[]", 2);
+        fy_http_answer(conn, m, 405, "Allow: GET, POST, OPTIONS\r\n", FERRY_OK, NULL);
 
     pthread_mutex_lock(&m->lp_lock);
     if (--m->lp_active == 0)
@@ -455,58 +469,38 @@ int fy_lp_start(ferry_mount *m)
     return 0;
 }
 
-struct reap_ctx {
-    ferry_mount *m;
-    uint64_t now;
-    bool all;
-    lp_graveyard g;
-};
-
-static void reap_one(fy_map_node *n, void *ud)
+/* Takes every entry ferry is done with (dead for a poll period, so that its owner could
+ * still fetch a final frame) out of the table; every entry if `all`, and if `drop` ends
+ * their held polls too (with []). */
+static void lp_sweep(ferry_mount *m, bool all, bool drop)
 {
-    struct reap_ctx *c = ud;
-    lp_sess *lp = fy_container_of(n, lp_sess, node);
-    pthread_mutex_lock(&lp->slock);
-    uint64_t dead = lp->dead_since;
-    pthread_mutex_unlock(&lp->slock);
-    /* Keep a dead link for one poll period, so its owner can still fetch a final frame. */
-    if (c->all || (dead && fy_elapsed_ms(c->now, dead) >= c->m->opt.poll_timeout_ms))
-        lp_remove_locked(c->m, lp, &c->g);
+    lp_drops d = {NULL};
+    pthread_mutex_lock(&m->lp_lock);
+    lp_sess *next;
+    for (lp_sess *lp = m->lp_all; lp; lp = next) {
+        next = lp->next;
+        pthread_mutex_lock(&lp->slock);
+        bool gone = lp->dead && ferry_hub_since(m->hub, lp->dead_since) >= m->opt.poll_timeout_ms;
+        if (drop) {
+            lp->dropped = true;
+            pthread_cond_broadcast(&lp->cond);
+        }
+        pthread_mutex_unlock(&lp->slock);
+        if (all || gone)
+            lp_remove_locked(m, lp, &d);
+    }
+    pthread_mutex_unlock(&m->lp_lock);
+    lp_drop_all(&d); /* frees links not held by a request: their sessions detach */
 }
 
 void fy_lp_reap(ferry_mount *m)
 {
-    struct reap_ctx c = {m, fy_now_ms(), false, {NULL}};
-    pthread_mutex_lock(&m->lp_lock);
-    fy_map_each(&m->lp, reap_one, &c);
-    pthread_mutex_unlock(&m->lp_lock);
-    lp_bury(&c.g);
-}
-
-static void drop_one(fy_map_node *n, void *ud)
-{
-    struct reap_ctx *c = ud;
-    lp_sess *lp = fy_container_of(n, lp_sess, node);
-    pthread_mutex_lock(&lp->slock);
-    lp->dropped = true;
-    pthread_cond_broadcast(&lp->cond);
-    pthread_mutex_unlock(&lp->slock);
-    lp_remove_locked(c->m, lp, &c->g);
+    lp_sweep(m, false, false);
 }
 
 void fy_lp_drop_all(ferry_mount *m)
 {
-    struct reap_ctx c = {m, 0, true, {NULL}};
-    pthread_mutex_lock(&m->lp_lock);
-    fy_map_each(&m->lp, drop_one, &c);
-    pthread_mutex_unlock(&m->lp_lock);
-    lp_bury(&c.g); /* frees links not held by a request: their sessions detach */
-}
-
-static void wake_one(fy_map_node *n, void *ud)
-{
-    (void)ud;
-    lp_wake(fy_container_of(n, lp_sess, node));
+    lp_sweep(m, true, true);
 }
 
 void fy_lp_stop(ferry_mount *m)
@@ -514,7 +508,8 @@ void fy_lp_stop(ferry_mount *m)
     pthread_mutex_lock(&m->lp_lock);
     /* `stopping` is set: wake every held poll and wait for every request to leave. */
     while (m->lp_active) {
-        fy_map_each(&m->lp, wake_one, NULL);
+        for (lp_sess *lp = m->lp_all; lp; lp = lp->next)
+            lp_wake(lp);
         struct timespec ts;
         fy_deadline(&ts, 100);
         pthread_cond_timedwait(&m->lp_idle, &m->lp_lock, &ts);
@@ -523,9 +518,5 @@ void fy_lp_stop(ferry_mount *m)
      * are answered 503 at once), so the held polls had to end first. */
     pthread_mutex_unlock(&m->lp_lock);
     mg_set_request_handler(m->ctx, m->lp_path, NULL, NULL);
-    pthread_mutex_lock(&m->lp_lock);
-    struct reap_ctx all = {m, 0, true, {NULL}};
-    fy_map_each(&m->lp, reap_one, &all);
-    pthread_mutex_unlock(&m->lp_lock);
-    lp_bury(&all.g);
+    lp_sweep(m, true, false);
 }

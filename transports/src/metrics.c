@@ -4,12 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "frame.h"
 #include "mount.h"
 
 #define PUT(...)                                                                               \
     do {                                                                                       \
-        if (fy_buf_printf(out, __VA_ARGS__))                                                             \
+        if (ferry_buf_printf(out, __VA_ARGS__))                                                \
             goto fail;                                                                         \
     } while (0)
 
@@ -17,7 +16,7 @@ static void header(ferry_buf *out, const char *name, const char *type, const cha
                    int *rc)
 {
     if (!*rc)
-        *rc = fy_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        *rc = ferry_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)

@@ -7,8 +7,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-
 static char *join(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -20,9 +18,6 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
-const char fy_origin_body[] =
-    "[{\"t\":\"error\",\"code\":\"origin\",\"text\":\"origin not allowed\"}]";
-
 const char *fy_conn_header(void *ctx, const char *name)
 {
     return mg_get_header(ctx, name);
@@ -32,13 +27,6 @@ const char *fy_peer_addr(const ferry_mount *m, const struct mg_connection *conn)
 {
     const char *ip = m->real_ip ? mg_get_header(conn, m->real_ip) : NULL;
     return ip ? ip : mg_get_request_info(conn)->remote_addr;
-}
-
-uint64_t fy_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 void fy_deadline(struct timespec *ts, uint64_t ms)
@@ -58,13 +46,28 @@ bool fy_conn_acquire(ferry_mount *m)
     if (n < m->opt.max_connections)
         return true;
     atomic_fetch_sub(&m->conns, 1);
-    fy_hub_limit(m->hub, FERRY_LIMIT_CONNECTIONS);
+    ferry_hub_count_limit(m->hub, FERRY_LIMIT_CONNECTIONS);
     return false;
 }
 
 void fy_conn_release(ferry_mount *m)
 {
     atomic_fetch_sub(&m->conns, 1);
+}
+
+const fy_refusal *fy_refusal_of(ferry_link_end e)
+{
+    static const fy_refusal ended = {1000, "session ended", 400};
+    static const fy_refusal table[] = {
+        [FERRY_LINK_SUPERSEDED] = {4000, "session resumed elsewhere", 400},
+        [FERRY_LINK_TIMEOUT] = {4001, "heartbeat timeout", 400},
+        [FERRY_LINK_STALLED] = {4002, "not reading", 400},
+        [FERRY_LINK_REFUSED] = {1013, "at capacity", 503},
+        [FERRY_LINK_UNAUTHORIZED] = {4003, "unauthorized", 401},
+        [FERRY_LINK_THROTTLED] = {1008, "too many resumes", 429},
+    };
+    bool known = (size_t)e < sizeof table / sizeof table[0] && table[e].close_code;
+    return known ? &table[e] : &ended;
 }
 
 static const char *status_text(int status)
@@ -100,8 +103,10 @@ bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
                       "Content-Length: %zu\r\n"
                       "Cache-Control: no-store\r\n"
                       "Vary: Origin\r\n"
-                      "%s%s\r\n",
-                      status, status_text(status), ctype, len, cors, extra ? extra : "");
+                      "%s%s%s\r\n",
+                      status, status_text(status), ctype, len, cors,
+                      status == 503 || status == 429 ? "Retry-After: 1\r\n" : "",
+                      extra ? extra : "");
     if (hl < 0 || (size_t)hl >= sizeof head)
         return false;
     size_t blen = body ? len : 0;
@@ -114,6 +119,23 @@ bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
     int w = mg_write(conn, msg, (size_t)hl + blen);
     free(msg);
     return w == (int)((size_t)hl + blen);
+}
+
+bool fy_http_json(struct mg_connection *conn, const ferry_mount *m, int status,
+                  const char *extra, const ferry_buf *b)
+{
+    return fy_http_reply(conn, m, status, extra, "application/json", b->data ? b->data : "",
+                         b->len);
+}
+
+bool fy_http_answer(struct mg_connection *conn, const ferry_mount *m, int status,
+                    const char *extra, int code, const char *text)
+{
+    ferry_buf b = {0};
+    ferry_answer_encode(&b, code, text);
+    bool ok = fy_http_json(conn, m, status, extra, &b);
+    ferry_buf_release(&b);
+    return ok;
 }
 
 static int js_handler(struct mg_connection *conn, void *cbdata)
@@ -159,7 +181,6 @@ static void *timer_main(void *arg)
 static void mount_free(ferry_mount *m)
 {
     ferry_hub_free(m->hub);
-    fy_map_destroy(&m->lp);
     pthread_mutex_destroy(&m->wlock);
     pthread_cond_destroy(&m->wcond);
     pthread_cond_destroy(&m->ws_gone);
@@ -214,7 +235,7 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
         o = &def;
     }
     if (!out) {
-        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: out is NULL");
+        ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: out is NULL");
         return FERRY_EINVAL;
     }
     if (fy_mount_options_check(ctx, o))
@@ -222,7 +243,7 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
 
     ferry_mount *m = calloc(1, sizeof *m);
     if (!m) {
-        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
+        ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
         return FERRY_ENOMEM;
     }
     size_futex_hash(o->max_connections);
@@ -258,23 +279,23 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     int rc = FERRY_ENOMEM;
     if (!m->prefix || (o->allowed_origins && !m->origins) || (o->real_ip_header && !m->real_ip) ||
         (o->metrics_path && !m->metrics_path) || !m->ws_path || !m->lp_path ||
-        !m->js_path || !m->mjs_path || !m->mjs || !m->writers || fy_map_init(&m->lp) ||
+        !m->js_path || !m->mjs_path || !m->mjs || !m->writers ||
         (rc = ferry_hub_new(&m->hub, &o->core, cb, ud)) != 0) {
         mount_free(m);
-        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
+        ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
         return rc ? rc : FERRY_ENOMEM;
     }
     atomic_store_explicit(&m->published, true, memory_order_release);
     if ((rc = fy_ws_start(m)) != 0) {
         mount_free(m);
-        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: cannot start its writer threads");
+        ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: cannot start its writer threads");
         return rc;
     }
     if (pthread_create(&m->timer, NULL, timer_main, m) != 0) {
         atomic_store(&m->stopping, true);
         fy_ws_stop(m);
         mount_free(m);
-        fy_log(FERRY_LOG_ERROR, "ferry_mount_new: cannot start its timer thread");
+        ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: cannot start its timer thread");
         return FERRY_ENOMEM;
     }
     fy_lp_start(m);
@@ -330,7 +351,7 @@ void ferry_mount_free(ferry_mount *m)
     if (!ws_done) {
         /* civetweb may still call back into a connection it never closed: keep the mount's
          * memory valid rather than risk a use after free. */
-        fy_log(FERRY_LOG_ERROR, "ferry_mount_free: WebSockets still open 30 s after unmount; "
+        ferry_log(FERRY_LOG_ERROR, "ferry_mount_free: WebSockets still open 30 s after unmount; "
                                 "the mount is not freed");
         return;
     }

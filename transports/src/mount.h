@@ -1,4 +1,13 @@
-/* The mount's internals, shared by the WebSocket and long-poll transports. */
+/* The mount's internals, shared by the WebSocket and long-poll transports. They use ferry
+ * through its public headers only (ferry.h, ferry_transport.h): a transport is an adapter.
+ *
+ * Lock order, outermost first, with ferry's own locks (ferry.h) as one step: ferry is
+ * called with the outer ones held, and runs wake and kick, which take the inner ones, with
+ * its locks held.
+ *   ws_conn lock   ->  ferry's locks  ->  m->wlock (ws_wake)
+ *   lp_sess rlock  ->  ferry's locks  ->  lp_sess slock (lp_wake, lp_kick)
+ *   m->lp_lock     ->  lp_sess slock
+ *   m->olog_lock, m->tlock: nothing is taken under them. */
 #ifndef FY_MOUNT_H
 #define FY_MOUNT_H
 
@@ -8,8 +17,6 @@
 
 #include "ferry_civetweb.h"
 #include "ferry_transport.h"
-#include "hub.h"
-#include "map.h"
 
 typedef struct ws_conn ws_conn;
 typedef struct lp_sess lp_sess;
@@ -40,9 +47,10 @@ struct ferry_mount {
     size_t nws;                  /* (wlock) */
     pthread_cond_t ws_gone;      /* signalled when nws drops (wlock) */
 
-    /* Long-poll sessions by session ID. */
+    /* Long-poll sessions by session ID: a tree (tsearch) and a list of the same entries. */
     pthread_mutex_t lp_lock;
-    fy_map lp;
+    void *lp_tree;               /* (lp_lock) */
+    lp_sess *lp_all;             /* (lp_lock) */
     size_t lp_active;            /* requests running in the long-poll handler (lp_lock) */
     pthread_cond_t lp_idle;      /* signalled when lp_active drops to 0 (lp_lock) */
 
@@ -80,8 +88,8 @@ bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn);
 bool fy_origin_check(ferry_mount *m, const struct mg_connection *conn, const char *what,
                      const char *path);
 #define FY_ORIGIN_LOG_MS 10000 /* at most one refused-Origin line per mount this often */
-/* The body of every 403 for an Origin: [{"t":"error","code":"origin",...}]. */
-extern const char fy_origin_body[];
+/* Answers 403 with [{"t":"error","code":"origin",...}]; `extra` as for fy_http_reply. */
+void fy_origin_refuse(struct mg_connection *conn, const ferry_mount *m, const char *extra);
 
 /* mount_options.c: checks the options as ferry_mount_new does; on the first bad one logs
  * "ferry_mount_new: ..." with the option, its value and the rule, and returns FERRY_EINVAL. */
@@ -93,32 +101,58 @@ const char *fy_conn_header(void *ctx, const char *name);
 /* The client's address: the real_ip_header if configured and present, else the TCP peer. */
 const char *fy_peer_addr(const ferry_mount *m, const struct mg_connection *conn);
 
-/* CLOCK_MONOTONIC in ms, and a CLOCK_REALTIME deadline `ms` from now for
- * pthread_cond_timedwait. */
-uint64_t fy_now_ms(void);
+/* A CLOCK_REALTIME deadline `ms` from now, for pthread_cond_timedwait. What the transports
+ * time themselves (linger, deadlines, rate limits) is on the hub's clock (ferry_hub_now);
+ * waits that only bound a shutdown count their rounds instead. */
 void fy_deadline(struct timespec *ts, uint64_t ms);
-/* ms from `then` to `now`, 0 if `then` is later: a timestamp taken by another thread after
- * `now` was read must not wrap around into "a very long time ago". */
-static inline uint64_t fy_elapsed_ms(uint64_t now, uint64_t then)
+
+/* WebSockets and long-poll sessions are reference counted alike: an atomic count, and
+ * whoever drops the last reference frees the object. Freeing it frees its link, which can
+ * run application callbacks, so a reference is never dropped under a mount lock (wlock,
+ * lp_lock): take references under the lock, drop them after. */
+static inline void fy_ref(atomic_int *refs)
 {
-    return now > then ? now - then : 0;
+    atomic_fetch_add_explicit(refs, 1, memory_order_relaxed);
 }
+
+/* True when this was the last reference: the caller frees. */
+static inline bool fy_unref(atomic_int *refs)
+{
+    return atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
+}
+
+/* How ferry's end of a link is told to the client (docs/PROTOCOL.md): a WebSocket's close
+ * code and reason, and the HTTP status of a long-poll handshake it refused (400 for a
+ * refusal of the handshake's content, when the link is not done). */
+typedef struct fy_refusal {
+    int close_code;
+    const char *why;
+    int http_status;
+} fy_refusal;
+const fy_refusal *fy_refusal_of(ferry_link_end e);
 
 /* Takes one connection slot (WebSocket or held poll); false at capacity. */
 bool fy_conn_acquire(ferry_mount *m);
 void fy_conn_release(ferry_mount *m);
 
 /* Writes a complete response with ferry's common headers (Cache-Control: no-store, CORS for
- * an allowed Origin with Vary: Origin). `extra` is more header lines ending in \r\n, or
- * NULL. A NULL body sends the headers only, with Content-Length `len` (HEAD). Returns
- * false if the write failed. */
+ * an allowed Origin with Vary: Origin, and Retry-After: 1 with 503 and 429). `extra` is
+ * more header lines ending in \r\n, or NULL. A NULL body sends the headers only, with
+ * Content-Length `len` (HEAD). Returns false if the write failed. */
 bool fy_http_reply(struct mg_connection *conn, const ferry_mount *m, int status,
                    const char *extra, const char *ctype, const char *body, size_t len);
+/* The same with a JSON body: `b`'s bytes, or an answer (ferry_answer_encode: "[]" for
+ * FERRY_OK, else one error frame with `text`). Out of memory for the answer, the body is
+ * empty. */
+bool fy_http_json(struct mg_connection *conn, const ferry_mount *m, int status,
+                  const char *extra, const ferry_buf *b);
+bool fy_http_answer(struct mg_connection *conn, const ferry_mount *m, int status,
+                    const char *extra, int code, const char *text);
 
-/* ws.c */
+/* ws.c, ws_close.c */
 int fy_ws_start(ferry_mount *m);
-/* Closes every WebSocket and waits (at most 30 s) for civetweb to be done with each; false
- * if some never were, and the mount must then not be freed. */
+/* Closes every WebSocket and waits for civetweb to be done with each, until 30 s pass with
+ * none done; false if some never were, and the mount must then not be freed. */
 bool fy_ws_stop(ferry_mount *m);
 void fy_ws_close_all(ferry_mount *m, int code, const char *why);
 void fy_ws_reap(ferry_mount *m); /* closes WebSockets past the handshake deadline (timer) */

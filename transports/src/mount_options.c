@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
 #include "mount.h"
 
 #define WHO "ferry_mount_new: "
@@ -28,25 +27,25 @@ static bool path_ok(const char *name, const char *v)
 {
     char q[160];
     size_t len = strlen(v);
-    fy_log_quote(q, sizeof q, v, 120);
+    ferry_log_quote(q, sizeof q, v, 120);
     if (v[0] != '/') {
-        fy_log(FERRY_LOG_ERROR, WHO "%s %s must start with '/'", name, q);
+        ferry_log(FERRY_LOG_ERROR, WHO "%s %s must start with '/'", name, q);
         return false;
     }
     if (v[len - 1] == '/') {
-        fy_log(FERRY_LOG_ERROR, WHO "%s %s must not end with '/'", name, q);
+        ferry_log(FERRY_LOG_ERROR, WHO "%s %s must not end with '/'", name, q);
         return false;
     }
     if (strstr(v, "//")) {
-        fy_log(FERRY_LOG_ERROR, WHO "%s %s must not contain \"//\"", name, q);
+        ferry_log(FERRY_LOG_ERROR, WHO "%s %s must not contain \"//\"", name, q);
         return false;
     }
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
         if (!isalnum(c) && !strchr("/-._~", c)) {
-            fy_log(FERRY_LOG_ERROR,
-                   WHO "%s %s may contain only letters, digits and /-._~ (byte 0x%02x at offset %zu)",
-                   name, q, c, i);
+            ferry_log(FERRY_LOG_ERROR,
+                      WHO "%s %s may contain only letters, digits and /-._~ (byte 0x%02x at offset %zu)",
+                      name, q, c, i);
             return false;
         }
     }
@@ -58,7 +57,7 @@ static bool path_ok(const char *name, const char *v)
 static bool origin_entry_ok(const char *e, size_t len)
 {
     char q[160];
-    fy_log_quote(q, sizeof q, e, len < 120 ? len : 120);
+    ferry_log_quote(q, sizeof q, e, len < 120 ? len : 120);
     const char *sep = strstr(e, "://");
     size_t scheme = sep ? (size_t)(sep - e) : len;
     bool ok = sep && scheme > 0 && scheme + 3 < len;
@@ -66,19 +65,19 @@ static bool origin_entry_ok(const char *e, size_t len)
         ok = isalnum((unsigned char)e[i]) || strchr("+-.", e[i]);
     const char *slash = ok ? memchr(sep + 3, '/', len - scheme - 3) : NULL;
     if (slash) {
-        fy_log(FERRY_LOG_ERROR,
-               WHO "allowed_origins entry %s has a path or a trailing '/': an Origin is "
+        ferry_log(FERRY_LOG_ERROR,
+                  WHO "allowed_origins entry %s has a path or a trailing '/': an Origin is "
                    "scheme://host[:port]",
-               q);
+                  q);
         return false;
     }
     for (size_t i = scheme + 3; ok && i < len; i++)
         ok = isalnum((unsigned char)e[i]) || strchr(".-_:[]", e[i]);
     if (!ok) {
-        fy_log(FERRY_LOG_ERROR,
-               WHO "allowed_origins entry %s is not an origin: write scheme://host[:port], "
+        ferry_log(FERRY_LOG_ERROR,
+                  WHO "allowed_origins entry %s is not an origin: write scheme://host[:port], "
                    "e.g. \"https://app.example\"",
-               q);
+                  q);
         return false;
     }
     return true;
@@ -94,9 +93,9 @@ static bool origins_ok(const char *list)
         size_t len = strcspn(p, ", ");
         if (len == 1 && *p == '*') {
             char q[340];
-            fy_log(FERRY_LOG_ERROR,
-                   WHO "allowed_origins %s: \"*\" allows every origin and must be the whole list",
-                   fy_log_quote(q, sizeof q, list, 300));
+            ferry_log(FERRY_LOG_ERROR,
+                      WHO "allowed_origins %s: \"*\" allows every origin and must be the whole list",
+                      ferry_log_quote(q, sizeof q, list, 300));
             return false;
         }
         if (len && !origin_entry_ok(p, len))
@@ -113,10 +112,10 @@ static bool header_name_ok(const char *v)
         ok = isalnum((unsigned char)*c) || *c == '-' || *c == '_';
     if (!ok) {
         char q[160];
-        fy_log(FERRY_LOG_ERROR,
-               WHO "real_ip_header %s must be a header name: letters, digits, '-' and '_' "
+        ferry_log(FERRY_LOG_ERROR,
+                  WHO "real_ip_header %s must be a header name: letters, digits, '-' and '_' "
                    "(e.g. \"X-Real-IP\")",
-               fy_log_quote(q, sizeof q, v, 120));
+                  ferry_log_quote(q, sizeof q, v, 120));
     }
     return ok;
 }
@@ -124,11 +123,11 @@ static bool header_name_ok(const char *v)
 int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
 {
     if (!ctx) {
-        fy_log(FERRY_LOG_ERROR, WHO "ctx is NULL");
+        ferry_log(FERRY_LOG_ERROR, WHO "ctx is NULL");
         return FERRY_EINVAL;
     }
     if (!o->prefix) {
-        fy_log(FERRY_LOG_ERROR, WHO "prefix is NULL (the default is \"/ferry\")");
+        ferry_log(FERRY_LOG_ERROR, WHO "prefix is NULL (the default is \"/ferry\")");
         return FERRY_EINVAL;
     }
     if (!path_ok("prefix", o->prefix))
@@ -146,11 +145,11 @@ int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
     };
     for (size_t i = 0; i < sizeof nonzero / sizeof nonzero[0]; i++) {
         if (!nonzero[i].value) {
-            fy_log(FERRY_LOG_ERROR, WHO "%s must be at least 1", nonzero[i].name);
+            ferry_log(FERRY_LOG_ERROR, WHO "%s must be at least 1", nonzero[i].name);
             return FERRY_EINVAL;
         }
     }
-    if (fy_options_check(&o->core, "ferry_mount_new", "core."))
+    if (ferry_options_check(&o->core, "ferry_mount_new", "core."))
         return FERRY_EINVAL;
     if (o->allowed_origins && !origins_ok(o->allowed_origins))
         return FERRY_EINVAL;
@@ -162,10 +161,10 @@ int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
     const char *acam = mg_get_option(ctx, "access_control_allow_methods");
     if (acam && *acam) {
         char q[160];
-        fy_log(FERRY_LOG_ERROR,
-               WHO "the civetweb context answers CORS preflights itself "
+        ferry_log(FERRY_LOG_ERROR,
+                  WHO "the civetweb context answers CORS preflights itself "
                    "(access_control_allow_methods=%s): set it to \"\"",
-               fy_log_quote(q, sizeof q, acam, 120));
+                  ferry_log_quote(q, sizeof q, acam, 120));
         return FERRY_EINVAL;
     }
     return FERRY_OK;

@@ -2,7 +2,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "log.h"
 #include "mount.h"
 
 /* Is `origin` (scheme://host[:port]) in the comma-separated list? */
@@ -47,10 +46,10 @@ bool fy_origin_allowed(const ferry_mount *m, const struct mg_connection *conn)
 static void log_refusal(ferry_mount *m, const struct mg_connection *conn, const char *what,
                         const char *path)
 {
-    uint64_t now = fy_hub_now(m->hub), skipped = 0;
+    uint64_t now = ferry_hub_now(m->hub), skipped = 0;
     bool log = false;
     pthread_mutex_lock(&m->olog_lock);
-    if (!m->olog_any || fy_elapsed_ms(now, m->olog_at) >= FY_ORIGIN_LOG_MS) {
+    if (!m->olog_any || ferry_hub_since(m->hub, m->olog_at) >= FY_ORIGIN_LOG_MS) {
         log = true;
         skipped = m->olog_skipped;
         m->olog_skipped = 0;
@@ -63,20 +62,20 @@ static void log_refusal(ferry_mount *m, const struct mg_connection *conn, const 
     if (!log)
         return;
     char origin[128], other[400], more[96] = "";
-    fy_log_quote(origin, sizeof origin, mg_get_header(conn, "Origin"), 100);
+    ferry_log_quote(origin, sizeof origin, mg_get_header(conn, "Origin"), 100);
     if (skipped)
         snprintf(more, sizeof more, " (%llu more refused for their Origin and not logged)",
                  (unsigned long long)skipped);
     if (m->origins && *m->origins) {
-        fy_log(FERRY_LOG_WARN, "refused %s on %s: Origin %s is not in allowed_origins %s%s",
-               what, path, origin, fy_log_quote(other, sizeof other, m->origins, 300), more);
+        ferry_log(FERRY_LOG_WARN, "refused %s on %s: Origin %s is not in allowed_origins %s%s",
+                  what, path, origin, ferry_log_quote(other, sizeof other, m->origins, 300), more);
     } else {
         const char *host = mg_get_header(conn, "Host");
-        fy_log(FERRY_LOG_WARN,
-               "refused %s on %s: Origin %s is not the same origin as Host %s "
-               "(allowed_origins is unset: same origin only)%s",
-               what, path, origin, host ? fy_log_quote(other, sizeof other, host, 100) : "(none)",
-               more);
+        ferry_log(FERRY_LOG_WARN,
+                  "refused %s on %s: Origin %s is not the same origin as Host %s "
+                  "(allowed_origins is unset: same origin only)%s",
+                  what, path, origin,
+                  host ? ferry_log_quote(other, sizeof other, host, 100) : "(none)", more);
     }
 }
 
@@ -85,7 +84,12 @@ bool fy_origin_check(ferry_mount *m, const struct mg_connection *conn, const cha
 {
     if (origin_ok(m, conn))
         return true;
-    fy_hub_limit(m->hub, FERRY_LIMIT_ORIGIN);
+    ferry_hub_count_limit(m->hub, FERRY_LIMIT_ORIGIN);
     log_refusal(m, conn, what, path);
     return false;
+}
+
+void fy_origin_refuse(struct mg_connection *conn, const ferry_mount *m, const char *extra)
+{
+    fy_http_answer(conn, m, 403, extra, FERRY_ANSWER_ORIGIN, "origin not allowed");
 }

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "mount.h"
 
 void ferry_server_options_init(ferry_server_options *o)
@@ -48,14 +47,14 @@ static void say_why(const char *listen, const char *reason)
         const char *colon = strstr(addr, ": ");
         const char *paren = colon ? strchr(colon, '(') : NULL;
         if (paren) {
-            fy_log(FERRY_LOG_ERROR, "ferry_server_start: cannot listen on %.*s: %.*s",
-                   (int)(colon - addr), addr, (int)(reason + len - 1 - (paren + 1)), paren + 1);
+            ferry_log(FERRY_LOG_ERROR, "ferry_server_start: cannot listen on %.*s: %.*s",
+                      (int)(colon - addr), addr, (int)(reason + len - 1 - (paren + 1)), paren + 1);
             return;
         }
     }
     char q[200];
-    fy_log(FERRY_LOG_ERROR, "ferry_server_start: civetweb did not start (listen %s): %s",
-           fy_log_quote(q, sizeof q, listen, 150), reason);
+    ferry_log(FERRY_LOG_ERROR, "ferry_server_start: civetweb did not start (listen %s): %s",
+              ferry_log_quote(q, sizeof q, listen, 150), reason);
 }
 
 /* civetweb serves nothing, and says nothing, from a document_root that is not a directory. */
@@ -66,16 +65,16 @@ static bool root_ok(const char *root)
     if (stat(root, &st) != 0) {
         int e = errno;
         if (e == ENOENT)
-            fy_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s does not exist",
-                   fy_log_quote(q, sizeof q, root, 250));
+            ferry_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s does not exist",
+                      ferry_log_quote(q, sizeof q, root, 250));
         else
-            fy_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s: %s",
-                   fy_log_quote(q, sizeof q, root, 250), strerror(e));
+            ferry_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s: %s",
+                      ferry_log_quote(q, sizeof q, root, 250), strerror(e));
         return false;
     }
     if (!S_ISDIR(st.st_mode)) {
-        fy_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s is not a directory",
-               fy_log_quote(q, sizeof q, root, 250));
+        ferry_log(FERRY_LOG_ERROR, "ferry_server_start: document_root %s is not a directory",
+                  ferry_log_quote(q, sizeof q, root, 250));
         return false;
     }
     return true;
@@ -89,7 +88,8 @@ struct mg_context *ferry_server_start(const ferry_server_options *o)
         o = &def;
     }
     if (!o->listen || !o->listen[0]) {
-        fy_log(FERRY_LOG_ERROR, "ferry_server_start: listen must be set, e.g. \"127.0.0.1:8080\"");
+        ferry_log(FERRY_LOG_ERROR,
+                  "ferry_server_start: listen must be set, e.g. \"127.0.0.1:8080\"");
         return NULL;
     }
     if (o->document_root && !root_ok(o->document_root))

@@ -1,0 +1,562 @@
+/* The session protocol of docs/PROTOCOL.md, server side: the handshake (hello, or resume
+ * with its secret checks, rotation and forks), and the frames of a bound link (validated as
+ * a batch, then applied: inbound seq, acks, pings, subscriptions, close). The link object
+ * and the pull encoder are in link.c; the session's state in session.c. */
+#include "protocol.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hub.h"
+#include "link.h"
+#include "session.h"
+
+/* Why a new session replaces the one a resume named, and (when the server still remembers
+ * that one and the resume proved its secret) the last client seq it delivered. */
+typedef struct {
+    ferry_reason why;
+    bool has_ack;
+    uint64_t ack;
+} fy_reset;
+
+/* Secret rotation, on the durable record (store.h). */
+
+/* Keeps a replaced secret hash, with the attempt ID of the resume that presented it. */
+static void retire(fy_rec *r, const fy_hash *h, const fy_rid *rid)
+{
+    unsigned i = r->nretired++ % FY_RETIRED;
+    r->retired[i] = *h;
+    r->retired_rid[i] = *rid;
+}
+
+void fy_proto_confirm(fy_rec *r)
+{
+    if (!r->unconfirmed)
+        return;
+    retire(r, &r->confirmed, &r->confirmed_rid);
+    r->confirmed = r->secret;
+    r->confirmed_rid = (fy_rid){0};
+    r->unconfirmed = false;
+}
+
+/* True if `h` is a retired secret (constant time over the kept ones). *same_attempt is set
+ * if `rid` is the attempt ID that secret was last presented with: a delayed copy of the
+ * owner's own resume, not a second holder. */
+static bool is_retired(const fy_rec *r, const fy_hash *h, const fy_rid *rid, bool *same_attempt)
+{
+    bool hit = false, same = false;
+    unsigned n = r->nretired < FY_RETIRED ? r->nretired : FY_RETIRED;
+    for (unsigned i = 0; i < n; i++) {
+        bool eq = fy_token_hash_eq(h, &r->retired[i]);
+        bool rid_eq = fy_token_hash_eq(&rid->h, &r->retired_rid[i].h);
+        hit |= eq;
+        same |= eq & rid->set & r->retired_rid[i].set & rid_eq;
+    }
+    *same_attempt = same;
+    return hit;
+}
+
+/* Issues a fresh secret (its plaintext into `secret`). Until the client uses it (any frame
+ * on the new link), the one it presented keeps working: a welcome lost in flight must not
+ * strand the session. `presented` and `rid` are NULL for a new session. */
+static void rotate(fy_rec *r, const fy_hash *presented, const fy_rid *rid,
+                   char secret[FY_SECRET_LEN + 1])
+{
+    fy_hash fresh;
+    fy_token_new_secret(secret, &fresh);
+    if (presented && r->unconfirmed && fy_token_hash_eq(presented, &r->secret))
+        retire(r, &r->confirmed, &r->confirmed_rid); /* proven now */
+    r->confirmed = presented ? *presented : fresh;
+    r->confirmed_rid = rid ? *rid : (fy_rid){0};
+    r->secret = fresh;
+    r->unconfirmed = presented != NULL;
+}
+
+/* The live half of binding `l` to `s`, once the record is saved: the previous link, if any,
+ * is kicked (one connection per session), and the welcome queued with `secret`, which is
+ * wiped here. s->lock held. */
+static void bind_locked(ferry_link *l, ferry_session *s, char secret[FY_SECRET_LEN + 1],
+                        bool resumed, const fy_reset *reset, uint64_t now)
+{
+    if (s->link && s->link != l) {
+        pthread_mutex_lock(&s->link->lock);
+        fy_link_kick_locked(s->link, FERRY_LINK_SUPERSEDED);
+        pthread_mutex_unlock(&s->link->lock);
+    }
+    if (resumed && s->transport && l->transport && s->transport != l->transport) {
+        if (l->transport == FERRY_TRANSPORT_WEBSOCKET)
+            atomic_fetch_add(&s->hub->upgrades, 1);
+        else if (l->transport == FERRY_TRANSPORT_LONGPOLL)
+            atomic_fetch_add(&s->hub->fallbacks, 1);
+    }
+    s->transport = l->transport;
+    s->link = l;
+    s->state = FERRY_STATE_ATTACHED;
+    s->last_rx = s->last_ping = now;
+    s->wake_armed = false; /* the welcome wakes the transport; its pull re-arms */
+    s->window_blocked = false;
+
+    pthread_mutex_lock(&l->lock);
+    l->s = ferry_session_ref(s);
+    memcpy(l->secret, secret, sizeof l->secret);
+    l->resumed = resumed;
+    l->welcome_ack = s->rec.in_seq;
+    l->reset_why = reset ? reset->why : FERRY_REASON_NONE;
+    l->reset_has_ack = reset && reset->has_ack;
+    l->reset_ack = reset ? reset->ack : 0;
+    fy_link_ctl_locked(l, FY_CTL_WELCOME | (l->reset_why ? FY_CTL_RESET : 0));
+    pthread_mutex_unlock(&l->lock);
+    sodium_memzero(secret, FY_SECRET_LEN + 1);
+}
+
+/* A resume's ack may not lie beyond the last message sent. One below what the session
+ * already released is a stale copy of the client's own: the server releases only what the
+ * secret's holder acknowledged, so the client has those, and the replay starts from the
+ * oldest message kept (a long-polling client's WebSocket probe carries the ack it had when
+ * it opened, while its polls go on acknowledging). Returns false, or true with the text of
+ * the bad_ack. s->lock held. */
+static bool resume_ack_bad(const ferry_session *s, uint64_t ack, char *text, size_t tlen)
+{
+    if (ack <= s->out.high_sent)
+        return false;
+    snprintf(text, tlen, "resume ack %" PRIu64 " is beyond the last message sent (%" PRIu64 ")",
+             ack, s->out.high_sent);
+    return true;
+}
+
+/* What a resume decided, from the record as loaded. */
+typedef enum { RESUME_STRANGER, RESUME_FORKED, RESUME_ENDED, RESUME_BAD_ACK, RESUME_OK } fy_verdict;
+
+typedef struct {
+    ferry_session *s;
+    const fy_frame *f;
+    const char *identity;
+    fy_hash presented;
+    fy_rid rid;
+    fy_verdict verdict;
+    fy_reset reset;                 /* RESUME_ENDED */
+    char text[160];                 /* RESUME_BAD_ACK */
+    char secret[FY_SECRET_LEN + 1]; /* RESUME_OK: the fresh secret */
+} fy_resume;
+
+/* The resume's decision, as a change to the record (fy_session_update_locked): only a
+ * resume that succeeds changes it (the secret rotates). s->lock held. */
+static int decide_resume(fy_rec *r, void *ctx)
+{
+    fy_resume *c = ctx;
+    ferry_session *s = c->s;
+    bool now_ok = fy_token_hash_eq(&c->presented, &r->secret);
+    bool prev_ok = fy_token_hash_eq(&c->presented, &r->confirmed) && r->unconfirmed;
+    bool same_attempt = false, mine = strcmp(c->identity, r->identity) == 0;
+    bool ended = s->state == FERRY_STATE_EXPIRED || r->end_reason != FERRY_REASON_NONE;
+    if (!now_ok && !prev_ok && is_retired(r, &c->presented, &c->rid, &same_attempt) &&
+        !same_attempt && mine) {
+        /* A secret this session had already replaced: two parties hold it. The session ends
+         * as forked (its connection, and any later resume with its newest secret, are told
+         * so), while this presenter gets the answer any stranger gets. */
+        c->verdict = RESUME_FORKED;
+    } else if ((!now_ok && !prev_ok) || !mine) {
+        /* same answer as an unknown session: so is a resume under another identity, and a
+         * late copy of the resume that retired this secret (same attempt ID: path delay,
+         * not a second holder), which leaves the session alone */
+        c->verdict = RESUME_STRANGER;
+    } else if (ended) {
+        c->verdict = RESUME_ENDED;
+        c->reset = (fy_reset){.why = s->state == FERRY_STATE_EXPIRED ? s->end_reason
+                                                                    : r->end_reason,
+                              .has_ack = true,
+                              .ack = r->in_seq};
+    } else if (resume_ack_bad(s, c->f->ack, c->text, sizeof c->text)) {
+        c->verdict = RESUME_BAD_ACK;
+    } else {
+        c->verdict = RESUME_OK;
+        rotate(r, &c->presented, &c->rid, c->secret);
+        return 1;
+    }
+    return 0;
+}
+
+/* Acts on a resume's verdict, its record saved. Returns 0 or an error queued for the
+ * peer. s->lock held. */
+static int resume_verdict(ferry_link *l, fy_resume *c, uint64_t now, bool *resumed,
+                          fy_reset *why)
+{
+    ferry_session *s = c->s;
+    switch (c->verdict) {
+    case RESUME_FORKED:
+        fy_session_end_locked(s, FERRY_REASON_FORKED, now);
+        break;
+    case RESUME_STRANGER:
+        break;
+    case RESUME_ENDED:
+        *why = c->reset;
+        break;
+    case RESUME_BAD_ACK:
+        return fy_link_peer_error(l, FERRY_EACK, c->text, 0);
+    case RESUME_OK:
+        fy_session_ack_locked(s, c->f->ack, true); /* cannot fail: the ack was checked */
+        bind_locked(l, s, c->secret, true, NULL, now);
+        atomic_fetch_add(&l->hub->resumes, 1);
+        *resumed = true;
+        why->why = FERRY_REASON_NONE;
+        break;
+    }
+    return 0;
+}
+
+/* Finds the session a resume names. Returns 0 with *out (a reference, or NULL for an
+ * unknown or malformed ID), or the store's error, queued for the peer. */
+static int resume_find(ferry_link *l, const fy_frame *f, ferry_session **out)
+{
+    fy_store *st = l->hub->store;
+    *out = NULL;
+    if (!fy_token_id_valid(f->sid, f->sid_len))
+        return 0;
+    int rc = st->ops->find(st, f->sid, f->sid_len, out);
+    if (rc == FERRY_ENOTFOUND)
+        return 0;
+    return rc ? fy_link_peer_error(l, rc, "session store unavailable", 0) : 0;
+}
+
+/* Tries to resume. Returns 0 with *resumed set (and *why, the reset a new session gets
+ * when it did not), or an error already queued for the peer: then nothing has changed. */
+static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, uint64_t now,
+                      bool *resumed, fy_reset *why)
+{
+    fy_resume c = {.f = f, .identity = identity, .rid = {.set = f->rid != NULL}};
+    *resumed = false;
+    *why = (fy_reset){.why = FERRY_REASON_UNKNOWN};
+    fy_token_hash_secret(f->secret, f->secret_len, &c.presented);
+    if (c.rid.set)
+        crypto_generichash(c.rid.h.b, sizeof c.rid.h.b, (const unsigned char *)f->rid,
+                           f->rid_len, NULL, 0);
+    int rc = resume_find(l, f, &c.s);
+    if (rc || !c.s)
+        return rc;
+
+    pthread_mutex_lock(&c.s->lock);
+    rc = fy_session_update_locked(c.s, decide_resume, &c);
+    if (rc)
+        rc = fy_link_peer_error(l, rc, "session store unavailable", 0);
+    else
+        rc = resume_verdict(l, &c, now, resumed, why);
+    pthread_mutex_unlock(&c.s->lock);
+    sodium_memzero(c.secret, sizeof c.secret);
+    ferry_session_unref(c.s);
+    return rc;
+}
+
+static const char *auth_header(const ferry_auth *a, const char *name)
+{
+    ferry_link *l = a->transport_ctx;
+    return l->header ? l->header(l->header_ctx, name) : NULL;
+}
+
+/* Runs on_auth for a handshake. Returns 0 with the identity, or the refusal (queued). */
+static int authenticate(ferry_link *l, const fy_frame *f, char identity[FERRY_IDENTITY_MAX])
+{
+    identity[0] = '\0';
+    if (!l->hub->cb.on_auth)
+        return 0;
+    ferry_auth a = {.token = f->token,
+                    .session_id = f->type == FY_F_RESUME ? f->sid : NULL,
+                    .peer_addr = l->peer_addr,
+                    .header = auth_header,
+                    .transport_ctx = l};
+    const char *reason = NULL;
+    if (fy_hub_call_auth(l->hub, &a, identity, &reason) == 0)
+        return 0;
+    fy_hub_limit(l->hub, FERRY_LIMIT_AUTH);
+    return fy_link_peer_error(l, FERRY_EAUTH, reason ? reason : "credentials refused",
+                      FERRY_LINK_UNAUTHORIZED);
+}
+
+/* A resume costs a token from its address's bucket. Returns 0, or FERRY_ERATE (queued). */
+static int resume_rate(ferry_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    const char *addr = l->peer_addr;
+    pthread_mutex_unlock(&l->lock);
+    if (fy_hub_resume_allowed(l->hub, addr))
+        return 0;
+    fy_hub_limit(l->hub, FERRY_LIMIT_RESUME_RATE);
+    return fy_link_peer_error(l, FERRY_ERATE, "too many resume attempts from this address",
+                              FERRY_LINK_THROTTLED);
+}
+
+/* Stores a new session, within the session limit. 0, or FERRY_ECAPACITY, or the store's
+ * error; then nothing is counted. */
+static int store_new(ferry_hub *hub, ferry_session *s)
+{
+    if (atomic_fetch_add(&hub->live, 1) >= hub->opt.max_sessions) {
+        atomic_fetch_sub(&hub->live, 1);
+        fy_hub_limit(hub, FERRY_LIMIT_SESSIONS);
+        return FERRY_ECAPACITY;
+    }
+    int rc = hub->store->ops->add(hub->store, s);
+    if (rc)
+        atomic_fetch_sub(&hub->live, 1);
+    return rc;
+}
+
+/* A new session with its record (identity, a fresh secret into `secret`), counted against
+ * the identity and session limits, and stored. Returns 0 with *out (one reference for the
+ * caller), or an error already queued for the peer. A resume that failed for `why` asked
+ * for it (`resume_failed`): counted, unless the session could not be allocated or stored,
+ * which leaves everything as it was. */
+static int new_session(ferry_link *l, const char *identity, bool resume_failed,
+                       ferry_reason why, char secret[FY_SECRET_LEN + 1], ferry_session **out)
+{
+    ferry_hub *hub = l->hub;
+    ferry_session *s = fy_session_new(hub);
+    if (!s)
+        return fy_link_peer_error(l, FERRY_ENOMEM, "out of memory", 0);
+    memcpy(s->identity, identity, sizeof s->identity);
+    memcpy(s->rec.identity, identity, sizeof s->rec.identity);
+    rotate(&s->rec, NULL, NULL, secret);
+    bool ident_ok = fy_hub_identity_add(hub, identity);
+    int rc = ident_ok ? store_new(hub, s) : FERRY_ECAPACITY;
+    if (resume_failed && (rc == 0 || rc == FERRY_ECAPACITY))
+        atomic_fetch_add(&hub->resume_failures[why], 1);
+    if (rc == 0) {
+        *out = s;
+        return 0;
+    }
+    ferry_session_unref(s);
+    sodium_memzero(secret, FY_SECRET_LEN + 1);
+    if (!ident_ok) {
+        fy_hub_limit(hub, FERRY_LIMIT_IDENTITY);
+        return fy_link_peer_error(l, rc, "too many sessions for this identity",
+                                  FERRY_LINK_REFUSED);
+    }
+    fy_hub_identity_del(hub, identity);
+    if (rc == FERRY_ECAPACITY)
+        return fy_link_peer_error(l, rc, "server at session capacity", FERRY_LINK_REFUSED);
+    return fy_link_peer_error(l, rc, rc == FERRY_ENOMEM ? "out of memory"
+                                                        : "session store unavailable", 0);
+}
+
+/* Binds a new session to `l` and runs on_open (or on_reset, for `why`). in_lock: on_open
+ * finishes before any message or on_close of this session. And the link sends nothing
+ * until it has returned, so a client that has its welcome knows that on_open's
+ * subscriptions and messages are in place. Takes over the caller's reference to s. */
+static void open_session(ferry_link *l, ferry_session *s, char secret[FY_SECRET_LEN + 1],
+                         const fy_reset *why, uint64_t now)
+{
+    ferry_hub *hub = l->hub;
+    pthread_mutex_lock(&s->in_lock);
+    pthread_mutex_lock(&s->lock);
+    s->opened = true;
+    atomic_fetch_add(&hub->opened, 1);
+    pthread_mutex_lock(&l->lock);
+    l->opening = true;
+    l->armed = false; /* one wake, below */
+    pthread_mutex_unlock(&l->lock);
+    bind_locked(l, s, secret, false, why, now);
+    pthread_mutex_unlock(&s->lock);
+    fy_hub_call_open(hub, s, why->why);
+    pthread_mutex_lock(&l->lock);
+    l->opening = false;
+    l->ops->wake(l->ud);
+    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(&s->in_lock);
+    ferry_session_unref(s); /* the store and the link hold theirs */
+}
+
+int fy_proto_handshake(ferry_link *l, const fy_frame *f)
+{
+    uint64_t now = fy_hub_now(l->hub);
+    fy_reset why = {.why = FERRY_REASON_NONE};
+    char identity[FERRY_IDENTITY_MAX];
+    bool resume = f->type == FY_F_RESUME;
+    int rc;
+
+    if (resume && (rc = resume_rate(l)))
+        return rc;
+    if ((rc = authenticate(l, f, identity)))
+        return rc;
+    if (resume) {
+        bool resumed;
+        rc = try_resume(l, f, identity, now, &resumed, &why);
+        if (rc || resumed)
+            return rc;
+    }
+    ferry_session *s = NULL;
+    char secret[FY_SECRET_LEN + 1];
+    if ((rc = new_session(l, identity, resume, why.why, secret, &s)))
+        return rc;
+    open_session(l, s, secret, &why, now);
+    return 0;
+}
+
+/* Checks a batch against the session before anything is applied, so that a bad batch
+ * changes nothing. Returns 0 with *in_seq, the inbound seq once the batch is applied, or
+ * an error with text for the peer. s->lock held. */
+static int validate(const ferry_session *s, const fy_frame *fs, size_t n, uint64_t *in_seq,
+                    char *text, size_t tlen)
+{
+    uint64_t expect = s->rec.in_seq;
+    for (size_t i = 0; i < n; i++) {
+        const fy_frame *f = &fs[i];
+        switch (f->type) {
+        case FY_F_HELLO:
+        case FY_F_RESUME:
+            snprintf(text, tlen, "frame %zu: the handshake is already done", i);
+            return FERRY_EHANDSHAKE;
+        case FY_F_MSG:
+            if (f->seq > expect + 1) {
+                snprintf(text, tlen, "frame %zu: seq %" PRIu64 " skips ahead; expected %" PRIu64,
+                         i, f->seq, expect + 1);
+                return FERRY_ESEQ;
+            }
+            if (f->seq == expect + 1)
+                expect++;
+            break;
+        case FY_F_ACK:
+            if (f->ack > s->out.high_sent) {
+                snprintf(text, tlen, "frame %zu: ack %" PRIu64 " but the last seq sent is %" PRIu64,
+                         i, f->ack, s->out.high_sent);
+                return FERRY_EACK;
+            }
+            break;
+        case FY_F_CLOSE:
+            *in_seq = expect;
+            return 0; /* frames after a close are ignored */
+        default:
+            break;
+        }
+    }
+    *in_seq = expect;
+    return 0;
+}
+
+/* What applying a batch left to do outside the session's lock. */
+typedef struct {
+    size_t count;  /* fs[0..count): the messages to deliver and the subs to apply, in order */
+    bool closing;  /* a close frame: the session ends after them */
+    bool got_msg;  /* a msg frame, new or a copy: the client is owed an ack */
+} fy_applied;
+
+/* Applies a validated batch, its record saved, to the session's live state: acks, pings.
+ * Compacts the messages new since `in_seq` and the subscriptions, still to deliver, into
+ * fs[0..count). s->lock held. */
+static void apply_locked(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n,
+                         uint64_t in_seq, fy_applied *a)
+{
+    unsigned ctl = 0;
+    *a = (fy_applied){0};
+    for (size_t i = 0; i < n && !a->closing; i++) {
+        fy_frame *f = &fs[i];
+        switch (f->type) {
+        case FY_F_MSG:
+            a->got_msg = true;
+            if (f->seq == in_seq + 1) {
+                in_seq++;
+                fs[a->count++] = *f; /* i >= count: compacting in place is safe */
+            }
+            break;
+        case FY_F_SUB:
+        case FY_F_UNSUB:
+            fs[a->count++] = *f; /* applied below, in order with the messages */
+            break;
+        case FY_F_ACK:
+            fy_session_ack_locked(s, f->ack, false);
+            if (s->window_blocked && s->out.inflight < s->hub->opt.ack_window_bytes) {
+                s->window_blocked = false;
+                s->link->ops->wake(s->link->ud);
+            }
+            break;
+        case FY_F_PING:
+            ctl |= FY_CTL_PONG;
+            break;
+        case FY_F_CLOSE:
+            a->closing = true;
+            break;
+        default:
+            break;
+        }
+    }
+    if (ctl) {
+        pthread_mutex_lock(&l->lock);
+        fy_link_ctl_locked(l, ctl);
+        pthread_mutex_unlock(&l->lock);
+    }
+}
+
+/* Hands the batch's new messages to on_message and applies its subscriptions, in order.
+ * s->in_lock held, s->lock not. */
+static void deliver(ferry_link *l, ferry_session *s, const fy_frame *fs, size_t count)
+{
+    ferry_hub *hub = l->hub;
+    for (size_t i = 0; i < count; i++) {
+        if (fs[i].type == FY_F_MSG) {
+            atomic_fetch_add_explicit(&hub->msgs_in, 1, memory_order_relaxed);
+            fy_hub_call_message(hub, s, fs[i].data);
+        } else if (fs[i].type == FY_F_UNSUB) {
+            ferry_session_unsubscribe(s, fs[i].topic);
+        } else if (!fy_hub_allow_subscribe(hub, s, fs[i].topic) ||
+                   ferry_session_subscribe(s, fs[i].topic) != 0) {
+            char why[160];
+            snprintf(why, sizeof why, "subscription to %.128s refused", fs[i].topic);
+            fy_link_peer_error(l, FERRY_EFORBIDDEN, why, 0);
+        }
+    }
+}
+
+/* The inbound seq a batch moves, from and to. */
+typedef struct {
+    uint64_t from, to;
+} fy_seq_move;
+
+/* A batch's change to the record: the inbound seq, and the client's first use of its
+ * newest secret (fy_session_update_locked). */
+static int record_batch(fy_rec *r, void *ctx)
+{
+    const fy_seq_move *m = ctx;
+    if (r->in_seq != m->from)
+        return FERRY_ECLOSED; /* the session moved on without this link */
+    if (!r->unconfirmed && m->to == m->from)
+        return 0;
+    fy_proto_confirm(r);
+    r->in_seq = m->to;
+    return 1;
+}
+
+int fy_proto_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n)
+{
+    uint64_t now = fy_hub_now(l->hub);
+    char text[160] = "session store unavailable";
+    fy_seq_move m;
+    fy_applied a;
+
+    pthread_mutex_lock(&s->in_lock);
+    pthread_mutex_lock(&s->lock);
+    m.from = s->rec.in_seq;
+    int rc = s->link != l ? FERRY_ECLOSED : validate(s, fs, n, &m.to, text, sizeof text);
+    if (rc == 0 && (s->rec.unconfirmed || m.to != m.from))
+        rc = fy_session_update_locked(s, record_batch, &m);
+    if (rc) {
+        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&s->in_lock);
+        return rc == FERRY_ECLOSED ? rc : fy_link_peer_error(l, rc, text, 0);
+    }
+    s->last_rx = now;
+    apply_locked(l, s, fs, n, m.from, &a);
+    pthread_mutex_unlock(&s->lock);
+
+    deliver(l, s, fs, a.count);
+
+    pthread_mutex_lock(&s->lock);
+    if (a.got_msg && s->link == l) {
+        pthread_mutex_lock(&l->lock);
+        fy_link_ctl_locked(l, FY_CTL_ACK);
+        pthread_mutex_unlock(&l->lock);
+    }
+    if (a.closing)
+        fy_session_end_locked(s, FERRY_REASON_CLOSED, now);
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->in_lock);
+    return 0;
+}
