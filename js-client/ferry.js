@@ -468,6 +468,7 @@
         if (this.conn.busy && f.code !== 'forbidden') { this.conn.err = true; return; }
         if (f.code === 'forbidden' || this.conn.kind !== 'websocket' || !this.outbox.length)
           return this.emit('error', f);
+        if (f.code === 'internal') return this.lost(); // nothing applied, for now: resume, resend
         // On WebSocket every other refusal is of a message, but which one cannot be told
         // (several may be in flight): resume, and send carefully until it shows.
         if (!this.careful) { this.careful = true; return this.lost(); }

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { client, once, startServer, waitFor } from './helpers.mjs';
+import { client, ferry, once, startServer, waitFor } from './helpers.mjs';
+import { fakeSockets, tick, welcome } from './fake-ws.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const BIG = 'x'.repeat(70000); // over the default max_frame, 65536
@@ -107,4 +108,26 @@ describe('limits', () => {
     assert.throws(() => c.unsubscribe(''), /bad topic name/);
     c.subscribe('public/a.b:c-d_e');
   });
+});
+
+test('an internal error on WebSocket drops nothing: the client resumes and sends it all again', async (t) => {
+  const fake = fakeSockets();
+  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
+    transport: 'websocket', minDelay: 1, maxDelay: 2 });
+  t.after(() => c.close());
+  const errors = [];
+  c.on('error', (e) => errors.push(e));
+  fake.last().open();
+  await tick();
+  fake.last().feed(welcome());
+  c.send('a');
+  c.send('b');
+  fake.last().feed({ t: 'error', code: 'internal', text: 'out of memory' });
+  await waitFor(() => fake.sockets.length === 2, 1000, 'the reconnect');
+  fake.last().open();
+  await tick();
+  assert.equal(fake.last().sent[0].t, 'resume');
+  fake.last().feed(welcome({ resumed: true, secret: 'm'.repeat(43) }));
+  assert.deepEqual(fake.last().sent[1].map((f) => [f.t, f.seq, f.data]), [['msg', 1, 'a'], ['msg', 2, 'b']]);
+  assert.deepEqual(errors, []);
 });
