@@ -36,8 +36,14 @@ export interface Options {
 
 export interface OpenInfo { resumed: boolean; transport: Transport }
 export interface MessageInfo { seq: number; topic?: string }
-/** The server could not continue the session: resync. `unsent` messages were dropped. */
-export interface ResetInfo { reason: 'unknown' | 'expired' | 'overflow' | 'closed' | 'server' | 'shutdown' | 'forked'; unsent: number }
+/** The server could not continue the session: resync. `messages`: the data of the client's
+ *  messages the old session did not deliver, in order (for reason 'unknown' an upper bound:
+ *  some may have arrived); `unsent` is their count. They may be sent again. */
+export interface ResetInfo {
+  reason: 'unknown' | 'expired' | 'overflow' | 'closed' | 'server' | 'shutdown' | 'forked';
+  unsent: number;
+  messages: unknown[];
+}
 /** Error codes. Refusing a handshake: 'origin' and 'unauthorized' (and 'bad_version',
  *  'handshake', 'bad_field', ...) are retried after maxDelay / 2 to maxDelay; 'capacity',
  *  'rate_limited' and 'internal' after the usual growing backoff. After the handshake:
@@ -46,17 +52,22 @@ export type ErrorCode =
   | 'origin' | 'unauthorized' | 'capacity' | 'rate_limited' | 'internal' | 'forbidden'
   | 'too_big' | 'bad_json' | 'too_deep' | 'duplicate_key' | 'bad_field' | 'unknown_type'
   | 'bad_version' | 'handshake' | 'bad_ack' | 'seq_gap';
-/** The server refused something: a handshake (the client retries) or a frame. */
-export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string }
-export interface CloseInfo { reason: string }
+/** The server refused something: a handshake (the client retries) or a frame. With `data`:
+ *  a message the server will never take, dropped from the outbox (docs/CLIENT.md, Limits). */
+export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string; data?: unknown }
+/** The session ended for good: 'client' (close()), 'closed' or 'server'. A server that stops
+ *  ('shutdown') is a reset instead. */
+export interface CloseInfo { reason: 'client' | 'closed' | 'server' | string }
 
 export interface Client {
   readonly state: State;
   readonly transport: Transport | null;
   readonly sessionId: string | null;
-  /** Queues a message (any JSON value); delivered once, in order. Returns its seq. */
+  /** Queues a message (any JSON value); delivered once, in order. Returns its seq. Throws
+   *  when the outbox is full or the message is over the server's max_frame. */
   send(data: unknown): number;
-  /** Asks the server to subscribe this session; kept across reconnects. */
+  /** Asks the server to subscribe this session; kept across reconnects. Throws for a name
+   *  outside 1 to 128 characters of A-Z a-z 0-9 _ . : / - */
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
   /** Ends the session for good. */

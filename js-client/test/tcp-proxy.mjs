@@ -53,6 +53,8 @@ export function startProxy(targetPort, targetHost = '127.0.0.1') {
     port: 0,
     accepted: 0,
     get holed() { return holed; },
+    // Connections from now on go to another port (a server started again).
+    retarget(port) { targetPort = port; },
     blackhole() {
       holed = true;
       for (const p of pairs) stall(p);
