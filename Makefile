@@ -223,6 +223,7 @@ test: deps
 	$(MAKE) test-js
 	$(MAKE) test-demo
 	$(MAKE) test-load
+	$(MAKE) test-chaos
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-fuzz
@@ -296,10 +297,10 @@ bench-deps:
 	@scripts/deps.sh bench
 
 # Faults at random bytes, blackholes, transport switches, nginx in the path, and a history
-# checker over both directions (tests/chaos, docs/CHAOS.md). Not yet in make test: it finds
-# the defects docs/CHAOS.md lists, which are still open.
+# checker over both directions (tests/chaos, docs/CHAOS.md); then the reproductions of what
+# it found.
 test-chaos: lib js-client/node_modules/.package-lock.json
-	node --test tests/chaos/chaos.test.mjs
+	node --test tests/chaos/chaos.test.mjs tests/chaos/findings.test.mjs
 
 # Churn for SOAK_SECONDS; RSS, descriptors and threads must return to their baseline.
 SOAK_SECONDS ?= 1800

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { checkInbound, checkOutbound } from './check.mjs';
-import { killAll, serverBinary, startNginx, startServer } from './lib.mjs';
+import { exitPromptly, killAll, serverBinary, startNginx, startServer } from './lib.mjs';
 import { startProxy } from './proxy.mjs';
 import { chaosSeed, runPhase, summary } from './run.mjs';
 
@@ -49,6 +49,7 @@ after(async () => {
   if (server) await server.stop();
   step = 'done';
   killAll();
+  exitPromptly();
 });
 
 function assertClean(r) {

@@ -79,6 +79,14 @@ function drawFate(r, plan) {
 
 const later = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// An RST. A socket still connecting is destroyed instead: node's resetAndDestroy() defers the
+// reset until the connection completes, and a handle left that way keeps the process from
+// exiting (it spins in its exit cleanup).
+function reset(sock) {
+  if (sock.pending || sock.connecting) sock.destroy();
+  else sock.resetAndDestroy();
+}
+
 export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }) {
   const p = { ...DEFAULT_PLAN, ...plan };
   const stats = {
@@ -141,8 +149,8 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
     stats[dir]++;
     const d = c.dirs[dir];
     if (c.fate.how === 'rst') {
-      c.client.resetAndDestroy();
-      c.upstream.resetAndDestroy();
+      reset(c.client);
+      reset(c.upstream);
     } else if (c.fate.how === 'fin') {
       c.client.end();
       c.upstream.end();
@@ -279,7 +287,7 @@ export async function startProxy({ targetPort, seed, name = 'proxy', plan = {} }
     // whatever the client sends after it waits `ms`.
     stallNext(ms) { stallNext = ms; },
     // Every open connection is reset now (no fault counted).
-    dropAll() { for (const c of live) { c.dead = true; c.client.resetAndDestroy(); c.upstream.resetAndDestroy(); } },
+    dropAll() { for (const c of live) { c.dead = true; reset(c.client); reset(c.upstream); } },
     // One direction of every connection, old and new, held until partition(dir, false).
     partition(dir, on) {
       partitioned[dir] = on;

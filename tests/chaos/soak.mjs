@@ -7,8 +7,8 @@
 //
 //   SOAK_SECONDS=600 node tests/chaos/soak.mjs      CHAOS_SEED=N replays the fault decisions
 import {
-  clientExceptions, killAll, lostRequests, procStats, serverBinary, startServer, tolerateClientExceptions,
-  tolerateCutRequests, waitFor,
+  clientExceptions, exitPromptly, killAll, procStats, serverBinary, startServer,
+  tolerateClientExceptions, waitFor,
 } from './lib.mjs';
 import { startProxy } from './proxy.mjs';
 import { chaosSeed, runPhase, summary } from './run.mjs';
@@ -42,7 +42,6 @@ async function settle(server, baseline) {
   return { ...procStats(server.pid), heapKb: (await server.control('stats')).heap_kb };
 }
 
-tolerateCutRequests();
 tolerateClientExceptions();
 let server;
 let proxy;
@@ -98,8 +97,6 @@ try {
   const final = await settle(server, baseline);
   const sorted = during.map((s) => s.rssKb).sort((a, b) => a - b);
   log(`totals: ${round} rounds, ${cuts} cuts, ${JSON.stringify(totals)}`);
-  if (lostRequests.count)
-    log(`client requests left unhandled by the client and cut: ${lostRequests.count} (${lostRequests.first})`);
   log(`baseline:            ${fmt(baseline)}`);
   log(`after round 1:       ${fmt(afterFirst)}`);
   log(`during (peak):       ${fmt(peak)}; median rss ${(sorted[sorted.length >> 1] / 1024).toFixed(1)} MiB over ${during.length} samples`);
@@ -124,3 +121,4 @@ if (failed.length) {
   process.exit(1);
 }
 log('soak passed');
+exitPromptly();
