@@ -45,14 +45,16 @@
  * What stays fixed within one soname: every function's signature, every enum value's
  * number (ferry_error's numbers are never reused, even across sonames), and the layout of
  * every struct an application allocates. Sized structs (ferry_options, ferry_callbacks,
- * ferry_stats, ferry_mount_options, ferry_server_options) grow only at their end: see
- * "Sized structs" below. ferry_auth is allocated by ferry and only read by callbacks, so
- * it too may grow at its end. ferry_buf and ferry_bucket (ferry_transport.h) are fixed.
+ * ferry_stats, ferry_link_ops, ferry_mount_options, ferry_server_options) grow only at
+ * their end: see "Sized structs" below. ferry_auth is allocated by ferry and only read by
+ * callbacks, so it too may grow at its end. ferry_buf and ferry_bucket (ferry_transport.h)
+ * are fixed.
  *
  * Sized structs. Each option or callback struct begins with `size_t size`, which its init
  * function (ferry_options_init, ferry_callbacks_init, ...) sets to sizeof the struct this
  * header declares; a designated initializer must set it too (.size = sizeof(ferry_callbacks)).
- * A function given one reads only `size` bytes of it: a struct from an application built
+ * ferry_stats, which ferry fills, is sized the same way by its caller. A function given
+ * one reads (or fills) only `size` bytes of it: a struct from an application built
  * against an older, smaller header is accepted, and the fields it lacks take their
  * defaults. A size of 0, or one larger than this library knows (an application built
  * against a newer header than the library it runs with), is refused with FERRY_EINVAL and
