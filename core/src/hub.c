@@ -480,12 +480,8 @@ int ferry_hub_stats(ferry_hub *hub, ferry_stats *out)
 {
     if (!hub || !out)
         return FERRY_EINVAL;
-    if (out->size == 0 || out->size > sizeof *out) {
-        fy_log(FERRY_LOG_ERROR, "ferry_hub_stats: ferry_stats.size is %zu; set it to "
-               "sizeof(ferry_stats) (%zu in ferry %s)", out->size, sizeof *out,
-               FERRY_VERSION_STRING);
+    if (fy_size_check(out->size, sizeof *out, "ferry_hub_stats", "ferry_stats"))
         return FERRY_EINVAL;
-    }
     ferry_stats full;
     struct count_ctx c = {{0}, 0};
     size_t size = out->size;

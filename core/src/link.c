@@ -8,7 +8,6 @@
 
 #include "frame.h"
 #include "hub.h"
-#include "log.h"
 #include "protocol.h"
 #include "session.h"
 
@@ -16,13 +15,7 @@ int ferry_link_new(ferry_link **out, ferry_hub *hub, const ferry_link_ops *ops, 
 {
     if (!out || !hub || !ops)
         return FERRY_EINVAL;
-    if (ops->size == 0 || ops->size > sizeof *ops) {
-        fy_log(FERRY_LOG_ERROR, "ferry_link_new: ferry_link_ops.size is %zu; set it to "
-               "sizeof(ferry_link_ops) (%zu in ferry %s)", ops->size, sizeof *ops,
-               FERRY_VERSION_STRING);
-        return FERRY_EINVAL;
-    }
-    if (!ops->wake)
+    if (fy_size_check(ops->size, sizeof *ops, "ferry_link_new", "ferry_link_ops") || !ops->wake)
         return FERRY_EINVAL;
     ferry_link *l = calloc(1, sizeof *l);
     if (!l)

@@ -6,6 +6,22 @@
 #include "hub.h"
 #include "log.h"
 
+int fy_size_check(size_t size, size_t known, const char *caller, const char *type)
+{
+    if (size == 0) {
+        fy_log(FERRY_LOG_ERROR, "%s: %s.size is 0: fill the struct with its init function, or "
+               "set .size = sizeof(%s)", caller, type, type);
+        return FERRY_EINVAL;
+    }
+    if (size < sizeof(size_t) || size > known) {
+        fy_log(FERRY_LOG_ERROR, "%s: %s.size is %zu, but this library (ferry %s) knows %zu "
+               "bytes of it: the application was built against a newer ferry.h, or did not "
+               "set size", caller, type, size, FERRY_VERSION_STRING, known);
+        return FERRY_EINVAL;
+    }
+    return FERRY_OK;
+}
+
 int ferry_sized_copy(void *dst, size_t dst_size, const void *src, const char *caller,
                      const char *type)
 {
@@ -13,17 +29,8 @@ int ferry_sized_copy(void *dst, size_t dst_size, const void *src, const char *ca
         return FERRY_EINVAL;
     size_t size;
     memcpy(&size, src, sizeof size);
-    if (size == 0) {
-        fy_log(FERRY_LOG_ERROR, "%s: %s.size is 0: fill the struct with its init function, or "
-               "set .size = sizeof(%s)", caller, type, type);
+    if (fy_size_check(size, dst_size, caller, type))
         return FERRY_EINVAL;
-    }
-    if (size < sizeof(size_t) || size > dst_size) {
-        fy_log(FERRY_LOG_ERROR, "%s: %s.size is %zu, but this library (ferry %s) knows %zu "
-               "bytes of it: the application was built against a newer ferry.h, or did not "
-               "set size", caller, type, size, FERRY_VERSION_STRING, dst_size);
-        return FERRY_EINVAL;
-    }
     memcpy(dst, src, size);
     memcpy(dst, &dst_size, sizeof dst_size);
     return FERRY_OK;
