@@ -165,8 +165,9 @@ FERRY_API void ferry_link_free(ferry_link *l);
  * starts after them. Counts as hearing from the client (heartbeat). Same threads as
  * ferry_link_recv: it counts as one. Returns FERRY_OK, FERRY_EACK (beyond the last seq sent;
  * `error bad_ack` is queued for the peer and nothing changes), FERRY_EHANDSHAKE (no
- * handshake yet; also queued), FERRY_ECLOSED (the link is done), FERRY_EINVAL (NULL, or
- * `ack` over 2^53-1) or FERRY_ENOMEM. */
+ * handshake yet; also queued), FERRY_ESTORE (the session store could not record that the
+ * client uses its newest secret; queued, nothing changed), FERRY_ECLOSED (the link is
+ * done), FERRY_EINVAL (NULL, or `ack` over 2^53-1) or FERRY_ENOMEM. */
 FERRY_API int ferry_link_ack(ferry_link *l, uint64_t ack);
 
 /* ---- For the transport's own work: time, limits, answers, logging --------------------- */
