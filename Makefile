@@ -1,5 +1,12 @@
 # ferry: `make` builds the library, `make test` runs every test, `make demo` runs the demo.
-VERSION   := 0.1.0
+# The version lives in one place, core/include/ferry.h; the pkg-config version and the soname
+# are read from it. Before 1.0 any 0.MINOR may break the ABI, so the soname carries MINOR.
+ver        = $(shell sed -n 's/^\#define FERRY_VERSION_$(1) \([0-9]*\)$$/\1/p' core/include/ferry.h)
+VMAJOR    := $(call ver,MAJOR)
+VMINOR    := $(call ver,MINOR)
+VPATCH    := $(call ver,PATCH)
+VERSION   := $(VMAJOR).$(VMINOR).$(VPATCH)
+SONAME    := libferry.so.$(if $(filter 0,$(VMAJOR)),0.$(VMINOR),$(VMAJOR))
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 CC        ?= cc
@@ -37,8 +44,9 @@ CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_OBJ   := $(CORE_OBJ) $(TR_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ferry_js.o
 JS_OBJ    := $(BUILD)/obj/ferry_js.o
 TEST_SRC  := $(wildcard tests/core/*.c)
-# tests/core/test_race.c runs a call just before the library takes a chosen mutex.
-TEST_WRAP := -Wl,--wrap=pthread_mutex_lock
+# tests/core/test_race.c runs a call just before the library takes a chosen mutex;
+# tests/core/test_abi.c makes libsodium fail to start.
+TEST_WRAP := -Wl,--wrap=pthread_mutex_lock,--wrap=sodium_init
 TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
@@ -71,9 +79,9 @@ $(BUILD)/libferry-core.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libferry.so: $(LIB_OBJ)
-	$(CC) -shared -pthread -Wl,-soname,libferry.so.0 -o $@ $^ $(DEP_LIBS)
+	$(CC) -shared -pthread -Wl,-soname,$(SONAME) -o $@ $^ $(DEP_LIBS)
 
-$(BUILD)/ferry.pc: ferry.pc.in Makefile
+$(BUILD)/ferry.pc: ferry.pc.in Makefile core/include/ferry.h
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
@@ -90,8 +98,8 @@ install: lib $(BUILD)/ferry.mjs
 	  transports/include/ferry_civetweb.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libferry.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libferry.so $(DESTDIR)$(PREFIX)/lib/libferry.so.$(VERSION)
-	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libferry.so.0
-	ln -sf libferry.so.0 $(DESTDIR)$(PREFIX)/lib/libferry.so
+	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libferry.so
 	install -m 644 $(BUILD)/ferry.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 644 js-client/ferry.js $(BUILD)/ferry.mjs js-client/ferry.d.ts \
 	  $(DESTDIR)$(PREFIX)/share/ferry/

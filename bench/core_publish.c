@@ -23,7 +23,7 @@ static void on_wake(void *ud)
     wakes++;
 }
 
-static const ferry_link_ops ops = {on_wake, NULL};
+static const ferry_link_ops ops = {sizeof ops, on_wake, NULL};
 
 static double now_s(void)
 {
@@ -55,13 +55,13 @@ static void run(size_t n)
     ferry_link **links = calloc(n, sizeof *links);
     ferry_session **sessions = calloc(n, sizeof *sessions);
     struct opened opened = {sessions, 0};
-    ferry_callbacks cb = {.on_open = on_open};
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open};
     if (!links || !sessions || ferry_hub_new(&hub, &o, &cb, &opened))
         exit(1);
     ferry_buf b = {0};
     const char hello[] = "{\"t\":\"hello\",\"v\":1}";
     for (size_t i = 0; i < n; i++) {
-        ferry_link_new(hub, &ops, NULL, &links[i]);
+        ferry_link_new(&links[i], hub, &ops, NULL);
         ferry_link_recv(links[i], hello, sizeof hello - 1);
         b.len = 0;
         ferry_link_pull(links[i], &b, 0); /* the welcome */

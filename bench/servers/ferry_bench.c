@@ -42,21 +42,24 @@ int main(int argc, char **argv)
     ferry_server_options_init(&so);
     so.listen = listen;
     so.max_connections = max + 64;
-    struct mg_context *ctx = ferry_server_start(&so);
-    if (!ctx) {
+    struct mg_context *ctx;
+    if (ferry_server_start(&ctx, &so) != FERRY_OK) {
         fprintf(stderr, "ferry_bench: cannot listen on %s\n", listen);
         return 1;
     }
+    ferry_options core;
+    ferry_options_init(&core);
+    core.resume_rate = 0;          /* every client comes from 127.0.0.1 */
     ferry_mount_options mo;
     ferry_mount_options_init(&mo);
     mo.max_connections = max + 32;
-    mo.core.resume_rate = 0;       /* every client comes from 127.0.0.1 */
+    mo.core = &core;
     mo.metrics_path = "/metrics";
     if (getenv("WRITERS")) /* for experiments: the mount's writer threads */
         mo.writer_threads = (unsigned)atoi(getenv("WRITERS"));
-    ferry_callbacks cb = {.on_open = on_open};
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open};
     ferry_mount *m;
-    int rc = ferry_mount_new(ctx, &mo, &cb, NULL, &m);
+    int rc = ferry_mount_new(&m, ctx, &mo, &cb, NULL);
     if (rc) {
         fprintf(stderr, "ferry_bench: %s\n", ferry_strerror(rc));
         ferry_server_stop(ctx);

@@ -20,6 +20,48 @@
  * callbacks run with session or link locks held, so they must not call into ferry.
  *
  * Errors are negative ferry_error values; 0 is success. ferry_strerror names each one.
+ * Every function's comment lists every error it can return.
+ *
+ * NULL, for every function in ferry.h, ferry_transport.h and ferry_civetweb.h. Destructors
+ * and releases (_free, _unref, _release, _shutdown, ferry_server_stop) do nothing with NULL.
+ * A pointer a comment calls optional ("may be NULL") means what that comment says. Any
+ * other NULL pointer argument is a caller's mistake that never crashes: a function that
+ * returns an error code returns FERRY_EINVAL and changes nothing; one that returns a
+ * pointer returns NULL; one that returns a count, a time or a flag returns 0 (or the
+ * value its comment gives); a void one does nothing. Constructors (ferry_x_new, and
+ * ferry_server_start) take their out-pointer first, write it only on success, and return
+ * an error code; the reason for a refusal goes to the log (ferry_set_log).
+ *
+ * Versions and ABI. FERRY_VERSION_MAJOR, _MINOR and _PATCH are the version of this header;
+ * ferry_version() is the version of the library actually loaded, so an application can
+ * check that it is at least the one it was built against. The soname follows the ABI:
+ *   - From 1.0: MAJOR changes when a binary built against an older release could break
+ *     (a function removed or changed, a struct layout changed, an enum value renumbered);
+ *     the soname is libferry.so.MAJOR. MINOR changes when something is only added (a
+ *     function, an enum value, a field at the end of a sized struct, a new error a call
+ *     may return); PATCH for fixes that change no interface.
+ *   - Before 1.0 (now): 0.MINOR plays the part of MAJOR: any MINOR may break the ABI, so
+ *     the soname is libferry.so.0.MINOR. PATCH releases keep the ABI and only add or fix.
+ * What stays fixed within one soname: every function's signature, every enum value's
+ * number (ferry_error's numbers are never reused, even across sonames), and the layout of
+ * every struct an application allocates. Sized structs (ferry_options, ferry_callbacks,
+ * ferry_stats, ferry_link_ops, ferry_mount_options, ferry_server_options) grow only at
+ * their end: see "Sized structs" below. ferry_auth is allocated by ferry and only read by
+ * callbacks, so it too may grow at its end. ferry_buf and ferry_bucket (ferry_transport.h)
+ * are fixed.
+ *
+ * Sized structs. Each option or callback struct begins with `size_t size`, which its init
+ * function (ferry_options_init, ferry_callbacks_init, ...) sets to sizeof the struct this
+ * header declares; a designated initializer must set it too (.size = sizeof(ferry_callbacks)).
+ * ferry_stats, which ferry fills, is sized the same way by its caller. A function given
+ * one reads (or fills) only `size` bytes of it: a struct from an application built
+ * against an older, smaller header is accepted, and the fields it lacks take their
+ * defaults. A size of 0, or one larger than this library knows (an application built
+ * against a newer header than the library it runs with), is refused with FERRY_EINVAL and
+ * a log line naming the struct and both sizes. This was chosen over opaque option objects
+ * with setters (nghttp2's way) because the structs stay plain to read and fill, on the
+ * stack, with no allocation and no failure path, while a newer field is still a compile
+ * error against an old header rather than a runtime one.
  */
 #ifndef FERRY_H
 #define FERRY_H
@@ -33,6 +75,16 @@ extern "C" {
 #endif
 
 #define FERRY_PROTOCOL_VERSION 1
+
+/* The version of this header (see "Versions and ABI" above); the Makefile reads the soname
+ * and the pkg-config version from these lines. */
+#define FERRY_VERSION_MAJOR 0
+#define FERRY_VERSION_MINOR 2
+#define FERRY_VERSION_PATCH 0
+#define FERRY_VERSION_STRING "0.2.0"
+/* One number, 0xMMmmpp, that compares in version order. */
+#define FERRY_VERSION_NUMBER \
+    ((FERRY_VERSION_MAJOR << 16) | (FERRY_VERSION_MINOR << 8) | FERRY_VERSION_PATCH)
 
 #if defined(FERRY_BUILD) && defined(__GNUC__)
 #define FERRY_API __attribute__((visibility("default")))
@@ -68,15 +120,30 @@ typedef enum ferry_error {
     FERRY_ERATE = -19,       /* too many resume attempts from this address (wire error) */
     FERRY_ESTORE = -20,      /* the session store failed or could not be reached; nothing was
                               * changed, so trying again is safe ("internal" on the wire) */
+    FERRY_EINTERNAL = -21,   /* something ferry depends on failed to start (libsodium's
+                              * initialization); nothing was changed; the log says what */
+    FERRY_ELISTEN = -22,     /* ferry_server_start: civetweb did not start listening (address
+                              * in use, a listen string it rejects); the log says why */
 } ferry_error;
+/* Numbers are stable: a code keeps its number for ever, and a retired number is never
+ * given to another code. New codes take the next number down. */
+
+/* The version of the library loaded at run time, as FERRY_VERSION_NUMBER (0xMMmmpp) is for
+ * the header. An application built against MAJOR.MINOR.PATCH needs a library with the same
+ * soname and a number at least FERRY_VERSION_NUMBER:
+ *     if (ferry_version() < FERRY_VERSION_NUMBER) ... older than the header
+ * Any thread; never fails. */
+FERRY_API unsigned long ferry_version(void);
+/* The same version as text ("0.2.0"): static, never NULL. Any thread. */
+FERRY_API const char *ferry_version_string(void);
 
 /* A static, human-readable description of an error code; never NULL. */
 FERRY_API const char *ferry_strerror(int err);
 
 /* Logging. ferry says why something failed or was refused in one line of text: every
- * FERRY_EINVAL from ferry_hub_new and ferry_mount_new, every NULL from ferry_server_start,
- * and requests refused for their Origin (at most one line per 10 s per mount, with a count
- * of those not logged). Messages never contain tokens, resume secrets, session IDs,
+ * error from ferry_hub_new, ferry_mount_new and ferry_server_start but FERRY_ENOMEM, every
+ * struct refused for its size, and requests refused for their Origin (at most one line per
+ * 10 s per mount, with a count of those not logged). Messages never contain tokens, resume secrets, session IDs,
  * Authorization or Cookie values; text that came from a client is cut short and its
  * non-printable bytes are escaped. */
 typedef enum ferry_log_level {
@@ -137,8 +204,10 @@ typedef uint64_t (*ferry_clock_fn)(void *ud);
 
 /* Application callbacks. Any may be NULL. `ud` is the pointer given to ferry_hub_new.
  * The session pointer is valid for the duration of the call; keep it longer with
- * ferry_session_ref. */
+ * ferry_session_ref. A sized struct: fill it with ferry_callbacks_init, or write
+ * .size = sizeof(ferry_callbacks) in its initializer. */
 typedef struct ferry_callbacks {
+    size_t size;               /* sizeof(ferry_callbacks) of the header built against */
     /* A new session started. Subscribe it and send it whatever initial state it needs: the
      * client gets its welcome only after this returns, so anything published once the
      * client holds its welcome reaches it. */
@@ -169,7 +238,13 @@ typedef struct ferry_callbacks {
                    void *ud);
 } ferry_callbacks;
 
+/* Zeroes `cb` (every callback NULL) and sets its size. NULL: nothing. */
+FERRY_API void ferry_callbacks_init(ferry_callbacks *cb);
+
+/* The hub's limits and timers. A sized struct: fill it with ferry_options_init, then change
+ * what you need. */
 typedef struct ferry_options {
+    size_t size;               /* sizeof(ferry_options) of the header built against */
     size_t max_frame_bytes;    /* largest inbound frame or batch, bytes (64 KiB) */
     size_t max_message_bytes;  /* largest encoded outbound message, bytes (60 KiB) */
     size_t max_depth;          /* JSON nesting limit for inbound frames (16) */
@@ -197,14 +272,18 @@ typedef struct ferry_options {
     void *clock_ud;
 } ferry_options;
 
-/* Fills `o` with the defaults shown above. */
+/* Fills `o` with the defaults shown above and sets its size. NULL: nothing. */
 FERRY_API void ferry_options_init(ferry_options *o);
 
-/* Creates a hub. `opt` may be NULL (defaults) and is copied; `cb` may be NULL and is copied.
- * Returns FERRY_OK and writes *out, FERRY_ENOMEM, or FERRY_EINVAL, and logs why (see
- * ferry_set_log), when `out` is NULL, a limit or timeout other than max_sessions_per_identity
- * and tombstone_ms is 0, heartbeat_timeout_ms is not above heartbeat_ms, or resume_burst is
- * 0 while resume_rate is not. Also initializes libsodium. */
+/* Creates a hub. `opt` may be NULL (defaults) and is copied; `cb` may be NULL (no
+ * callbacks) and is copied. Initializes libsodium. Returns FERRY_OK and writes *out, or:
+ *   FERRY_EINVAL    `out` is NULL; `opt` or `cb` has a size of 0 or one larger than this
+ *                   library's (see "Sized structs"); a limit or timeout other than
+ *                   max_sessions_per_identity and tombstone_ms is 0; heartbeat_timeout_ms
+ *                   is not above heartbeat_ms; or resume_burst is 0 while resume_rate is not
+ *   FERRY_EINTERNAL libsodium failed to initialize
+ *   FERRY_ENOMEM
+ * and, for every error but FERRY_ENOMEM, logs why (ferry_set_log). */
 FERRY_API int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
                   void *ud);
 
@@ -212,7 +291,7 @@ FERRY_API int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const fer
  * its final `close` `shutdown` frame (and is kicked, then done). A transport that is
  * stopping calls this while its connections are still open, writes what its links give
  * it, then closes them; the hub stays usable. Runs on_close for each ended session (so not
- * from inside a callback). NULL is a no-op. */
+ * from inside a callback). NULL is a no-op. Cannot fail. */
 FERRY_API void ferry_hub_shutdown(ferry_hub *hub);
 
 /* Ends every session (on_close with FERRY_REASON_SHUTDOWN) and frees the hub. Every link
@@ -224,7 +303,7 @@ FERRY_API void ferry_hub_free(ferry_hub *hub);
  * detached sessions after the resume window, forgets tombstones, and runs on_close for
  * sessions that ended since the last call. Call it about once a second from any one thread.
  * A mount (ferry_mount_new) runs it itself: applications using the civetweb transports
- * never call it. Returns FERRY_OK. */
+ * never call it. Returns FERRY_OK, or FERRY_EINVAL for a NULL hub. */
 FERRY_API int ferry_hub_tick(ferry_hub *hub);
 
 /* Publishes one message to every session subscribed to `topic` when the call begins, less
@@ -233,14 +312,16 @@ FERRY_API int ferry_hub_tick(ferry_hub *hub);
  * not be NUL-terminated) must be one JSON value; it is validated and stored once, shared by
  * every subscriber's outbox. Writes the number of sessions that queued it to *queued if not
  * NULL. A subscriber whose outbox overflows is reset (reason overflow); that is not an error
- * of the publish. Returns FERRY_OK, FERRY_EINVAL (bad topic name), FERRY_EJSON,
- * FERRY_EDEPTH, FERRY_ETOOBIG (over max_message_bytes) or FERRY_ENOMEM. */
+ * of the publish. Returns FERRY_OK, FERRY_EINVAL (NULL hub, topic or json, or a bad topic
+ * name), FERRY_EJSON, FERRY_EDEPTH, FERRY_ETOOBIG (over max_message_bytes) or
+ * FERRY_ENOMEM. */
 FERRY_API int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_t len,
                       size_t *queued);
 
 /* Sends one message to the session with this ID (NUL-terminated). Returns FERRY_OK,
- * FERRY_ENOTFOUND, FERRY_ESTORE (the session store could not look it up; nothing was sent),
- * FERRY_ECLOSED, FERRY_EFULL (the session was reset), or the errors of ferry_hub_publish. */
+ * FERRY_EINVAL (NULL hub, session_id or json), FERRY_ENOTFOUND, FERRY_ESTORE (the session
+ * store could not look it up; nothing was sent), FERRY_ECLOSED, FERRY_EFULL (the session
+ * was reset), FERRY_EJSON, FERRY_EDEPTH, FERRY_ETOOBIG or FERRY_ENOMEM. */
 FERRY_API int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, size_t len);
 
 /* Limits and refusals, counted each time one is hit (by the session layer or a transport). */
@@ -268,30 +349,43 @@ typedef enum ferry_limit {
 /* "frame_size", "depth", ...: the name of a limit, for metrics; "unknown" out of range. */
 FERRY_API const char *ferry_limit_name(ferry_limit l);
 
-/* How many times a limit has been hit since the hub was made. */
+/* How many times a limit has been hit since the hub was made; 0 for NULL or a limit out of
+ * range. */
 FERRY_API uint64_t ferry_hub_limit_hits(ferry_hub *hub, ferry_limit l);
 
 #define FERRY_REASON_COUNT (FERRY_REASON_FORKED + 1)
 
-/* A snapshot of the hub's counters and gauges, for metrics. */
+/* Room in ferry_stats for limits and reasons added later, so that adding one keeps the
+ * struct's layout. */
+#define FERRY_STATS_LIMITS 32
+#define FERRY_STATS_REASONS 16
+
+/* A snapshot of the hub's counters and gauges, for metrics. A sized struct the caller
+ * allocates: set size (ferry_stats st = {.size = sizeof st}); ferry fills only that many
+ * bytes, so an application built against an older header gets the fields it knows. */
 typedef struct ferry_stats {
+    size_t size;                                  /* sizeof(ferry_stats), set by the caller */
     uint64_t sessions_opened;                     /* new sessions, replacements included */
     uint64_t resumes;                             /* resumes that continued their session */
-    uint64_t resume_failures[FERRY_REASON_COUNT]; /* by the reason the client was given */
+    uint64_t resume_failures[FERRY_STATS_REASONS]; /* by the reason the client was given
+                                                    * (FERRY_REASON_COUNT used) */
     uint64_t messages_in, bytes_in;   /* client messages delivered to the application */
     uint64_t messages_out, bytes_out; /* message frames handed to transports, replays too */
     uint64_t upgrades;                /* resumes that moved a session onto WebSocket */
     uint64_t fallbacks;               /* resumes that moved a session onto long-polling */
     size_t attached, detached, expired;           /* sessions by state now */
     size_t outbox_messages, outbox_bytes;         /* unacknowledged, in every outbox now */
-    uint64_t limits[FERRY_LIMIT_COUNT];           /* as ferry_hub_limit_hits */
+    uint64_t limits[FERRY_STATS_LIMITS];          /* as ferry_hub_limit_hits
+                                                   * (FERRY_LIMIT_COUNT used) */
 } ferry_stats;
 
-/* Fills *out. Walks the session table under the hub lock (for the gauges): call it at
- * scrape rate, not per message. */
-FERRY_API void ferry_hub_stats(ferry_hub *hub, ferry_stats *out);
+/* Fills the first out->size bytes of *out (the size field is left as it is). Walks the
+ * session table under the hub lock (for the gauges): call it at scrape rate, not per
+ * message. Returns FERRY_OK, or FERRY_EINVAL (NULL, or a size of 0 or larger than this
+ * library's, logged) with *out unchanged. */
+FERRY_API int ferry_hub_stats(ferry_hub *hub, ferry_stats *out);
 
-/* Sessions by state, read under the hub lock; any pointer may be NULL. */
+/* Sessions by state, read under the hub lock; any pointer may be NULL (a NULL hub: all 0). */
 FERRY_API void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired);
 
 /* Queues one message for this session's client; see ferry_hub_publish for `json`. Returns
@@ -301,21 +395,25 @@ FERRY_API void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detach
 FERRY_API int ferry_session_send(ferry_session *s, const char *json, size_t len);
 
 /* Topic names are 1 to 128 characters from [A-Za-z0-9_.:/-]. Subscribing twice is a
- * no-op. Returns FERRY_OK, FERRY_EINVAL, FERRY_ECLOSED or FERRY_ENOMEM. */
+ * no-op. Returns FERRY_OK, FERRY_EINVAL (NULL, or a bad topic name), FERRY_ECLOSED or
+ * FERRY_ENOMEM. */
 FERRY_API int ferry_session_subscribe(ferry_session *s, const char *topic);
-/* Returns FERRY_OK (also when not subscribed) or FERRY_EINVAL. */
+/* Returns FERRY_OK (also when not subscribed) or FERRY_EINVAL (NULL, or a bad topic name). */
 FERRY_API int ferry_session_unsubscribe(ferry_session *s, const char *topic);
 
 /* Ends the session: its client gets a close frame with reason "server" and must not
- * resume; on_close runs with FERRY_REASON_SERVER. Returns FERRY_OK or FERRY_ECLOSED. */
+ * resume; on_close runs with FERRY_REASON_SERVER. Returns FERRY_OK, FERRY_ECLOSED (it had
+ * ended already) or FERRY_EINVAL (NULL). */
 FERRY_API int ferry_session_close(ferry_session *s);
 
 /* The public session ID (22 characters, base64url). Owned by the session; valid as long as
  * the caller holds a reference or is inside a callback for it. It is routing data, not a
- * secret. */
+ * secret. NULL for NULL. */
 FERRY_API const char *ferry_session_id(const ferry_session *s);
+/* The session's state; FERRY_STATE_EXPIRED for NULL. */
 FERRY_API ferry_state ferry_session_state(ferry_session *s);
-/* The identity on_auth gave the session ("" without on_auth). Valid like ferry_session_id. */
+/* The identity on_auth gave the session ("" without on_auth). Valid like ferry_session_id.
+ * NULL for NULL. */
 FERRY_API const char *ferry_session_identity(const ferry_session *s);
 
 /* The hub the session belongs to, so a callback can publish without a global. Valid as
@@ -323,12 +421,14 @@ FERRY_API const char *ferry_session_identity(const ferry_session *s);
  * ferry_mount_free) for a session the application holds a reference to. NULL for NULL. */
 FERRY_API ferry_hub *ferry_session_hub(ferry_session *s);
 
-/* One application pointer per session, never read by ferry. */
+/* One application pointer per session, never read by ferry. NULL session: set does
+ * nothing, get returns NULL. */
 FERRY_API void ferry_session_set_user(ferry_session *s, void *user);
 FERRY_API void *ferry_session_user(ferry_session *s);
 
-/* Reference counting: ref returns `s`; unref releases it. A referenced session's memory
- * stays valid after it ends; its functions then return FERRY_ECLOSED. */
+/* Reference counting: ref returns `s` (NULL for NULL); unref releases it (NULL: nothing).
+ * A referenced session's memory stays valid after it ends; its functions then return
+ * FERRY_ECLOSED. */
 FERRY_API ferry_session *ferry_session_ref(ferry_session *s);
 FERRY_API void ferry_session_unref(ferry_session *s);
 

@@ -13,7 +13,7 @@
  * Threads. Calls to recv on one link must not overlap (one reader), but recv, pull and done
  * may run on different threads at once (a reader and a writer). ferry_link_free must be the
  * last call on a link and must not race any other call on it. See ferry.h for the lock
- * order.
+ * order, the NULL policy, the sized-struct rule and the ABI policy: they hold here too.
  *
  * Beyond links, the second half of this header gives a transport what it needs for its own
  * work: the hub's clock (time everything through it, so a test's injected clock drives the
@@ -32,7 +32,10 @@ extern "C" {
 
 typedef struct ferry_link ferry_link;
 
+/* A sized struct (ferry.h, "Sized structs"): set .size = sizeof(ferry_link_ops). The link
+ * keeps a pointer to it, not a copy. */
 typedef struct ferry_link_ops {
+    size_t size;
     /* The link has frames to pull. Called from any thread, possibly with ferry locks held:
      * it must only signal (a condition variable, an eventfd) and must not call ferry, but
      * for ferry_hub_now. Calls are coalesced: expect one per transition from "nothing to
@@ -53,27 +56,39 @@ typedef struct ferry_buf {
 } ferry_buf;
 
 /* Makes room for `extra` more bytes after len. Returns FERRY_OK, FERRY_ENOMEM, or
- * FERRY_EINVAL if len is beyond cap (reserve before setting len). */
+ * FERRY_EINVAL (NULL, or len beyond cap: reserve before setting len). */
 FERRY_API int ferry_buf_reserve(ferry_buf *b, size_t extra);
-/* Frees the buffer's memory and zeroes it. */
+/* Frees the buffer's memory and zeroes it. NULL: nothing. */
 FERRY_API void ferry_buf_release(ferry_buf *b);
 
-/* Creates a link for a new connection. `ops` must outlive the link; `ud` is passed to its
- * callbacks. Returns FERRY_OK, FERRY_EINVAL or FERRY_ENOMEM. */
-FERRY_API int ferry_link_new(ferry_hub *hub, const ferry_link_ops *ops, void *ud, ferry_link **out);
+/* Creates a link for a new connection and writes it to *out. `ops` must outlive the link;
+ * `ud` is passed to its callbacks. Returns FERRY_OK, FERRY_EINVAL (`out`, `hub`, `ops` or
+ * ops->wake NULL, or ops->size 0 or larger than this library's, logged) or FERRY_ENOMEM. */
+FERRY_API int ferry_link_new(ferry_link **out, ferry_hub *hub, const ferry_link_ops *ops,
+                             void *ud);
 
 /* Feeds one inbound frame or batch (`len` bytes of JSON text). The first frame must be a
  * handshake. Valid client messages are delivered to the application before this returns.
  * Any error is also queued as an error frame for the peer, and the frame or batch that
  * caused it changes nothing (a batch is all or nothing); the link stays usable.
- * Returns FERRY_OK, one of the wire errors FERRY_ETOOBIG .. FERRY_ECAPACITY, FERRY_ECLOSED
- * (the link is done: pull, write, close) or FERRY_ENOMEM. */
+ * Returns FERRY_OK or:
+ *   FERRY_ETOOBIG .. FERRY_ESEQ  the frame was malformed, too big, or out of place
+ *   FERRY_ECAPACITY   a new session was refused: the hub, or the client's identity, holds
+ *                     its maximum (the link is then done)
+ *   FERRY_EAUTH       on_auth refused the handshake (the link is then done)
+ *   FERRY_ERATE       a resume refused: too many from the peer's address (link done)
+ *   FERRY_ESTORE      the session store failed; nothing changed, the client may retry
+ *   FERRY_ECLOSED     the link is done: pull, write, close
+ *   FERRY_ENOMEM
+ *   FERRY_EINVAL      `l` NULL, or `data` NULL with `len` not 0 (nothing is queued)
+ * Every error but FERRY_ECLOSED and FERRY_EINVAL is also queued for the peer. */
 FERRY_API int ferry_link_recv(ferry_link *l, const char *data, size_t len);
 
 /* The transport read a message of at least `len` bytes, over max_frame_bytes, and dropped
  * it unread (a WebSocket message, or the rest of one being reassembled). Counts the limit
  * and queues `error too_big` for the peer, as ferry_link_recv would for a frame it was given;
- * the link stays usable. Returns FERRY_ETOOBIG, or FERRY_ECLOSED if the link is done. */
+ * the link stays usable. Returns FERRY_ETOOBIG, FERRY_ECLOSED if the link is done, or
+ * FERRY_EINVAL for NULL. */
 FERRY_API int ferry_link_too_big(ferry_link *l, size_t len);
 
 /* Flags for ferry_link_pull. */
@@ -96,8 +111,9 @@ enum {
 /* Appends the frames that are due (control frames first, then messages in seq order), up to
  * max_batch frames and about max_batch_bytes, to `out` as one JSON text. Returns the number
  * of frames appended (0 when nothing is due), FERRY_ENOMEM (nothing appended, nothing lost)
- * or FERRY_EINVAL. Messages stay in the outbox until the client acks them. wake is armed
- * only by a pull that leaves nothing due, so pull until it returns 0 before waiting. */
+ * or FERRY_EINVAL (`l` or `out` NULL). Messages stay in the outbox until the client acks
+ * them. wake is armed only by a pull that leaves nothing due, so pull until it returns 0
+ * before waiting. */
 FERRY_API int ferry_link_pull(ferry_link *l, ferry_buf *out, unsigned flags);
 
 /* Which transport a link belongs to, so that the session layer can count moves between
@@ -113,7 +129,7 @@ FERRY_API void ferry_link_set_peer(ferry_link *l, const char *peer_addr,
                                    void *ctx);
 
 /* Non-zero when the transport should close the connection once it has written everything
- * pulled so far (after a kick, a reset or close frame, a refused handshake). */
+ * pulled so far (after a kick, a reset or close frame, a refused handshake). 1 for NULL. */
 FERRY_API int ferry_link_done(ferry_link *l);
 
 /* Why a link is done, for the transport's close code. */
@@ -128,17 +144,18 @@ typedef enum ferry_link_end {
     FERRY_LINK_THROTTLED,     /* too many resume attempts from the peer's address */
 } ferry_link_end;
 
+/* FERRY_LINK_ENDED for NULL. */
 FERRY_API ferry_link_end ferry_link_end_reason(ferry_link *l);
 
 /* Checks a resume secret presented with a request that is not a handshake (a long-poll
  * poll or send), in constant time, against the secret this link's session issued last.
  * Using it proves the client has it, as any frame on a connection does. Returns FERRY_OK,
- * FERRY_ENOTFOUND (wrong secret, or no handshake yet) or FERRY_ECLOSED (the link is
- * done). */
+ * FERRY_ENOTFOUND (wrong secret, or no handshake yet), FERRY_ECLOSED (the link is done) or
+ * FERRY_EINVAL (`l` NULL, or `secret` NULL with `len` not 0). */
 FERRY_API int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len);
 
 /* The ID of the link's session (NUL-terminated, 22 characters), or NULL before a handshake.
- * Valid until ferry_link_free. */
+ * Valid until ferry_link_free. NULL for NULL. */
 FERRY_API const char *ferry_link_session_id(ferry_link *l);
 
 /* The connection is gone. Detaches the link from its session, which stays resumable for the
@@ -151,8 +168,9 @@ FERRY_API void ferry_link_free(ferry_link *l);
  * starts after them. Counts as hearing from the client (heartbeat). Same threads as
  * ferry_link_recv: it counts as one. Returns FERRY_OK, FERRY_EACK (beyond the last seq sent;
  * `error bad_ack` is queued for the peer and nothing changes), FERRY_EHANDSHAKE (no
- * handshake yet; also queued), FERRY_ECLOSED (the link is done), FERRY_EINVAL (NULL, or
- * `ack` over 2^53-1) or FERRY_ENOMEM. */
+ * handshake yet; also queued), FERRY_ESTORE (the session store could not record that the
+ * client uses its newest secret; queued, nothing changed), FERRY_ECLOSED (the link is
+ * done), FERRY_EINVAL (NULL, or `ack` over 2^53-1) or FERRY_ENOMEM. */
 FERRY_API int ferry_link_ack(ferry_link *l, uint64_t ack);
 
 /* ---- For the transport's own work: time, limits, answers, logging --------------------- */
@@ -182,13 +200,14 @@ typedef struct ferry_bucket {
     uint64_t at; /* when it was last refilled, ms */
 } ferry_bucket;
 
-/* Starts `b` full at `now`. */
+/* Starts `b` full at `now`. NULL: nothing. */
 FERRY_API void ferry_bucket_init(ferry_bucket *b, unsigned burst, uint64_t now);
 /* Refills `b` for the time since its last use, then takes one token. Returns 1 if it took
- * one, 0 if the bucket is empty (the caller refuses whatever asked). */
+ * one, 0 if the bucket is empty (the caller refuses whatever asked) or NULL. */
 FERRY_API int ferry_bucket_take(ferry_bucket *b, unsigned burst, unsigned rate, uint64_t now);
 /* 1 if `b` would be full at `now` (nothing taken from it still counts): it can be
- * forgotten, and a new full one made when it is needed again. Does not change `b`. */
+ * forgotten, and a new full one made when it is needed again. Does not change `b`. 1 for
+ * NULL. */
 FERRY_API int ferry_bucket_full(const ferry_bucket *b, unsigned burst, unsigned rate,
                                 uint64_t now);
 
@@ -207,7 +226,8 @@ FERRY_API int ferry_bucket_full(const ferry_bucket *b, unsigned burst, unsigned 
 FERRY_API int ferry_answer_encode(ferry_buf *b, int code, const char *text);
 
 /* Appends printf output to `b`, for text a transport renders (metrics). Any thread (one
- * buffer, one thread at a time). Returns FERRY_OK or FERRY_ENOMEM (`b` unchanged). */
+ * buffer, one thread at a time). Returns FERRY_OK, FERRY_ENOMEM (`b` unchanged) or
+ * FERRY_EINVAL (`b` or `fmt` NULL). */
 FERRY_API int ferry_buf_printf(ferry_buf *b, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -217,7 +237,7 @@ FERRY_API int ferry_buf_printf(ferry_buf *b, const char *fmt, ...)
 /* Logs one line through the function ferry_set_log installed, with ferry's promises (see
  * ferry.h): never a token, secret, session ID, Authorization or Cookie value, and text from
  * a client only through ferry_log_quote. Lines over 1023 bytes are cut, ending in "...".
- * Any thread, with no ferry lock held (the log function may call ferry). */
+ * Any thread, with no ferry lock held (the log function may call ferry). NULL fmt: nothing. */
 FERRY_API void ferry_log(ferry_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -227,15 +247,24 @@ FERRY_API void ferry_log(ferry_log_level level, const char *fmt, ...)
 /* Writes `s` in double quotes to `dst` (`cap` bytes, NUL included), for a log line: at most
  * `max` bytes of it, '"' and '\' escaped with a backslash, bytes outside printable ASCII as
  * \xNN, "..." after the closing quote when it was cut, (null) for NULL; "" when cap is under
- * 10. Returns dst. Any thread; no allocation. */
+ * 10. Returns dst (NULL for NULL dst). Any thread; no allocation. */
 FERRY_API const char *ferry_log_quote(char *dst, size_t cap, const char *s, size_t max);
 
 /* Checks `o` as ferry_hub_new does, for a transport that takes ferry_options inside its own
- * and refuses bad ones before it builds anything: on the first bad option logs
- * "<caller>: <prefix><option> ..." with the value and the rule (prefix: where the options
- * sit, e.g. "core."; may be "") and returns FERRY_EINVAL; else FERRY_OK. Any thread; log
- * as ferry_log. FERRY_EINVAL without a log line if an argument is NULL. */
+ * and refuses bad ones before it builds anything: on the first bad option (or a bad size)
+ * logs "<caller>: <prefix><option> ..." with the value and the rule (prefix: where the
+ * options sit, e.g. "core."; may be "") and returns FERRY_EINVAL; else FERRY_OK. Any
+ * thread; log as ferry_log. FERRY_EINVAL without a log line if an argument is NULL. */
 FERRY_API int ferry_options_check(const ferry_options *o, const char *caller, const char *prefix);
+
+/* The sized-struct rule (ferry.h, "Sized structs") for a transport's own option structs,
+ * as ferry applies it to its own: `dst` (dst_size bytes, a struct beginning with
+ * `size_t size`) already holds the defaults; copies the first src->size bytes of `src`
+ * over them and sets dst's size to dst_size. A size of 0 or above dst_size is refused: logs
+ * "<caller>: <type>.size is ..." and returns FERRY_EINVAL with `dst` unchanged. Returns
+ * FERRY_OK, or FERRY_EINVAL without a log line if a pointer is NULL. Any thread. */
+FERRY_API int ferry_sized_copy(void *dst, size_t dst_size, const void *src, const char *caller,
+                               const char *type);
 
 #ifdef __cplusplus
 }

@@ -7,7 +7,7 @@
 
 int ferry_buf_reserve(ferry_buf *b, size_t extra)
 {
-    if (b->len > b->cap)
+    if (!b || b->len > b->cap)
         return FERRY_EINVAL; /* len set past the allocation */
     if (b->cap - b->len >= extra)
         return 0;
@@ -27,6 +27,8 @@ int ferry_buf_reserve(ferry_buf *b, size_t extra)
 
 int ferry_buf_printf(ferry_buf *b, const char *fmt, ...)
 {
+    if (!b || !fmt)
+        return FERRY_EINVAL;
     va_list ap;
     va_start(ap, fmt);
     int need = vsnprintf(NULL, 0, fmt, ap);
@@ -42,6 +44,8 @@ int ferry_buf_printf(ferry_buf *b, const char *fmt, ...)
 
 void ferry_buf_release(ferry_buf *b)
 {
+    if (!b)
+        return;
     free(b->data);
     memset(b, 0, sizeof *b);
 }

@@ -1,3 +1,4 @@
+/* Names for codes, reasons and limits, and the library's version. */
 #include "ferry.h"
 
 const char *ferry_strerror(int err)
@@ -24,6 +25,8 @@ const char *ferry_strerror(int err)
     case FERRY_EAUTH: return "credentials refused";
     case FERRY_ERATE: return "too many resume attempts";
     case FERRY_ESTORE: return "session store failed";
+    case FERRY_EINTERNAL: return "a library ferry depends on failed to start";
+    case FERRY_ELISTEN: return "the server could not start listening";
     default: return "unknown error";
     }
 }
@@ -50,4 +53,14 @@ const char *ferry_reason_str(ferry_reason r)
     case FERRY_REASON_FORKED: return "forked";
     default: return "none";
     }
+}
+
+unsigned long ferry_version(void)
+{
+    return FERRY_VERSION_NUMBER;
+}
+
+const char *ferry_version_string(void)
+{
+    return FERRY_VERSION_STRING;
 }

@@ -42,11 +42,11 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
                      void *ud, fy_store *store)
 {
     ferry_options o;
-    if (opt)
-        o = *opt;
-    else
-        ferry_options_init(&o);
-    if (fy_options_check(&o, "ferry_hub_new", "")) {
+    ferry_callbacks c;
+    ferry_callbacks_init(&c);
+    if (fy_options_load(&o, opt, "ferry_hub_new") ||
+        (cb && ferry_sized_copy(&c, sizeof c, cb, "ferry_hub_new", "ferry_callbacks")) ||
+        fy_options_check(&o, "ferry_hub_new", "")) {
         if (store)
             store->ops->free(store);
         return FERRY_EINVAL;
@@ -57,7 +57,7 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
         fy_log(FERRY_LOG_ERROR, "ferry_hub_new: libsodium failed to initialize");
         if (store)
             store->ops->free(store);
-        return FERRY_ENOMEM;
+        return FERRY_EINTERNAL;
     }
 
     ferry_hub *hub = calloc(1, sizeof *hub);
@@ -73,8 +73,7 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
         return FERRY_ENOMEM;
     }
     hub->opt = o;
-    if (cb)
-        hub->cb = *cb;
+    hub->cb = c;
     hub->ud = ud;
     hub->store = store;
     pthread_mutex_init(&hub->ident_lock, NULL);
@@ -352,6 +351,8 @@ static void tick_one(ferry_session *s, void *ud)
 
 int ferry_hub_tick(ferry_hub *hub)
 {
+    if (!hub)
+        return FERRY_EINVAL;
     struct tick_ctx c = {hub, fy_hub_now(hub)};
     hub->store->ops->each(hub->store, tick_one, &c);
     if (hub->opt.resume_rate) {
@@ -475,34 +476,45 @@ static void count_one(ferry_session *s, void *ud)
     pthread_mutex_unlock(&s->lock);
 }
 
-void ferry_hub_stats(ferry_hub *hub, ferry_stats *out)
+int ferry_hub_stats(ferry_hub *hub, ferry_stats *out)
 {
+    if (!hub || !out)
+        return FERRY_EINVAL;
+    if (fy_size_check(out->size, sizeof *out, "ferry_hub_stats", "ferry_stats"))
+        return FERRY_EINVAL;
+    ferry_stats full;
     struct count_ctx c = {{0}, 0};
-    memset(out, 0, sizeof *out);
+    size_t size = out->size;
+    memset(&full, 0, sizeof full);
+    ferry_stats *st = &full;
     hub->store->ops->each(hub->store, count_one, &c);
-    out->attached = c.by_state[FERRY_STATE_ATTACHED];
-    out->detached = c.by_state[FERRY_STATE_DETACHED] + c.by_state[FERRY_STATE_NEW];
-    out->expired = c.by_state[FERRY_STATE_EXPIRED];
-    out->outbox_messages = c.outbox_messages;
-    out->outbox_bytes = atomic_load(&hub->outbox_bytes);
-    out->sessions_opened = atomic_load(&hub->opened);
-    out->resumes = atomic_load(&hub->resumes);
+    st->attached = c.by_state[FERRY_STATE_ATTACHED];
+    st->detached = c.by_state[FERRY_STATE_DETACHED] + c.by_state[FERRY_STATE_NEW];
+    st->expired = c.by_state[FERRY_STATE_EXPIRED];
+    st->outbox_messages = c.outbox_messages;
+    st->outbox_bytes = atomic_load(&hub->outbox_bytes);
+    st->sessions_opened = atomic_load(&hub->opened);
+    st->resumes = atomic_load(&hub->resumes);
     for (int r = 0; r < FERRY_REASON_COUNT; r++)
-        out->resume_failures[r] = atomic_load(&hub->resume_failures[r]);
-    out->messages_in = atomic_load(&hub->msgs_in);
-    out->bytes_in = atomic_load(&hub->bytes_in);
-    out->messages_out = atomic_load(&hub->msgs_out);
-    out->bytes_out = atomic_load(&hub->bytes_out);
-    out->upgrades = atomic_load(&hub->upgrades);
-    out->fallbacks = atomic_load(&hub->fallbacks);
+        st->resume_failures[r] = atomic_load(&hub->resume_failures[r]);
+    st->messages_in = atomic_load(&hub->msgs_in);
+    st->bytes_in = atomic_load(&hub->bytes_in);
+    st->messages_out = atomic_load(&hub->msgs_out);
+    st->bytes_out = atomic_load(&hub->bytes_out);
+    st->upgrades = atomic_load(&hub->upgrades);
+    st->fallbacks = atomic_load(&hub->fallbacks);
     for (int l = 0; l < FERRY_LIMIT_COUNT; l++)
-        out->limits[l] = atomic_load(&hub->limits[l]);
+        st->limits[l] = atomic_load(&hub->limits[l]);
+    full.size = size;
+    memcpy(out, &full, size);
+    return FERRY_OK;
 }
 
 void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired)
 {
     struct count_ctx c = {{0}, 0};
-    hub->store->ops->each(hub->store, count_one, &c);
+    if (hub)
+        hub->store->ops->each(hub->store, count_one, &c);
     if (attached)
         *attached = c.by_state[FERRY_STATE_ATTACHED];
     if (detached)

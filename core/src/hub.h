@@ -62,6 +62,15 @@ uint64_t fy_hub_now(const ferry_hub *hub);
  * else FERRY_OK. `prefix` names where the options sit ("core." in a mount's options). */
 int fy_options_check(const ferry_options *o, const char *caller, const char *prefix);
 
+/* Fills *dst with the defaults, then copies `src` over them under the sized-struct rule
+ * (ferry_sized_copy); NULL `src` leaves the defaults. FERRY_OK, or FERRY_EINVAL (logged). */
+int fy_options_load(ferry_options *dst, const ferry_options *src, const char *caller);
+
+/* The sized-struct rule's check (ferry.h, "Sized structs"): `size`, a struct's size field,
+ * against `known`, this library's sizeof it. FERRY_OK, or FERRY_EINVAL with a log line
+ * "<caller>: <type>.size is ...". */
+int fy_size_check(size_t size, size_t known, const char *caller, const char *type);
+
 /* Counts one hit of a limit. Any thread, any lock. */
 static inline void fy_hub_limit(ferry_hub *hub, ferry_limit l)
 {

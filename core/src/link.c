@@ -11,9 +11,11 @@
 #include "protocol.h"
 #include "session.h"
 
-int ferry_link_new(ferry_hub *hub, const ferry_link_ops *ops, void *ud, ferry_link **out)
+int ferry_link_new(ferry_link **out, ferry_hub *hub, const ferry_link_ops *ops, void *ud)
 {
-    if (!hub || !ops || !ops->wake || !out)
+    if (!out || !hub || !ops)
+        return FERRY_EINVAL;
+    if (fy_size_check(ops->size, sizeof *ops, "ferry_link_new", "ferry_link_ops") || !ops->wake)
         return FERRY_EINVAL;
     ferry_link *l = calloc(1, sizeof *l);
     if (!l)
@@ -330,6 +332,8 @@ int ferry_link_pull(ferry_link *l, ferry_buf *b, unsigned flags)
 
 int ferry_link_done(ferry_link *l)
 {
+    if (!l)
+        return 1;
     pthread_mutex_lock(&l->lock);
     int d = l->done && l->ctl == 0;
     pthread_mutex_unlock(&l->lock);
@@ -338,6 +342,8 @@ int ferry_link_done(ferry_link *l)
 
 void ferry_link_set_transport(ferry_link *l, int transport)
 {
+    if (!l)
+        return;
     pthread_mutex_lock(&l->lock);
     l->transport = transport;
     pthread_mutex_unlock(&l->lock);
@@ -346,6 +352,8 @@ void ferry_link_set_transport(ferry_link *l, int transport)
 void ferry_link_set_peer(ferry_link *l, const char *peer_addr,
                          const char *(*header)(void *ctx, const char *name), void *ctx)
 {
+    if (!l)
+        return;
     pthread_mutex_lock(&l->lock);
     l->peer_addr = peer_addr;
     l->header = header;
@@ -355,6 +363,8 @@ void ferry_link_set_peer(ferry_link *l, const char *peer_addr,
 
 ferry_link_end ferry_link_end_reason(ferry_link *l)
 {
+    if (!l)
+        return FERRY_LINK_ENDED;
     pthread_mutex_lock(&l->lock);
     ferry_link_end e = l->done ? (ferry_link_end)l->end : FERRY_LINK_OPEN;
     pthread_mutex_unlock(&l->lock);
@@ -372,6 +382,8 @@ static int record_confirm(fy_rec *r, void *ctx)
 
 int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)
 {
+    if (!l || (!secret && len))
+        return FERRY_EINVAL;
     fy_hash presented;
     fy_token_hash_secret(secret, len, &presented);
     ferry_session *s = bound(l);
@@ -394,6 +406,8 @@ int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)
 
 const char *ferry_link_session_id(ferry_link *l)
 {
+    if (!l)
+        return NULL;
     ferry_session *s = bound(l);
     return s ? s->id : NULL;
 }

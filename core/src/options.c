@@ -1,10 +1,59 @@
-/* The hub's options: defaults, and the checks that say which one is wrong and why. */
+/* The hub's options: defaults, the sized-struct rule (ferry.h, "Sized structs"), and the
+ * checks that say which option is wrong and why. */
+#include <string.h>
+
+#include "ferry_transport.h"
 #include "hub.h"
 #include "log.h"
 
+int fy_size_check(size_t size, size_t known, const char *caller, const char *type)
+{
+    if (size == 0) {
+        fy_log(FERRY_LOG_ERROR, "%s: %s.size is 0: fill the struct with its init function, or "
+               "set .size = sizeof(%s)", caller, type, type);
+        return FERRY_EINVAL;
+    }
+    if (size < sizeof(size_t) || size > known) {
+        fy_log(FERRY_LOG_ERROR, "%s: %s.size is %zu, but this library (ferry %s) knows %zu "
+               "bytes of it: the application was built against a newer ferry.h, or did not "
+               "set size", caller, type, size, FERRY_VERSION_STRING, known);
+        return FERRY_EINVAL;
+    }
+    return FERRY_OK;
+}
+
+int ferry_sized_copy(void *dst, size_t dst_size, const void *src, const char *caller,
+                     const char *type)
+{
+    if (!dst || dst_size < sizeof(size_t) || !src || !caller || !type)
+        return FERRY_EINVAL;
+    size_t size;
+    memcpy(&size, src, sizeof size);
+    if (fy_size_check(size, dst_size, caller, type))
+        return FERRY_EINVAL;
+    memcpy(dst, src, size);
+    memcpy(dst, &dst_size, sizeof dst_size);
+    return FERRY_OK;
+}
+
+int fy_options_load(ferry_options *dst, const ferry_options *src, const char *caller)
+{
+    ferry_options_init(dst);
+    return src ? ferry_sized_copy(dst, sizeof *dst, src, caller, "ferry_options") : FERRY_OK;
+}
+
+void ferry_callbacks_init(ferry_callbacks *cb)
+{
+    if (cb)
+        *cb = (ferry_callbacks){.size = sizeof *cb};
+}
+
 void ferry_options_init(ferry_options *o)
 {
+    if (!o)
+        return;
     *o = (ferry_options){
+        .size = sizeof *o,
         .max_frame_bytes = 64 * 1024,
         .max_message_bytes = 60 * 1024,
         .max_depth = 16,

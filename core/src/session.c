@@ -23,6 +23,8 @@ ferry_session *fy_session_new(ferry_hub *hub)
 
 ferry_session *ferry_session_ref(ferry_session *s)
 {
+    if (!s)
+        return NULL;
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
     return s;
 }
@@ -222,6 +224,8 @@ const char *ferry_session_identity(const ferry_session *s)
 
 ferry_state ferry_session_state(ferry_session *s)
 {
+    if (!s)
+        return FERRY_STATE_EXPIRED;
     pthread_mutex_lock(&s->lock);
     ferry_state st = s->state;
     pthread_mutex_unlock(&s->lock);
@@ -235,6 +239,8 @@ ferry_hub *ferry_session_hub(ferry_session *s)
 
 void ferry_session_set_user(ferry_session *s, void *user)
 {
+    if (!s)
+        return;
     pthread_mutex_lock(&s->lock);
     s->user = user;
     pthread_mutex_unlock(&s->lock);
@@ -242,6 +248,8 @@ void ferry_session_set_user(ferry_session *s, void *user)
 
 void *ferry_session_user(ferry_session *s)
 {
+    if (!s)
+        return NULL;
     pthread_mutex_lock(&s->lock);
     void *u = s->user;
     pthread_mutex_unlock(&s->lock);

@@ -44,12 +44,16 @@ static double bucket_level(const ferry_bucket *b, unsigned burst, unsigned rate,
 
 void ferry_bucket_init(ferry_bucket *b, unsigned burst, uint64_t now)
 {
+    if (!b)
+        return;
     b->tokens = burst;
     b->at = now;
 }
 
 int ferry_bucket_take(ferry_bucket *b, unsigned burst, unsigned rate, uint64_t now)
 {
+    if (!b)
+        return 0;
     b->tokens = bucket_level(b, burst, rate, now);
     b->at = now;
     if (b->tokens < 1.0)
@@ -60,6 +64,8 @@ int ferry_bucket_take(ferry_bucket *b, unsigned burst, unsigned rate, uint64_t n
 
 int ferry_bucket_full(const ferry_bucket *b, unsigned burst, unsigned rate, uint64_t now)
 {
+    if (!b)
+        return 1;
     return bucket_level(b, burst, rate, now) >= burst;
 }
 
@@ -86,6 +92,8 @@ void ferry_log(ferry_log_level level, const char *fmt, ...)
 {
     /* One byte over fy_log's limit, so that it sees a cut line as too long and marks it. */
     char msg[FY_LOG_MAX + 1];
+    if (!fmt)
+        return;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof msg, fmt, ap);
@@ -96,6 +104,8 @@ void ferry_log(ferry_log_level level, const char *fmt, ...)
 
 const char *ferry_log_quote(char *dst, size_t cap, const char *s, size_t max)
 {
+    if (!dst)
+        return NULL;
     return fy_log_quote(dst, cap, s, max);
 }
 
@@ -103,5 +113,8 @@ int ferry_options_check(const ferry_options *o, const char *caller, const char *
 {
     if (!o || !caller || !prefix)
         return FERRY_EINVAL;
-    return fy_options_check(o, caller, prefix);
+    ferry_options full;
+    if (fy_options_load(&full, o, caller))
+        return FERRY_EINVAL;
+    return fy_options_check(&full, caller, prefix);
 }

@@ -54,15 +54,16 @@ int main(int argc, char **argv)
     ferry_server_options_init(&so);
     so.listen = listen;
     so.document_root = argc > 1 ? argv[1] : NULL; /* ferry refuses a missing directory */
-    struct mg_context *ctx = ferry_server_start(&so);
-    if (!ctx) {
-        fprintf(stderr, "echo: not started (ferry says why above)\n");
+    struct mg_context *ctx;
+    int rc = ferry_server_start(&ctx, &so);
+    if (rc) {
+        fprintf(stderr, "echo: not started: %s (ferry says why above)\n", ferry_strerror(rc));
         return 1;
     }
 
-    ferry_callbacks cb = {.on_open = on_open, .on_message = on_message};
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_message = on_message};
     ferry_mount *m;
-    int rc = ferry_mount_new(ctx, NULL, &cb, NULL, &m);
+    rc = ferry_mount_new(&m, ctx, NULL, &cb, NULL);
     if (rc) {
         fprintf(stderr, "echo: %s\n", ferry_strerror(rc));
         ferry_server_stop(ctx);

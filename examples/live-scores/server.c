@@ -314,16 +314,20 @@ int main(int argc, char **argv)
     ferry_server_options_init(&so);
     so.listen = listen;
     so.document_root = st.www;
-    struct mg_context *ctx = ferry_server_start(&so);
-    if (!ctx) {
+    struct mg_context *ctx;
+    if (ferry_server_start(&ctx, &so) != FERRY_OK) {
         fprintf(stderr, "live-scores: cannot listen on %s\n", listen);
         return 1;
     }
-    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_subscribe = on_subscribe};
+    ferry_callbacks cb;
+    ferry_callbacks_init(&cb);
+    cb.on_open = on_open;
+    cb.on_reset = on_reset;
+    cb.on_subscribe = on_subscribe;
     ferry_mount_options mo;
     ferry_mount_options_init(&mo);
     mo.metrics_path = "/metrics";
-    if (ferry_mount_new(ctx, &mo, &cb, NULL, &mount) != 0) {
+    if (ferry_mount_new(&mount, ctx, &mo, &cb, NULL) != 0) {
         ferry_server_stop(ctx);
         return 1;
     }

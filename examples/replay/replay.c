@@ -43,7 +43,7 @@ static void wake(void *ud)
     (void)ud;
 }
 
-static const ferry_link_ops ops = {wake, NULL};
+static const ferry_link_ops ops = {sizeof ops, wake, NULL};
 
 static void client_sends(ferry_link *l, const char *frame)
 {
@@ -80,13 +80,13 @@ static void publish(ferry_hub *hub, int minute, const char *event)
 int main(void)
 {
     ferry_hub *hub;
-    ferry_callbacks cb = {.on_open = on_open, .on_message = on_message};
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_message = on_message};
     if (ferry_hub_new(&hub, NULL, &cb, NULL))
         return 1;
 
     puts("== a client connects");
     ferry_link *a;
-    ferry_link_new(hub, &ops, NULL, &a);
+    ferry_link_new(&a, hub, &ops, NULL);
     client_sends(a, "{\"t\":\"hello\",\"v\":1}");
     json_t *got = server_writes(a);
     json_t *welcome = json_array_get(got, 0);
@@ -107,7 +107,7 @@ int main(void)
 
     puts("== the client reconnects and resumes: it has seen seq 2, its own msg 1 was not acked");
     ferry_link *b;
-    ferry_link_new(hub, &ops, NULL, &b);
+    ferry_link_new(&b, hub, &ops, NULL);
     char resume[256];
     snprintf(resume, sizeof resume,
              "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":2}", sid, secret);
@@ -119,7 +119,7 @@ int main(void)
     puts("== someone presents the secret the client has since replaced: a copy exists,");
     puts("   so the session ends (forked); the presenter gets what any stranger gets");
     ferry_link *c;
-    ferry_link_new(hub, &ops, NULL, &c);
+    ferry_link_new(&c, hub, &ops, NULL);
     snprintf(resume, sizeof resume,
              "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":0}", sid, secret);
     client_sends(c, resume);

@@ -187,7 +187,7 @@ static int control(struct mg_connection *conn, void *cbdata)
     if (strcmp(what, "stats") == 0) {
         size_t attached, detached, expired;
         ferry_hub_counts(ferry_mount_hub(mount), &attached, &detached, &expired);
-        ferry_stats st;
+        ferry_stats st = {.size = sizeof st};
         ferry_hub_stats(ferry_mount_hub(mount), &st);
         /* Heap in use, to tell a leak (it grows) from memory the allocator keeps (RSS
          * grows, this does not). */
@@ -229,26 +229,29 @@ int main(void)
     ferry_server_options_init(&so);
     so.listen = "127.0.0.1:0";
     so.max_connections = 400;
-    struct mg_context *ctx = ferry_server_start(&so);
-    if (!ctx)
+    struct mg_context *ctx;
+    if (ferry_server_start(&ctx, &so) != FERRY_OK)
         return 1;
+    ferry_options core;
+    ferry_options_init(&core);
     ferry_mount_options mo;
     ferry_mount_options_init(&mo);
+    mo.core = &core;
     mo.max_connections = 400;
     mo.allowed_origins = "*"; /* reached through proxies */
     mo.tick_ms = (uint32_t)env_ms("CHAOS_TICK_MS", 100);
     mo.poll_timeout_ms = (uint32_t)env_ms("CHAOS_POLL_MS", mo.poll_timeout_ms);
-    mo.core.resume_burst = 100000; /* every client resumes from 127.0.0.1 */
-    mo.core.resume_rate = 100000;
-    mo.core.max_sessions_per_identity = 0;
-    mo.core.heartbeat_ms = (uint32_t)env_ms("CHAOS_HB_MS", mo.core.heartbeat_ms);
-    mo.core.heartbeat_timeout_ms = (uint32_t)env_ms("CHAOS_TIMEOUT_MS", mo.core.heartbeat_timeout_ms);
-    mo.core.resume_window_ms = (uint32_t)env_ms("CHAOS_WINDOW_MS", mo.core.resume_window_ms);
-    mo.core.stall_timeout_ms = (uint32_t)env_ms("CHAOS_STALL_MS", mo.core.stall_timeout_ms);
-    mo.core.tombstone_ms = (uint32_t)env_ms("CHAOS_TOMBSTONE_MS", mo.core.tombstone_ms);
-    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message,
-                          .on_auth = on_auth};
-    int rc = ferry_mount_new(ctx, &mo, &cb, NULL, &mount);
+    core.resume_burst = 100000; /* every client resumes from 127.0.0.1 */
+    core.resume_rate = 100000;
+    core.max_sessions_per_identity = 0;
+    core.heartbeat_ms = (uint32_t)env_ms("CHAOS_HB_MS", core.heartbeat_ms);
+    core.heartbeat_timeout_ms = (uint32_t)env_ms("CHAOS_TIMEOUT_MS", core.heartbeat_timeout_ms);
+    core.resume_window_ms = (uint32_t)env_ms("CHAOS_WINDOW_MS", core.resume_window_ms);
+    core.stall_timeout_ms = (uint32_t)env_ms("CHAOS_STALL_MS", core.stall_timeout_ms);
+    core.tombstone_ms = (uint32_t)env_ms("CHAOS_TOMBSTONE_MS", core.tombstone_ms);
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,
+                          .on_message = on_message, .on_auth = on_auth};
+    int rc = ferry_mount_new(&mount, ctx, &mo, &cb, NULL);
     if (rc != FERRY_OK) {
         fprintf(stderr, "chaos server: %s\n", ferry_strerror(rc));
         ferry_server_stop(ctx);

@@ -83,8 +83,8 @@ static int on_auth(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const
     return 0;
 }
 
-static const ferry_callbacks callbacks = {on_open, on_reset, on_message, on_close, on_subscribe,
-                                          on_auth};
+static const ferry_callbacks callbacks = {sizeof callbacks, on_open, on_reset, on_message,
+                                          on_close, on_subscribe, on_auth};
 
 ferry_hub *hub_new(void (*tweak)(ferry_options *o))
 {
@@ -124,13 +124,13 @@ static void fc_kick(void *ud)
     ((fake_conn *)ud)->kicks++;
 }
 
-static const ferry_link_ops fc_ops = {fc_wake, fc_kick};
+static const ferry_link_ops fc_ops = {sizeof fc_ops, fc_wake, fc_kick};
 
 fake_conn *fc_open(ferry_hub *hub)
 {
     fake_conn *c = calloc(1, sizeof *c);
     ck_assert_ptr_nonnull(c);
-    ck_assert_int_eq(ferry_link_new(hub, &fc_ops, c, &c->link), 0);
+    ck_assert_int_eq(ferry_link_new(&c->link, hub, &fc_ops, c), 0);
     return c;
 }
 

@@ -68,5 +68,6 @@ Suite *log_suite(void);
 Suite *wire_suite(void);
 Suite *race_suite(void);
 Suite *store_suite(void);
+Suite *abi_suite(void);
 
 #endif

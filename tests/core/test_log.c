@@ -175,7 +175,7 @@ static void room_message(ferry_session *s, json_t *data, void *ud)
 
 START_TEST(session_hub_publishes_from_a_callback)
 {
-    ferry_callbacks cb = {.on_open = room_open, .on_message = room_message};
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = room_open, .on_message = room_message};
     ferry_hub *hub;
     ck_assert_int_eq(ferry_hub_new(&hub, NULL, &cb, NULL), 0);
     ck_assert_ptr_null(ferry_session_hub(NULL));

@@ -306,11 +306,11 @@ static void nop_wake(void *ud)
 
 START_TEST(a_reply_can_come_before_the_ack_of_its_message)
 {
-    static const ferry_link_ops ops = {nop_wake, NULL};
-    ferry_callbacks cb = {.on_message = reply_then_pull};
+    static const ferry_link_ops ops = {sizeof ops, nop_wake, NULL};
+    ferry_callbacks cb = {.size = sizeof cb, .on_message = reply_then_pull};
     ferry_hub *hub;
     ck_assert_int_eq(ferry_hub_new(&hub, NULL, &cb, NULL), 0);
-    ck_assert_int_eq(ferry_link_new(hub, &ops, NULL, &pulling), 0);
+    ck_assert_int_eq(ferry_link_new(&pulling, hub, &ops, NULL), 0);
     const char *hello = "{\"t\":\"hello\",\"v\":1}", *msg = "{\"t\":\"msg\",\"seq\":1,\"data\":1}";
     ck_assert_int_eq(ferry_link_recv(pulling, hello, strlen(hello)), 0);
     count_pull(); /* the welcome */

@@ -82,7 +82,7 @@ START_TEST(a_hello_the_store_refuses_leaves_nothing_behind)
     ck_assert_ptr_null(ferry_link_session_id(c->link));
     ck_assert_int_eq(app.opens, 0);
     ck_assert_uint_eq(st->ops->count(st), 0);
-    ferry_stats stats;
+    ferry_stats stats = {.size = sizeof stats};
     ferry_hub_stats(hub, &stats);
     ck_assert_uint_eq(stats.sessions_opened, 0);
     ck_assert_uint_eq(stats.limits[FERRY_LIMIT_IDENTITY], 0);
@@ -139,7 +139,7 @@ START_TEST(a_resume_the_store_fails_changes_nothing)
         ck_assert_uint_eq(s->rec.version, version);
         ck_assert_uint_eq(s->out.count, 2);
         ferry_session_unref(s);
-        ferry_stats stats;
+        ferry_stats stats = {.size = sizeof stats};
         ferry_hub_stats(hub, &stats);
         ck_assert_uint_eq(stats.resumes, 0);
         for (int r = 0; r < FERRY_REASON_COUNT; r++)
@@ -465,7 +465,7 @@ static void racer_wake(void *ud)
     atomic_fetch_add(&((racer *)ud)->wakes, 1);
 }
 
-static const ferry_link_ops racer_ops = {racer_wake, NULL};
+static const ferry_link_ops racer_ops = {sizeof racer_ops, racer_wake, NULL};
 
 static void *race_resume(void *ud)
 {
@@ -522,7 +522,7 @@ START_TEST(racing_resumes_over_a_slow_store_leave_one_holder)
     fy_store *st = faulty_store_new(&calm);
     ferry_options o;
     ferry_options_init(&o);
-    ferry_callbacks cb = {.on_open = race_on_open, .on_reset = race_on_reset};
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = race_on_open, .on_reset = race_on_reset};
     ferry_hub *hub;
     atomic_store(&race_opens, 0);
     atomic_store(&race_resets, 0);
@@ -537,7 +537,7 @@ START_TEST(racing_resumes_over_a_slow_store_leave_one_holder)
     sender p = {.hub = hub, .sid = sid};
     for (int i = 0; i < N; i++) {
         r[i] = (racer){.hub = hub, .sid = sid, .secret = secret};
-        ck_assert_int_eq(ferry_link_new(hub, &racer_ops, &r[i], &r[i].link), 0);
+        ck_assert_int_eq(ferry_link_new(&r[i].link, hub, &racer_ops, &r[i]), 0);
     }
     pthread_create(&t[N], NULL, race_send, &p);
     for (int i = 0; i < N; i++)

@@ -172,7 +172,7 @@ static void parked_wake(void *ud)
     pthread_mutex_unlock(&p->lock);
 }
 
-static const ferry_link_ops parked_ops = {parked_wake, NULL};
+static const ferry_link_ops parked_ops = {sizeof parked_ops, parked_wake, NULL};
 
 /* A new session on a parked connection, its welcome pulled so that the next push wakes it. */
 static ferry_session *parked_hello(ferry_hub *hub, parked_conn *p)
@@ -180,7 +180,7 @@ static ferry_session *parked_hello(ferry_hub *hub, parked_conn *p)
     memset(p, 0, sizeof *p);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
-    ck_assert_int_eq(ferry_link_new(hub, &parked_ops, p, &p->link), 0);
+    ck_assert_int_eq(ferry_link_new(&p->link, hub, &parked_ops, p), 0);
     const char *hello = "{\"t\":\"hello\",\"v\":1}";
     ck_assert_int_eq(ferry_link_recv(p->link, hello, strlen(hello)), 0);
     ferry_buf b = {0};

@@ -141,7 +141,7 @@ static void observe(world *w, const fake_conn *skip, char *buf, size_t size)
         app.resets, app.closes, app.messages, app.received ? json_array_size(app.received) : 0);
     if (!w->hub)
         return;
-    ferry_stats st;
+    ferry_stats st = {.size = sizeof st};
     ferry_hub_stats(w->hub, &st);
     put(&p, end, "hub: opened %lu resumes %lu msgs in %lu out %lu bytes out %lu up %lu down %lu"
         " attached %zu detached %zu expired %zu outbox %zu/%zu\n",
@@ -395,7 +395,7 @@ static void wake(void *ud)
     ((fake_conn *)ud)->wakes++;
 }
 
-static const ferry_link_ops ops = {wake, NULL};
+static const ferry_link_ops ops = {sizeof ops, wake, NULL};
 
 static void a_hub_and_a_conn_struct(world *w)
 {
@@ -406,7 +406,7 @@ static void a_hub_and_a_conn_struct(world *w)
 
 static int call_link_new(world *w)
 {
-    return ferry_link_new(w->hub, &ops, w->target, &w->target->link);
+    return ferry_link_new(&w->target->link, w->hub, &ops, w->target);
 }
 
 static void no_link(world *w)

@@ -37,7 +37,7 @@ static void wake(void *ud)
     (void)ud;
 }
 
-static const ferry_link_ops ops = {wake, wake};
+static const ferry_link_ops ops = {sizeof ops, wake, wake};
 
 static char sid[64], secret[64];
 
@@ -109,13 +109,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.heartbeat_timeout_ms = 3000;
     o.resume_window_ms = 5000;
     now = 1;
-    ferry_callbacks cb = {.on_message = on_message, .on_subscribe = on_subscribe};
+    ferry_callbacks cb = {.size = sizeof cb, .on_message = on_message,
+                          .on_subscribe = on_subscribe};
     ferry_hub *hub;
     if (ferry_hub_new(&hub, &o, &cb, NULL))
         abort();
     ferry_link *links[2];
-    ferry_link_new(hub, &ops, NULL, &links[0]);
-    ferry_link_new(hub, &ops, NULL, &links[1]);
+    ferry_link_new(&links[0], hub, &ops, NULL);
+    ferry_link_new(&links[1], hub, &ops, NULL);
     long last[2] = {0, 0};
     sid[0] = secret[0] = '\0';
     const char *p = (const char *)data, *end = p + size;

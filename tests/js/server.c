@@ -136,22 +136,26 @@ int main(int argc, char **argv)
     so.listen = "127.0.0.1:0";
     so.max_connections = 200;
     so.document_root = argc > 1 ? argv[1] : NULL;
-    struct mg_context *ctx = ferry_server_start(&so);
-    if (!ctx)
+    struct mg_context *ctx;
+    if (ferry_server_start(&ctx, &so) != FERRY_OK)
         return 1;
+    ferry_options core;
+    ferry_options_init(&core);
     ferry_mount_options mo;
     ferry_mount_options_init(&mo);
+    mo.core = &core;
     mo.max_connections = 200;
     mo.tick_ms = 100;
     /* The tests reach it through proxies too; FERRY_ORIGINS tests a refused Origin. */
     mo.allowed_origins = getenv("FERRY_ORIGINS") ? getenv("FERRY_ORIGINS") : "*";
-    mo.core.resume_burst = 1000; /* every test client resumes from 127.0.0.1 */
-    mo.core.resume_window_ms = env_ms("FERRY_WINDOW_MS", mo.core.resume_window_ms);
-    mo.core.heartbeat_ms = env_ms("FERRY_HB_MS", mo.core.heartbeat_ms);
-    mo.core.heartbeat_timeout_ms = env_ms("FERRY_TIMEOUT_MS", mo.core.heartbeat_timeout_ms);
-    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message,
-                          .on_subscribe = on_subscribe, .on_auth = on_auth};
-    if (ferry_mount_new(ctx, &mo, &cb, NULL, &mount) != 0)
+    core.resume_burst = 1000; /* every test client resumes from 127.0.0.1 */
+    core.resume_window_ms = env_ms("FERRY_WINDOW_MS", core.resume_window_ms);
+    core.heartbeat_ms = env_ms("FERRY_HB_MS", core.heartbeat_ms);
+    core.heartbeat_timeout_ms = env_ms("FERRY_TIMEOUT_MS", core.heartbeat_timeout_ms);
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,
+                          .on_message = on_message, .on_subscribe = on_subscribe,
+                          .on_auth = on_auth};
+    if (ferry_mount_new(&mount, ctx, &mo, &cb, NULL) != 0)
         return 1;
     mg_set_request_handler(ctx, "/control/", control, NULL);
     printf("port %d\n", ferry_server_port(ctx));

@@ -106,7 +106,7 @@ static void c_wake(void *ud)
     pthread_mutex_unlock(&c->wlock);
 }
 
-static const ferry_link_ops ops = {c_wake, c_wake};
+static const ferry_link_ops ops = {sizeof ops, c_wake, c_wake};
 
 static conn *conn_new(void)
 {
@@ -114,7 +114,7 @@ static conn *conn_new(void)
     pthread_mutex_init(&c->recv_lock, NULL);
     pthread_mutex_init(&c->wlock, NULL);
     pthread_cond_init(&c->wcond, NULL);
-    CHECK(ferry_link_new(hub, &ops, c, &c->link) == 0, "link_new");
+    CHECK(ferry_link_new(&c->link, hub, &ops, c) == 0, "link_new");
     return c;
 }
 
@@ -344,7 +344,8 @@ int main(void)
     o.heartbeat_timeout_ms = 600000;
     o.outbox_max_msgs = 1000000;
     o.outbox_max_bytes = 1u << 30;
-    ferry_callbacks cb = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_message = on_message,
+                          .on_close = on_close};
     if (ferry_hub_new(&hub, &o, &cb, NULL) != 0)
         return 1;
     for (int i = 0; i < CLIENTS; i++) {

@@ -108,19 +108,25 @@ static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording)
     ferry_server_options_init(&so);
     so.listen = "127.0.0.1:0";
     so.max_connections = 64;
-    t->ctx = recording ? start_recording(t) : ferry_server_start(&so);
+    if (recording)
+        t->ctx = start_recording(t);
+    else
+        ck_assert_int_eq(ferry_server_start(&t->ctx, &so), FERRY_OK);
     ck_assert_ptr_nonnull(t->ctx);
     t->port = ferry_server_port(t->ctx);
     ck_assert_int_gt(t->port, 0);
+    ferry_options core;
+    ferry_options_init(&core);
     ferry_mount_options mo;
     ferry_mount_options_init(&mo);
+    mo.core = &core; /* tweaks change it through ts_core */
     mo.max_connections = 32;
     mo.tick_ms = 50;
     if (tweak)
         tweak(&mo);
-    ferry_callbacks cb = {.on_open = on_open, .on_reset = on_reset, .on_message = on_message,
-                          .on_close = on_close, .on_auth = on_auth};
-    ck_assert_int_eq(ferry_mount_new(t->ctx, &mo, &cb, t, &t->m), 0);
+    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,
+                          .on_message = on_message, .on_close = on_close, .on_auth = on_auth};
+    ck_assert_int_eq(ferry_mount_new(&t->m, t->ctx, &mo, &cb, t), 0);
     t->hub = ferry_mount_hub(t->m);
     return t;
 }
@@ -307,9 +313,14 @@ void *ts_hold_poll(void *arg)
     return NULL;
 }
 
+ferry_options *ts_core(ferry_mount_options *o)
+{
+    return (ferry_options *)o->core; /* the harness's own, not const */
+}
+
 void ts_small_frames(ferry_mount_options *o)
 {
-    o->core.max_frame_bytes = 1024;
+    ts_core(o)->max_frame_bytes = 1024;
 }
 
 void ts_good_origin(ferry_mount_options *o)
@@ -327,9 +338,9 @@ uint64_t ts_skewed_clock(void *ud)
 
 void ts_fast_heartbeat(ferry_mount_options *o)
 {
-    o->core.heartbeat_ms = 100;
-    o->core.heartbeat_timeout_ms = 400;
-    o->core.resume_window_ms = 600;
+    ts_core(o)->heartbeat_ms = 100;
+    ts_core(o)->heartbeat_timeout_ms = 400;
+    ts_core(o)->resume_window_ms = 600;
     o->poll_timeout_ms = 300;
 }
 

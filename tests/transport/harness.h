@@ -132,6 +132,8 @@ extern atomic_ullong ts_skew_ms;
 uint64_t ts_skewed_clock(void *ud);
 
 /* Option tweaks shared by the suites. */
+/* The core options a tweak may change (the harness points o->core at its own). */
+ferry_options *ts_core(ferry_mount_options *o);
 void ts_small_frames(ferry_mount_options *o);   /* max_frame_bytes 1024 */
 void ts_good_origin(ferry_mount_options *o);    /* allow http://good.example and one more */
 void ts_fast_heartbeat(ferry_mount_options *o); /* 100 ms pings, 400 ms timeout, 600 ms window */

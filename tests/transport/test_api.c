@@ -31,13 +31,13 @@ static void nop_wake(void *ud)
     (void)ud;
 }
 
-static const ferry_link_ops nop_ops = {nop_wake, NULL};
+static const ferry_link_ops nop_ops = {sizeof nop_ops, nop_wake, NULL};
 
 /* A link with a session and `n` messages sent to it (pulled once). */
 static ferry_link *attached(ferry_hub *hub, int n)
 {
     ferry_link *l = NULL;
-    ck_assert_int_eq(ferry_link_new(hub, &nop_ops, NULL, &l), FERRY_OK);
+    ck_assert_int_eq(ferry_link_new(&l, hub, &nop_ops, NULL), FERRY_OK);
     const char hello[] = "{\"t\":\"hello\",\"v\":1}";
     ck_assert_int_eq(ferry_link_recv(l, hello, sizeof hello - 1), FERRY_OK);
     ferry_buf b = {0};
@@ -145,7 +145,7 @@ START_TEST(api_link_ack)
     ferry_buf_release(&b);
     ferry_link_free(l);
 
-    ck_assert_int_eq(ferry_link_new(hub, &nop_ops, NULL, &l), FERRY_OK);
+    ck_assert_int_eq(ferry_link_new(&l, hub, &nop_ops, NULL), FERRY_OK);
     ck_assert_int_eq(ferry_link_ack(l, 0), FERRY_EHANDSHAKE);
     ferry_link_free(l);
     ferry_hub_free(hub);

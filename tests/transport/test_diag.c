@@ -73,7 +73,8 @@ static struct mg_context *bare_server(void)
     ferry_server_options_init(&so);
     so.listen = "127.0.0.1:0";
     so.max_connections = 8;
-    struct mg_context *ctx = ferry_server_start(&so);
+    struct mg_context *ctx = NULL;
+    ck_assert_int_eq(ferry_server_start(&ctx, &so), FERRY_OK);
     ck_assert_ptr_nonnull(ctx);
     return ctx;
 }
@@ -82,8 +83,11 @@ static void trailing_slash(ferry_mount_options *o) { o->prefix = "/ferry/"; }
 static void no_leading_slash(ferry_mount_options *o) { o->prefix = "ferry"; }
 static void double_slash(ferry_mount_options *o) { o->prefix = "/a//b"; }
 static void space_in_prefix(ferry_mount_options *o) { o->prefix = "/a b"; }
-static void short_heartbeat_timeout(ferry_mount_options *o) { o->core.heartbeat_timeout_ms = 1000; }
-static void no_sessions(ferry_mount_options *o) { o->core.max_sessions = 0; }
+static void short_heartbeat_timeout(ferry_mount_options *o)
+{
+    ts_core(o)->heartbeat_timeout_ms = 1000;
+}
+static void no_sessions(ferry_mount_options *o) { ts_core(o)->max_sessions = 0; }
 static void no_connections(ferry_mount_options *o) { o->max_connections = 0; }
 static void no_writers(ferry_mount_options *o) { o->writer_threads = 0; }
 static void origin_with_slash(ferry_mount_options *o) { o->allowed_origins = "http://good.example/"; }
@@ -120,12 +124,15 @@ static const struct {
 START_TEST(mount_names_the_bad_option)
 {
     struct mg_context *ctx = bare_server();
+    ferry_options core;
+    ferry_options_init(&core);
     ferry_mount_options o;
     ferry_mount_options_init(&o);
+    o.core = &core;
     bad_mounts[_i].tweak(&o);
     ferry_mount *m = NULL;
     cap_start();
-    ck_assert_int_eq(ferry_mount_new(ctx, &o, NULL, NULL, &m), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_mount_new(&m, ctx, &o, NULL, NULL), FERRY_EINVAL);
     cap_stop();
     ck_assert_ptr_null(m);
     cap_expect(1, FERRY_LOG_ERROR, bad_mounts[_i].msg);
@@ -143,7 +150,7 @@ START_TEST(mount_refuses_a_context_that_answers_preflights)
     ck_assert_ptr_nonnull(ctx);
     ferry_mount *m = NULL;
     cap_start();
-    ck_assert_int_eq(ferry_mount_new(ctx, NULL, NULL, NULL, &m), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_mount_new(&m, ctx, NULL, NULL, NULL), FERRY_EINVAL);
     cap_stop();
     cap_expect(1, FERRY_LOG_ERROR,
                "ferry_mount_new: the civetweb context answers CORS preflights itself "
@@ -170,9 +177,11 @@ START_TEST(server_start_says_the_port_is_in_use)
     ferry_server_options_init(&so);
     so.listen = listen_on;
     so.max_connections = 8;
+    struct mg_context *ctx = NULL;
     cap_start();
-    ck_assert_ptr_null(ferry_server_start(&so));
+    ck_assert_int_eq(ferry_server_start(&ctx, &so), FERRY_ELISTEN);
     cap_stop();
+    ck_assert_ptr_null(ctx);
     close(fd);
     cap_expect(1, FERRY_LOG_ERROR, want);
 }
@@ -184,15 +193,17 @@ START_TEST(server_start_says_the_listen_string_is_bad)
     ferry_server_options_init(&so);
     so.max_connections = 8;
     so.listen = "127.0.0.1:abc";
+    struct mg_context *ctx = NULL;
     cap_start();
-    ck_assert_ptr_null(ferry_server_start(&so));
+    ck_assert_int_eq(ferry_server_start(&ctx, &so), FERRY_ELISTEN);
     ck_assert_int_eq(cap_count(), 1);
     const char *want = "ferry_server_start: civetweb did not start (listen \"127.0.0.1:abc\"): ";
     ck_assert_int_eq(strncmp(cap_msg[0], want, strlen(want)), 0);
     ck_assert_ptr_nonnull(strstr(cap_msg[0], "invalid port spec"));
     so.listen = "";
-    ck_assert_ptr_null(ferry_server_start(&so));
+    ck_assert_int_eq(ferry_server_start(&ctx, &so), FERRY_EINVAL);
     cap_stop();
+    ck_assert_ptr_null(ctx);
     cap_expect(2, FERRY_LOG_ERROR, "ferry_server_start: listen must be set, e.g. \"127.0.0.1:8080\"");
 }
 END_TEST
@@ -204,8 +215,9 @@ START_TEST(server_start_says_the_document_root_is_wrong)
     so.listen = "127.0.0.1:0";
     so.max_connections = 8;
     so.document_root = "/nonexistent/ferry-www";
+    struct mg_context *ctx = NULL;
     cap_start();
-    ck_assert_ptr_null(ferry_server_start(&so));
+    ck_assert_int_eq(ferry_server_start(&ctx, &so), FERRY_EINVAL);
     cap_expect(1, FERRY_LOG_ERROR,
                "ferry_server_start: document_root \"/nonexistent/ferry-www\" does not exist");
     char file[] = "/tmp/ferry-root-XXXXXX", want[128];
@@ -213,12 +225,13 @@ START_TEST(server_start_says_the_document_root_is_wrong)
     ck_assert_int_ge(fd, 0);
     close(fd);
     so.document_root = file;
-    ck_assert_ptr_null(ferry_server_start(&so));
+    ck_assert_int_eq(ferry_server_start(&ctx, &so), FERRY_EINVAL);
+    ck_assert_ptr_null(ctx);
     unlink(file);
     snprintf(want, sizeof want, "ferry_server_start: document_root \"%s\" is not a directory", file);
     cap_expect(2, FERRY_LOG_ERROR, want);
     so.document_root = "/tmp"; /* a directory is fine, and says nothing */
-    struct mg_context *ctx = ferry_server_start(&so);
+    ck_assert_int_eq(ferry_server_start(&ctx, &so), FERRY_OK);
     cap_stop();
     ck_assert_ptr_nonnull(ctx);
     ferry_server_stop(ctx);
@@ -226,10 +239,107 @@ START_TEST(server_start_says_the_document_root_is_wrong)
 }
 END_TEST
 
+/* An application built against an older ferry_civetweb.h passes the fields it knew: the
+ * mount and the server take the defaults for the rest. */
+START_TEST(older_smaller_option_structs_are_accepted)
+{
+    struct {
+        size_t size;
+        const char *listen;
+    } old_server = {sizeof old_server, "127.0.0.1:0"};
+    struct mg_context *ctx = NULL;
+    cap_start();
+    ck_assert_int_eq(ferry_server_start(&ctx, (const ferry_server_options *)(void *)&old_server),
+                     FERRY_OK);
+    int port = ferry_server_port(ctx);
+    ck_assert_int_gt(port, 0);
+    struct {
+        size_t size;
+        const ferry_options *core;
+        const char *prefix;
+    } old_mount = {sizeof old_mount, NULL, "/old"};
+    ferry_mount *m = NULL;
+    ck_assert_int_eq(ferry_mount_new(&m, ctx, (const ferry_mount_options *)(void *)&old_mount,
+                                     NULL, NULL),
+                     FERRY_OK);
+    cap_stop();
+    ck_assert_int_eq(cap_count(), 0);
+    fyc_resp r;
+    ck_assert_int_eq(fyc_http(port, "GET", "/old/ferry.js", NULL, NULL, 0, 5000, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    fyc_resp_free(&r);
+    ferry_mount_free(m);
+    ferry_server_stop(ctx);
+}
+END_TEST
+
+START_TEST(newer_or_unset_option_sizes_are_refused)
+{
+    struct mg_context *ctx = bare_server();
+    ferry_mount_options o;
+    ferry_mount_options_init(&o);
+    o.size += 16;
+    ferry_mount *m = NULL;
+    char want[300];
+    cap_start();
+    ck_assert_int_eq(ferry_mount_new(&m, ctx, &o, NULL, NULL), FERRY_EINVAL);
+    cap_stop();
+    ck_assert_ptr_null(m);
+    snprintf(want, sizeof want, "ferry_mount_new: ferry_mount_options.size is %zu, but this "
+             "library (ferry %s) knows %zu bytes of it: the application was built against a "
+             "newer ferry.h, or did not set size", sizeof o + 16, FERRY_VERSION_STRING,
+             sizeof o);
+    cap_expect(1, FERRY_LOG_ERROR, want);
+
+    ferry_options core = {0}; /* not filled by ferry_options_init */
+    ferry_mount_options_init(&o);
+    o.core = &core;
+    cap_start();
+    ck_assert_int_eq(ferry_mount_new(&m, ctx, &o, NULL, NULL), FERRY_EINVAL);
+    cap_stop();
+    cap_expect(1, FERRY_LOG_ERROR, "ferry_mount_new: ferry_options.size is 0: fill the struct "
+               "with its init function, or set .size = sizeof(ferry_options)");
+
+    ferry_server_options so = {.listen = "127.0.0.1:0"};
+    struct mg_context *other = NULL;
+    cap_start();
+    ck_assert_int_eq(ferry_server_start(&other, &so), FERRY_EINVAL);
+    cap_stop();
+    ck_assert_ptr_null(other);
+    ck_assert_int_eq(cap_count(), 1);
+    ferry_server_stop(ctx);
+}
+END_TEST
+
+/* ferry.h's NULL policy for ferry_civetweb.h. */
+START_TEST(civetweb_calls_follow_the_null_policy)
+{
+    struct mg_context *ctx = bare_server();
+    ferry_mount *m = NULL;
+    cap_start();
+    ck_assert_int_eq(ferry_mount_new(NULL, ctx, NULL, NULL, NULL), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_mount_new(&m, NULL, NULL, NULL, NULL), FERRY_EINVAL);
+    ck_assert_int_eq(ferry_server_start(NULL, NULL), FERRY_EINVAL);
+    cap_stop();
+    ck_assert_int_eq(cap_count(), 3);
+    ck_assert_ptr_null(m);
+    ferry_mount_options_init(NULL);
+    ferry_server_options_init(NULL);
+    ck_assert_ptr_null(ferry_mount_hub(NULL));
+    ck_assert_int_eq(ferry_mount_metrics(NULL, NULL), FERRY_EINVAL);
+    ferry_mount_set_websocket(NULL, 1);
+    ferry_mount_drop_connections(NULL);
+    ferry_mount_free(NULL);
+    ck_assert_int_eq(ferry_server_port(NULL), -1);
+    ferry_server_stop(NULL);
+    ferry_server_stop(ctx);
+}
+END_TEST
+
 static void good_origin_skewed(ferry_mount_options *o)
 {
     ts_good_origin(o);
-    o->core.clock = ts_skewed_clock;
+    ts_core(o)->clock = ts_skewed_clock;
 }
 
 static void ws_evil(tserver *s, const char *origin_header)
@@ -321,6 +431,9 @@ Suite *diag_suite(void)
     tcase_add_test(t, server_start_says_the_port_is_in_use);
     tcase_add_test(t, server_start_says_the_listen_string_is_bad);
     tcase_add_test(t, server_start_says_the_document_root_is_wrong);
+    tcase_add_test(t, older_smaller_option_structs_are_accepted);
+    tcase_add_test(t, newer_or_unset_option_sizes_are_refused);
+    tcase_add_test(t, civetweb_calls_follow_the_null_policy);
     tcase_add_test(t, ws_refused_origin_is_logged_at_a_limited_rate);
     tcase_add_test(t, lp_refused_origin_is_logged_escaped_and_cut);
     tcase_add_test(t, lp_refused_origin_names_the_host_when_same_origin_only);

@@ -226,7 +226,7 @@ START_TEST(lp_bad_bodies)
 {
     tserver *s = ts_start(ts_small_frames);
     tc c;
-    ferry_stats st;
+    ferry_stats st = {.size = sizeof st};
     tc_init(&c, s, TC_LP);
     ck_assert_int_eq(tc_connect(&c), 0);
     char *big = malloc(2000);

@@ -186,8 +186,8 @@ END_TEST
 
 static void few_resumes(ferry_mount_options *o)
 {
-    o->core.resume_burst = 3;
-    o->core.resume_rate = 1;
+    ts_core(o)->resume_burst = 3;
+    ts_core(o)->resume_rate = 1;
     o->real_ip_header = "X-Real-IP";
 }
 

@@ -183,7 +183,7 @@ END_TEST
 
 static void one_per_identity(ferry_mount_options *o)
 {
-    o->core.max_sessions_per_identity = 1;
+    ts_core(o)->max_sessions_per_identity = 1;
 }
 
 START_TEST(the_per_identity_limit_is_capacity_1013_or_503)
@@ -214,7 +214,7 @@ END_TEST
 
 static void tiny_outbox(ferry_mount_options *o)
 {
-    o->core.outbox_max_msgs = 4;
+    ts_core(o)->outbox_max_msgs = 4;
 }
 
 START_TEST(a_long_poll_reset_is_delivered_once_then_404)

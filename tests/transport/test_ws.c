@@ -267,8 +267,8 @@ END_TEST
 
 static void fast_stall(ferry_mount_options *o)
 {
-    o->core.stall_timeout_ms = 1000;
-    o->core.ack_window_bytes = 16 * 1024;
+    ts_core(o)->stall_timeout_ms = 1000;
+    ts_core(o)->ack_window_bytes = 16 * 1024;
 }
 
 START_TEST(ws_a_client_that_stops_reading_never_stalls_the_others)
@@ -397,7 +397,7 @@ END_TEST
 
 static void skewed(ferry_mount_options *o)
 {
-    o->core.clock = ts_skewed_clock;
+    ts_core(o)->clock = ts_skewed_clock;
     o->tick_ms = 50;
 }
 

@@ -32,8 +32,13 @@ extern "C" {
 
 typedef struct ferry_mount ferry_mount;
 
+/* A sized struct (ferry.h, "Sized structs"): fill it with ferry_mount_options_init. The hub's
+ * options are a pointer, not a member, so that either struct can grow on its own. */
 typedef struct ferry_mount_options {
-    ferry_options core;          /* limits, heartbeat, resume window (ferry_options_init) */
+    size_t size;                 /* sizeof(ferry_mount_options) of the header built against */
+    /* Limits, heartbeat, resume window (a ferry_options filled by ferry_options_init), read
+     * during ferry_mount_new only; NULL: the defaults. */
+    const ferry_options *core;
     /* Path prefix ("/ferry"): starts with '/', does not end with one, no "//", only letters,
      * digits and /-._~ (civetweb reads others as patterns). */
     const char *prefix;
@@ -66,39 +71,48 @@ typedef struct ferry_mount_options {
     const char *metrics_path;
 } ferry_mount_options;
 
-/* Fills `o` with the defaults above (and ferry_options_init for `core`). */
+/* Fills `o` with the defaults above (core NULL: ferry_options_init's) and sets its size.
+ * NULL: nothing. */
 FERRY_API void ferry_mount_options_init(ferry_mount_options *o);
 
-/* Mounts ferry on `ctx`. `o` may be NULL (defaults); it is copied, allowed_origins and
- * prefix included. `cb` and `ud` are the application callbacks (ferry.h). The mount runs
- * ferry_hub_tick itself. Returns FERRY_OK and writes *out, FERRY_ENOMEM, or FERRY_EINVAL,
- * and logs which option and why (ferry_set_log), when: `ctx` or `out` is NULL; prefix or
- * metrics_path breaks the rules above; max_connections, poll_timeout_ms, writer_threads,
- * tick_ms, handshake_timeout_ms or control_burst is 0; `core` is refused as by
- * ferry_hub_new; an allowed_origins entry is not scheme://host[:port], or "*" is not alone;
- * real_ip_header is not a header name; or the context answers CORS preflights itself (set
- * its access_control_allow_methods to ""). Process-wide effect: on Linux 6.17 and later it enlarges the process's
- * private futex hash to about two slots per max_connections (never shrinks it), because
- * every held poll is a thread asleep on a futex (docs/TRANSPORTS.md). */
-FERRY_API int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o,
-                          const ferry_callbacks *cb, void *ud, ferry_mount **out);
+/* Mounts ferry on `ctx` and writes the mount to *out. `o` may be NULL (defaults); it is
+ * copied, allowed_origins, prefix and *core included. `cb` (may be NULL) and `ud` are the
+ * application callbacks (ferry.h). The mount runs ferry_hub_tick itself. Returns FERRY_OK,
+ * or, having logged why (ferry_set_log):
+ *   FERRY_EINVAL    `out` or `ctx` is NULL; `o`, o->core or `cb` has a size of 0 or larger
+ *                   than this library's; prefix or metrics_path breaks the rules above;
+ *                   max_connections, poll_timeout_ms, writer_threads, tick_ms,
+ *                   handshake_timeout_ms or control_burst is 0; `core` is refused as by
+ *                   ferry_hub_new; an allowed_origins entry is not scheme://host[:port], or
+ *                   "*" is not alone; real_ip_header is not a header name; or the context
+ *                   answers CORS preflights itself (set its access_control_allow_methods
+ *                   to "")
+ *   FERRY_EINTERNAL libsodium failed to initialize
+ *   FERRY_ENOMEM    out of memory, or a thread could not be started
+ * Process-wide effect: on Linux 6.17 and later it enlarges the process's private futex
+ * hash to about two slots per max_connections (never shrinks it), because every held poll
+ * is a thread asleep on a futex (docs/TRANSPORTS.md). */
+FERRY_API int ferry_mount_new(ferry_mount **out, struct mg_context *ctx,
+                              const ferry_mount_options *o, const ferry_callbacks *cb, void *ud);
 
-/* The mount's hub: publish, send, counts. Valid until ferry_mount_free. */
+/* The mount's hub: publish, send, counts. Valid until ferry_mount_free. NULL for NULL. */
 FERRY_API ferry_hub *ferry_mount_hub(ferry_mount *m);
 
 /* Appends the mount's metrics to `out` in the Prometheus text format (version 0.0.4):
  * sessions by state, connections by transport, held polls, messages and bytes in and out,
  * sessions opened, resumes by outcome, upgrades and fallbacks, outbox depth, limits hit by
- * kind, slow consumers cut. Any thread. Returns FERRY_OK or FERRY_ENOMEM. */
+ * kind, slow consumers cut. Any thread. Returns FERRY_OK, FERRY_ENOMEM or FERRY_EINVAL
+ * (NULL). */
 FERRY_API int ferry_mount_metrics(ferry_mount *m, ferry_buf *out);
 
 /* Turns WebSocket off or on at run time. Off: upgrades are answered 404, as by a server
  * without WebSocket, and open WebSockets are closed (1012); clients fall back to
- * long-polling with their sessions intact. On by default. */
+ * long-polling with their sessions intact. On by default. NULL: nothing. */
 FERRY_API void ferry_mount_set_websocket(ferry_mount *m, int on);
 
 /* Closes every connection, WebSocket (1012) and long-poll alike, and keeps every session:
- * clients reconnect and resume. For shedding load before a restart, and for tests. */
+ * clients reconnect and resume. For shedding load before a restart, and for tests. NULL:
+ * nothing. */
 FERRY_API void ferry_mount_drop_connections(ferry_mount *m);
 
 /* Removes the handlers, closes every connection ferry holds (clients see close code 1001 or
@@ -106,30 +120,37 @@ FERRY_API void ferry_mount_drop_connections(ferry_mount *m);
  * FERRY_REASON_SHUTDOWN) and frees the mount. Call it before mg_stop. NULL is a no-op. */
 FERRY_API void ferry_mount_free(ferry_mount *m);
 
-/* For applications without a civetweb context yet. */
+/* For applications without a civetweb context yet. A sized struct (ferry.h, "Sized
+ * structs"): fill it with ferry_server_options_init. */
 typedef struct ferry_server_options {
+    size_t size;                 /* sizeof(ferry_server_options) of the header built against */
     const char *listen;          /* civetweb listening_ports ("127.0.0.1:8080") */
     const char *document_root;   /* a directory of static files to serve, or NULL */
     size_t max_connections;      /* as in ferry_mount_options; sizes num_threads (1000) */
     uint32_t request_timeout_ms; /* bounds header reads and blocked writes (10000) */
 } ferry_server_options;
 
+/* Fills `o` with the defaults above and sets its size. NULL: nothing. */
 FERRY_API void ferry_server_options_init(ferry_server_options *o);
 
 /* Starts a civetweb context with settings ferry needs: tcp_nodelay, keep-alive, timeouts,
- * num_threads sized from max_connections, CORS preflights handed to ferry. `o` may be NULL
- * (defaults). Returns the context, or NULL and logs why (ferry_set_log): listen unset, a
- * document_root that does not exist or is not a directory, a listen string civetweb
- * rejects, or an address it cannot listen on ("cannot listen on 127.0.0.1:8080: Address
- * already in use"). Stop it with ferry_server_stop (or mg_stop) after ferry_mount_free. */
-FERRY_API struct mg_context *ferry_server_start(const ferry_server_options *o);
+ * num_threads sized from max_connections, CORS preflights handed to ferry, and writes it
+ * to *out. `o` may be NULL (defaults). Returns FERRY_OK, or, having logged why
+ * (ferry_set_log):
+ *   FERRY_EINVAL    `out` is NULL; `o` has a size of 0 or larger than this library's;
+ *                   listen is unset; document_root does not exist or is not a directory
+ *   FERRY_ELISTEN   civetweb did not start: a listen string it rejects, or an address it
+ *                   cannot listen on ("cannot listen on 127.0.0.1:8080: Address already in
+ *                   use"); the log line gives civetweb's reason
+ * Stop it with ferry_server_stop (or mg_stop) after ferry_mount_free. */
+FERRY_API int ferry_server_start(struct mg_context **out, const ferry_server_options *o);
 
 /* mg_stop, without its wait of up to 2 s: civetweb's listener notices the stop only when
  * its poll() returns, so this connects to the listening port while mg_stop runs. Any
  * context is fine; NULL is a no-op. */
 FERRY_API void ferry_server_stop(struct mg_context *ctx);
 
-/* The port the context listens on (its first listener), or -1. */
+/* The port the context listens on (its first listener), or -1 (also for NULL). */
 FERRY_API int ferry_server_port(struct mg_context *ctx);
 
 #ifdef __cplusplus

@@ -58,14 +58,14 @@ static void lp_kick(void *ud)
     pthread_mutex_unlock(&lp->slock);
 }
 
-static const ferry_link_ops lp_ops = {lp_wake, lp_kick};
+static const ferry_link_ops lp_ops = {sizeof lp_ops, lp_wake, lp_kick};
 
 static lp_sess *lp_new(ferry_mount *m)
 {
     lp_sess *lp = calloc(1, sizeof *lp);
     if (!lp)
         return NULL;
-    if (ferry_link_new(m->hub, &lp_ops, lp, &lp->link) != 0) {
+    if (ferry_link_new(&lp->link, m->hub, &lp_ops, lp) != 0) {
         free(lp);
         return NULL;
     }
@@ -167,7 +167,7 @@ static int read_body(struct mg_connection *conn, ferry_mount *m, ferry_buf *b)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (ri->content_length < 0)
         return 411;
-    if ((uint64_t)ri->content_length > m->opt.core.max_frame_bytes) {
+    if ((uint64_t)ri->content_length > m->core.max_frame_bytes) {
         ferry_hub_count_limit(m->hub, FERRY_LIMIT_FRAME_SIZE);
         return 413;
     }

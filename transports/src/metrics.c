@@ -21,8 +21,9 @@ static void header(ferry_buf *out, const char *name, const char *type, const cha
 
 int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)
 {
-    ferry_stats st;
-    ferry_hub_stats(m->hub, &st);
+    ferry_stats st = {.size = sizeof st};
+    if (!m || !out || ferry_hub_stats(m->hub, &st))
+        return FERRY_EINVAL;
     size_t start = out->len;
     int rc = 0;
 

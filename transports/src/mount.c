@@ -226,20 +226,18 @@ static void size_futex_hash(size_t connections)
         prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, want, 0, 0);
 }
 
-int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const ferry_callbacks *cb,
-                void *ud, ferry_mount **out)
+int ferry_mount_new(ferry_mount **out, struct mg_context *ctx, const ferry_mount_options *opt,
+                    const ferry_callbacks *cb, void *ud)
 {
-    ferry_mount_options def;
-    if (!o) {
-        ferry_mount_options_init(&def);
-        o = &def;
-    }
     if (!out) {
         ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: out is NULL");
         return FERRY_EINVAL;
     }
-    if (fy_mount_options_check(ctx, o))
+    ferry_mount_options full;
+    ferry_options core;
+    if (fy_mount_options_load(&full, &core, opt) || fy_mount_options_check(ctx, &full))
         return FERRY_EINVAL;
+    const ferry_mount_options *o = &full;
 
     ferry_mount *m = calloc(1, sizeof *m);
     if (!m) {
@@ -249,6 +247,8 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     size_futex_hash(o->max_connections);
     m->ctx = ctx;
     m->opt = *o;
+    m->core = core;
+    m->opt.core = &m->core;
     m->prefix = strdup(o->prefix);
     m->origins = o->allowed_origins ? strdup(o->allowed_origins) : NULL;
     m->real_ip = o->real_ip_header ? strdup(o->real_ip_header) : NULL;
@@ -280,9 +280,10 @@ int ferry_mount_new(struct mg_context *ctx, const ferry_mount_options *o, const 
     if (!m->prefix || (o->allowed_origins && !m->origins) || (o->real_ip_header && !m->real_ip) ||
         (o->metrics_path && !m->metrics_path) || !m->ws_path || !m->lp_path ||
         !m->js_path || !m->mjs_path || !m->mjs || !m->writers ||
-        (rc = ferry_hub_new(&m->hub, &o->core, cb, ud)) != 0) {
+        (rc = ferry_hub_new(&m->hub, &m->core, cb, ud)) != 0) {
         mount_free(m);
-        ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
+        if (rc == 0 || rc == FERRY_ENOMEM)
+            ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
         return rc ? rc : FERRY_ENOMEM;
     }
     atomic_store_explicit(&m->published, true, memory_order_release);
@@ -314,6 +315,8 @@ ferry_hub *ferry_mount_hub(ferry_mount *m)
 
 void ferry_mount_set_websocket(ferry_mount *m, int on)
 {
+    if (!m)
+        return;
     atomic_store(&m->ws_off, !on);
     if (!on)
         fy_ws_close_all(m, 1012, "websocket disabled");
@@ -321,6 +324,8 @@ void ferry_mount_set_websocket(ferry_mount *m, int on)
 
 void ferry_mount_drop_connections(ferry_mount *m)
 {
+    if (!m)
+        return;
     fy_ws_close_all(m, 1012, "service restart");
     fy_lp_drop_all(m);
 }

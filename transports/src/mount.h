@@ -24,7 +24,8 @@ typedef struct lp_sess lp_sess;
 struct ferry_mount {
     struct mg_context *ctx;
     ferry_hub *hub;
-    ferry_mount_options opt;
+    ferry_mount_options opt; /* opt.core points at core */
+    ferry_options core;
     char *prefix, *origins, *real_ip; /* owned copies of the options' strings */
     char *ws_path, *lp_path, *js_path, *mjs_path;
     char *mjs;                   /* the client as an ES module: ferry.js plus exports */
@@ -94,6 +95,12 @@ void fy_origin_refuse(struct mg_connection *conn, const ferry_mount *m, const ch
 /* mount_options.c: checks the options as ferry_mount_new does; on the first bad one logs
  * "ferry_mount_new: ..." with the option, its value and the rule, and returns FERRY_EINVAL. */
 int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o);
+
+/* mount_options.c: the defaults, with `src` (NULL: none) copied over them under the
+ * sized-struct rule, into *o, and its core options (src->core, or the defaults) into *core,
+ * which o->core then points at. FERRY_OK or FERRY_EINVAL (logged). */
+int fy_mount_options_load(ferry_mount_options *o, ferry_options *core,
+                          const ferry_mount_options *src);
 
 /* Header lookup for on_auth: ctx is the request's mg_connection. */
 const char *fy_conn_header(void *ctx, const char *name);

@@ -9,8 +9,10 @@
 
 void ferry_mount_options_init(ferry_mount_options *o)
 {
+    if (!o)
+        return;
     memset(o, 0, sizeof *o);
-    ferry_options_init(&o->core);
+    o->size = sizeof *o;
     o->prefix = "/ferry";
     o->max_connections = 1000;
     o->poll_timeout_ms = 25000;
@@ -120,6 +122,20 @@ static bool header_name_ok(const char *v)
     return ok;
 }
 
+int fy_mount_options_load(ferry_mount_options *o, ferry_options *core,
+                          const ferry_mount_options *src)
+{
+    ferry_mount_options_init(o);
+    ferry_options_init(core);
+    if (src && ferry_sized_copy(o, sizeof *o, src, "ferry_mount_new", "ferry_mount_options"))
+        return FERRY_EINVAL;
+    if (o->core && ferry_sized_copy(core, sizeof *core, o->core, "ferry_mount_new",
+                                    "ferry_options"))
+        return FERRY_EINVAL;
+    o->core = core;
+    return FERRY_OK;
+}
+
 int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
 {
     if (!ctx) {
@@ -149,7 +165,7 @@ int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
             return FERRY_EINVAL;
         }
     }
-    if (ferry_options_check(&o->core, "ferry_mount_new", "core."))
+    if (ferry_options_check(o->core, "ferry_mount_new", "core."))
         return FERRY_EINVAL;
     if (o->allowed_origins && !origins_ok(o->allowed_origins))
         return FERRY_EINVAL;

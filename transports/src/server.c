@@ -14,7 +14,10 @@
 
 void ferry_server_options_init(ferry_server_options *o)
 {
+    if (!o)
+        return;
     memset(o, 0, sizeof *o);
+    o->size = sizeof *o;
     o->listen = "127.0.0.1:8080";
     o->max_connections = 1000;
     o->request_timeout_ms = 10000;
@@ -80,20 +83,25 @@ static bool root_ok(const char *root)
     return true;
 }
 
-struct mg_context *ferry_server_start(const ferry_server_options *o)
+int ferry_server_start(struct mg_context **out, const ferry_server_options *opt)
 {
-    ferry_server_options def;
-    if (!o) {
-        ferry_server_options_init(&def);
-        o = &def;
+    if (!out) {
+        ferry_log(FERRY_LOG_ERROR, "ferry_server_start: out is NULL");
+        return FERRY_EINVAL;
     }
+    ferry_server_options full;
+    ferry_server_options_init(&full);
+    if (opt && ferry_sized_copy(&full, sizeof full, opt, "ferry_server_start",
+                                "ferry_server_options"))
+        return FERRY_EINVAL;
+    const ferry_server_options *o = &full;
     if (!o->listen || !o->listen[0]) {
         ferry_log(FERRY_LOG_ERROR,
                   "ferry_server_start: listen must be set, e.g. \"127.0.0.1:8080\"");
-        return NULL;
+        return FERRY_EINVAL;
     }
     if (o->document_root && !root_ok(o->document_root))
-        return NULL;
+        return FERRY_EINVAL;
     char threads[32], timeout[32], backlog[32];
     /* A worker per WebSocket or held poll, plus headroom for sends, handshakes, files. */
     snprintf(threads, sizeof threads, "%zu", o->max_connections + o->max_connections / 8 + 16);
@@ -144,9 +152,12 @@ struct mg_context *ferry_server_start(const ferry_server_options *o)
     start_reason = reason;
     struct mg_context *ctx = mg_start2(&init, &err);
     start_reason = NULL;
-    if (!ctx)
+    if (!ctx) {
         say_why(o->listen, reason[0] ? reason : text[0] ? text : "no reason given");
-    return ctx;
+        return FERRY_ELISTEN;
+    }
+    *out = ctx;
+    return FERRY_OK;
 }
 
 struct nudge {
@@ -186,6 +197,8 @@ void ferry_server_stop(struct mg_context *ctx)
 
 int ferry_server_port(struct mg_context *ctx)
 {
+    if (!ctx)
+        return -1;
     struct mg_server_port ports[4];
     int n = mg_get_server_ports(ctx, 4, ports);
     return n > 0 ? ports[0].port : -1;

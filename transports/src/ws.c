@@ -49,7 +49,7 @@ static void ws_wake(void *ud)
     pthread_mutex_unlock(&m->wlock);
 }
 
-static const ferry_link_ops ws_ops = {ws_wake, ws_wake};
+static const ferry_link_ops ws_ops = {sizeof ws_ops, ws_wake, ws_wake};
 
 /* Writes one whole frame; false if it did not all go out (then the connection is useless:
  * a short write leaves half a frame on the wire). ws->lock held. */
@@ -219,7 +219,7 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
         return 1;
     }
     ws_conn *ws = calloc(1, sizeof *ws);
-    if (!ws || ferry_link_new(m->hub, &ws_ops, ws, &ws->link) != 0) {
+    if (!ws || ferry_link_new(&ws->link, m->hub, &ws_ops, ws) != 0) {
         free(ws);
         fy_conn_release(m);
         refuse(conn, m, 503);
@@ -261,7 +261,7 @@ static void ready_impl(struct mg_connection *conn, ferry_mount *m)
 static int data_impl(struct mg_connection *conn, int bits, char *data, size_t len, ferry_mount *m)
 {
     ws_conn *ws = mg_get_user_connection_data(conn);
-    size_t limit = m->opt.core.max_frame_bytes;
+    size_t limit = m->core.max_frame_bytes;
     int op = bits & 0xF;
     bool fin = bits & 0x80;
 
