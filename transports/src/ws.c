@@ -394,7 +394,12 @@ static void on_ready(struct mg_connection *conn, void *cbdata)
 static int on_data(struct mg_connection *conn, int bits, char *data, size_t len, void *cbdata)
 {
     ferry_mount *m = fy_mount_enter(cbdata);
+    /* A reference for the call: if the reaper finishes this connection (civetweb dropped it
+     * without a close handler), its last unref is ordered after everything read here. */
+    ws_conn *ws = mg_get_user_connection_data(conn);
+    fy_ref(&ws->refs);
     int r = data_impl(conn, bits, data, len, m);
+    fy_ws_unref(ws);
     fy_mount_leave(m);
     return r;
 }
