@@ -53,6 +53,8 @@
     return n;
   }
 
+  function rethrow(e) { setTimeout(function () { throw e; }); }
+
   function msgFrame(m) { return { t: 'msg', seq: m.seq, data: m.data }; }
 
   // Whether a server answer (a frame or a batch) holds a welcome.
@@ -126,9 +128,13 @@
     var i = list.indexOf(fn);
     if (i >= 0) list.splice(i, 1);
   };
+  // A handler that throws breaks neither the client nor the other handlers: its exception
+  // is thrown again from a timer of its own, so it still reaches window.onerror (or node's
+  // 'uncaughtException'), and the frame being processed goes on as if nothing happened.
   P.emit = function (name, a, b) {
     var list = (this.handlers[name] || []).slice();
-    for (var i = 0; i < list.length; i++) list[i].call(this, a, b);
+    for (var i = 0; i < list.length; i++)
+      try { list[i].call(this, a, b); } catch (e) { rethrow(e); }
   };
   P.setState = function (s) {
     if (this.state !== s) { this.state = s; this.emit('state', s); }
