@@ -1,4 +1,6 @@
-// Type declarations for ferry.js, the browser client for ferry sessions.
+// Type declarations for ferry.js, the browser client for ferry sessions: what the classic
+// script defines as the global `ferry`, and what require() returns. The ES module ferry.mjs
+// exports less; its declarations are ferry.d.mts.
 
 export type Transport = 'websocket' | 'longpoll';
 export type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -102,5 +104,5 @@ export function connect(url: string, options?: Options): Client;
 export function backoff(attempt: number, min: number, max: number, random?: () => number): number;
 export const version: number;
 
-declare const ferry: { connect: typeof connect; backoff: typeof backoff; version: number };
-export default ferry;
+/** Loaded as a classic <script>, the same API is the global `ferry`. */
+export as namespace ferry;
