@@ -101,7 +101,7 @@ install: lib $(BUILD)/ferry.mjs
 	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libferry.so
 	install -m 644 $(BUILD)/ferry.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 644 js-client/ferry.js $(BUILD)/ferry.mjs js-client/ferry.d.ts \
+	install -m 644 js-client/ferry.js $(BUILD)/ferry.mjs js-client/ferry.d.ts js-client/ferry.d.mts \
 	  $(DESTDIR)$(PREFIX)/share/ferry/
 
 uninstall:
@@ -203,8 +203,10 @@ js-client/node_modules/.package-lock.json: js-client/package.json js-client/pack
 	cd js-client && npm ci --no-audit --no-fund
 	@touch $@
 
-test-js: $(BUILD)/tests/js_server js-client/node_modules/.package-lock.json
-	cd js-client && node --test test/*.test.mjs
+# First tsc checks ferry.d.ts and ferry.d.mts against test/types.ts and test/types-esm.mts.
+test-js: $(BUILD)/tests/js_server $(BUILD)/ferry.mjs js-client/node_modules/.package-lock.json
+	cd js-client && node_modules/.bin/tsc -p test/tsconfig.json
+	cd js-client && FERRY_MJS=$(abspath $(BUILD))/ferry.mjs node --test test/*.test.mjs
 
 # The live-scores demo end to end in chromium; its screenshot goes to build/demo/.
 test-demo: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json

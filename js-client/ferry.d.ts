@@ -1,4 +1,6 @@
-// Type declarations for ferry.js, the browser client for ferry sessions.
+// Type declarations for ferry.js, the browser client for ferry sessions: what the classic
+// script defines as the global `ferry`, and what require() returns. The ES module ferry.mjs
+// exports less; its declarations are ferry.d.mts.
 
 export type Transport = 'websocket' | 'longpoll';
 export type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -59,6 +61,18 @@ export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string;
  *  ('shutdown') is a reset instead. */
 export interface CloseInfo { reason: 'client' | 'closed' | 'server' | string }
 
+/** A snapshot of the session's counters, for diagnostics (a new object on every call). */
+export interface Stats {
+  /** The seq of the last server message received, in order. */
+  lastSeq: number;
+  /** The seq of the last message send() numbered. */
+  outSeq: number;
+  /** Messages sent but not yet acknowledged by the server. */
+  outbox: number;
+  /** Date.now() when the last frame came from the server; 0 before the first. */
+  lastRx: number;
+}
+
 export interface Client {
   readonly state: State;
   readonly transport: Transport | null;
@@ -72,6 +86,8 @@ export interface Client {
   unsubscribe(topic: string): void;
   /** Ends the session for good. */
   close(): void;
+  /** The session's counters now. */
+  stats(): Stats;
   on(event: 'open', fn: (info: OpenInfo) => void): () => void;
   on(event: 'message', fn: (data: any, info: MessageInfo) => void): () => void;
   on(event: 'reset', fn: (info: ResetInfo) => void): () => void;
@@ -88,5 +104,5 @@ export function connect(url: string, options?: Options): Client;
 export function backoff(attempt: number, min: number, max: number, random?: () => number): number;
 export const version: number;
 
-declare const ferry: { connect: typeof connect; backoff: typeof backoff; version: number };
-export default ferry;
+/** Loaded as a classic <script>, the same API is the global `ferry`. */
+export as namespace ferry;

@@ -22,7 +22,7 @@ describe('against the real server', () => {
       await srv.control('publish', 'n=20&from=1');
       await waitFor(() => got.length === 20);
       assert.ok(inOrder(got, 20));
-      await waitFor(() => c.outbox.length === 0, 5000, 'the ack of the echo request');
+      await waitFor(() => c.stats().outbox === 0, 5000, 'the ack of the echo request');
       c.close();
       assert.equal(c.state, 'closed');
     });
@@ -46,7 +46,7 @@ describe('against the real server', () => {
       await waitFor(() => got.length >= 300, 15000, '300 messages');
       assert.ok(inOrder(got, 300), 'every message once, in order');
       assert.ok(resumes >= 2, `resumed ${resumes} times`);
-      await waitFor(() => c.outbox.length === 0, 10000, 'every send acknowledged');
+      await waitFor(() => c.stats().outbox === 0, 10000, 'every send acknowledged');
       const received = (await srv.control('received')).slice(before).filter((d) => d.k);
       assert.deepEqual(received.map((d) => d.k), Array.from({ length: 60 }, (_, i) => i + 1));
       c.close();
@@ -90,7 +90,7 @@ describe('against the real server', () => {
     let reopened = 0;
     c.on('open', () => reopened++);
     for (let b = 1; b <= 100; b++) c.send({ b });
-    await waitFor(() => c.outbox.length === 0, 10000, 'acks for the burst');
+    await waitFor(() => c.stats().outbox === 0, 10000, 'acks for the burst');
     const got = (await srv.control('received')).slice(before).filter((d) => d.b);
     assert.deepEqual(got.map((d) => d.b), Array.from({ length: 100 }, (_, i) => i + 1));
     assert.equal(reopened, 0);
@@ -119,7 +119,7 @@ describe('against the real server', () => {
     c.send({ early: 1 });
     c.send({ early: 2 });
     await once(c, 'open');
-    await waitFor(() => c.outbox.length === 0, 5000, 'acks');
+    await waitFor(() => c.stats().outbox === 0, 5000, 'acks');
     const got = (await srv.control('received')).slice(before).filter((d) => d.early);
     assert.deepEqual(got.map((d) => d.early), [1, 2]);
     c.close();

@@ -83,11 +83,11 @@ describe('a refused token', () => {
   }
 
   test('on auto, a token refused over WebSocket is not retried over long-polling at once', async (t) => {
-    const c = ferry.connect(srv.url, { WebSocket, fetch, token: 'bad', minDelay: 10, maxDelay: MAX_DELAY });
-    t.after(() => c.close());
     const seen = [];
-    const realFetch = c.opts.fetch;
-    c.opts.fetch = (url, init) => { seen.push(init.method); return realFetch(url, init); };
+    const recording = (url, init) => { seen.push(init.method); return fetch(url, init); };
+    const c = ferry.connect(srv.url, { WebSocket, fetch: recording, token: 'bad', minDelay: 10,
+      maxDelay: MAX_DELAY });
+    t.after(() => c.close());
     const err = await once(c, 'error');
     assert.equal(err.code, 'unauthorized');
     const n = await refusedOver(srv, 'auth');

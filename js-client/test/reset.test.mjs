@@ -46,7 +46,7 @@ test('a reset drops the messages the old session delivered, even unacknowledged,
     c.send({ a: 2 });
     await until(async () => (await srv.control('received')).slice(before).filter((d) => d.a).length === 2,
       'both delivered');
-    assert.equal(c.outbox.length, 2, 'delivered, but their ack was lost');
+    assert.equal(c.stats().outbox, 2, 'delivered, but their ack was lost');
     net.blockSends = true;
     c.send({ b: 1 });
     net.offline = true;
@@ -97,7 +97,7 @@ for (const transport of ['websocket', 'longpoll']) {
       t.after(() => c.close());
       await once(c, 'open');
       c.send({ before: 1 });
-      await waitFor(() => c.outbox.length === 0, 5000, 'the ack');
+      await waitFor(() => c.stats().outbox === 0, 5000, 'the ack');
       const closes = [];
       c.on('close', (e) => closes.push(e));
       await first.stop();

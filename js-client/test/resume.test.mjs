@@ -68,7 +68,7 @@ describe('resuming', () => {
     await once(c, 'open');
     const sid = c.sessionId;
     c.send({ before: 1 });
-    await waitFor(() => c.outbox.length === 0, 5000, 'the ack');
+    await waitFor(() => c.stats().outbox === 0, 5000, 'the ack');
     const resets = [];
     c.on('reset', (r) => resets.push(r));
     const late = await answer(srv.url, JSON.stringify(rec.resumes().at(-1)));

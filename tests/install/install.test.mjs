@@ -88,7 +88,8 @@ async function roundTrip(port) {
 test('make install puts the headers, libraries, pkg-config file and client files in place', () => {
   for (const f of ['include/ferry.h', 'include/ferry_transport.h', 'include/ferry_civetweb.h',
     'lib/libferry.a', 'lib/libferry.so', 'lib/pkgconfig/ferry.pc',
-    'share/ferry/ferry.js', 'share/ferry/ferry.mjs', 'share/ferry/ferry.d.ts'])
+    'share/ferry/ferry.js', 'share/ferry/ferry.mjs', 'share/ferry/ferry.d.ts',
+    'share/ferry/ferry.d.mts'])
     assert.ok(fs.existsSync(path.join(dest, prefix, f)), `${prefix}/${f} installed`);
   assert.ok(pkgConfig('--libs').includes('-lcivetweb'), 'Libs carries -lcivetweb (Debian has no civetweb.pc)');
 });
