@@ -88,8 +88,8 @@ export async function runPhase({
       .slice(0, 5)
       .map((c) => `${c.id}: ${c.c.state} on ${c.c.transport}, stream at ${c.lastI()}/${published}, ` +
         `sent ${c.sent}, server has ${(serverLog.clients[c.id] || []).slice(-1)[0] ?? 0}, ` +
-        `session seq in ${c.c.lastSeq} out ${c.c.outSeq} unacked ${c.c.outbox.length}, ` +
-        `last heard ${Date.now() - c.c.lastRx} ms ago, resets ${JSON.stringify(c.resets)}, ` +
+        `session seq in ${c.c.stats().lastSeq} out ${c.c.stats().outSeq} unacked ${c.c.stats().outbox}, ` +
+        `last heard ${Date.now() - c.c.stats().lastRx} ms ago, resets ${JSON.stringify(c.resets)}, ` +
         `errors ${JSON.stringify(c.errors.slice(-3))}`);
     result.serverMismatch = serverLog.mismatch;
     return result;
