@@ -131,6 +131,7 @@ check-transports:
 	    echo "check-transports: transports/ must use ferry_transport.h, not core/src/$$h" >&2; \
 	    exit 1; fi; done
 	@echo "check-transports: transports/ include public headers only"
+	@scripts/fn-length.sh
 
 $(BUILD)/test/core_tests: $(TEST_SRC) tests/core/*.h $(BUILD)/libferry-core.a
 	@mkdir -p $(@D)

@@ -300,6 +300,47 @@ bool fy_lp_parse_ack(const char *q, uint64_t *ack)
  * send or handshake, and goes back on that request's own response. */
 #define LP_POLL_PULL (FERRY_PULL_ARRAY | FERRY_PULL_REPLAY | FERRY_PULL_NO_ERRORS)
 
+/* Holds poll `gen` until something is due, a newer poll or a drop supersedes it, the mount
+ * stops, or the poll timeout passes; leaves the answer in `out`. */
+static void hold_poll(ferry_mount *m, lp_sess *lp, unsigned gen, ferry_buf *out)
+{
+    uint64_t deadline = ferry_hub_now(m->hub) + m->opt.poll_timeout_ms;
+    for (;;) {
+        out->len = 0;
+        int n = ferry_link_pull(lp->link, out, LP_POLL_PULL);
+        if (n != 0 || ferry_link_done(lp->link))
+            break;
+        bool stop = false;
+        pthread_mutex_lock(&lp->slock);
+        while (!lp->woken && gen == lp->poll_gen && !lp->dropped &&
+               !atomic_load(&m->stopping)) {
+            uint64_t now = ferry_hub_now(m->hub);
+            if (now >= deadline) {
+                stop = true;
+                break;
+            }
+            struct timespec ts;
+            fy_deadline(&ts, deadline - now);
+            pthread_cond_timedwait(&lp->cond, &lp->slock, &ts);
+        }
+        lp->woken = false;
+        bool superseded = gen != lp->poll_gen || lp->dropped;
+        pthread_mutex_unlock(&lp->slock);
+        if (superseded) {
+            out->len = 0; /* the newer poll (or a reconnect) gets everything */
+            ferry_answer_encode(out, FERRY_OK, NULL);
+            break;
+        }
+        if (stop || atomic_load(&m->stopping)) {
+            /* timed out, or the mount is stopping: whatever is due (a final close
+             * "shutdown" frame), or [] */
+            out->len = 0;
+            ferry_link_pull(lp->link, out, LP_POLL_PULL);
+            break;
+        }
+    }
+}
+
 static void poll_req(struct mg_connection *conn, ferry_mount *m)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
@@ -337,43 +378,8 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
     }
     pthread_mutex_unlock(&lp->rlock);
-    if (status == 200) {
-        uint64_t deadline = ferry_hub_now(m->hub) + m->opt.poll_timeout_ms;
-        for (;;) {
-            out.len = 0;
-            int n = ferry_link_pull(lp->link, &out, LP_POLL_PULL);
-            if (n != 0 || ferry_link_done(lp->link))
-                break;
-            bool stop = false;
-            pthread_mutex_lock(&lp->slock);
-            while (!lp->woken && gen == lp->poll_gen && !lp->dropped &&
-                   !atomic_load(&m->stopping)) {
-                uint64_t now = ferry_hub_now(m->hub);
-                if (now >= deadline) {
-                    stop = true;
-                    break;
-                }
-                struct timespec ts;
-                fy_deadline(&ts, deadline - now);
-                pthread_cond_timedwait(&lp->cond, &lp->slock, &ts);
-            }
-            lp->woken = false;
-            bool superseded = gen != lp->poll_gen || lp->dropped;
-            pthread_mutex_unlock(&lp->slock);
-            if (superseded) {
-                out.len = 0; /* the newer poll (or a reconnect) gets everything */
-                ferry_answer_encode(&out, FERRY_OK, NULL);
-                break;
-            }
-            if (stop || atomic_load(&m->stopping)) {
-                /* timed out, or the mount is stopping: whatever is due (a final close
-                 * "shutdown" frame), or [] */
-                out.len = 0;
-                ferry_link_pull(lp->link, &out, LP_POLL_PULL);
-                break;
-            }
-        }
-    }
+    if (status == 200)
+        hold_poll(m, lp, gen, &out);
     pthread_mutex_lock(&lp->slock);
     if (gen == lp->poll_gen)
         lp->holding = false;

@@ -226,6 +226,46 @@ static void size_futex_hash(size_t connections)
         prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, want, 0, 0);
 }
 
+/* The mount's own copies of its paths and settings, and the module form of the client.
+ * False if any allocation failed (mount_free releases what was made). */
+static bool mount_copy_settings(ferry_mount *m, const ferry_mount_options *o)
+{
+    m->prefix = strdup(o->prefix);
+    m->origins = o->allowed_origins ? strdup(o->allowed_origins) : NULL;
+    m->real_ip = o->real_ip_header ? strdup(o->real_ip_header) : NULL;
+    m->metrics_path = o->metrics_path ? strdup(o->metrics_path) : NULL;
+    m->ws_path = m->prefix ? join(m->prefix, "/ws") : NULL;
+    m->lp_path = m->prefix ? join(m->prefix, "/lp") : NULL;
+    m->js_path = m->prefix ? join(m->prefix, "/ferry.js") : NULL;
+    m->mjs_path = m->prefix ? join(m->prefix, "/ferry.mjs") : NULL;
+    /* The module is the same source: as a module it sets globalThis.ferry, then exports it. */
+    static const char exports[] = "\nexport default globalThis.ferry;\n"
+                                  "export const connect = globalThis.ferry.connect;\n";
+    size_t jl = (size_t)(fy_ferry_js_end - fy_ferry_js);
+    m->mjs = malloc(jl + sizeof exports);
+    if (m->mjs) {
+        memcpy(m->mjs, fy_ferry_js, jl);
+        memcpy(m->mjs + jl, exports, sizeof exports);
+        m->mjs_len = jl + sizeof exports - 1;
+    }
+    m->writers = calloc(o->writer_threads, sizeof *m->writers);
+    return m->prefix && (!o->allowed_origins || m->origins) && (!o->real_ip_header || m->real_ip) &&
+           (!o->metrics_path || m->metrics_path) && m->ws_path && m->lp_path && m->js_path &&
+           m->mjs_path && m->mjs && m->writers;
+}
+
+static void mount_init_locks(ferry_mount *m)
+{
+    pthread_mutex_init(&m->wlock, NULL);
+    pthread_cond_init(&m->wcond, NULL);
+    pthread_cond_init(&m->ws_gone, NULL);
+    pthread_mutex_init(&m->lp_lock, NULL);
+    pthread_cond_init(&m->lp_idle, NULL);
+    pthread_mutex_init(&m->tlock, NULL);
+    pthread_cond_init(&m->tcond, NULL);
+    pthread_mutex_init(&m->olog_lock, NULL);
+}
+
 int ferry_mount_new(ferry_mount **out, struct mg_context *ctx, const ferry_mount_options *opt,
                     const ferry_callbacks *cb, void *ud)
 {
@@ -249,38 +289,10 @@ int ferry_mount_new(ferry_mount **out, struct mg_context *ctx, const ferry_mount
     m->opt = *o;
     m->core = core;
     m->opt.core = &m->core;
-    m->prefix = strdup(o->prefix);
-    m->origins = o->allowed_origins ? strdup(o->allowed_origins) : NULL;
-    m->real_ip = o->real_ip_header ? strdup(o->real_ip_header) : NULL;
-    m->metrics_path = o->metrics_path ? strdup(o->metrics_path) : NULL;
-    m->ws_path = m->prefix ? join(m->prefix, "/ws") : NULL;
-    m->lp_path = m->prefix ? join(m->prefix, "/lp") : NULL;
-    m->js_path = m->prefix ? join(m->prefix, "/ferry.js") : NULL;
-    m->mjs_path = m->prefix ? join(m->prefix, "/ferry.mjs") : NULL;
-    /* The module is the same source: as a module it sets globalThis.ferry, then exports it. */
-    static const char exports[] = "\nexport default globalThis.ferry;\n"
-                                  "export const connect = globalThis.ferry.connect;\n";
-    size_t jl = (size_t)(fy_ferry_js_end - fy_ferry_js);
-    m->mjs = malloc(jl + sizeof exports);
-    if (m->mjs) {
-        memcpy(m->mjs, fy_ferry_js, jl);
-        memcpy(m->mjs + jl, exports, sizeof exports);
-        m->mjs_len = jl + sizeof exports - 1;
-    }
-    m->writers = calloc(o->writer_threads, sizeof *m->writers);
-    pthread_mutex_init(&m->wlock, NULL);
-    pthread_cond_init(&m->wcond, NULL);
-    pthread_cond_init(&m->ws_gone, NULL);
-    pthread_mutex_init(&m->lp_lock, NULL);
-    pthread_cond_init(&m->lp_idle, NULL);
-    pthread_mutex_init(&m->tlock, NULL);
-    pthread_cond_init(&m->tcond, NULL);
-    pthread_mutex_init(&m->olog_lock, NULL);
+    bool copied = mount_copy_settings(m, o);
+    mount_init_locks(m);
     int rc = FERRY_ENOMEM;
-    if (!m->prefix || (o->allowed_origins && !m->origins) || (o->real_ip_header && !m->real_ip) ||
-        (o->metrics_path && !m->metrics_path) || !m->ws_path || !m->lp_path ||
-        !m->js_path || !m->mjs_path || !m->mjs || !m->writers ||
-        (rc = ferry_hub_new(&m->hub, &m->core, cb, ud)) != 0) {
+    if (!copied || (rc = ferry_hub_new(&m->hub, &m->core, cb, ud)) != 0) {
         mount_free(m);
         if (rc == 0 || rc == FERRY_ENOMEM)
             ferry_log(FERRY_LOG_ERROR, "ferry_mount_new: out of memory");
