@@ -494,8 +494,10 @@
       var hs = sessionId
         ? { t: 'resume', v: 1, sid: sessionId, secret: secret, ack: lastSeq, rid: rid }
         : { t: 'hello', v: 1 };
-      var tok = typeof o.token === 'function' ? o.token() : o.token;
-      return Promise.resolve(tok).then(function (t) {
+      // A token function that throws counts as a failed attempt, as one that rejects does.
+      return new Promise(function (resolve) {
+        resolve(typeof o.token === 'function' ? o.token() : o.token);
+      }).then(function (t) {
         if (t != null) hs.token = t;
         return hs;
       });

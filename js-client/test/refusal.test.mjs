@@ -107,4 +107,26 @@ describe('a refused token', () => {
     assert.deepEqual(errors, ['unauthorized', 'unauthorized']);
     assert.equal(calls, 3);
   });
+
+  for (const how of ['throws', 'rejects']) {
+    test(`a token function that ${how} is a failed attempt, retried`, async (t) => {
+      let calls = 0;
+      const token = () => {
+        if (++calls <= 2) {
+          if (how === 'throws') throw new Error('no token yet');
+          return Promise.reject(new Error('no token yet'));
+        }
+        return 'carol';
+      };
+      for (const transport of ['websocket', 'longpoll']) {
+        calls = 0;
+        const c = ferry.connect(srv.url, { WebSocket, fetch, transport, minDelay: 10, maxDelay: 100, token });
+        t.after(() => c.close());
+        const opened = await once(c, 'open');
+        assert.equal(opened.resumed, false);
+        assert.equal(calls, 3, transport);
+        c.close();
+      }
+    });
+  }
 });
