@@ -58,9 +58,11 @@
   function msgFrame(m) { return { t: 'msg', seq: m.seq, data: m.data }; }
 
   // Whether a server answer (a frame or a batch) holds a welcome.
-  function welcomes(text) {
-    try { return [].concat(JSON.parse(text)).some(function (f) { return f && f.t === 'welcome'; }); }
-    catch (e) { return false; }
+  // The welcome in a handshake's answer, or null.
+  function welcomeIn(text) {
+    try {
+      return [].concat(JSON.parse(text)).filter(function (f) { return f && f.t === 'welcome'; })[0] || null;
+    } catch (e) { return null; }
   }
 
   // Closes a WebSocket whose events no longer matter. Its error handler stays a no-op:
@@ -350,10 +352,18 @@
       auth: function () { return 'Bearer ' + sessionId + ':' + secret; },
       text: function (t, text) {
         if (t === probe) {
-          // A probe's resume that was welcomed has taken the session over from long-polling:
+          // A probe whose resume was welcomed has taken the session over from long-polling:
           // move up. A refusal (capacity, rate_limited, ...) changed nothing: long-polling
-          // goes on, and the next probe follows after probeInterval.
-          if (!welcomes(text)) { t.close(); return probeDone(t); }
+          // goes on, and the next probe follows after probeInterval. So does a reset: the
+          // session long-polling holds is not the probe's to give up (a late copy of an
+          // earlier resume is answered that way; a session that really ended, long-polling
+          // learns itself), and the new session that came with it is ended at once.
+          var w = welcomeIn(text);
+          if (!w || !w.resumed) {
+            if (w) t.send([{ t: 'close' }]);
+            t.close();
+            return probeDone(t);
+          }
           probe = null;
           drop();
           conn = t;

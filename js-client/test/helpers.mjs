@@ -33,7 +33,7 @@ export async function startServer(env = {}) {
     url: base + '/ferry',
     async control(what, query = '') {
       const r = await fetch(`${base}/control/${what}${query ? '?' + query : ''}`, {
-        method: what === 'received' || what === 'refused' ? 'GET' : 'POST',
+        method: ['received', 'refused', 'sessions'].includes(what) ? 'GET' : 'POST',
       });
       return r.json();
     },

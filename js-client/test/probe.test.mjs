@@ -52,24 +52,32 @@ describe('a probe while long-polling', () => {
     assert.ok(inOrder(got, 10));
   });
 
-  test('a probe answered with reset and a new welcome moves up on the new session', async (t) => {
+  test('a probe answered with a reset leaves the long-polling session alone and ends the new one', async (t) => {
     await srv.control('ws', 'on=0');
     const tw = tampering();
     const c = ferry.connect(srv.url, { WebSocket: tw.WebSocket, fetch, probeInterval: 100 });
     t.after(() => c.close());
     assert.equal((await once(c, 'open')).transport, 'longpoll');
-    const old = c.sessionId;
-    tw.change = (f) => ({ ...f, secret: 'A'.repeat(43) }); // a wrong secret: reset unknown
-    const reset = once(c, 'reset');
-    const opened = once(c, 'open');
+    const resets = [];
+    c.on('reset', (r) => resets.push(r.reason));
+    const got = collect(c);
+    // A wrong secret: the server answers reset unknown and a new session, as it answers the
+    // late copy of a resume the client has since repeated.
+    tw.change = (f) => ({ ...f, secret: 'A'.repeat(43) });
     await srv.control('ws', 'on=1');
-    assert.equal((await reset).reason, 'unknown');
-    assert.deepEqual(await opened, { resumed: false, transport: 'websocket' });
-    assert.notEqual(c.sessionId, old);
+    await waitFor(() => tw.count >= 2, 10000, 'two probes answered with a reset');
+    assert.deepEqual(resets, [], 'the session long-polling holds goes on');
+    assert.deepEqual([c.state, c.transport], ['open', 'longpoll']);
+    await srv.control('publish', 'n=5&from=1');
+    await waitFor(() => got.length === 5, 5000, 'messages on long-polling');
+    // Each probe's new session was closed at once: only the client's own is attached.
+    await waitFor(async () => (await srv.control('sessions')).attached === 1, 5000, 'the probes\' sessions ended');
     tw.change = null;
-    const echoed = new Promise((resolve) => c.on('message', (d) => { if (d.echo) resolve(d); }));
-    c.send({ echo: true });
-    await echoed;
+    await waitFor(() => c.transport === 'websocket', 5000, 'the move up, resumed');
+    await srv.control('publish', 'n=5&from=6');
+    await waitFor(() => got.length === 10, 5000, 'messages on WebSocket');
+    assert.ok(inOrder(got, 10));
+    assert.deepEqual(resets, []);
   });
 });
 

@@ -5,6 +5,7 @@
  *   POST /control/ws?on=0|1                 WebSocket off or on
  *   GET  /control/received                  the client messages the application got
  *   GET  /control/refused                   {"origin": N, "auth": N}: requests refused so far
+ *   GET  /control/sessions                  {"attached": N, "detached": N, "ended": N}
  *                                           for their Origin, handshakes for their token
  * Environment: FERRY_WINDOW_MS, FERRY_HB_MS, FERRY_TIMEOUT_MS override those options;
  * FERRY_ORIGINS sets allowed_origins (default "*"). */
@@ -109,6 +110,14 @@ static int control(struct mg_connection *conn, void *cbdata)
         snprintf(body, sizeof body, "{\"origin\":%llu,\"auth\":%llu}",
                  (unsigned long long)ferry_hub_limit_hits(hub, FERRY_LIMIT_ORIGIN),
                  (unsigned long long)ferry_hub_limit_hits(hub, FERRY_LIMIT_AUTH));
+        return reply(conn, body);
+    }
+    if (strcmp(what, "sessions") == 0) {
+        char body[96];
+        size_t att, det, ended;
+        ferry_hub_counts(ferry_mount_hub(mount), &att, &det, &ended);
+        snprintf(body, sizeof body, "{\"attached\":%zu,\"detached\":%zu,\"ended\":%zu}", att, det,
+                 ended);
         return reply(conn, body);
     }
     if (strcmp(what, "received") == 0) {
