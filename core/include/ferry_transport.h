@@ -150,8 +150,9 @@ FERRY_API ferry_link_end ferry_link_end_reason(ferry_link *l);
 /* Checks a resume secret presented with a request that is not a handshake (a long-poll
  * poll or send), in constant time, against the secret this link's session issued last.
  * Using it proves the client has it, as any frame on a connection does. Returns FERRY_OK,
- * FERRY_ENOTFOUND (wrong secret, or no handshake yet), FERRY_ECLOSED (the link is done) or
- * FERRY_EINVAL (`l` NULL, or `secret` NULL with `len` not 0). */
+ * FERRY_ENOTFOUND (wrong secret, or no handshake yet), FERRY_ECLOSED (the link is no longer
+ * its session's and the secret is the session's: a final frame the link holds is this
+ * client's to pull) or FERRY_EINVAL (`l` NULL, or `secret` NULL with `len` not 0). */
 FERRY_API int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len);
 
 /* The ID of the link's session (NUL-terminated, 22 characters), or NULL before a handshake.

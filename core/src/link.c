@@ -392,7 +392,11 @@ int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)
     int rc = FERRY_ENOTFOUND;
     pthread_mutex_lock(&s->lock);
     if (s->link != l) {
-        rc = FERRY_ECLOSED;
+        /* No longer the session's link: it may hold the final frame of a session that
+         * ended, which goes only to the holder of the session's secret. */
+        bool holder = fy_token_hash_eq(&presented, &s->rec.secret) ||
+                      (s->rec.unconfirmed && fy_token_hash_eq(&presented, &s->rec.confirmed));
+        rc = holder ? FERRY_ECLOSED : FERRY_ENOTFOUND;
     } else if (fy_token_hash_eq(&presented, &s->rec.secret)) {
         /* The secret is right. If the store cannot record that the client now uses it, the
          * one before keeps working a little longer: the next frame confirms it. */

@@ -226,6 +226,17 @@ START_TEST(a_long_poll_reset_is_delivered_once_then_404)
     for (int i = 0; i < 6; i++)
         ferry_hub_publish(s->hub, "news", "1", 1, NULL); /* the fifth overflows */
     fyc_resp r;
+    /* The session ID is public: without the secret, the final frame stays where it is. */
+    char wrong[160];
+    snprintf(wrong, sizeof wrong,
+             "Authorization: Bearer %s:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n", c.sid);
+    for (int post = 0; post < 2; post++) {
+        ck_assert_int_eq(fyc_http(s->port, post ? "POST" : "GET", post ? "/ferry/lp" : "/ferry/lp?ack=0",
+                                  wrong, post ? "{\"t\":\"ping\"}" : NULL, post ? 12 : 0, 5000, &r), 0);
+        ck_assert_int_eq(r.status, 404);
+        ck_assert_ptr_nonnull(strstr(r.body, "unknown_session"));
+        fyc_resp_free(&r);
+    }
     ck_assert_int_eq(tc_lp(&c, "GET", "ack=0", NULL, &r, 5000), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "[{\"t\":\"reset\",\"reason\":\"overflow\",\"ack\":0}]");
