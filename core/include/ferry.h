@@ -379,13 +379,13 @@ typedef struct ferry_stats {
                                                    * (FERRY_LIMIT_COUNT used) */
 } ferry_stats;
 
-/* Fills the first out->size bytes of *out (the size field is left as it is). Walks the
- * session table under the hub lock (for the gauges): call it at scrape rate, not per
- * message. Returns FERRY_OK, or FERRY_EINVAL (NULL, or a size of 0 or larger than this
+/* Fills the first out->size bytes of *out (the size field is left as it is). Walks every
+ * session this node holds (for the gauges): call it at scrape rate, not per message. Returns FERRY_OK, or FERRY_EINVAL (NULL, or a size of 0 or larger than this
  * library's, logged) with *out unchanged. */
 FERRY_API int ferry_hub_stats(ferry_hub *hub, ferry_stats *out);
 
-/* Sessions by state, read under the hub lock; any pointer may be NULL (a NULL hub: all 0). */
+/* Sessions by state, counted over every session this node holds; any pointer may be NULL
+ * (a NULL hub: all 0). */
 FERRY_API void ferry_hub_counts(ferry_hub *hub, size_t *attached, size_t *detached, size_t *expired);
 
 /* Queues one message for this session's client; see ferry_hub_publish for `json`. Returns

@@ -12,8 +12,9 @@
  *
  * Threads. Calls to recv on one link must not overlap (one reader), but recv, pull and done
  * may run on different threads at once (a reader and a writer). ferry_link_free must be the
- * last call on a link and must not race any other call on it. See ferry.h for the lock
- * order, the NULL policy, the sized-struct rule and the ABI policy: they hold here too.
+ * last call on a link and must not race any other call on it. See ferry.h for what a
+ * caller must know of ferry's locks, the NULL policy, the sized-struct rule and the ABI
+ * policy: they hold here too.
  *
  * Beyond links, the second half of this header gives a transport what it needs for its own
  * work: the hub's clock (time everything through it, so a test's injected clock drives the

@@ -476,6 +476,10 @@ static void count_one(ferry_session *s, void *ud)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* ferry_stats keeps fixed room for these, so that a new limit or reason keeps its layout. */
+_Static_assert(FERRY_LIMIT_COUNT <= FERRY_STATS_LIMITS, "ferry_stats.limits is too small");
+_Static_assert(FERRY_REASON_COUNT <= FERRY_STATS_REASONS, "ferry_stats.resume_failures is too small");
+
 int ferry_hub_stats(ferry_hub *hub, ferry_stats *out)
 {
     if (!hub || !out)

@@ -535,8 +535,13 @@ int fy_proto_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n)
     pthread_mutex_lock(&s->lock);
     m.from = s->rec.in_seq;
     int rc = s->link != l ? FERRY_ECLOSED : validate(s, fs, n, &m.to, text, sizeof text);
-    if (rc == 0 && (s->rec.unconfirmed || m.to != m.from))
+    if (rc == 0 && (s->rec.unconfirmed || m.to != m.from)) {
         rc = fy_session_update_locked(s, record_batch, &m);
+        /* The stored session moved on without this link (another node took it over): let
+         * the connection go, so the client resumes where the session is now. */
+        if (rc == FERRY_ECLOSED)
+            fy_session_detach_locked(s, now, FERRY_LINK_SUPERSEDED);
+    }
     if (rc) {
         pthread_mutex_unlock(&s->lock);
         pthread_mutex_unlock(&s->in_lock);

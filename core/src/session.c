@@ -39,14 +39,17 @@ void ferry_session_unref(ferry_session *s)
     free(s);
 }
 
-void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now)
+static void end_locked(ferry_session *s, ferry_reason why, uint64_t now, bool save)
 {
     if (s->state == FERRY_STATE_EXPIRED)
         return;
     s->state = FERRY_STATE_EXPIRED;
     s->end_reason = why;
     s->since = now;
-    fy_session_save_end_locked(s);
+    if (save)
+        fy_session_save_end_locked(s);
+    else
+        s->end_unsaved = true; /* the tick saves it */
     atomic_fetch_sub(&s->hub->outbox_bytes, s->out.bytes);
     fy_outbox_clear(&s->out);
     if (s->opened)
@@ -59,6 +62,16 @@ void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now)
     }
     atomic_fetch_sub(&s->hub->live, 1);
     fy_hub_defer_end(s->hub, s);
+}
+
+void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now)
+{
+    end_locked(s, why, now, true);
+}
+
+void fy_session_end_unsaved_locked(ferry_session *s, ferry_reason why, uint64_t now)
+{
+    end_locked(s, why, now, false);
 }
 
 static int record_end(fy_rec *r, void *ctx)
@@ -144,7 +157,9 @@ int fy_session_push_locked(ferry_session *s, fy_msg *m, bool reserved)
          * silently would break the promise, so the session is reset and its client told. */
         if (!reserved)
             atomic_fetch_sub(&hub->outbox_bytes, cost);
-        fy_session_end_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(hub));
+        /* Publish holds its lock across every subscriber: the store's round trip for the
+         * end waits for the tick. */
+        fy_session_end_unsaved_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(hub));
         fy_hub_limit(hub, budget ? FERRY_LIMIT_OUTBOX : FERRY_LIMIT_MEMORY);
         return FERRY_EFULL;
     }

@@ -65,6 +65,9 @@ int fy_session_push_locked(ferry_session *s, fy_msg *m, bool reserved);
  * the session to the hub for unsubscribing and on_close. No-op if already ended. Call with
  * s->lock held. */
 void fy_session_end_locked(ferry_session *s, ferry_reason why, uint64_t now);
+/* The same, but leaves saving the end to the store to the next tick (s->end_unsaved), for
+ * a caller that must not wait on the store (a publish, under its lock). */
+void fy_session_end_unsaved_locked(ferry_session *s, ferry_reason why, uint64_t now);
 
 /* Tries to save a change to the session's record (store.h) at most this many times when
  * another node keeps saving first. */

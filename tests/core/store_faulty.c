@@ -1,6 +1,9 @@
 #include "store_faulty.h"
 
+#include "session.h"
+
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -12,6 +15,7 @@ typedef struct faulty {
     uint64_t state;
     unsigned forced[FAULTY_OPS];
     int forced_stale;
+    bool move_next;
     unsigned failures[FAULTY_OPS], calls[FAULTY_OPS];
 } faulty;
 
@@ -74,7 +78,24 @@ static int f_find(fy_store *st, const char *id, size_t len, ferry_session **out)
 static int f_load(fy_store *st, ferry_session *s, fy_rec *out)
 {
     int rc = roll(F(st), FAULTY_LOAD);
-    return rc ? rc : F(st)->mem->ops->load(F(st)->mem, s, out);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&F(st)->lock);
+    bool move = F(st)->move_next;
+    F(st)->move_next = false;
+    pthread_mutex_unlock(&F(st)->lock);
+    if (move) { /* the in-memory store's record is the session's own */
+        s->rec.in_seq++;
+        s->rec.version++;
+    }
+    return F(st)->mem->ops->load(F(st)->mem, s, out);
+}
+
+void faulty_store_move_next(fy_store *st)
+{
+    pthread_mutex_lock(&F(st)->lock);
+    F(st)->move_next = true;
+    pthread_mutex_unlock(&F(st)->lock);
 }
 
 static int f_save(fy_store *st, ferry_session *s, const fy_rec *rec)

@@ -37,6 +37,10 @@ void faulty_store_set(fy_store *st, const faulty_cfg *cfg);
  * answer FY_STORE_STALE), whatever the odds. */
 void faulty_store_fail_next(fy_store *st, faulty_op op, unsigned n, int stale);
 
+/* Makes the next load find the record moved on, as another node's save would leave it:
+ * its inbound seq one further and its version one newer. */
+void faulty_store_move_next(fy_store *st);
+
 /* Failures (FERRY_ESTORE and STALE) injected so far into `op`, and calls of it. */
 unsigned faulty_store_failures(fy_store *st, faulty_op op);
 unsigned faulty_store_calls(fy_store *st, faulty_op op);

@@ -227,6 +227,54 @@ START_TEST(a_batch_the_store_refuses_is_not_delivered)
 }
 END_TEST
 
+/* A batch that finds the stored record moved on (another node took the session and
+ * delivered from it) is not applied, and its connection is let go, so that the client
+ * resumes where the session is now instead of waiting for an ack that never comes. */
+START_TEST(a_batch_that_finds_the_record_moved_on_lets_its_connection_go)
+{
+    fy_store *st = faulty_store_new(&calm);
+    ferry_hub *hub = hub_new_store(NULL, st);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    json_decref(fc_drain(c));
+    faulty_store_move_next(st);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"msg\",\"seq\":1,\"data\":1}"), FERRY_ECLOSED);
+    ck_assert_int_eq(app.messages, 0);
+    ck_assert(ferry_link_done(c->link));
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_SUPERSEDED);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+static void tiny_outbox(ferry_options *o)
+{
+    o->outbox_max_msgs = 2;
+}
+
+/* A publish holds its lock across every subscriber, so an overflow it causes must not wait
+ * on the store: the end is saved by the next tick. */
+START_TEST(an_overflow_in_a_publish_leaves_the_store_to_the_tick)
+{
+    fy_store *st = faulty_store_new(&calm);
+    ferry_hub *hub = hub_new_store(tiny_outbox, st);
+    fake_conn *c = fc_hello(hub, NULL, NULL);
+    json_decref(fc_drain(c));
+    ferry_session *s = ferry_session_ref(app.last_session);
+    ck_assert_int_eq(ferry_session_subscribe(s, "news"), 0);
+    unsigned saves = faulty_store_calls(st, FAULTY_SAVE);
+    for (int i = 0; i < 3; i++)
+        ferry_hub_publish(hub, "news", "1", 1, NULL); /* the third overflows */
+    ck_assert_int_eq(ferry_session_state(s), FERRY_STATE_EXPIRED);
+    ck_assert_uint_eq(faulty_store_calls(st, FAULTY_SAVE), saves);
+    ferry_hub_tick(hub);
+    ck_assert_uint_eq(faulty_store_calls(st, FAULTY_SAVE), saves + 1);
+    ck_assert_int_eq(s->rec.end_reason, FERRY_REASON_OVERFLOW);
+    ferry_session_unref(s);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
 START_TEST(an_end_the_store_missed_is_saved_by_the_tick)
 {
     fy_store *st = faulty_store_new(&calm);
@@ -561,6 +609,20 @@ START_TEST(racing_resumes_over_a_slow_store_leave_one_holder)
         ck_assert_ptr_eq(s->link, a->link);
     else
         ck_assert_int_eq(holders, 1);
+    /* Every other connection was let go (taken over) or never bound: none still thinks it
+     * holds the session. */
+    for (int i = 0; i < N; i++) {
+        if (i == holder)
+            continue;
+        bool bound = ferry_link_session_id(r[i].link) != NULL;
+        ck_assert_msg(!bound || (ferry_link_done(r[i].link) &&
+                                 ferry_link_end_reason(r[i].link) == FERRY_LINK_SUPERSEDED),
+                      "racer %d is bound and not let go", i);
+    }
+    if (holder >= 0) {
+        ck_assert(ferry_link_done(a->link));
+        ck_assert_int_eq(ferry_link_end_reason(a->link), FERRY_LINK_SUPERSEDED);
+    }
     ferry_session_unref(s);
 
     /* The holder pulls everything from the start: each message once, in order. */
@@ -610,6 +672,8 @@ Suite *store_suite(void)
     tcase_add_test(tc, a_resume_the_store_fails_changes_nothing);
     tcase_add_test(tc, a_stale_save_is_decided_again);
     tcase_add_test(tc, a_batch_the_store_refuses_is_not_delivered);
+    tcase_add_test(tc, a_batch_that_finds_the_record_moved_on_lets_its_connection_go);
+    tcase_add_test(tc, an_overflow_in_a_publish_leaves_the_store_to_the_tick);
     tcase_add_test(tc, an_end_the_store_missed_is_saved_by_the_tick);
     tcase_add_test(tc, a_send_the_store_cannot_look_up_queues_nothing);
     tcase_add_test(tc, a_secret_check_the_store_cannot_record_still_passes);

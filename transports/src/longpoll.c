@@ -183,6 +183,8 @@ static int read_body(struct mg_connection *conn, ferry_mount *m, ferry_buf *b)
     return 0;
 }
 
+#define LP_NOT_FOUND "no long-poll session with these credentials; resume"
+
 bool fy_lp_credentials(const char *h, char sid[32], const char **secret)
 {
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
@@ -201,13 +203,13 @@ static void handshake(struct mg_connection *conn, ferry_mount *m)
     ferry_buf body = {0}, out = {0};
     int status = read_body(conn, m, &body);
     if (status) {
-        fy_http_answer(conn, m, status, NULL, FERRY_OK, NULL);
+        fy_http_answer(conn, m, status, NULL, status == 503 ? FERRY_ENOMEM : FERRY_OK, NULL);
         ferry_buf_release(&body);
         return;
     }
     lp_sess *lp = lp_new(m);
     if (!lp) {
-        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
+        fy_http_answer(conn, m, 503, NULL, FERRY_ENOMEM, NULL);
         ferry_buf_release(&body);
         return;
     }
@@ -236,7 +238,7 @@ static void handshake(struct mg_connection *conn, ferry_mount *m)
     if (listed) {
         fy_http_json(conn, m, 200, NULL, &out);
     } else if (rc == FERRY_ENOMEM) {
-        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
+        fy_http_answer(conn, m, 503, NULL, FERRY_ENOMEM, NULL);
         lp_unref(lp);
     } else if (rc == FERRY_ESTORE) { /* the error frame says internal; a retry may work */
         fy_http_json(conn, m, 503, NULL, &out);
@@ -275,8 +277,7 @@ static lp_sess *authorize(struct mg_connection *conn, ferry_mount *m)
         }
         ferry_buf_release(&out);
     }
-    fy_http_answer(conn, m, 404, NULL, FERRY_ENOTFOUND,
-                   "no long-poll session with these credentials; resume");
+    fy_http_answer(conn, m, 404, NULL, FERRY_ENOTFOUND, LP_NOT_FOUND);
     if (lp)
         lp_unref(lp);
     return NULL;
@@ -373,8 +374,8 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
     pthread_mutex_lock(&lp->rlock);
     int rc = ferry_link_ack(lp->link, ack);
     int status = 200;
-    if (rc && rc != FERRY_ECLOSED) { /* its bad_ack, pulled before another request can */
-        status = 400;
+    if (rc && rc != FERRY_ECLOSED) { /* its error, pulled before another request can */
+        status = rc == FERRY_ENOMEM || rc == FERRY_ESTORE ? 503 : 400;
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
     }
     pthread_mutex_unlock(&lp->rlock);
@@ -396,8 +397,9 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
     ferry_buf body = {0}, out = {0};
     int status = read_body(conn, m, &body);
     if (status) {
-        fy_http_answer(conn, m, status, NULL, status == 413 ? FERRY_ETOOBIG : FERRY_OK,
-                       "request body over the frame limit");
+        fy_http_answer(conn, m, status, NULL,
+                       status == 413 ? FERRY_ETOOBIG : status == 503 ? FERRY_ENOMEM : FERRY_OK,
+                       status == 413 ? "request body over the frame limit" : NULL);
         ferry_buf_release(&body);
         return;
     }
@@ -406,14 +408,17 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
         /* The pull under rlock as well: a concurrent send must not take this one's error. */
         pthread_mutex_lock(&lp->rlock);
         int rc = ferry_link_recv(lp->link, body.data, body.len);
-        ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
+        int n = ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
         pthread_mutex_unlock(&lp->rlock);
         /* A batch the server could not take (memory, the store) changed nothing and may be
          * sent again: 503, which a client retries, unlike a 400 for a frame it got wrong. */
         int st = rc == 0 || rc == FERRY_ECLOSED                ? 200
                  : rc == FERRY_ENOMEM || rc == FERRY_ESTORE ? 503
                                                             : 400;
-        fy_http_json(conn, m, st, NULL, &out);
+        if (rc == FERRY_ECLOSED && n == 0) /* taken over since authorize: not applied */
+            fy_http_answer(conn, m, 404, NULL, FERRY_ENOTFOUND, LP_NOT_FOUND);
+        else
+            fy_http_json(conn, m, st, NULL, &out);
         lp_unref(lp);
     }
     ferry_buf_release(&body);

@@ -1,7 +1,7 @@
 /* The mount's internals, shared by the WebSocket and long-poll transports. They use ferry
  * through its public headers only (ferry.h, ferry_transport.h): a transport is an adapter.
  *
- * Lock order, outermost first, with ferry's own locks (ferry.h) as one step: ferry is
+ * Lock order, outermost first, with ferry's own locks (core/src/locks.h) as one step: ferry is
  * called with the outer ones held, and runs wake and kick, which take the inner ones, with
  * its locks held.
  *   ws_conn lock   ->  ferry's locks  ->  m->wlock (ws_wake)
