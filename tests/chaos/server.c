@@ -10,7 +10,8 @@
  *
  *   GET  /control/log[?clear=1]   {"published":I,"clients":{id:[N,...]},"resets":{id:[why]},
  *                                  "mismatch":M}; clear=1 forgets what it returned
- *   GET  /control/stats           session counts, and the heap in use (mallinfo2)
+ *   GET  /control/stats           session counts, resumes, resumes answered unknown, and the
+ *                                 heap in use (mallinfo2)
  *   POST /control/publish?on=0|1  pause or resume the stream
  *   POST /control/ws?on=0|1       refuse WebSocket upgrades (404) or accept them
  *   POST /control/stop            exit (so does closing stdin)
@@ -192,11 +193,13 @@ static int control(struct mg_connection *conn, void *cbdata)
         /* Heap in use, to tell a leak (it grows) from memory the allocator keeps (RSS
          * grows, this does not). */
         struct mallinfo2 mi = mallinfo2();
-        return reply_json(conn, json_pack("{sIsIsIsIsIsI}", "attached", (json_int_t)attached,
+        return reply_json(conn, json_pack("{sIsIsIsIsIsIsI}", "attached", (json_int_t)attached,
                                           "detached", (json_int_t)detached, "expired",
                                           (json_int_t)expired, "opened",
                                           (json_int_t)st.sessions_opened, "resumes",
-                                          (json_int_t)st.resumes, "heap_kb",
+                                          (json_int_t)st.resumes, "unknown",
+                                          (json_int_t)st.resume_failures[FERRY_REASON_UNKNOWN],
+                                          "heap_kb",
                                           (json_int_t)((mi.uordblks + mi.hblkhd) / 1024)));
     }
     if (strcmp(what, "publish") == 0) {
