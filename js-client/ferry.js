@@ -648,7 +648,6 @@
       for (i = 0; i < (careful ? 1 : outbox.length); i++) frames.push(msgFrame(outbox[i]));
       c.welcomed = true;
       transport = c.kind;
-      setState(to);
       // A frame at once retires the secret this connection's handshake presented, so a late
       // copy of that handshake cannot take the session over. A poll does it on long-polling.
       if (!frames.length && !c.polls) {
@@ -656,12 +655,17 @@
         unacked = 0;
       }
       if (frames.length) write(frames);
+      // A handler may close the client (or lose the connection): then nothing more is due.
+      setState(to);
+      if (conn !== c) return;
       emit('transport', transport);
+      if (conn !== c) return;
       emit('open', { resumed: resumed, transport: transport });
-      for (i = 0; i < big.length && state === 'open'; i++) emit('error', big[i]);
+      for (i = 0; i < big.length && conn === c; i++) emit('error', big[i]);
+      if (conn !== c) return;
       timer('uptime', o.minUptime, function () { attempt = 0; });
       if (c.polls) armProbe();
-      if (conn) watch();
+      watch();
     }
 
     // Liveness. After pingInterval without a frame from the server, ping it; if pingTimeout
