@@ -327,8 +327,10 @@
         delete topics[topic];
         if (state === 'open') write([{ t: 'unsub', topic: topic }]);
       },
+      // A connection welcomed, even one whose welcome is still being handled (close() from
+      // the reset handler), is told, so its session does not linger on the server.
       close: function () {
-        if (state === 'open') conn.bye();
+        if (conn && conn.welcomed) conn.bye();
         fire('end');
       },
       stats: function () {
@@ -607,6 +609,7 @@
     function welcome(to, w) {
       var c = conn, resumed = w.resumed, reason = resetReason, acked = resetAck, big = [], i;
       resetReason = resetAck = null;
+      c.welcomed = true;
       maxFrame = w.max_frame || 65536;
       maxBatch = w.max_batch || 128;
       if (!resumed) {
@@ -646,7 +649,6 @@
       for (var t in topics) frames.push({ t: 'sub', topic: t });
       if (careful && (c.polls || !outbox.length)) careful = false;
       for (i = 0; i < (careful ? 1 : outbox.length); i++) frames.push(msgFrame(outbox[i]));
-      c.welcomed = true;
       transport = c.kind;
       // A frame at once retires the secret this connection's handshake presented, so a late
       // copy of that handshake cannot take the session over. A poll does it on long-polling.

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { client, ferry, here, once, startServer, waitFor } from './helpers.mjs';
 import { fakeSockets, tick, welcome } from './fake-ws.mjs';
+import { startProxy } from './tcp-proxy.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -48,3 +49,31 @@ describe('close() from a handler during a welcome', () => {
         assert.deepEqual(await runChild(srv.url, transport, event), { after: ['state:"closed"', 'close'], exited: true });
       });
 });
+
+// The server restarts: the client's session is gone, and the welcome of the new one comes
+// with a reset. close() from the reset handler ends that new session on the server too,
+// rather than leave it to count against the identity's limit until its window expires.
+for (const transport of ['websocket', 'longpoll'])
+  test(`close() from the reset handler ends the new session on the server (${transport})`, async (t) => {
+    const first = await startServer();
+    const proxy = await startProxy(first.port);
+    let second = null;
+    t.after(async () => { await proxy.close(); if (second) await second.stop(); });
+    const c = client(`http://127.0.0.1:${proxy.port}/ferry`, { transport, minDelay: 20, maxDelay: 200 });
+    t.after(() => c.close());
+    await once(c, 'open');
+    await first.stop();
+    await waitFor(() => c.state === 'reconnecting', 5000, 'the shutdown noticed');
+    second = await startServer();
+    proxy.retarget(second.port);
+    const closed = once(c, 'close');
+    c.on('reset', () => c.close());
+    await closed;
+    let s;
+    for (let i = 0; i < 100; i++) {
+      s = await second.control('sessions');
+      if (s.ended === 1) break;
+      await sleep(20);
+    }
+    assert.deepEqual(s, { attached: 0, detached: 0, ended: 1 });
+  });
