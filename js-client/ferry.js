@@ -292,6 +292,7 @@
       outSeq = 0,            // last client message numbered
       outbox = [],           // [{seq, data}] not yet acknowledged by the server
       topics = {},           // subscriptions to send again after each welcome
+      unsubs = {},           // unsubscribes, likewise (one may have been lost on the way)
       unacked = 0,           // bytes received since our last ack
       lastRx = 0,            // Date.now() of the last frame received
       maxFrame = 0,          // the server's limits, from the last welcome (0: none yet)
@@ -320,11 +321,18 @@
       subscribe: function (topic) {
         topicName(topic);
         topics[topic] = true;
+        delete unsubs[topic];
         if (state === 'open') write([{ t: 'sub', topic: topic }]);
       },
+      // An unsub lost with its connection (or queued behind a send that was) would leave the
+      // resumed session subscribed. It is harmless twice, so every welcome repeats the last
+      // 100, until the topic is subscribed again.
       unsubscribe: function (topic) {
         topicName(topic);
         delete topics[topic];
+        unsubs[topic] = true;
+        var names = Object.keys(unsubs);
+        if (names.length > 100) delete unsubs[names[0]];
         if (state === 'open') write([{ t: 'unsub', topic: topic }]);
       },
       // A connection welcomed, even one whose welcome is still being handled (close() from
@@ -647,6 +655,7 @@
       while (outbox.length && outbox[0].seq <= w.ack) outbox.shift();
       var frames = [];
       for (var t in topics) frames.push({ t: 'sub', topic: t });
+      for (t in unsubs) frames.push({ t: 'unsub', topic: t });
       if (careful && (c.polls || !outbox.length)) careful = false;
       for (i = 0; i < (careful ? 1 : outbox.length); i++) frames.push(msgFrame(outbox[i]));
       transport = c.kind;
