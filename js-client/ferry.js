@@ -489,6 +489,12 @@
       return k;
     }
 
+    // The data of the outbox's messages after the server's ack (all of them without one).
+    function undelivered(ack) {
+      for (var m = [], i = 0; i < outbox.length; i++) if (!(outbox[i].seq <= ack)) m.push(outbox[i].data);
+      return m;
+    }
+
     // Careful sending, on WebSocket after a refusal: one message in flight at a time, the
     // next once it is acknowledged, so a refusal names its message.
     function nextCareful() {
@@ -582,7 +588,7 @@
           return;
         case 'ping': return write([{ t: 'pong' }]);
         case 'close':
-          if (f.reason !== 'shutdown') return fire('end', f.reason);
+          if (f.reason !== 'shutdown') return fire('end', f);
           // The server is stopping: the session is gone, as after a reset. Start anew once
           // it is back; the reset event comes with the new session's welcome.
           // falls through
@@ -625,9 +631,7 @@
         if (sessionId !== null || reason) {
           // A new session replaces one that could not be resumed. The messages the old one
           // did not deliver are handed to the application, which may send them again.
-          var messages = [];
-          for (i = 0; i < outbox.length; i++)
-            if (!(outbox[i].seq <= acked)) messages.push(outbox[i].data);
+          var messages = undelivered(acked);
           outbox = [];
           outSeq = 0;
           sessionId = w.sid;
@@ -723,7 +727,11 @@
       timer('retry', ms, function () { fire('connect'); });
     }
 
-    function finish(to, reason) {
+    // The end, by close() or by the server's close frame f, whose ack says which of the
+    // client's messages its application received; the event hands back the others.
+    function finish(to, f) {
+      var messages = undelivered(f && f.ack);
+      outbox = [];
       drop();
       for (var k in timers) clearTimeout(timers[k]);
       timers = {};
@@ -732,7 +740,7 @@
         root.document.removeEventListener('visibilitychange', onVisible);
       transport = null;
       setState(to);
-      emit('close', { reason: reason || 'client' });
+      emit('close', { reason: f ? f.reason : 'client', unsent: messages.length, messages: messages });
     }
 
     open();

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { client, ferry, here, once, startServer, waitFor } from './helpers.mjs';
+import { client, ferry, here, once, startServer, waitFor, WebSocket } from './helpers.mjs';
 import { fakeSockets, tick, welcome } from './fake-ws.mjs';
 import { startProxy } from './tcp-proxy.mjs';
 
@@ -77,3 +77,42 @@ for (const transport of ['websocket', 'longpoll'])
     }
     assert.deepEqual(s, { attached: 0, detached: 0, ended: 1 });
   });
+
+// The server's close carries the last of the client's messages it delivered; the ones after
+// it never reached the application, and the close event hands them back, as a reset does.
+test('a close from the server hands back the messages it never delivered', async (t) => {
+  const fake = fakeSockets();
+  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
+    transport: 'websocket', minDelay: 1, maxDelay: 2 });
+  t.after(() => c.close());
+  fake.last().open();
+  await tick();
+  fake.last().feed(welcome());
+  c.send('a');
+  c.send('b');
+  c.send('c');
+  const closed = once(c, 'close');
+  fake.last().feed({ t: 'close', reason: 'server', ack: 1 });
+  assert.deepEqual(await closed, { reason: 'server', unsent: 2, messages: ['b', 'c'] });
+  assert.equal(c.stats().outbox, 0);
+});
+
+// close() by the application: what the server had not acknowledged yet.
+test('close() hands back the messages not acknowledged yet', async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  let hold = false;
+  class Held extends WebSocket {
+    send(d) { if (!(hold && d.includes('"msg"'))) super.send(d); }
+  }
+  const c = ferry.connect(srv.url, { WebSocket: Held, fetch, transport: 'websocket' });
+  await once(c, 'open');
+  c.send({ a: 1 });
+  await waitFor(() => c.stats().outbox === 0, 5000, 'the ack');
+  hold = true;
+  c.send({ b: 1 });
+  c.send({ b: 2 });
+  const closed = once(c, 'close');
+  c.close();
+  assert.deepEqual(await closed, { reason: 'client', unsent: 2, messages: [{ b: 1 }, { b: 2 }] });
+});
