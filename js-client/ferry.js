@@ -460,17 +460,20 @@
       conn.send(frames);
     }
 
-    // Frames go out in batches the server accepts: at most max_batch frames and max_frame
-    // bytes each, or one frame each when `one`.
+    // Frames go out in batches the server accepts: at most max_batch frames, max_frame bytes
+    // and 4096 keys plus array items each, or one frame each when `one`. The server counts
+    // those as the ',' and ':' outside strings (its default limit; the welcome does not say).
     function split(frames, one) {
-      var out = [], g = null, size = 0;
+      var out = [], g = null, size = 0, items = 0;
       for (var i = 0; i < frames.length; i++) {
-        var t = JSON.stringify(frames[i]), n = bytes(t) + 1;
-        if (!g || one || g.f.length >= maxBatch || size + n > (maxFrame || 65536))
-          out.push(g = { f: [], t: [] }), size = 2;
+        var t = JSON.stringify(frames[i]), n = bytes(t) + 1,
+          e = t.replace(/"[^"\\]*(?:\\.[^"\\]*)*"/g, '').replace(/[^,:]/g, '').length + 1;
+        if (!g || one || g.f.length >= maxBatch || size + n > (maxFrame || 65536) || items + e > 4096)
+          out.push(g = { f: [], t: [] }), size = 2, items = 0;
         g.f.push(frames[i]);
         g.t.push(t);
         size += n;
+        items += e;
       }
       for (i = 0; i < out.length; i++) out[i].text = out[i].t.length > 1 ? '[' + out[i].t + ']' : out[i].t[0];
       return out;
