@@ -86,6 +86,7 @@
   //   polls        long-polling: every poll carries the ack and retires the handshake's
   //                secret, a send's refusal comes back on that send
   //   since        when the held poll was sent (0: none), for liveness
+  //   asked        the handshake has gone out
   //   welcomed     set by the client when the handshake is welcomed
   //   open()       connects and sends the handshake, from cb.handshake() (a promise)
   //   send(frames) sends frames, in the batches cb.split(frames, one) makes
@@ -98,13 +99,14 @@
   function webSocket(url, Ctor, timeout, cb) {
     var ws = null, heard = false, dead = false, deadline = null;
     var t = {
-      kind: 'websocket', polls: false, since: 0, welcomed: false,
+      kind: 'websocket', polls: false, since: 0, asked: false, welcomed: false,
       open: function () {
         try { ws = new Ctor(url); } catch (e) { return fail(); }
         deadline = setTimeout(fail, timeout);
         ws.onopen = function () {
-          cb.handshake().then(function (hs) { if (!dead) ws.send(JSON.stringify(hs)); })
-            .then(null, fail); // a token function that failed
+          cb.handshake().then(function (hs) {
+            if (!dead) { ws.send(JSON.stringify(hs)); t.asked = true; }
+          }).then(null, fail); // a token function that failed
         };
         ws.onmessage = function (ev) {
           if (dead) return;
@@ -123,7 +125,7 @@
         catch (e) { /* the close event follows */ }
       },
       claim: function () { return false; },
-      bye: function () { cb.write([{ t: 'close' }]); },
+      bye: function () { t.send([{ t: 'close' }]); },
       close: function () {
         dead = true;
         clearTimeout(deadline);
@@ -147,11 +149,12 @@
     var ctl = root.AbortController ? new AbortController() : null, dead = false, deadline = null,
       busy = false, queue = null, one = false, err = false;
     var t = {
-      kind: 'longpoll', polls: true, since: 0, welcomed: false,
+      kind: 'longpoll', polls: true, since: 0, asked: false, welcomed: false,
       open: function () {
         // A handshake the network swallows is given up, as a WebSocket's is.
         deadline = setTimeout(fail, timeout);
         cb.handshake().then(function (hs) {
+          t.asked = true;
           return http('POST', url, JSON.stringify(hs), false, false);
         }).then(function (r) {
           if (dead) return;
@@ -308,6 +311,7 @@
       wsFailed = o.transport === 'longpoll',
       conn = null,           // the transport of the connection, see above
       probe = null,          // a WebSocket trying to take over from long-polling
+      ending = null,         // a connection left to say close once welcomed, after close()
       pinged = 0,            // when the connection was pinged and has not answered since
       timers = {};           // ack, alive, probe, uptime, retry
 
@@ -335,10 +339,18 @@
         if (names.length > 100) delete unsubs[names[0]];
         if (state === 'open') write([{ t: 'unsub', topic: topic }]);
       },
-      // A connection welcomed, even one whose welcome is still being handled (close() from
-      // the reset handler), is told, so its session does not linger on the server.
+      // The server is told, so the session does not linger there: on a welcomed connection,
+      // even one whose welcome is still being handled (close() from the reset handler); else,
+      // once welcomed, on the connection whose handshake is under way or, with a session and
+      // no connection, on one opened for that.
       close: function () {
-        if (conn && conn.welcomed) conn.bye();
+        var c = conn;
+        if (c && c.welcomed) c.bye();
+        else if (state !== 'closed' && (sessionId || c && c.asked)) {
+          if (c) conn = null;
+          else (c = make()).open();
+          ending = c;
+        }
         fire('end');
       },
       stats: function () {
@@ -347,7 +359,7 @@
     };
 
     // What the transports call back. Callbacks from a connection that is neither the current
-    // one nor the probe are ignored.
+    // one, the probe, nor the one left to say close are ignored.
     var cb = {
       handshake: handshake,
       split: split,
@@ -361,6 +373,11 @@
       acked: function () { return lastSeq; },
       auth: function () { return 'Bearer ' + sessionId + ':' + secret; },
       text: function (t, text) {
+        if (t === ending) {
+          var e = welcomeIn(text);
+          if (e) { sessionId = e.sid; secret = e.secret; t.bye(); }
+          return t.close();
+        }
         if (t === probe) {
           // A probe whose resume was welcomed has taken the session over from long-polling:
           // move up. A refusal (capacity, rate_limited, ...) changed nothing: long-polling
@@ -370,7 +387,7 @@
           // learns itself), and the new session that came with it is ended at once.
           var w = welcomeIn(text);
           if (!w || !w.resumed) {
-            if (w) t.send([{ t: 'close' }]);
+            if (w) t.bye();
             t.close();
             return probeDone(t);
           }
@@ -534,11 +551,12 @@
 
     function open() {
       drop();
-      var useWs = o.transport === 'websocket' ||
-        (o.transport === 'auto' && !wsFailed && o.WebSocket);
-      conn = useWs ? webSocket(wsUrl, o.WebSocket, o.connectTimeout, cb)
+      (conn = make()).open();
+    }
+    function make() {
+      return o.transport === 'websocket' || (o.transport === 'auto' && !wsFailed && o.WebSocket)
+        ? webSocket(wsUrl, o.WebSocket, o.connectTimeout, cb)
         : longPoll(lpUrl, o.fetch, o.connectTimeout, cb);
-      conn.open();
     }
 
     function reconnectNow() {

@@ -116,3 +116,58 @@ test('close() hands back the messages not acknowledged yet', async (t) => {
   c.close();
   assert.deepEqual(await closed, { reason: 'client', unsent: 2, messages: [{ b: 1 }, { b: 2 }] });
 });
+
+// close() while reconnecting: the session waits on the server, detached, for its window. The
+// client resumes it to say close, on the connection whose handshake is under way or, when
+// there is none, on one of its own.
+async function ended(srv) {
+  let s;
+  for (let i = 0; i < 100; i++) {
+    s = await srv.control('sessions');
+    if (s.ended === 1) break;
+    await sleep(20);
+  }
+  return s;
+}
+
+test('close() while reconnecting, with no connection, ends the session on the server', async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  let offline = false;
+  class Offline extends WebSocket {
+    constructor(url) {
+      if (offline) throw new Error('offline');
+      super(url);
+    }
+  }
+  const c = ferry.connect(srv.url, { WebSocket: Offline, fetch, transport: 'websocket', minDelay: 10000, maxDelay: 10000 });
+  await once(c, 'open');
+  offline = true;
+  await srv.control('drop');
+  await waitFor(() => c.state === 'reconnecting', 5000, 'the drop noticed');
+  while ((await srv.control('sessions')).detached !== 1) await sleep(20);
+  offline = false;
+  c.close();
+  assert.deepEqual(await ended(srv), { attached: 0, detached: 0, ended: 1 });
+});
+
+test('close() while a resume is under way ends the session on the server', async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  let answered = null;
+  // A handshake's answer reaches the client 300 ms late.
+  const slow = (u, init) => {
+    if (init.method !== 'POST' || init.headers.Authorization) return fetch(u, init);
+    return fetch(u, init).then((r) => r.text().then((text) => {
+      answered && answered();
+      return sleep(300).then(() => ({ status: r.status, text: () => Promise.resolve(text) }));
+    }));
+  };
+  const c = ferry.connect(srv.url, { WebSocket, fetch: slow, transport: 'longpoll', minDelay: 10, maxDelay: 20 });
+  await once(c, 'open');
+  const resumed = new Promise((r) => { answered = r; });
+  await srv.control('drop');
+  await resumed; // the server has taken the resume; its welcome is on the way
+  c.close();
+  assert.deepEqual(await ended(srv), { attached: 0, detached: 0, ended: 1 });
+});
