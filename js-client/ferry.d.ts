@@ -58,8 +58,14 @@ export type ErrorCode =
  *  a message the server will never take, dropped from the outbox (docs/CLIENT.md, Limits). */
 export interface ErrorInfo { t: 'error'; code: ErrorCode | string; text: string; data?: unknown }
 /** The session ended for good: 'client' (close()), 'closed' or 'server'. A server that stops
- *  ('shutdown') is a reset instead. */
-export interface CloseInfo { reason: 'client' | 'closed' | 'server' | string }
+ *  ('shutdown') is a reset instead. `messages`: the data of the client's messages the session
+ *  did not deliver, in order, by the server's close; for close() the ones not acknowledged
+ *  yet (an upper bound: some may have arrived). `unsent` is their count. */
+export interface CloseInfo {
+  reason: 'client' | 'closed' | 'server' | string;
+  unsent: number;
+  messages: unknown[];
+}
 
 /** A snapshot of the session's counters, for diagnostics (a new object on every call). */
 export interface Stats {

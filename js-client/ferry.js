@@ -86,6 +86,7 @@
   //   polls        long-polling: every poll carries the ack and retires the handshake's
   //                secret, a send's refusal comes back on that send
   //   since        when the held poll was sent (0: none), for liveness
+  //   asked        the handshake has gone out
   //   welcomed     set by the client when the handshake is welcomed
   //   open()       connects and sends the handshake, from cb.handshake() (a promise)
   //   send(frames) sends frames, in the batches cb.split(frames, one) makes
@@ -98,13 +99,14 @@
   function webSocket(url, Ctor, timeout, cb) {
     var ws = null, heard = false, dead = false, deadline = null;
     var t = {
-      kind: 'websocket', polls: false, since: 0, welcomed: false,
+      kind: 'websocket', polls: false, since: 0, asked: false, welcomed: false,
       open: function () {
         try { ws = new Ctor(url); } catch (e) { return fail(); }
         deadline = setTimeout(fail, timeout);
         ws.onopen = function () {
-          cb.handshake().then(function (hs) { if (!dead) ws.send(JSON.stringify(hs)); })
-            .then(null, fail); // a token function that failed
+          cb.handshake().then(function (hs) {
+            if (!dead) { ws.send(JSON.stringify(hs)); t.asked = true; }
+          }).then(null, fail); // a token function that failed
         };
         ws.onmessage = function (ev) {
           if (dead) return;
@@ -123,7 +125,7 @@
         catch (e) { /* the close event follows */ }
       },
       claim: function () { return false; },
-      bye: function () { cb.write([{ t: 'close' }]); },
+      bye: function () { t.send([{ t: 'close' }]); },
       close: function () {
         dead = true;
         clearTimeout(deadline);
@@ -147,11 +149,12 @@
     var ctl = root.AbortController ? new AbortController() : null, dead = false, deadline = null,
       busy = false, queue = null, one = false, err = false;
     var t = {
-      kind: 'longpoll', polls: true, since: 0, welcomed: false,
+      kind: 'longpoll', polls: true, since: 0, asked: false, welcomed: false,
       open: function () {
         // A handshake the network swallows is given up, as a WebSocket's is.
         deadline = setTimeout(fail, timeout);
         cb.handshake().then(function (hs) {
+          t.asked = true;
           return http('POST', url, JSON.stringify(hs), false, false);
         }).then(function (r) {
           if (dead) return;
@@ -292,6 +295,7 @@
       outSeq = 0,            // last client message numbered
       outbox = [],           // [{seq, data}] not yet acknowledged by the server
       topics = {},           // subscriptions to send again after each welcome
+      unsubs = {},           // unsubscribes, likewise (one may have been lost on the way)
       unacked = 0,           // bytes received since our last ack
       lastRx = 0,            // Date.now() of the last frame received
       maxFrame = 0,          // the server's limits, from the last welcome (0: none yet)
@@ -307,6 +311,7 @@
       wsFailed = o.transport === 'longpoll',
       conn = null,           // the transport of the connection, see above
       probe = null,          // a WebSocket trying to take over from long-polling
+      ending = null,         // a connection left to say close once welcomed, after close()
       pinged = 0,            // when the connection was pinged and has not answered since
       timers = {};           // ack, alive, probe, uptime, retry
 
@@ -320,15 +325,32 @@
       subscribe: function (topic) {
         topicName(topic);
         topics[topic] = true;
+        delete unsubs[topic];
         if (state === 'open') write([{ t: 'sub', topic: topic }]);
       },
+      // An unsub lost with its connection (or queued behind a send that was) would leave the
+      // resumed session subscribed. It is harmless twice, so every welcome repeats the last
+      // 100, until the topic is subscribed again.
       unsubscribe: function (topic) {
         topicName(topic);
         delete topics[topic];
+        unsubs[topic] = true;
+        var names = Object.keys(unsubs);
+        if (names.length > 100) delete unsubs[names[0]];
         if (state === 'open') write([{ t: 'unsub', topic: topic }]);
       },
+      // The server is told, so the session does not linger there: on a welcomed connection,
+      // even one whose welcome is still being handled (close() from the reset handler); else,
+      // once welcomed, on the connection whose handshake is under way or, with a session and
+      // no connection, on one opened for that.
       close: function () {
-        if (state === 'open') conn.bye();
+        var c = conn;
+        if (c && c.welcomed) c.bye();
+        else if (state !== 'closed' && (sessionId || c && c.asked)) {
+          if (c) conn = null;
+          else (c = make()).open();
+          ending = c;
+        }
         fire('end');
       },
       stats: function () {
@@ -337,7 +359,7 @@
     };
 
     // What the transports call back. Callbacks from a connection that is neither the current
-    // one nor the probe are ignored.
+    // one, the probe, nor the one left to say close are ignored.
     var cb = {
       handshake: handshake,
       split: split,
@@ -351,6 +373,11 @@
       acked: function () { return lastSeq; },
       auth: function () { return 'Bearer ' + sessionId + ':' + secret; },
       text: function (t, text) {
+        if (t === ending) {
+          var e = welcomeIn(text);
+          if (e) { sessionId = e.sid; secret = e.secret; t.bye(); }
+          return t.close();
+        }
         if (t === probe) {
           // A probe whose resume was welcomed has taken the session over from long-polling:
           // move up. A refusal (capacity, rate_limited, ...) changed nothing: long-polling
@@ -360,7 +387,7 @@
           // learns itself), and the new session that came with it is ended at once.
           var w = welcomeIn(text);
           if (!w || !w.resumed) {
-            if (w) t.send([{ t: 'close' }]);
+            if (w) t.bye();
             t.close();
             return probeDone(t);
           }
@@ -450,17 +477,20 @@
       conn.send(frames);
     }
 
-    // Frames go out in batches the server accepts: at most max_batch frames and max_frame
-    // bytes each, or one frame each when `one`.
+    // Frames go out in batches the server accepts: at most max_batch frames, max_frame bytes
+    // and 4096 keys plus array items each, or one frame each when `one`. The server counts
+    // those as the ',' and ':' outside strings (its default limit; the welcome does not say).
     function split(frames, one) {
-      var out = [], g = null, size = 0;
+      var out = [], g = null, size = 0, items = 0;
       for (var i = 0; i < frames.length; i++) {
-        var t = JSON.stringify(frames[i]), n = bytes(t) + 1;
-        if (!g || one || g.f.length >= maxBatch || size + n > (maxFrame || 65536))
-          out.push(g = { f: [], t: [] }), size = 2;
+        var t = JSON.stringify(frames[i]), n = bytes(t) + 1,
+          e = t.replace(/"[^"\\]*(?:\\.[^"\\]*)*"/g, '').replace(/[^,:]/g, '').length + 1;
+        if (!g || one || g.f.length >= maxBatch || size + n > (maxFrame || 65536) || items + e > 4096)
+          out.push(g = { f: [], t: [] }), size = 2, items = 0;
         g.f.push(frames[i]);
         g.t.push(t);
         size += n;
+        items += e;
       }
       for (i = 0; i < out.length; i++) out[i].text = out[i].t.length > 1 ? '[' + out[i].t + ']' : out[i].t[0];
       return out;
@@ -477,6 +507,12 @@
       err.data = m && m.data;
       emit('error', err);
       return k;
+    }
+
+    // The data of the outbox's messages after the server's ack (all of them without one).
+    function undelivered(ack) {
+      for (var m = [], i = 0; i < outbox.length; i++) if (!(outbox[i].seq <= ack)) m.push(outbox[i].data);
+      return m;
     }
 
     // Careful sending, on WebSocket after a refusal: one message in flight at a time, the
@@ -515,11 +551,12 @@
 
     function open() {
       drop();
-      var useWs = o.transport === 'websocket' ||
-        (o.transport === 'auto' && !wsFailed && o.WebSocket);
-      conn = useWs ? webSocket(wsUrl, o.WebSocket, o.connectTimeout, cb)
+      (conn = make()).open();
+    }
+    function make() {
+      return o.transport === 'websocket' || (o.transport === 'auto' && !wsFailed && o.WebSocket)
+        ? webSocket(wsUrl, o.WebSocket, o.connectTimeout, cb)
         : longPoll(lpUrl, o.fetch, o.connectTimeout, cb);
-      conn.open();
     }
 
     function reconnectNow() {
@@ -572,7 +609,7 @@
           return;
         case 'ping': return write([{ t: 'pong' }]);
         case 'close':
-          if (f.reason !== 'shutdown') return fire('end', f.reason);
+          if (f.reason !== 'shutdown') return fire('end', f);
           // The server is stopping: the session is gone, as after a reset. Start anew once
           // it is back; the reset event comes with the new session's welcome.
           // falls through
@@ -607,6 +644,7 @@
     function welcome(to, w) {
       var c = conn, resumed = w.resumed, reason = resetReason, acked = resetAck, big = [], i;
       resetReason = resetAck = null;
+      c.welcomed = true;
       maxFrame = w.max_frame || 65536;
       maxBatch = w.max_batch || 128;
       if (!resumed) {
@@ -614,9 +652,7 @@
         if (sessionId !== null || reason) {
           // A new session replaces one that could not be resumed. The messages the old one
           // did not deliver are handed to the application, which may send them again.
-          var messages = [];
-          for (i = 0; i < outbox.length; i++)
-            if (!(outbox[i].seq <= acked)) messages.push(outbox[i].data);
+          var messages = undelivered(acked);
           outbox = [];
           outSeq = 0;
           sessionId = w.sid;
@@ -644,11 +680,10 @@
       while (outbox.length && outbox[0].seq <= w.ack) outbox.shift();
       var frames = [];
       for (var t in topics) frames.push({ t: 'sub', topic: t });
+      for (t in unsubs) frames.push({ t: 'unsub', topic: t });
       if (careful && (c.polls || !outbox.length)) careful = false;
       for (i = 0; i < (careful ? 1 : outbox.length); i++) frames.push(msgFrame(outbox[i]));
-      c.welcomed = true;
       transport = c.kind;
-      setState(to);
       // A frame at once retires the secret this connection's handshake presented, so a late
       // copy of that handshake cannot take the session over. A poll does it on long-polling.
       if (!frames.length && !c.polls) {
@@ -656,12 +691,17 @@
         unacked = 0;
       }
       if (frames.length) write(frames);
+      // A handler may close the client (or lose the connection): then nothing more is due.
+      setState(to);
+      if (conn !== c) return;
       emit('transport', transport);
+      if (conn !== c) return;
       emit('open', { resumed: resumed, transport: transport });
-      for (i = 0; i < big.length && state === 'open'; i++) emit('error', big[i]);
+      for (i = 0; i < big.length && conn === c; i++) emit('error', big[i]);
+      if (conn !== c) return;
       timer('uptime', o.minUptime, function () { attempt = 0; });
       if (c.polls) armProbe();
-      if (conn) watch();
+      watch();
     }
 
     // Liveness. After pingInterval without a frame from the server, ping it; if pingTimeout
@@ -708,7 +748,11 @@
       timer('retry', ms, function () { fire('connect'); });
     }
 
-    function finish(to, reason) {
+    // The end, by close() or by the server's close frame f, whose ack says which of the
+    // client's messages its application received; the event hands back the others.
+    function finish(to, f) {
+      var messages = undelivered(f && f.ack);
+      outbox = [];
       drop();
       for (var k in timers) clearTimeout(timers[k]);
       timers = {};
@@ -717,7 +761,7 @@
         root.document.removeEventListener('visibilitychange', onVisible);
       transport = null;
       setState(to);
-      emit('close', { reason: reason || 'client' });
+      emit('close', { reason: f ? f.reason : 'client', unsent: messages.length, messages: messages });
     }
 
     open();

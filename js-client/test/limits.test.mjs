@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { client, ferry, once, startServer, waitFor } from './helpers.mjs';
+import { client, ferry, once, startServer, waitFor, WebSocket } from './helpers.mjs';
 import { fakeSockets, tick, welcome } from './fake-ws.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -64,6 +64,48 @@ describe('limits', () => {
         await waitFor(() => c.stats().outbox === 0, 10000, 'every message acknowledged');
         assert.deepEqual(await received(srv, before, 'n'), Array.from({ length: 300 }, (_, i) => i + 1));
         assert.deepEqual(errors, []);
+      });
+  }
+
+  // 128 messages of 40 array items are within max_frame and max_batch, but one batch of them
+  // is over the server's 4096 keys plus array items: the client splits by that count too.
+  for (const transport of ['websocket', 'longpoll']) {
+    test(`a backlog within max_frame but of many array items is resent whole, once, in order (${transport})`,
+      async (t) => {
+        const net = { offline: false, refused: [] };
+        class Offline extends WebSocket {
+          constructor(url) {
+            if (net.offline) throw new Error('offline');
+            super(url);
+          }
+          set onmessage(fn) {
+            super.onmessage = fn && ((ev) => {
+              for (const f of [].concat(JSON.parse(ev.data))) if (f.t === 'error') net.refused.push(f.code);
+              fn(ev);
+            });
+          }
+          get onmessage() { return super.onmessage; }
+        }
+        const watched = (u, init) => {
+          if (net.offline) return Promise.reject(new Error('offline'));
+          return fetch(u, init).then((r) => { if (r.status === 400 || r.status === 413) net.refused.push(r.status); return r; });
+        };
+        const c = ferry.connect(srv.url, { WebSocket: Offline, fetch: watched, transport, minDelay: 10, maxDelay: 50 });
+        t.after(() => c.close());
+        await once(c, 'open');
+        let opens = 0;
+        c.on('open', () => opens++);
+        net.offline = true;
+        await srv.control('drop');
+        await waitFor(() => c.state === 'reconnecting', 5000, 'the drop noticed');
+        const before = (await srv.control('received')).length;
+        const items = new Array(40).fill(7);
+        for (let i = 1; i <= 128; i++) c.send({ many: i, items });
+        net.offline = false;
+        await waitFor(() => c.stats().outbox === 0, 10000, 'every message acknowledged');
+        assert.deepEqual(await received(srv, before, 'many'), Array.from({ length: 128 }, (_, i) => i + 1));
+        assert.deepEqual(net.refused, []);
+        assert.equal(opens, 1, 'one resume');
       });
   }
 

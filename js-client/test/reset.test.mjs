@@ -126,7 +126,7 @@ test('close with reason server still ends the client', async (t) => {
   fake.last().feed(welcome());
   const closed = once(c, 'close');
   fake.last().feed({ t: 'close', reason: 'server', ack: 0 });
-  assert.deepEqual(await closed, { reason: 'server' });
+  assert.deepEqual(await closed, { reason: 'server', unsent: 0, messages: [] });
   assert.equal(c.state, 'closed');
 });
 

@@ -106,7 +106,7 @@ test('close() on long-polling whose close request fails leaves nothing unhandled
   await once(c, 'open');
   const closed = once(c, 'close');
   c.close();
-  assert.deepEqual(await closed, { reason: 'client' });
+  assert.deepEqual(await closed, { reason: 'client', unsent: 0, messages: [] });
   await sleep(200);
   assert.deepEqual(seen, []);
 });

@@ -47,7 +47,7 @@ const offs: Array<() => void> = [
   c.on('state', (s: State) => { void s; }),
   c.on('transport', (t: Transport) => { void t; }),
   c.on('error', (e: ErrorInfo) => { const code: string = e.code; const text: string = e.text; void e.data; void code; void text; }),
-  c.on('close', (i: CloseInfo) => { const r: string = i.reason; void r; }),
+  c.on('close', (i: CloseInfo) => { const r: string = i.reason; const n: number = i.unsent; const m: unknown[] = i.messages; void r; void n; void m; }),
 ];
 const handler = (...args: unknown[]) => { void args; };
 c.on('state', handler);
