@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+fy_store *(*faulty_inner_new)(void) = fy_store_mem_new;
+
 typedef struct faulty {
     fy_store base;
     fy_store *mem;
@@ -34,6 +36,7 @@ static uint64_t next_rand(faulty *f) /* splitmix64 */
 static int roll(faulty *f, int op)
 {
     pthread_mutex_lock(&f->lock);
+    f->mem->hub = f->base.hub; /* the hub the inner store builds handles for */
     unsigned delay = 0;
     int rc = 0;
     if (f->cfg.delay_pct && next_rand(f) % 100 < f->cfg.delay_pct && f->cfg.max_delay_us)
@@ -146,7 +149,7 @@ fy_store *faulty_store_new(const faulty_cfg *cfg)
     faulty *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
-    f->mem = fy_store_mem_new();
+    f->mem = faulty_inner_new();
     if (!f->mem) {
         free(f);
         return NULL;
