@@ -225,8 +225,10 @@ test-core: $(BUILD)/test/core_tests $(BUILD)/test/transport_tests
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 
-test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport_tests
+test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport_tests \
+           $(BUILD)/asan/cluster_tests
 	$(ASAN_ENV) $(BUILD)/asan/core_tests
+	$(ASAN_ENV) $(BUILD)/asan/cluster_tests
 	$(ASAN_ENV) $(BUILD)/asan/stress
 	$(ASAN_ENV) $(BUILD)/asan/transport_tests
 
@@ -234,8 +236,10 @@ test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport
 # mmap randomization.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=tests/tsan.supp"
 
-test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests
+test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests \
+           $(BUILD)/tsan/cluster_tests
 	$(TSAN_ENV) CK_FORK=no CK_RUN_SUITE=store setarch $$(uname -m) -R $(BUILD)/tsan/core_tests
+	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/cluster_tests
 	$(TSAN_ENV) setarch $$(uname -m) -R $(BUILD)/tsan/stress
 	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/transport_tests
 
@@ -259,10 +263,12 @@ readme-picture: $(BUILD)/examples/live-scores js-client/node_modules/.package-lo
 
 # The fast loop: no apt, no npm, no browser.
 check: check-core check-transports
-	@pkg-config --exists jansson libsodium check && [ -f /usr/include/civetweb.h ] || { \
+	@pkg-config --exists jansson libsodium check hiredis && [ -f /usr/include/civetweb.h ] && \
+	  command -v redis-server >/dev/null || { \
 	  echo "make check: libraries are missing; run 'make deps' as root (or make test)" >&2; exit 1; }
-	$(MAKE) --no-print-directory lib
+	$(MAKE) --no-print-directory lib cluster
 	$(MAKE) --no-print-directory test-core
+	$(MAKE) --no-print-directory test-cluster
 	$(MAKE) --no-print-directory test-failmalloc
 
 # Everything, from a clean checkout; it must leave the work tree as it found it.
