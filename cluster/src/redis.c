@@ -2,6 +2,7 @@
 #include "redis.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -29,6 +30,12 @@ struct fy_redis {
     unsigned n;
     atomic_uint next;    /* round robin over conns */
     atomic_bool down;    /* the last connect or command failed: "lost" was logged */
+    pthread_mutex_t note_lock;   /* a leaf: the queued log lines */
+    struct {
+        ferry_log_level level;
+        char msg[200];
+    } notes[FY_REDIS_NOTES];
+    unsigned nnotes, dropped;
     pthread_mutex_t script_lock; /* a leaf: the script table's SHA1s */
     const char *script_src[FY_REDIS_SCRIPTS];
     char script_sha[FY_REDIS_SCRIPTS][41];
@@ -92,6 +99,7 @@ int fy_redis_new(fy_redis **out, const fy_redis_cfg *cfg)
     r->command_tv = tv_ms(cfg->command_timeout_ms ? cfg->command_timeout_ms : 1000);
     r->n = n;
     pthread_mutex_init(&r->script_lock, NULL);
+    pthread_mutex_init(&r->note_lock, NULL);
     for (unsigned i = 0; i < n; i++)
         pthread_mutex_init(&r->conns[i].lock, NULL);
     *out = r;
@@ -108,6 +116,7 @@ void fy_redis_free(fy_redis *r)
         pthread_mutex_destroy(&r->conns[i].lock);
     }
     pthread_mutex_destroy(&r->script_lock);
+    pthread_mutex_destroy(&r->note_lock);
     if (r->password) {
         memset(r->password, 0, strlen(r->password));
         free(r->password);
@@ -117,18 +126,47 @@ void fy_redis_free(fy_redis *r)
     free(r);
 }
 
+void fy_redis_note(fy_redis *r, ferry_log_level level, const char *fmt, ...)
+{
+    pthread_mutex_lock(&r->note_lock);
+    if (r->nnotes < FY_REDIS_NOTES) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->notes[r->nnotes].msg, sizeof r->notes[0].msg, fmt, ap);
+        va_end(ap);
+        r->notes[r->nnotes++].level = level;
+    } else {
+        r->dropped++;
+    }
+    pthread_mutex_unlock(&r->note_lock);
+}
+
+void fy_redis_log_flush(fy_redis *r)
+{
+    pthread_mutex_lock(&r->note_lock);
+    unsigned n = r->nnotes, dropped = r->dropped;
+    __typeof__(r->notes) notes;
+    memcpy(notes, r->notes, n * sizeof notes[0]);
+    r->nnotes = r->dropped = 0;
+    pthread_mutex_unlock(&r->note_lock);
+    for (unsigned i = 0; i < n; i++)
+        fy_log(notes[i].level, "%s", notes[i].msg);
+    if (dropped)
+        fy_log(FERRY_LOG_WARN, "redis: %u more log lines dropped", dropped);
+}
+
 /* Logs the loss of Redis once per outage; `what` never holds arguments or the password. */
 static void went_down(fy_redis *r, const char *what)
 {
     if (!atomic_exchange(&r->down, true))
-        fy_log(FERRY_LOG_ERROR, "redis: %s: %s (commands fail with FERRY_ESTORE until it "
+        fy_redis_note(r, FERRY_LOG_ERROR, "redis: %s: %s (commands fail with FERRY_ESTORE until it "
                                 "answers again)", r->path ? r->path : r->host, what);
 }
 
 static void came_back(fy_redis *r)
 {
     if (atomic_exchange(&r->down, false))
-        fy_log(FERRY_LOG_WARN, "redis: %s answers again", r->path ? r->path : r->host);
+        fy_redis_note(r, FERRY_LOG_WARN, "redis: %s answers again", r->path ? r->path : r->host);
 }
 
 /* One command on a connected context; drops the connection on an I/O or protocol error.
@@ -245,7 +283,7 @@ static int answer(fy_redis *r, redisReply *rep, redisReply **out)
         return FERRY_ESTORE;
     if (rep->type == REDIS_REPLY_ERROR) {
         char q[160];
-        fy_log(FERRY_LOG_WARN, "redis: error reply %s", fy_log_quote(q, sizeof q, rep->str, 120));
+        fy_redis_note(r, FERRY_LOG_WARN, "redis: error reply %s", fy_log_quote(q, sizeof q, rep->str, 120));
         freeReplyObject(rep);
         return FERRY_ESTORE;
     }

@@ -12,6 +12,11 @@
  * error reply from Redis (WRONGTYPE, LOADING, READONLY, ...) is FERRY_ESTORE too, but the
  * connection stays. State changes (lost, back) are logged once each, not per command.
  *
+ * Logging. Commands run with a session's lock held (a store's load and save), and a log
+ * function may call into ferry, so commands never log: they queue their lines (at most
+ * FY_REDIS_NOTES; beyond that one line says how many were dropped), and fy_redis_log_flush
+ * writes them from a caller that holds no ferry lock.
+ *
  * Threads. Any thread may call any function except fy_redis_free, concurrently: a command
  * takes one connection of the pool (round robin) and holds its mutex for the round trip, so
  * at most `pool` commands are in flight and the rest wait. The mutexes are leaves: nothing
@@ -27,6 +32,8 @@
 #include <stddef.h>
 
 #include <hiredis/hiredis.h>
+
+#include "ferry.h"
 
 typedef struct fy_redis fy_redis;
 
@@ -73,5 +80,13 @@ int fy_redis_eval(fy_redis *r, int script, redisReply **reply, int nkeys, int ar
  * replies. 0 if every one ran, else FERRY_ESTORE (some may have run). */
 int fy_redis_pipeline(fy_redis *r, size_t n, int argc, const char **argv,
                       const size_t *argvlen);
+
+/* Queues a log line (redis.h, Logging). Any thread, any lock. */
+#define FY_REDIS_NOTES 8
+void fy_redis_note(fy_redis *r, ferry_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes the queued lines to the ferry log. Call with no ferry lock held. */
+void fy_redis_log_flush(fy_redis *r);
 
 #endif

@@ -65,9 +65,35 @@ static unsigned ttl_of(const redis_store *rs, const fy_rec *r)
     return r->end_reason != FERRY_REASON_NONE ? rs->base.hub->opt.tombstone_ms : rs->lease_ms;
 }
 
+static int add_record(redis_store *rs, ferry_session *s);
+static int find_record(redis_store *rs, const char *id, size_t len, ferry_session **out);
+static int remove_record(redis_store *rs, ferry_session *s);
+
+/* add, find, remove and each run with no core lock held (store.h): they write the log
+ * lines that load and save, under a session's lock, could only queue (redis.h). */
 static int rs_add(fy_store *st, ferry_session *s)
 {
-    redis_store *rs = RS(st);
+    int rc = add_record(RS(st), s);
+    fy_redis_log_flush(RS(st)->redis);
+    return rc;
+}
+
+static int rs_find(fy_store *st, const char *id, size_t len, ferry_session **out)
+{
+    int rc = find_record(RS(st), id, len, out);
+    fy_redis_log_flush(RS(st)->redis);
+    return rc;
+}
+
+static int rs_remove(fy_store *st, ferry_session *s)
+{
+    int rc = remove_record(RS(st), s);
+    fy_redis_log_flush(RS(st)->redis);
+    return rc;
+}
+
+static int add_record(redis_store *rs, ferry_session *s)
+{
     char key[KEY_MAX], ttl[16];
     unsigned char rec[FY_REC_MAX];
     const char *argv[] = {key, (const char *)rec, ttl};
@@ -80,7 +106,8 @@ static int rs_add(fy_store *st, ferry_session *s)
     bool added = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
     freeReplyObject(rep);
     if (!added) {
-        fy_log(FERRY_LOG_ERROR, "redis store: session %s already exists; not added", s->id);
+        fy_redis_note(rs->redis, FERRY_LOG_ERROR, "redis store: session %s already exists; not added",
+                      s->id);
         return FERRY_ESTORE;
     }
     s->rec.version = 1;
@@ -111,7 +138,8 @@ static int fetch(redis_store *rs, const char *key, fy_rec *out)
             rc = sscanf(v->str, "%" SCNu64, &out->version) == 1 ? 0 : FERRY_ESTORE;
     }
     if (rc == FERRY_ESTORE)
-        fy_log(FERRY_LOG_ERROR, "redis store: %s holds no record this build can read", key);
+        fy_redis_note(rs->redis, FERRY_LOG_ERROR, "redis store: %s holds no record this build can read",
+                      key);
     freeReplyObject(rep);
     return rc;
 }
@@ -137,9 +165,8 @@ static ferry_session *handle_from(ferry_hub *hub, const char *id, size_t len, co
     return s;
 }
 
-static int rs_find(fy_store *st, const char *id, size_t len, ferry_session **out)
+static int find_record(redis_store *rs, const char *id, size_t len, ferry_session **out)
 {
-    redis_store *rs = RS(st);
     char key[KEY_MAX];
     fy_rec rec;
     *out = NULL;
@@ -152,7 +179,7 @@ static int rs_find(fy_store *st, const char *id, size_t len, ferry_session **out
     pthread_mutex_lock(&rs->lock);
     fy_map_node *n = fy_map_get(&rs->map, id, len);
     ferry_session *s = n ? fy_container_of(n, ferry_session, node) : NULL;
-    if (!s && (s = handle_from(st->hub, id, len, &rec))) {
+    if (!s && (s = handle_from(rs->base.hub, id, len, &rec))) {
         s->node.key = s->id;
         fy_map_put(&rs->map, &s->node); /* the store's reference */
     }
@@ -168,7 +195,8 @@ static int rs_load(fy_store *st, ferry_session *s, fy_rec *out)
     key_of(RS(st), s->id, strlen(s->id), key);
     int rc = fetch(RS(st), key, out);
     if (rc == FERRY_ENOTFOUND) {
-        fy_log(FERRY_LOG_ERROR, "redis store: the record of session %s is gone", s->id);
+        fy_redis_note(RS(st)->redis, FERRY_LOG_ERROR, "redis store: the record of session %s is gone",
+                      s->id);
         rc = FERRY_ESTORE;
     }
     if (rc == 0)
@@ -196,7 +224,8 @@ static int rs_save(fy_store *st, ferry_session *s, const fy_rec *rec)
     if (answer == 0)
         return FY_STORE_STALE;
     if (answer == -1 && rec->end_reason == FERRY_REASON_NONE) {
-        fy_log(FERRY_LOG_ERROR, "redis store: the record of session %s is gone", s->id);
+        fy_redis_note(rs->redis, FERRY_LOG_ERROR, "redis store: the record of session %s is gone",
+                      s->id);
         return FERRY_ESTORE;
     }
     if (answer != 1 && answer != -1)
@@ -206,9 +235,8 @@ static int rs_save(fy_store *st, ferry_session *s, const fy_rec *rec)
     return 0;
 }
 
-static int rs_remove(fy_store *st, ferry_session *s)
+static int remove_record(redis_store *rs, ferry_session *s)
 {
-    redis_store *rs = RS(st);
     char key[KEY_MAX];
     const char *argv[] = {"DEL", key};
     size_t len[] = {3, key_of(rs, s->id, strlen(s->id), key)};
@@ -285,6 +313,7 @@ static void each_node(fy_map_node *n, void *ud)
 static void rs_each(fy_store *st, void (*fn)(ferry_session *s, void *ud), void *ud)
 {
     struct each_ctx c = {fn, ud};
+    fy_redis_log_flush(RS(st)->redis);
     pthread_mutex_lock(&RS(st)->lock);
     refresh_leases(RS(st));
     fy_map_each(&RS(st)->map, each_node, &c);
