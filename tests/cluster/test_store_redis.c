@@ -4,6 +4,7 @@
  * own (its own connections), both on one Redis. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -508,6 +509,46 @@ START_TEST(a_record_takes_under_a_kilobyte)
 }
 END_TEST
 
+static long long used_memory(fy_redis *r)
+{
+    const char *argv[] = {"INFO", "memory"};
+    redisReply *rep = test_redis_cmd(r, 2, argv);
+    const char *p = strstr(rep->str, "used_memory:");
+    long long n = p ? atoll(p + strlen("used_memory:")) : -1;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* What Redis as a whole spends per session (INFO memory, over many records with an
+ * identity and a lease): key, hash, expiry entry and the table's share. */
+START_TEST(many_records_cost_what_docs_cluster_says)
+{
+    enum { N = 2000 };
+    ck_assert_int_eq(rsrv_start(&own), 0);
+    ferry_hub *hub = hub_new_store(NULL, test_redis_store(own.addr, 0));
+    fy_store *st = hub->store;
+    fy_redis *r = test_redis_pool(own.addr);
+    static ferry_session *s[N];
+    long long before = used_memory(r);
+    for (int i = 0; i < N; i++) {
+        s[i] = fy_session_new(hub);
+        snprintf(s[i]->rec.identity, sizeof s[i]->rec.identity, "user-%06d", i);
+        fill_hash(&s[i]->rec.secret, (unsigned char)i);
+        ck_assert_int_eq(st->ops->add(st, s[i]), 0);
+    }
+    long long after = used_memory(r);
+    fprintf(stderr, "redis store: %d records take %lld bytes of used_memory, %lld each\n", N,
+            after - before, (after - before) / N);
+    ck_assert_int_lt((after - before) / N, 1024);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(st->ops->remove(st, s[i]), 0);
+        ferry_session_unref(s[i]);
+    }
+    fy_redis_free(r);
+    hub_free(hub);
+}
+END_TEST
+
 Suite *store_redis_suite(void)
 {
     Suite *s = suite_create("store_redis");
@@ -525,6 +566,7 @@ Suite *store_redis_suite(void)
     tcase_add_test(tc, a_record_its_node_abandoned_expires);
     tcase_add_test(tc, a_session_resumes_on_another_node);
     tcase_add_test(tc, a_record_takes_under_a_kilobyte);
+    tcase_add_test(tc, many_records_cost_what_docs_cluster_says);
     suite_add_tcase(s, tc);
     return s;
 }
