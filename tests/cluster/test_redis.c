@@ -1,6 +1,7 @@
 /* The Redis connection (cluster/src/redis.h) against real servers: addresses, AUTH,
  * SELECT, scripts, and recovery after the server goes away and comes back. */
 #include <string.h>
+#include <time.h>
 
 #include "cluster.h"
 #include "ferry.h"
@@ -119,6 +120,27 @@ START_TEST(the_pool_recovers_by_itself_when_redis_returns)
 }
 END_TEST
 
+/* A command Redis does not answer in time fails, and the next one runs on a new
+ * connection (the old one may still get the late answer, so it is not reused). */
+START_TEST(a_command_that_times_out_fails_and_the_next_reconnects)
+{
+    fy_redis_cfg cfg = {.addr = shared_redis.addr, .command_timeout_ms = 200, .pool = 1};
+    fy_redis *r;
+    ck_assert_int_eq(fy_redis_new(&r, &cfg), 0);
+    const char *block[] = {"BLPOP", "ferry-nothing-here", "2"};
+    redisReply *rep;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert_int_eq(fy_redis_command(r, &rep, 3, block, NULL), FERRY_ESTORE);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    ck_assert_int_ge(ms, 150);
+    ck_assert_int_lt(ms, 1500);
+    ck_assert_int_eq(ping(r), 0);
+    fy_redis_free(r);
+}
+END_TEST
+
 START_TEST(a_script_runs_again_after_redis_forgets_it)
 {
     fy_redis *r = pool(shared_redis.addr, NULL, 0);
@@ -165,6 +187,7 @@ Suite *redis_suite(void)
     tcase_add_test(tc, a_unix_socket_is_an_address);
     tcase_add_test(tc, a_malformed_address_is_refused);
     tcase_add_test(tc, the_pool_recovers_by_itself_when_redis_returns);
+    tcase_add_test(tc, a_command_that_times_out_fails_and_the_next_reconnects);
     tcase_add_test(tc, a_script_runs_again_after_redis_forgets_it);
     tcase_add_test(tc, an_error_reply_keeps_the_connection);
     suite_add_tcase(s, tc);
