@@ -36,7 +36,8 @@ static uint64_t next_rand(faulty *f) /* splitmix64 */
 static int roll(faulty *f, int op)
 {
     pthread_mutex_lock(&f->lock);
-    f->mem->hub = f->base.hub; /* the hub the inner store builds handles for */
+    if (f->mem->hub != f->base.hub) /* once: the hub the inner store builds handles for */
+        f->mem->hub = f->base.hub;
     unsigned delay = 0;
     int rc = 0;
     if (f->cfg.delay_pct && next_rand(f) % 100 < f->cfg.delay_pct && f->cfg.max_delay_us)
