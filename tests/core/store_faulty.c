@@ -88,11 +88,15 @@ static int f_load(fy_store *st, ferry_session *s, fy_rec *out)
     bool move = F(st)->move_next;
     F(st)->move_next = false;
     pthread_mutex_unlock(&F(st)->lock);
-    if (move) { /* the in-memory store's record is the session's own */
-        s->rec.in_seq++;
-        s->rec.version++;
+    fy_store *in = F(st)->mem;
+    if (move) { /* another node's save, through the store behind the die */
+        fy_rec r;
+        rc = in->ops->load(in, s, &r);
+        r.in_seq++;
+        if (rc || in->ops->save(in, s, &r))
+            return FERRY_ESTORE;
     }
-    return F(st)->mem->ops->load(F(st)->mem, s, out);
+    return in->ops->load(in, s, out);
 }
 
 void faulty_store_move_next(fy_store *st)
