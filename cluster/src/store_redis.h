@@ -44,7 +44,9 @@ typedef struct fy_store_redis_cfg {
     fy_redis_cfg redis;
     const char *prefix;  /* of every key; NULL: "ferry:" */
     unsigned lease_ms;   /* a live record's time to live without a save or refresh;
-                          * 0: 600000 (10 minutes) */
+                          * 0: 600000 (10 minutes). Keep it above the hub's
+                          * resume_window_ms, so that the record of a session whose node
+                          * died outlives its resume window. */
 } fy_store_redis_cfg;
 
 /* A Redis store for `cfg` (copied). It connects on first use. 0, FERRY_EINVAL (a bad
