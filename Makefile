@@ -44,13 +44,23 @@ CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_OBJ   := $(CORE_OBJ) $(TR_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ferry_js.o
 JS_OBJ    := $(BUILD)/obj/ferry_js.o
 TEST_SRC  := $(wildcard tests/core/*.c)
+# The optional cluster layer (cluster/, docs/CLUSTER.md): its own library, so that only a
+# service that clusters links hiredis.
+CLUSTER_SRC := $(wildcard cluster/src/*.c)
+CLUSTER_HDR := $(wildcard cluster/src/*.h)
+CLUSTER_OBJ := $(CLUSTER_SRC:%.c=$(BUILD)/obj/%.o)
+CLUSTER_CFLAGS = $(CORE_CFLAGS) -Icluster/src $(shell pkg-config --cflags hiredis)
+CLUSTER_LIBS = $(shell pkg-config --libs hiredis)
+# The cluster suite: its own tests, and the store contract suite over the Redis store.
+CLUSTER_TEST_SRC := $(wildcard tests/cluster/*.c) tests/core/test_store.c tests/core/helpers.c \
+                    tests/core/store_faulty.c
 # tests/core/test_race.c runs a call just before the library takes a chosen mutex;
 # tests/core/test_abi.c makes libsodium fail to start.
 TEST_WRAP := -Wl,--wrap=pthread_mutex_lock,--wrap=sodium_init
 TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
-.PHONY: all lib examples install uninstall check test deps deps-simulate check-core check-transports test-core \
+.PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
         test-js test-demo test-install test-failmalloc test-chaos soak readme-picture test-asan test-tsan fuzz test-fuzz \
         bench-core bench bench-deps test-load demo clean
 
@@ -77,6 +87,17 @@ $(BUILD)/libferry.a: $(LIB_OBJ)
 $(BUILD)/libferry-core.a: $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
+
+$(BUILD)/obj/cluster/%.o: cluster/%.c $(CORE_HDR) $(CLUSTER_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CLUSTER_CFLAGS) -fPIC -fvisibility=hidden -DFERRY_BUILD -c $< -o $@
+
+# Link it with libferry.a (or libferry-core.a) and -lhiredis.
+$(BUILD)/libferry-cluster.a: $(CLUSTER_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+cluster: $(BUILD)/libferry-cluster.a
 
 $(BUILD)/libferry.so: $(LIB_OBJ)
 	$(CC) -shared -pthread -Wl,-soname,$(SONAME) -o $@ $^ $(DEP_LIBS)
@@ -141,6 +162,25 @@ $(BUILD)/test/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h 
 	@mkdir -p $(@D)
 	$(CC) $(TR_CFLAGS) -Itests/lib $(CHECK_CFLAGS) $(TR_TEST_SRC) $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CHECK_LIBS)
 
+CLUSTER_TEST_CFLAGS = $(CLUSTER_CFLAGS) -Itests/core $(CHECK_CFLAGS)
+CLUSTER_TEST_DEPS := $(CLUSTER_TEST_SRC) tests/cluster/*.h tests/core/*.h
+
+$(BUILD)/test/cluster_tests: $(CLUSTER_TEST_DEPS) $(BUILD)/libferry-cluster.a $(BUILD)/libferry-core.a
+	@mkdir -p $(@D)
+	$(CC) $(CLUSTER_TEST_CFLAGS) $(CLUSTER_TEST_SRC) $(BUILD)/libferry-cluster.a $(BUILD)/libferry-core.a -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/asan/cluster_tests: $(CLUSTER_TEST_DEPS) $(CLUSTER_SRC) $(CLUSTER_HDR) $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CLUSTER_TEST_CFLAGS) $(ASAN) $(CLUSTER_TEST_SRC) $(CLUSTER_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/tsan/cluster_tests: $(CLUSTER_TEST_DEPS) $(CLUSTER_SRC) $(CLUSTER_HDR) $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CLUSTER_TEST_CFLAGS) $(TSAN) $(CLUSTER_TEST_SRC) $(CLUSTER_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
+
+# The cluster layer against real redis-servers the tests start on free loopback ports.
+test-cluster: $(BUILD)/test/cluster_tests
+	$(BUILD)/test/cluster_tests
+
 # Sanitizer builds compile the library sources into each test program.
 $(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
@@ -185,8 +225,10 @@ test-core: $(BUILD)/test/core_tests $(BUILD)/test/transport_tests
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 
-test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport_tests
+test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport_tests \
+           $(BUILD)/asan/cluster_tests
 	$(ASAN_ENV) $(BUILD)/asan/core_tests
+	$(ASAN_ENV) $(BUILD)/asan/cluster_tests
 	$(ASAN_ENV) $(BUILD)/asan/stress
 	$(ASAN_ENV) $(BUILD)/asan/transport_tests
 
@@ -194,8 +236,10 @@ test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport
 # mmap randomization.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=tests/tsan.supp"
 
-test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests
+test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests \
+           $(BUILD)/tsan/cluster_tests
 	$(TSAN_ENV) CK_FORK=no CK_RUN_SUITE=store setarch $$(uname -m) -R $(BUILD)/tsan/core_tests
+	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/cluster_tests
 	$(TSAN_ENV) setarch $$(uname -m) -R $(BUILD)/tsan/stress
 	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/transport_tests
 
@@ -219,10 +263,12 @@ readme-picture: $(BUILD)/examples/live-scores js-client/node_modules/.package-lo
 
 # The fast loop: no apt, no npm, no browser.
 check: check-core check-transports
-	@pkg-config --exists jansson libsodium check && [ -f /usr/include/civetweb.h ] || { \
+	@pkg-config --exists jansson libsodium check hiredis && [ -f /usr/include/civetweb.h ] && \
+	  command -v redis-server >/dev/null || { \
 	  echo "make check: libraries are missing; run 'make deps' as root (or make test)" >&2; exit 1; }
-	$(MAKE) --no-print-directory lib
+	$(MAKE) --no-print-directory lib cluster
 	$(MAKE) --no-print-directory test-core
+	$(MAKE) --no-print-directory test-cluster
 	$(MAKE) --no-print-directory test-failmalloc
 
 # Everything, from a clean checkout; it must leave the work tree as it found it.

@@ -45,6 +45,8 @@ need libcivetweb-dev civetweb test -f /usr/include/civetweb.h  # Debian ships no
 if [ "$mode" = all ]; then
     need "check libsubunit-dev" check pc check
     need nginx-light nginx test -x /usr/sbin/nginx
+    need libhiredis-dev hiredis pc hiredis            # the cluster layer (cluster/)
+    need redis-server redis-server has redis-server   # its tests start their own
     need chromium chromium test -x /usr/bin/chromium
     need clang clang has clang
     need libclang-rt-14-dev libfuzzer \
@@ -77,6 +79,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -q
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $pkgs
+    case "$pkgs" in
+    *redis-server*)
+        # Debian's redis-server package starts a server on port 6379 when installed; the
+        # tests start their own, on a free loopback port.
+        if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server 2>/dev/null || true; fi ;;
+    esac
     case "$pkgs" in
     *nginx*)
         # Debian's nginx package starts a server on port 80 when installed; the tests start

@@ -76,6 +76,7 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
     hub->cb = c;
     hub->ud = ud;
     hub->store = store;
+    store->hub = hub;
     pthread_mutex_init(&hub->ident_lock, NULL);
     pthread_mutex_init(&hub->pub_lock, NULL);
     pthread_mutex_init(&hub->lock, NULL);

@@ -10,7 +10,8 @@
  *                          publishes in one order.
  *   3. hub lock            topics and subscriptions. Held while a publish lists a topic's
  *                          subscribers, never across the fan-out.
- *   4. store lock          the in-memory store's table (store_mem.c): taken alone by add,
+ *   4. store lock          the in-memory store's table (store_mem.c), or the Redis
+ *                          store's table of this node's handles (cluster/): taken alone by add,
  *                          find, remove and count; held by each across its callback, which
  *                          may take the locks below (and remove, so it is recursive).
  *                          A store's load and save run under the session lock and take
@@ -23,7 +24,9 @@
  *                          hub pend_lock (ended sessions waiting for fy_hub_drain),
  *                          hub ident_lock (sessions per identity),
  *                          hub rate_lock (resume buckets),
- *                          a test store's own state (tests/core/store_faulty.c).
+ *                          a test store's own state (tests/core/store_faulty.c),
+ *                          the Redis pool's connection, script and log-queue locks
+ *                          (cluster/src/redis.c; a connection's is held for a round trip).
  *
  * An object found under a later lock whose own lock comes earlier (a pull reads its link's
  * session under the link's lock, but must take the session's lock first) is found again

@@ -107,6 +107,7 @@ typedef struct fy_store_ops {
 
 struct fy_store {
     const fy_store_ops *ops;
+    ferry_hub *hub; /* set by fy_hub_new_store: a shared store's find builds handles for it */
 };
 
 /* The in-memory store: a hash map from ID to session, the record kept in the session.

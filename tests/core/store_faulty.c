@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+fy_store *(*faulty_inner_new)(void) = fy_store_mem_new;
+
 typedef struct faulty {
     fy_store base;
     fy_store *mem;
@@ -34,6 +36,8 @@ static uint64_t next_rand(faulty *f) /* splitmix64 */
 static int roll(faulty *f, int op)
 {
     pthread_mutex_lock(&f->lock);
+    if (f->mem->hub != f->base.hub) /* once: the hub the inner store builds handles for */
+        f->mem->hub = f->base.hub;
     unsigned delay = 0;
     int rc = 0;
     if (f->cfg.delay_pct && next_rand(f) % 100 < f->cfg.delay_pct && f->cfg.max_delay_us)
@@ -84,11 +88,15 @@ static int f_load(fy_store *st, ferry_session *s, fy_rec *out)
     bool move = F(st)->move_next;
     F(st)->move_next = false;
     pthread_mutex_unlock(&F(st)->lock);
-    if (move) { /* the in-memory store's record is the session's own */
-        s->rec.in_seq++;
-        s->rec.version++;
+    fy_store *in = F(st)->mem;
+    if (move) { /* another node's save, through the store behind the die */
+        fy_rec r;
+        rc = in->ops->load(in, s, &r);
+        r.in_seq++;
+        if (rc || in->ops->save(in, s, &r))
+            return FERRY_ESTORE;
     }
-    return F(st)->mem->ops->load(F(st)->mem, s, out);
+    return in->ops->load(in, s, out);
 }
 
 void faulty_store_move_next(fy_store *st)
@@ -146,7 +154,7 @@ fy_store *faulty_store_new(const faulty_cfg *cfg)
     faulty *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
-    f->mem = fy_store_mem_new();
+    f->mem = faulty_inner_new();
     if (!f->mem) {
         free(f);
         return NULL;

@@ -1,4 +1,6 @@
-/* A slow, fallible session store for the tests: the in-memory store behind a seeded die.
+/* A slow, fallible session store for the tests: a real store (the in-memory one, or the
+ * one faulty_inner_new makes: the cluster suite runs the store suite over Redis) behind a
+ * seeded die.
  * Before each operation it may sleep (up to max_delay_us) and, for add, find, load, save
  * and remove, fail with FERRY_ESTORE having done nothing; save may also answer
  * FY_STORE_STALE (another node saved first) having done nothing. each and count never
@@ -26,6 +28,9 @@ typedef struct faulty_cfg {
     unsigned delay_pct;    /* chance in 100 of a delay before an operation */
     unsigned max_delay_us;
 } faulty_cfg;
+
+/* Makes the store behind the die; fy_store_mem_new unless a suite sets another. */
+extern fy_store *(*faulty_inner_new)(void);
 
 /* NULL on allocation failure. */
 fy_store *faulty_store_new(const faulty_cfg *cfg);

@@ -1,0 +1,389 @@
+/* The Redis session store (store_redis.h). */
+#include "store_redis.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hub.h"
+#include "log.h"
+#include "map.h"
+#include "session.h"
+
+#define PREFIX_MAX 64
+#define KEY_MAX (PREFIX_MAX + 2 + FY_ID_LEN + 1)
+
+typedef struct redis_store {
+    fy_store base;
+    fy_redis *redis;
+    char prefix[PREFIX_MAX + 1];
+    unsigned lease_ms;
+    int add_script, save_script;
+    pthread_mutex_t lock; /* the table and last_refresh; recursive, as the in-memory store's */
+    fy_map map;           /* the handles this node holds, by ID */
+    uint64_t last_refresh; /* monotonic ms of the last lease refresh */
+} redis_store;
+
+#define RS(st) ((redis_store *)(st))
+
+/* Writes the record only if no record has the ID. KEYS[1] the key; ARGV: record, TTL ms.
+ * 1 when written, 0 when the ID exists. */
+static const char add_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'v', '1', 'r', ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return 1\n";
+
+/* The compare-and-set. KEYS[1] the key; ARGV: expected version, new version, record, TTL
+ * ms. 1 when written, 0 when the version moved on (stale), -1 when there is no record. */
+static const char save_lua[] =
+    "local v = redis.call('HGET', KEYS[1], 'v')\n"
+    "if not v then return -1 end\n"
+    "if v ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'v', ARGV[2], 'r', ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "return 1\n";
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static size_t key_of(const redis_store *rs, const char *id, size_t len, char key[KEY_MAX])
+{
+    return (size_t)snprintf(key, KEY_MAX, "%ss:%.*s", rs->prefix, (int)len, id);
+}
+
+/* A record's time to live: the tombstone time for an end, else the lease. */
+static unsigned ttl_of(const redis_store *rs, const fy_rec *r)
+{
+    return r->end_reason != FERRY_REASON_NONE ? rs->base.hub->opt.tombstone_ms : rs->lease_ms;
+}
+
+static int add_record(redis_store *rs, ferry_session *s);
+static int find_record(redis_store *rs, const char *id, size_t len, ferry_session **out);
+static int remove_record(redis_store *rs, ferry_session *s);
+
+/* add, find, remove and each run with no core lock held (store.h): they write the log
+ * lines that load and save, under a session's lock, could only queue (redis.h). */
+static int rs_add(fy_store *st, ferry_session *s)
+{
+    int rc = add_record(RS(st), s);
+    fy_redis_log_flush(RS(st)->redis);
+    return rc;
+}
+
+static int rs_find(fy_store *st, const char *id, size_t len, ferry_session **out)
+{
+    int rc = find_record(RS(st), id, len, out);
+    fy_redis_log_flush(RS(st)->redis);
+    return rc;
+}
+
+static int rs_remove(fy_store *st, ferry_session *s)
+{
+    int rc = remove_record(RS(st), s);
+    fy_redis_log_flush(RS(st)->redis);
+    return rc;
+}
+
+static int add_record(redis_store *rs, ferry_session *s)
+{
+    char key[KEY_MAX], ttl[16];
+    unsigned char rec[FY_REC_MAX];
+    const char *argv[] = {key, (const char *)rec, ttl};
+    size_t len[] = {key_of(rs, s->id, strlen(s->id), key), fy_rec_encode(&s->rec, rec),
+                    (size_t)snprintf(ttl, sizeof ttl, "%u", ttl_of(rs, &s->rec))};
+    redisReply *rep;
+    int rc = fy_redis_eval(rs->redis, rs->add_script, &rep, 1, 3, argv, len);
+    if (rc)
+        return rc;
+    bool added = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    if (!added) {
+        fy_redis_note(rs->redis, FERRY_LOG_ERROR, "redis store: session %s already exists; not added",
+                      s->id);
+        return FERRY_ESTORE;
+    }
+    s->rec.version = 1;
+    s->node.key = s->id;
+    pthread_mutex_lock(&rs->lock);
+    fy_map_put(&rs->map, &s->node);
+    pthread_mutex_unlock(&rs->lock);
+    ferry_session_ref(s);
+    return 0;
+}
+
+/* Reads the record under `key`: 0 with *out, FERRY_ENOTFOUND, or FERRY_ESTORE (also for
+ * a record this build cannot read, logged). */
+static int fetch(redis_store *rs, const char *key, fy_rec *out)
+{
+    const char *argv[] = {"HMGET", key, "v", "r"};
+    redisReply *rep;
+    int rc = fy_redis_command(rs->redis, &rep, 4, argv, NULL);
+    if (rc)
+        return rc;
+    rc = FERRY_ESTORE;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+        redisReply *v = rep->element[0], *r = rep->element[1];
+        if (v->type == REDIS_REPLY_NIL && r->type == REDIS_REPLY_NIL)
+            rc = FERRY_ENOTFOUND;
+        else if (v->type == REDIS_REPLY_STRING && r->type == REDIS_REPLY_STRING &&
+                 fy_rec_decode(out, (const unsigned char *)r->str, r->len))
+            rc = sscanf(v->str, "%" SCNu64, &out->version) == 1 ? 0 : FERRY_ESTORE;
+    }
+    if (rc == FERRY_ESTORE)
+        fy_redis_note(rs->redis, FERRY_LOG_ERROR, "redis store: %s holds no record this build can read",
+                      key);
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* A handle for a session this node meets for the first time, from its stored record:
+ * detached (its resume window starts now), or ended if the record holds an end. */
+static ferry_session *handle_from(ferry_hub *hub, const char *id, size_t len, const fy_rec *r)
+{
+    ferry_session *s = fy_session_new(hub);
+    if (!s)
+        return NULL;
+    memcpy(s->id, id, len);
+    s->id[len] = '\0';
+    memcpy(s->identity, r->identity, sizeof s->identity);
+    s->rec = *r;
+    if (r->end_reason != FERRY_REASON_NONE) {
+        s->state = FERRY_STATE_EXPIRED;
+        s->end_reason = r->end_reason;
+    } else {
+        s->state = FERRY_STATE_DETACHED;
+        atomic_fetch_add(&hub->live, 1); /* its end takes it back */
+    }
+    return s;
+}
+
+static int find_record(redis_store *rs, const char *id, size_t len, ferry_session **out)
+{
+    char key[KEY_MAX];
+    fy_rec rec;
+    *out = NULL;
+    if (len > FY_ID_LEN)
+        return FERRY_ENOTFOUND;
+    key_of(rs, id, len, key);
+    int rc = fetch(rs, key, &rec);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&rs->lock);
+    fy_map_node *n = fy_map_get(&rs->map, id, len);
+    ferry_session *s = n ? fy_container_of(n, ferry_session, node) : NULL;
+    if (!s && (s = handle_from(rs->base.hub, id, len, &rec))) {
+        s->node.key = s->id;
+        fy_map_put(&rs->map, &s->node); /* the store's reference */
+    }
+    ferry_session_ref(s);
+    pthread_mutex_unlock(&rs->lock);
+    *out = s;
+    return s ? 0 : FERRY_ENOMEM;
+}
+
+static int rs_load(fy_store *st, ferry_session *s, fy_rec *out)
+{
+    char key[KEY_MAX];
+    key_of(RS(st), s->id, strlen(s->id), key);
+    int rc = fetch(RS(st), key, out);
+    if (rc == FERRY_ENOTFOUND) {
+        fy_redis_note(RS(st)->redis, FERRY_LOG_ERROR, "redis store: the record of session %s is gone",
+                      s->id);
+        rc = FERRY_ESTORE;
+    }
+    if (rc == 0)
+        s->rec = *out;
+    return rc;
+}
+
+static int rs_save(fy_store *st, ferry_session *s, const fy_rec *rec)
+{
+    redis_store *rs = RS(st);
+    char key[KEY_MAX], from[24], to[24], ttl[16];
+    unsigned char buf[FY_REC_MAX];
+    const char *argv[] = {key, from, to, (const char *)buf, ttl};
+    size_t len[] = {key_of(rs, s->id, strlen(s->id), key),
+                    (size_t)snprintf(from, sizeof from, "%" PRIu64, rec->version),
+                    (size_t)snprintf(to, sizeof to, "%" PRIu64, rec->version + 1),
+                    fy_rec_encode(rec, buf),
+                    (size_t)snprintf(ttl, sizeof ttl, "%u", ttl_of(rs, rec))};
+    redisReply *rep;
+    int rc = fy_redis_eval(rs->redis, rs->save_script, &rep, 1, 5, argv, len);
+    if (rc)
+        return rc;
+    long long answer = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -2;
+    freeReplyObject(rep);
+    if (answer == 0)
+        return FY_STORE_STALE;
+    if (answer == -1 && rec->end_reason == FERRY_REASON_NONE) {
+        fy_redis_note(rs->redis, FERRY_LOG_ERROR, "redis store: the record of session %s is gone",
+                      s->id);
+        return FERRY_ESTORE;
+    }
+    if (answer != 1 && answer != -1)
+        return FERRY_ESTORE;
+    s->rec = *rec;
+    s->rec.version++;
+    return 0;
+}
+
+static int remove_record(redis_store *rs, ferry_session *s)
+{
+    char key[KEY_MAX];
+    const char *argv[] = {"DEL", key};
+    size_t len[] = {3, key_of(rs, s->id, strlen(s->id), key)};
+    redisReply *rep;
+    int rc = fy_redis_command(rs->redis, &rep, 2, argv, len);
+    if (rc)
+        return rc;
+    freeReplyObject(rep);
+    pthread_mutex_lock(&rs->lock);
+    fy_map_del(&rs->map, &s->node);
+    pthread_mutex_unlock(&rs->lock);
+    ferry_session_unref(s);
+    return 0;
+}
+
+/* The lease refresh's list: the keys of the sessions that have not ended. */
+typedef struct refresh {
+    redis_store *rs;
+    char (*keys)[KEY_MAX];
+    const char **argv;
+    size_t *len, n, cap;
+    char ttl[16];
+} refresh;
+
+static void collect(fy_map_node *node, void *ud)
+{
+    refresh *f = ud;
+    ferry_session *s = fy_container_of(node, ferry_session, node);
+    pthread_mutex_lock(&s->lock);
+    bool live = s->state != FERRY_STATE_EXPIRED;
+    pthread_mutex_unlock(&s->lock);
+    if (!live || f->n == f->cap)
+        return;
+    size_t i = f->n++;
+    const char *a[] = {"PEXPIRE", f->keys[i], f->ttl};
+    size_t l[] = {7, key_of(f->rs, s->id, strlen(s->id), f->keys[i]), strlen(f->ttl)};
+    memcpy(f->argv + 3 * i, a, sizeof a);
+    memcpy(f->len + 3 * i, l, sizeof l);
+}
+
+/* Pushes the lease of every live record this node holds forward, every lease_ms / 3, in
+ * one pipeline. A failure is retried on the next tick. Store lock held. */
+static void refresh_leases(redis_store *rs)
+{
+    uint64_t now = mono_ms();
+    if (rs->last_refresh && now - rs->last_refresh < rs->lease_ms / 3)
+        return;
+    refresh f = {.rs = rs, .cap = rs->map.count};
+    snprintf(f.ttl, sizeof f.ttl, "%u", rs->lease_ms);
+    f.keys = malloc(f.cap * sizeof *f.keys + 1);
+    f.argv = malloc(3 * f.cap * sizeof *f.argv + 1);
+    f.len = malloc(3 * f.cap * sizeof *f.len + 1);
+    if (f.keys && f.argv && f.len) {
+        fy_map_each(&rs->map, collect, &f);
+        if (fy_redis_pipeline(rs->redis, f.n, 3, f.argv, f.len) == 0)
+            rs->last_refresh = now;
+    }
+    free(f.keys);
+    free(f.argv);
+    free(f.len);
+}
+
+struct each_ctx {
+    void (*fn)(ferry_session *s, void *ud);
+    void *ud;
+};
+
+static void each_node(fy_map_node *n, void *ud)
+{
+    struct each_ctx *c = ud;
+    c->fn(fy_container_of(n, ferry_session, node), c->ud);
+}
+
+static void rs_each(fy_store *st, void (*fn)(ferry_session *s, void *ud), void *ud)
+{
+    struct each_ctx c = {fn, ud};
+    fy_redis_log_flush(RS(st)->redis);
+    pthread_mutex_lock(&RS(st)->lock);
+    refresh_leases(RS(st));
+    fy_map_each(&RS(st)->map, each_node, &c);
+    pthread_mutex_unlock(&RS(st)->lock);
+}
+
+static size_t rs_count(fy_store *st)
+{
+    pthread_mutex_lock(&RS(st)->lock);
+    size_t n = RS(st)->map.count;
+    pthread_mutex_unlock(&RS(st)->lock);
+    return n;
+}
+
+static void drop_node(fy_map_node *n, void *ud)
+{
+    fy_map_del(ud, n);
+    ferry_session_unref(fy_container_of(n, ferry_session, node));
+}
+
+/* Drops this node's handles; the records stay in Redis. */
+static void rs_free(fy_store *st)
+{
+    if (!st)
+        return;
+    fy_map_each(&RS(st)->map, drop_node, &RS(st)->map);
+    fy_map_destroy(&RS(st)->map);
+    pthread_mutex_destroy(&RS(st)->lock);
+    fy_redis_free(RS(st)->redis);
+    free(st);
+}
+
+static const fy_store_ops redis_ops = {
+    .add = rs_add,
+    .find = rs_find,
+    .load = rs_load,
+    .save = rs_save,
+    .remove = rs_remove,
+    .each = rs_each,
+    .count = rs_count,
+    .free = rs_free,
+};
+
+int fy_store_redis_new(fy_store **out, const fy_store_redis_cfg *cfg)
+{
+    *out = NULL;
+    const char *prefix = cfg->prefix ? cfg->prefix : "ferry:";
+    if (strlen(prefix) > PREFIX_MAX) {
+        fy_log(FERRY_LOG_ERROR, "redis store: the key prefix is over %d bytes", PREFIX_MAX);
+        return FERRY_EINVAL;
+    }
+    redis_store *rs = calloc(1, sizeof *rs);
+    if (!rs)
+        return FERRY_ENOMEM;
+    int rc = fy_map_init(&rs->map) ? FERRY_ENOMEM : fy_redis_new(&rs->redis, &cfg->redis);
+    if (rc) {
+        fy_map_destroy(&rs->map);
+        free(rs);
+        return rc;
+    }
+    snprintf(rs->prefix, sizeof rs->prefix, "%s", prefix);
+    rs->lease_ms = cfg->lease_ms ? cfg->lease_ms : 600000;
+    rs->add_script = fy_redis_script(rs->redis, add_lua);
+    rs->save_script = fy_redis_script(rs->redis, save_lua);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&rs->lock, &a);
+    pthread_mutexattr_destroy(&a);
+    rs->base.ops = &redis_ops;
+    *out = &rs->base;
+    return 0;
+}
