@@ -8,9 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "handles.h"
 #include "hub.h"
 #include "log.h"
-#include "map.h"
 #include "session.h"
 
 #define PREFIX_MAX 64
@@ -22,8 +22,7 @@ typedef struct redis_store {
     char prefix[PREFIX_MAX + 1];
     unsigned lease_ms;
     int add_script, save_script;
-    pthread_mutex_t lock; /* the table and last_refresh; recursive, as the in-memory store's */
-    fy_map map;           /* the handles this node holds, by ID */
+    fy_handles handles;   /* this node's; their lock also guards last_refresh */
     uint64_t last_refresh; /* monotonic ms of the last lease refresh */
 } redis_store;
 
@@ -111,11 +110,7 @@ static int add_record(redis_store *rs, ferry_session *s)
         return FERRY_ESTORE;
     }
     s->rec.version = 1;
-    s->node.key = s->id;
-    pthread_mutex_lock(&rs->lock);
-    fy_map_put(&rs->map, &s->node);
-    pthread_mutex_unlock(&rs->lock);
-    ferry_session_ref(s);
+    fy_handles_put(&rs->handles, s);
     return 0;
 }
 
@@ -165,6 +160,20 @@ static ferry_session *handle_from(ferry_hub *hub, const char *id, size_t len, co
     return s;
 }
 
+/* What find builds a handle from, the first time this node meets a session. */
+struct handle_src {
+    ferry_hub *hub;
+    const char *id;
+    size_t len;
+    const fy_rec *rec;
+};
+
+static ferry_session *make_handle(void *ud)
+{
+    const struct handle_src *h = ud;
+    return handle_from(h->hub, h->id, h->len, h->rec);
+}
+
 static int find_record(redis_store *rs, const char *id, size_t len, ferry_session **out)
 {
     char key[KEY_MAX];
@@ -176,17 +185,9 @@ static int find_record(redis_store *rs, const char *id, size_t len, ferry_sessio
     int rc = fetch(rs, key, &rec);
     if (rc)
         return rc;
-    pthread_mutex_lock(&rs->lock);
-    fy_map_node *n = fy_map_get(&rs->map, id, len);
-    ferry_session *s = n ? fy_container_of(n, ferry_session, node) : NULL;
-    if (!s && (s = handle_from(rs->base.hub, id, len, &rec))) {
-        s->node.key = s->id;
-        fy_map_put(&rs->map, &s->node); /* the store's reference */
-    }
-    ferry_session_ref(s);
-    pthread_mutex_unlock(&rs->lock);
-    *out = s;
-    return s ? 0 : FERRY_ENOMEM;
+    struct handle_src src = {rs->base.hub, id, len, &rec};
+    *out = fy_handles_find(&rs->handles, id, len, make_handle, &src);
+    return *out ? 0 : FERRY_ENOMEM;
 }
 
 static int rs_load(fy_store *st, ferry_session *s, fy_rec *out)
@@ -245,10 +246,7 @@ static int remove_record(redis_store *rs, ferry_session *s)
     if (rc)
         return rc;
     freeReplyObject(rep);
-    pthread_mutex_lock(&rs->lock);
-    fy_map_del(&rs->map, &s->node);
-    pthread_mutex_unlock(&rs->lock);
-    ferry_session_unref(s);
+    fy_handles_del(&rs->handles, s);
     return 0;
 }
 
@@ -261,10 +259,9 @@ typedef struct refresh {
     char ttl[16];
 } refresh;
 
-static void collect(fy_map_node *node, void *ud)
+static void collect(ferry_session *s, void *ud)
 {
     refresh *f = ud;
-    ferry_session *s = fy_container_of(node, ferry_session, node);
     pthread_mutex_lock(&s->lock);
     bool live = s->state != FERRY_STATE_EXPIRED;
     pthread_mutex_unlock(&s->lock);
@@ -284,13 +281,13 @@ static void refresh_leases(redis_store *rs)
     uint64_t now = mono_ms();
     if (rs->last_refresh && now - rs->last_refresh < rs->lease_ms / 3)
         return;
-    refresh f = {.rs = rs, .cap = rs->map.count};
+    refresh f = {.rs = rs, .cap = rs->handles.map.count};
     snprintf(f.ttl, sizeof f.ttl, "%u", rs->lease_ms);
     f.keys = malloc(f.cap * sizeof *f.keys + 1);
     f.argv = malloc(3 * f.cap * sizeof *f.argv + 1);
     f.len = malloc(3 * f.cap * sizeof *f.len + 1);
     if (f.keys && f.argv && f.len) {
-        fy_map_each(&rs->map, collect, &f);
+        fy_handles_each(&rs->handles, collect, &f);
         if (fy_redis_pipeline(rs->redis, f.n, 3, f.argv, f.len) == 0)
             rs->last_refresh = now;
     }
@@ -299,39 +296,18 @@ static void refresh_leases(redis_store *rs)
     free(f.len);
 }
 
-struct each_ctx {
-    void (*fn)(ferry_session *s, void *ud);
-    void *ud;
-};
-
-static void each_node(fy_map_node *n, void *ud)
-{
-    struct each_ctx *c = ud;
-    c->fn(fy_container_of(n, ferry_session, node), c->ud);
-}
-
 static void rs_each(fy_store *st, void (*fn)(ferry_session *s, void *ud), void *ud)
 {
-    struct each_ctx c = {fn, ud};
     fy_redis_log_flush(RS(st)->redis);
-    pthread_mutex_lock(&RS(st)->lock);
+    pthread_mutex_lock(&RS(st)->handles.lock);
     refresh_leases(RS(st));
-    fy_map_each(&RS(st)->map, each_node, &c);
-    pthread_mutex_unlock(&RS(st)->lock);
+    fy_handles_each(&RS(st)->handles, fn, ud);
+    pthread_mutex_unlock(&RS(st)->handles.lock);
 }
 
 static size_t rs_count(fy_store *st)
 {
-    pthread_mutex_lock(&RS(st)->lock);
-    size_t n = RS(st)->map.count;
-    pthread_mutex_unlock(&RS(st)->lock);
-    return n;
-}
-
-static void drop_node(fy_map_node *n, void *ud)
-{
-    fy_map_del(ud, n);
-    ferry_session_unref(fy_container_of(n, ferry_session, node));
+    return fy_handles_count(&RS(st)->handles);
 }
 
 /* Drops this node's handles; the records stay in Redis. */
@@ -339,9 +315,7 @@ static void rs_free(fy_store *st)
 {
     if (!st)
         return;
-    fy_map_each(&RS(st)->map, drop_node, &RS(st)->map);
-    fy_map_destroy(&RS(st)->map);
-    pthread_mutex_destroy(&RS(st)->lock);
+    fy_handles_destroy(&RS(st)->handles);
     fy_redis_free(RS(st)->redis);
     free(st);
 }
@@ -368,9 +342,10 @@ int fy_store_redis_new(fy_store **out, const fy_store_redis_cfg *cfg)
     redis_store *rs = calloc(1, sizeof *rs);
     if (!rs)
         return FERRY_ENOMEM;
-    int rc = fy_map_init(&rs->map) ? FERRY_ENOMEM : fy_redis_new(&rs->redis, &cfg->redis);
+    int rc = fy_handles_init(&rs->handles);
+    if (rc == 0 && (rc = fy_redis_new(&rs->redis, &cfg->redis)))
+        fy_handles_destroy(&rs->handles);
     if (rc) {
-        fy_map_destroy(&rs->map);
         free(rs);
         return rc;
     }
@@ -378,11 +353,6 @@ int fy_store_redis_new(fy_store **out, const fy_store_redis_cfg *cfg)
     rs->lease_ms = cfg->lease_ms ? cfg->lease_ms : 600000;
     rs->add_script = fy_redis_script(rs->redis, add_lua);
     rs->save_script = fy_redis_script(rs->redis, save_lua);
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&rs->lock, &a);
-    pthread_mutexattr_destroy(&a);
     rs->base.ops = &redis_ops;
     *out = &rs->base;
     return 0;

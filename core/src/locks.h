@@ -10,8 +10,8 @@
  *                          publishes in one order.
  *   3. hub lock            topics and subscriptions. Held while a publish lists a topic's
  *                          subscribers, never across the fan-out.
- *   4. store lock          the in-memory store's table (store_mem.c), or the Redis
- *                          store's table of this node's handles (cluster/): taken alone by add,
+ *   4. store lock          the table of the session handles this node holds (handles.h),
+ *                          in the in-memory store and the Redis store (cluster/): taken alone by add,
  *                          find, remove and count; held by each across its callback, which
  *                          may take the locks below (and remove, so it is recursive).
  *                          A store's load and save run under the session lock and take
