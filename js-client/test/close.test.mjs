@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { client, ferry, here, once, startServer, waitFor, WebSocket } from './helpers.mjs';
-import { fakeSockets, tick, welcome } from './fake-ws.mjs';
+import { connectFake, welcome } from './fake-ws.mjs';
 import { startProxy } from './tcp-proxy.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -81,12 +81,7 @@ for (const transport of ['websocket', 'longpoll'])
 // The server's close carries the last of the client's messages it delivered; the ones after
 // it never reached the application, and the close event hands them back, as a reset does.
 test('a close from the server hands back the messages it never delivered', async (t) => {
-  const fake = fakeSockets();
-  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
-    transport: 'websocket', minDelay: 1, maxDelay: 2 });
-  t.after(() => c.close());
-  fake.last().open();
-  await tick();
+  const { fake, c } = await connectFake(t);
   fake.last().feed(welcome());
   c.send('a');
   c.send('b');

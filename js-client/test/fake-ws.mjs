@@ -1,3 +1,5 @@
+import { ferry, waitFor } from './helpers.mjs';
+
 // A WebSocket the test drives by hand, for server answers the real server gives only in a
 // race: the test opens it, feeds it frames and reads what the client sent.
 export function fakeSockets() {
@@ -27,3 +29,24 @@ export function welcome(fields = {}) {
 
 // Lets the client's promises (its token, its handshake) settle.
 export const tick = () => new Promise((r) => setTimeout(r, 5));
+
+// A client on fake WebSockets (`transport: 'websocket'`, a short backoff), its handshake sent
+// and not yet answered; closed when the test ends.
+export async function connectFake(t) {
+  const fake = fakeSockets();
+  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
+    transport: 'websocket', minDelay: 1, maxDelay: 2 });
+  t.after(() => c.close());
+  fake.last().open();
+  await tick();
+  return { fake, c };
+}
+
+// Drops the client's connection and opens the one it makes next, its handshake sent.
+export async function reconnectFake(fake) {
+  const n = fake.sockets.length;
+  fake.last().drop();
+  await waitFor(() => fake.sockets.length === n + 1, 1000, 'the reconnect');
+  fake.last().open();
+  await tick();
+}

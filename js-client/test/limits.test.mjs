@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { client, ferry, once, startServer, waitFor, WebSocket } from './helpers.mjs';
-import { fakeSockets, tick, welcome } from './fake-ws.mjs';
+import { connectFake, tick, welcome } from './fake-ws.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const BIG = 'x'.repeat(70000); // over the default max_frame, 65536
@@ -153,14 +153,9 @@ describe('limits', () => {
 });
 
 test('an internal error on WebSocket drops nothing: the client resumes and sends it all again', async (t) => {
-  const fake = fakeSockets();
-  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
-    transport: 'websocket', minDelay: 1, maxDelay: 2 });
-  t.after(() => c.close());
+  const { fake, c } = await connectFake(t);
   const errors = [];
   c.on('error', (e) => errors.push(e));
-  fake.last().open();
-  await tick();
   fake.last().feed(welcome());
   c.send('a');
   c.send('b');

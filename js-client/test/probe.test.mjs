@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { collect, ferry, inOrder, once, startServer, waitFor, WebSocket } from './helpers.mjs';
-import { fakeSockets, tick, welcome } from './fake-ws.mjs';
+import { connectFake, reconnectFake, tick, welcome } from './fake-ws.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -83,14 +83,9 @@ describe('a probe while long-polling', () => {
 
 describe('a reset', () => {
   test('on a live connection ends the session; the frames after it are not processed', async (t) => {
-    const fake = fakeSockets();
-    const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
-      transport: 'websocket', minDelay: 1, maxDelay: 2 });
-    t.after(() => c.close());
+    const { fake, c } = await connectFake(t);
     const got = [];
     c.on('message', (d) => got.push(d));
-    fake.last().open();
-    await tick();
     fake.last().feed([welcome(), { t: 'msg', seq: 1, data: 'a' }]);
     fake.last().feed([{ t: 'reset', reason: 'forked', ack: 0 }, { t: 'msg', seq: 2, data: 'b' }]);
     assert.deepEqual(got, ['a']);
@@ -107,17 +102,9 @@ describe('a reset', () => {
   });
 
   test('in a handshake\'s answer is followed by the welcome of a new session', async (t) => {
-    const fake = fakeSockets();
-    const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
-      transport: 'websocket', minDelay: 1, maxDelay: 2 });
-    t.after(() => c.close());
-    fake.last().open();
-    await tick();
+    const { fake, c } = await connectFake(t);
     fake.last().feed(welcome());
-    fake.last().drop();
-    await waitFor(() => fake.sockets.length === 2, 1000, 'the reconnect');
-    fake.last().open();
-    await tick();
+    await reconnectFake(fake);
     assert.equal(fake.last().sent[0].t, 'resume');
     const resets = [];
     c.on('reset', (r) => resets.push(r.reason));

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { client, ferry, once, startServer, waitFor, WebSocket } from './helpers.mjs';
-import { fakeSockets, tick, welcome } from './fake-ws.mjs';
+import { connectFake, reconnectFake, tick, welcome } from './fake-ws.mjs';
 import { startProxy } from './tcp-proxy.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -67,20 +67,12 @@ test('a reset drops the messages the old session delivered, even unacknowledged,
   });
 
 test('without the server\'s ack (reason unknown) every unacknowledged message is handed over', async (t) => {
-  const fake = fakeSockets();
-  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
-    transport: 'websocket', minDelay: 1, maxDelay: 2 });
-  t.after(() => c.close());
-  fake.last().open();
-  await tick();
+  const { fake, c } = await connectFake(t);
   fake.last().feed(welcome());
   c.send('x');
   c.send('y');
   fake.last().feed({ t: 'ack', ack: 1 });
-  fake.last().drop();
-  await waitFor(() => fake.sockets.length === 2, 1000, 'the reconnect');
-  fake.last().open();
-  await tick();
+  await reconnectFake(fake);
   const reset = once(c, 'reset');
   fake.last().feed([{ t: 'reset', reason: 'unknown' }, welcome({ sid: 'T'.repeat(22) })]);
   assert.deepEqual(await reset, { reason: 'unknown', unsent: 1, messages: ['y'] });
@@ -117,12 +109,7 @@ for (const transport of ['websocket', 'longpoll']) {
 }
 
 test('close with reason server still ends the client', async (t) => {
-  const fake = fakeSockets();
-  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
-    transport: 'websocket', minDelay: 1, maxDelay: 2 });
-  t.after(() => c.close());
-  fake.last().open();
-  await tick();
+  const { fake, c } = await connectFake(t);
   fake.last().feed(welcome());
   const closed = once(c, 'close');
   fake.last().feed({ t: 'close', reason: 'server', ack: 0 });
@@ -131,17 +118,9 @@ test('close with reason server still ends the client', async (t) => {
 });
 
 test('close() from a reset handler ends the client cleanly', async (t) => {
-  const fake = fakeSockets();
-  const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: fake.WebSocket, fetch,
-    transport: 'websocket', minDelay: 1, maxDelay: 2 });
-  t.after(() => c.close());
-  fake.last().open();
-  await tick();
+  const { fake, c } = await connectFake(t);
   fake.last().feed(welcome());
-  fake.last().drop();
-  await waitFor(() => fake.sockets.length === 2, 1000, 'the reconnect');
-  fake.last().open();
-  await tick();
+  await reconnectFake(fake);
   c.on('reset', () => c.close());
   fake.last().feed([{ t: 'reset', reason: 'expired', ack: 0 }, welcome({ sid: 'T'.repeat(22) })]);
   assert.equal(c.state, 'closed');
