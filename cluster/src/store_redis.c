@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "handles.h"
 #include "hub.h"
@@ -23,7 +22,7 @@ typedef struct redis_store {
     unsigned lease_ms;
     int add_script, save_script;
     fy_handles handles;   /* this node's; their lock also guards last_refresh */
-    uint64_t last_refresh; /* monotonic ms of the last lease refresh */
+    uint64_t last_refresh; /* the hub's clock at the last lease refresh */
 } redis_store;
 
 #define RS(st) ((redis_store *)(st))
@@ -45,13 +44,6 @@ static const char save_lua[] =
     "redis.call('HSET', KEYS[1], 'v', ARGV[2], 'r', ARGV[3])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static size_t key_of(const redis_store *rs, const char *id, size_t len, char key[KEY_MAX])
 {
@@ -278,7 +270,7 @@ static void collect(ferry_session *s, void *ud)
  * one pipeline. A failure is retried on the next tick. Store lock held. */
 static void refresh_leases(redis_store *rs)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = fy_hub_now(rs->base.hub); /* the hub's clock, injected ones too */
     if (rs->last_refresh && now - rs->last_refresh < rs->lease_ms / 3)
         return;
     refresh f = {.rs = rs, .cap = rs->handles.map.count};
