@@ -57,12 +57,14 @@
 
   function msgFrame(m) { return { t: 'msg', seq: m.seq, data: m.data }; }
 
-  // Whether a server answer (a frame or a batch) holds a welcome.
-  // The welcome in a handshake's answer, or null.
-  function welcomeIn(text) {
-    try {
-      return [].concat(JSON.parse(text)).filter(function (f) { return f && f.t === 'welcome'; })[0] || null;
-    } catch (e) { return null; }
+  // A server answer (a frame or a batch) as a list of frames; null if it does not parse.
+  function parse(text) {
+    try { return [].concat(JSON.parse(text)); } catch (e) { return null; }
+  }
+
+  // The welcome among a handshake answer's frames, or null.
+  function welcomeIn(frames) {
+    return (frames || []).filter(function (f) { return f && f.t === 'welcome'; })[0] || null;
   }
 
   // Closes a WebSocket whose events no longer matter. Its error handler stays a no-op:
@@ -90,7 +92,6 @@
   //   welcomed     set by the client when the handshake is welcomed
   //   open()       connects and sends the handshake, from cb.handshake() (a promise)
   //   send(frames) sends frames, in the batches cb.split(frames, one) makes
-  //   claim(f)     whether an error frame belongs to a send still in flight
   //   bye()        says close to the server, the way the transport can
   //   close()      drops the connection; nothing is called back from it afterwards
   // It calls back cb.text(t, text) with what the server sent and cb.lost(t, silent) when the
@@ -114,17 +115,13 @@
           clearTimeout(deadline);
           cb.text(t, ev.data);
         };
-        ws.onclose = ws.onerror = function () {
-          ws.onclose = ws.onerror = ws.onmessage = null;
-          fail();
-        };
+        ws.onclose = ws.onerror = fail; // fail() shuts the socket, which detaches them
       },
       send: function (frames) {
         var groups = cb.split(frames, false);
         try { for (var i = 0; i < groups.length; i++) ws.send(groups[i].text); }
         catch (e) { /* the close event follows */ }
       },
-      claim: function () { return false; },
       bye: function () { t.send([{ t: 'close' }]); },
       close: function () {
         dead = true;
@@ -147,7 +144,7 @@
   // a dead network would hold one of the few connections a browser opens to a host.
   function longPoll(url, fetchFn, timeout, cb) {
     var ctl = root.AbortController ? new AbortController() : null, dead = false, deadline = null,
-      busy = false, queue = null, one = false, err = false;
+      busy = false, queue = null, one = false;
     var t = {
       kind: 'longpoll', polls: true, since: 0, asked: false, welcomed: false,
       open: function () {
@@ -167,13 +164,12 @@
         }, fail);
       },
       send: function (frames) {
-        var groups = cb.split(frames, one), rest = [], g = groups[0], i;
-        if (!g) return;
+        if (!frames.length) return;
         if (busy) { queue = (queue || []).concat(frames); return; }
-        for (i = 1; i < groups.length; i++) rest = rest.concat(groups[i].f);
+        // One request at a time: the first batch now, the rest queued, encoded when sent.
+        var g = cb.split(frames, one, true)[0], rest = frames.slice(g.f.length);
         if (rest.length) queue = rest.concat(queue || []);
         busy = true;
-        err = false;
         http('POST', url, g.text, true, false).then(function (r) {
           if (dead) return;
           if (!((r.status === 400 || r.status === 413) && refused(g.f, r.text))) {
@@ -187,10 +183,6 @@
           if (q) cb.write(q);
           else one = false;
         }, fail);
-      },
-      // The held poll may take a send's error frame before the send does.
-      claim: function (f) {
-        return busy && f.code !== 'forbidden' ? err = true : false;
       },
       // The close goes out on a request of its own, which dropping the connection leaves alone.
       bye: function () {
@@ -230,17 +222,15 @@
     }
 
     // The server refused a send and applied none of it; the connection goes on. A 400 or 413
-    // with an error frame, or a 400 without one while the held poll got an error frame (the
-    // server may hand it there); otherwise a 400 is a body cut short on the way, and false
-    // sends it to fail(). A batch, or a send whose error went to the poll, is sent again one
-    // frame at a time, so a refusal names its frame. A message refused alone is dropped
-    // (cb.dropped), and the messages after it, renumbered, are sent again.
+    // with an error frame (the server answers every error on the send that caused it); a 400
+    // without one is a body cut short on the way, and false sends it to fail(). A batch is
+    // sent again one frame at a time, so a refusal names its frame. A message refused alone
+    // is dropped (cb.dropped), and the messages after it, renumbered, are sent again.
     function refused(frames, text) {
-      var e, f = frames[0], q = [], later, i;
-      try { e = [].concat(JSON.parse(text))[0]; } catch (x) { /* a proxy's page */ }
-      if (!e || e.t !== 'error') e = null;
-      if (!e && !err) return false;
-      if (!e || frames.length > 1) {
+      var fs = parse(text), e = fs && fs[0], f = frames[0], q = [], later, i;
+      if (!e || e.t !== 'error') e = null; // none, or a proxy's page
+      if (!e) return false;
+      if (frames.length > 1) {
         one = true;
         queue = frames.concat(queue || []);
       } else if (f.t !== 'msg') {
@@ -373,8 +363,9 @@
       acked: function () { return lastSeq; },
       auth: function () { return 'Bearer ' + sessionId + ':' + secret; },
       text: function (t, text) {
+        var frames = parse(text);
         if (t === ending) {
-          var e = welcomeIn(text);
+          var e = welcomeIn(frames);
           if (e) { sessionId = e.sid; secret = e.secret; t.bye(); }
           return t.close();
         }
@@ -385,7 +376,7 @@
           // session long-polling holds is not the probe's to give up (a late copy of an
           // earlier resume is answered that way; a session that really ended, long-polling
           // learns itself), and the new session that came with it is ended at once.
-          var w = welcomeIn(text);
+          var w = welcomeIn(frames);
           if (!w || !w.resumed) {
             if (w) t.bye();
             t.close();
@@ -396,7 +387,7 @@
           conn = t;
           wsFailed = false;
         }
-        if (t === conn) receive(t, text);
+        if (t === conn) receive(t, frames);
       },
       lost: function (t, silent) {
         if (t === probe) return probeDone(t);
@@ -417,7 +408,7 @@
 
     function onWake() { fire('wake'); }
     function onVisible() {
-      if (!root.document || root.document.visibilityState === 'visible') onWake();
+      if (root.document.visibilityState === 'visible') onWake(); // registered only with a document
     }
     if (root.addEventListener) root.addEventListener('online', onWake);
     if (root.document && root.document.addEventListener)
@@ -480,13 +471,16 @@
     // Frames go out in batches the server accepts: at most max_batch frames, max_frame bytes
     // and 4096 keys plus array items each, or one frame each when `one`. The server counts
     // those as the ',' and ':' outside strings (its default limit; the welcome does not say).
-    function split(frames, one) {
+    // `first`: only the first batch, for a transport that sends one at a time.
+    function split(frames, one, first) {
       var out = [], g = null, size = 0, items = 0;
       for (var i = 0; i < frames.length; i++) {
         var t = JSON.stringify(frames[i]), n = bytes(t) + 1,
           e = t.replace(/"[^"\\]*(?:\\.[^"\\]*)*"/g, '').replace(/[^,:]/g, '').length + 1;
-        if (!g || one || g.f.length >= maxBatch || size + n > (maxFrame || 65536) || items + e > 4096)
+        if (!g || one || g.f.length >= maxBatch || size + n > (maxFrame || 65536) || items + e > 4096) {
+          if (first && g) break;
           out.push(g = { f: [], t: [] }), size = 2, items = 0;
+        }
         g.f.push(frames[i]);
         g.t.push(t);
         size += n;
@@ -583,10 +577,8 @@
 
     // ---- receiving ---------------------------------------------------------------------
     // Frames after one that dropped the connection (a reset, a close) are not processed.
-    function receive(t, text) {
-      var frames;
-      try { frames = JSON.parse(text); } catch (e) { return fire('lost'); }
-      if (!Array.isArray(frames)) frames = [frames];
+    function receive(t, frames) {
+      if (!frames) return fire('lost');
       lastRx = Date.now();
       for (var i = 0; i < frames.length && conn === t; i++) frame(frames[i]);
     }
@@ -630,7 +622,6 @@
             refusal = f.code;
             return fire('lost');
           }
-          if (conn.claim(f)) return;
           if (f.code === 'forbidden' || conn.polls || !outbox.length) return emit('error', f);
           if (f.code === 'internal') return fire('lost'); // nothing applied, for now: resume, resend
           // On WebSocket every other refusal is of a message, but which one cannot be told
@@ -643,20 +634,25 @@
 
     function welcome(to, w) {
       var c = conn, resumed = w.resumed, reason = resetReason, acked = resetAck, big = [], i;
+      var renewed = !resumed && (sessionId !== null || reason);
       resetReason = resetAck = null;
       c.welcomed = true;
+      // The reset handler may close the client, which tells the server with these.
+      sessionId = w.sid;
+      secret = w.secret;
       maxFrame = w.max_frame || 65536;
       maxBatch = w.max_batch || 128;
+      ackBytes = w.ack_bytes || 65536;
+      hb = w.hb || 25000;
+      deadAfter = w.timeout || 60000;
       if (!resumed) {
         lastSeq = 0;
-        if (sessionId !== null || reason) {
+        if (renewed) {
           // A new session replaces one that could not be resumed. The messages the old one
           // did not deliver are handed to the application, which may send them again.
           var messages = undelivered(acked);
           outbox = [];
           outSeq = 0;
-          sessionId = w.sid;
-          secret = w.secret;
           emit('reset', { reason: reason || 'unknown', unsent: messages.length, messages: messages });
           if (conn !== c) return; // the application closed the client
         } else {
@@ -672,11 +668,6 @@
           outSeq = outbox.length;
         }
       }
-      sessionId = w.sid;
-      secret = w.secret;
-      ackBytes = w.ack_bytes || 65536;
-      hb = w.hb || 25000;
-      deadAfter = w.timeout || 60000;
       while (outbox.length && outbox[0].seq <= w.ack) outbox.shift();
       var frames = [];
       for (var t in topics) frames.push({ t: 'sub', topic: t });
