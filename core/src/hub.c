@@ -43,35 +43,25 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
 {
     ferry_options o;
     ferry_callbacks c;
+    ferry_hub *hub = NULL;
+    int rc = FERRY_EINVAL;
     ferry_callbacks_init(&c);
     if (fy_options_load(&o, opt, "ferry_hub_new") ||
         (cb && ferry_sized_copy(&c, sizeof c, cb, "ferry_hub_new", "ferry_callbacks")) ||
-        fy_options_check(&o, "ferry_hub_new", "")) {
-        if (store)
-            store->ops->free(store);
-        return FERRY_EINVAL;
-    }
+        fy_options_check(&o, "ferry_hub_new", ""))
+        goto fail;
     if (!o.clock)
         o.clock = monotonic_ms;
     if (fy_token_init()) {
         fy_log(FERRY_LOG_ERROR, "ferry_hub_new: libsodium failed to initialize");
-        if (store)
-            store->ops->free(store);
-        return FERRY_EINTERNAL;
+        rc = FERRY_EINTERNAL;
+        goto fail;
     }
-
-    ferry_hub *hub = calloc(1, sizeof *hub);
+    rc = FERRY_ENOMEM;
+    hub = calloc(1, sizeof *hub);
     if (!hub || !store || fy_map_init(&hub->topics) || fy_map_init(&hub->rates) ||
-        fy_map_init(&hub->idents)) {
-        if (store)
-            store->ops->free(store);
-        if (hub) {
-            fy_map_destroy(&hub->topics);
-            fy_map_destroy(&hub->rates);
-        }
-        free(hub);
-        return FERRY_ENOMEM;
-    }
+        fy_map_init(&hub->idents))
+        goto fail;
     hub->opt = o;
     hub->cb = c;
     hub->ud = ud;
@@ -84,6 +74,16 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
     pthread_mutex_init(&hub->pend_lock, NULL);
     *out = hub;
     return 0;
+
+fail: /* the hub takes the store even when it cannot be made */
+    if (store)
+        store->ops->free(store);
+    if (hub) {
+        fy_map_destroy(&hub->topics);
+        fy_map_destroy(&hub->rates);
+    }
+    free(hub);
+    return rc;
 }
 
 typedef struct fy_ident {
@@ -355,6 +355,8 @@ int ferry_hub_tick(ferry_hub *hub)
     if (!hub)
         return FERRY_EINVAL;
     struct tick_ctx c = {hub, fy_hub_now(hub)};
+    if (hub->store->ops->tick)
+        hub->store->ops->tick(hub->store);
     hub->store->ops->each(hub->store, tick_one, &c);
     if (hub->opt.resume_rate) {
         pthread_mutex_lock(&hub->rate_lock);

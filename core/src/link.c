@@ -80,6 +80,18 @@ int fy_link_peer_error(ferry_link *l, int code, const char *text, int end)
     return code;
 }
 
+#define NOT_A_HANDSHAKE "the first frame must be a hello or resume, alone, not in a batch"
+
+/* The link's session (NULL before the handshake); false once the link is done. */
+static bool open_link(ferry_link *l, ferry_session **s)
+{
+    pthread_mutex_lock(&l->lock);
+    bool done = l->done;
+    *s = l->s;
+    pthread_mutex_unlock(&l->lock);
+    return !done;
+}
+
 int ferry_link_recv(ferry_link *l, const char *data, size_t len)
 {
     if (!l || (!data && len))
@@ -90,12 +102,9 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
     fy_frame *fs;
     size_t n;
     fy_err err;
+    ferry_session *s;
 
-    pthread_mutex_lock(&l->lock);
-    bool done = l->done;
-    ferry_session *s = l->s;
-    pthread_mutex_unlock(&l->lock);
-    if (done)
+    if (!open_link(l, &s))
         return FERRY_ECLOSED;
 
     atomic_fetch_add_explicit(&l->hub->bytes_in, len, memory_order_relaxed);
@@ -108,9 +117,7 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
     if (!s) {
         /* Alone: not even in a batch of one (docs/PROTOCOL.md, Handshake). */
         if (json_is_array(root) || (fs[0].type != FY_F_HELLO && fs[0].type != FY_F_RESUME))
-            rc = fy_link_peer_error(l, FERRY_EHANDSHAKE,
-                            "the first frame must be a hello or resume, alone, not in a batch",
-                            0);
+            rc = fy_link_peer_error(l, FERRY_EHANDSHAKE, NOT_A_HANDSHAKE, 0);
         else
             rc = fy_proto_handshake(l, &fs[0]);
     } else {
@@ -118,6 +125,23 @@ int ferry_link_recv(ferry_link *l, const char *data, size_t len)
     }
     free(fs);
     json_decref(root);
+    fy_hub_drain(l->hub);
+    return rc;
+}
+
+int ferry_link_ack(ferry_link *l, uint64_t ack)
+{
+    if (!l || ack > FY_SEQ_MAX)
+        return FERRY_EINVAL;
+    ferry_session *s;
+    if (!open_link(l, &s))
+        return FERRY_ECLOSED;
+    if (!s)
+        return fy_link_peer_error(l, FERRY_EHANDSHAKE, NOT_A_HANDSHAKE, 0);
+    /* The frame the client would have sent, down the same path as a received one: its
+     * checks, its error frame and its heartbeat, without encoding and parsing it. */
+    fy_frame f = {.type = FY_F_ACK, .ack = ack};
+    int rc = fy_proto_frames(l, s, &f, 1);
     fy_hub_drain(l->hub);
     return rc;
 }
@@ -192,7 +216,7 @@ static int pull_control(fy_pull *p)
 {
     ferry_link *l = p->l;
     if (p->ctl & FY_CTL_RESET)
-        EMIT(p, fy_enc_reason(p->b, "reset", l->reset_why, l->reset_has_ack, l->reset_ack));
+        EMIT(p, fy_enc_reason(p->b, "reset", l->reset.why, l->reset.has_ack, l->reset.ack));
     if (p->ctl & FY_CTL_WELCOME)
         EMIT(p, fy_enc_welcome(p->b, p->s->id, l->secret, l->resumed, l->welcome_ack,
                                &l->hub->opt));
@@ -374,10 +398,7 @@ ferry_link_end ferry_link_end_reason(ferry_link *l)
 static int record_confirm(fy_rec *r, void *ctx)
 {
     (void)ctx;
-    if (!r->unconfirmed)
-        return 0;
-    fy_proto_confirm(r);
-    return 1;
+    return fy_proto_confirm(r);
 }
 
 int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)

@@ -20,6 +20,14 @@ enum {
     FY_CTL_FINAL = 1u << 6,   /* the session ended: reset or close frame, then done */
 };
 
+/* Why a new session replaces the one a resume named, and (when the server still remembers
+ * that one and the resume proved its secret) the last client seq it delivered. */
+typedef struct {
+    ferry_reason why;
+    bool has_ack;
+    uint64_t ack;
+} fy_reset;
+
 #define FY_LINK_MAX_ERRORS 4
 
 struct ferry_link {
@@ -33,9 +41,7 @@ struct ferry_link {
     bool armed;                /* pulled everything: wake on the next control frame */
     bool opening;              /* on_open/on_reset is running: pull nothing until it returns */
     unsigned ctl;
-    ferry_reason reset_why;    /* FY_CTL_RESET */
-    bool reset_has_ack;        /* the reset names what the old session delivered */
-    uint64_t reset_ack;
+    fy_reset reset;            /* FY_CTL_RESET */
     ferry_reason final_why;    /* FY_CTL_FINAL */
     bool resumed;              /* FY_CTL_WELCOME */
     uint64_t welcome_ack;

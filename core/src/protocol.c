@@ -13,13 +13,6 @@
 #include "link.h"
 #include "session.h"
 
-/* Why a new session replaces the one a resume named, and (when the server still remembers
- * that one and the resume proved its secret) the last client seq it delivered. */
-typedef struct {
-    ferry_reason why;
-    bool has_ack;
-    uint64_t ack;
-} fy_reset;
 
 /* Secret rotation, on the durable record (store.h). */
 
@@ -31,14 +24,15 @@ static void retire(fy_rec *r, const fy_hash *h, const fy_rid *rid)
     r->retired_rid[i] = *rid;
 }
 
-void fy_proto_confirm(fy_rec *r)
+bool fy_proto_confirm(fy_rec *r)
 {
     if (!r->unconfirmed)
-        return;
+        return false;
     retire(r, &r->confirmed, &r->confirmed_rid);
     r->confirmed = r->secret;
     r->confirmed_rid = (fy_rid){0};
     r->unconfirmed = false;
+    return true;
 }
 
 /* True if `h` is a retired secret (constant time over the kept ones). *same_attempt is set
@@ -103,10 +97,8 @@ static void bind_locked(ferry_link *l, ferry_session *s, char secret[FY_SECRET_L
     memcpy(l->secret, secret, sizeof l->secret);
     l->resumed = resumed;
     l->welcome_ack = s->rec.in_seq;
-    l->reset_why = reset ? reset->why : FERRY_REASON_NONE;
-    l->reset_has_ack = reset && reset->has_ack;
-    l->reset_ack = reset ? reset->ack : 0;
-    fy_link_ctl_locked(l, FY_CTL_WELCOME | (l->reset_why ? FY_CTL_RESET : 0));
+    l->reset = reset ? *reset : (fy_reset){.why = FERRY_REASON_NONE};
+    fy_link_ctl_locked(l, FY_CTL_WELCOME | (l->reset.why ? FY_CTL_RESET : 0));
     pthread_mutex_unlock(&l->lock);
     sodium_memzero(secret, FY_SECRET_LEN + 1);
 }
@@ -517,9 +509,9 @@ static int record_batch(fy_rec *r, void *ctx)
     const fy_seq_move *m = ctx;
     if (r->in_seq != m->from)
         return FERRY_ECLOSED; /* the session moved on without this link */
-    if (!r->unconfirmed && m->to == m->from)
+    bool confirmed = fy_proto_confirm(r);
+    if (!confirmed && m->to == m->from)
         return 0;
-    fy_proto_confirm(r);
     r->in_seq = m->to;
     return 1;
 }

@@ -8,8 +8,9 @@
 #include "frame.h"
 #include "store.h"
 
-/* The client proved it holds the newest secret: the one it proved before is retired. */
-void fy_proto_confirm(fy_rec *r);
+/* The client proved it holds the newest secret: the one it proved before is retired.
+ * False if it was already confirmed (nothing changed). */
+bool fy_proto_confirm(fy_rec *r);
 
 /* Runs a hello or resume frame on a link with no session: the rate limit, on_auth, the
  * resume's checks, or a new session and its on_open. Returns 0 (the welcome, and a reset if

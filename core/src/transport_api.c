@@ -10,20 +10,6 @@
 #include "hub.h"
 #include "log.h"
 
-int ferry_link_ack(ferry_link *l, uint64_t ack)
-{
-    if (!l || ack > FY_SEQ_MAX)
-        return FERRY_EINVAL;
-    /* The frame the client would have sent: one path for every ack, with its checks, its
-     * error frame and its heartbeat. */
-    ferry_buf f = {0};
-    int rc = fy_enc_ack(&f, ack);
-    if (rc == 0)
-        rc = ferry_link_recv(l, f.data, f.len);
-    ferry_buf_release(&f);
-    return rc;
-}
-
 uint64_t ferry_hub_now(ferry_hub *hub)
 {
     return hub ? fy_hub_now(hub) : 0;
