@@ -198,12 +198,28 @@ bool fy_lp_credentials(const char *h, char sid[32], const char **secret)
     return true;
 }
 
+/* Answers a request whose body read_body refused with `status`. */
+static void refuse_body(struct mg_connection *conn, ferry_mount *m, int status)
+{
+    fy_http_answer(conn, m, status, NULL,
+                   status == 413 ? FERRY_ETOOBIG : status == 503 ? FERRY_ENOMEM : FERRY_OK,
+                   status == 413 ? "request body over the frame limit" : NULL);
+}
+
+/* The status of a send's or poll's answer, from what ferry made of it: a frame the server
+ * could not take for now (memory, the store) changed nothing and may be sent again (503,
+ * which a client retries), unlike one it got wrong (400). */
+static int lp_status(int rc)
+{
+    return rc == 0 || rc == FERRY_ECLOSED ? 200 : rc == FERRY_ENOMEM || rc == FERRY_ESTORE ? 503 : 400;
+}
+
 static void handshake(struct mg_connection *conn, ferry_mount *m)
 {
     ferry_buf body = {0}, out = {0};
     int status = read_body(conn, m, &body);
     if (status) {
-        fy_http_answer(conn, m, status, NULL, status == 503 ? FERRY_ENOMEM : FERRY_OK, NULL);
+        refuse_body(conn, m, status);
         ferry_buf_release(&body);
         return;
     }
@@ -375,7 +391,7 @@ static void poll_req(struct mg_connection *conn, ferry_mount *m)
     int rc = ferry_link_ack(lp->link, ack);
     int status = 200;
     if (rc && rc != FERRY_ECLOSED) { /* its error, pulled before another request can */
-        status = rc == FERRY_ENOMEM || rc == FERRY_ESTORE ? 503 : 400;
+        status = lp_status(rc);
         ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
     }
     pthread_mutex_unlock(&lp->rlock);
@@ -397,9 +413,7 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
     ferry_buf body = {0}, out = {0};
     int status = read_body(conn, m, &body);
     if (status) {
-        fy_http_answer(conn, m, status, NULL,
-                       status == 413 ? FERRY_ETOOBIG : status == 503 ? FERRY_ENOMEM : FERRY_OK,
-                       status == 413 ? "request body over the frame limit" : NULL);
+        refuse_body(conn, m, status);
         ferry_buf_release(&body);
         return;
     }
@@ -410,15 +424,10 @@ static void send_req(struct mg_connection *conn, ferry_mount *m)
         int rc = ferry_link_recv(lp->link, body.data, body.len);
         int n = ferry_link_pull(lp->link, &out, FERRY_PULL_ARRAY | FERRY_PULL_CONTROL);
         pthread_mutex_unlock(&lp->rlock);
-        /* A batch the server could not take (memory, the store) changed nothing and may be
-         * sent again: 503, which a client retries, unlike a 400 for a frame it got wrong. */
-        int st = rc == 0 || rc == FERRY_ECLOSED                ? 200
-                 : rc == FERRY_ENOMEM || rc == FERRY_ESTORE ? 503
-                                                            : 400;
         if (rc == FERRY_ECLOSED && n == 0) /* taken over since authorize: not applied */
             fy_http_answer(conn, m, 404, NULL, FERRY_ENOTFOUND, LP_NOT_FOUND);
         else
-            fy_http_json(conn, m, st, NULL, &out);
+            fy_http_json(conn, m, lp_status(rc), NULL, &out);
         lp_unref(lp);
     }
     ferry_buf_release(&body);
