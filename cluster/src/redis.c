@@ -163,6 +163,15 @@ static void went_down(fy_redis *r, const char *what)
                                 "answers again)", r->path ? r->path : r->host, what);
 }
 
+/* Drops a connection that failed (`what`, as went_down); the next command reconnects. */
+static void drop(fy_redis *r, conn *k, const char *what)
+{
+    went_down(r, what);
+    if (k->c)
+        redisFree(k->c);
+    k->c = NULL;
+}
+
 static void came_back(fy_redis *r)
 {
     if (atomic_exchange(&r->down, false))
@@ -174,11 +183,8 @@ static void came_back(fy_redis *r)
 static redisReply *run(fy_redis *r, conn *k, int argc, const char **argv, const size_t *len)
 {
     redisReply *rep = redisCommandArgv(k->c, argc, argv, len);
-    if (!rep) {
-        went_down(r, k->c->errstr[0] ? k->c->errstr : "connection lost");
-        redisFree(k->c);
-        k->c = NULL;
-    }
+    if (!rep)
+        drop(r, k, k->c->errstr[0] ? k->c->errstr : "connection lost");
     return rep;
 }
 
@@ -203,13 +209,10 @@ static bool handshake(fy_redis *r, conn *k)
             return false;
         bool ok = rep->type != REDIS_REPLY_ERROR;
         if (!ok) /* Redis's own message: it names no argument */
-            went_down(r, rep->str);
+            drop(r, k, rep->str);
         freeReplyObject(rep);
-        if (!ok) {
-            redisFree(k->c);
-            k->c = NULL;
+        if (!ok)
             return false;
-        }
     }
     return true;
 }
@@ -219,31 +222,14 @@ static bool connect_conn(fy_redis *r, conn *k)
     k->c = r->path ? redisConnectUnixWithTimeout(r->path, r->connect_tv)
                    : redisConnectWithTimeout(r->host, r->port, r->connect_tv);
     if (!k->c || k->c->err) {
-        went_down(r, k->c ? k->c->errstr : "out of memory");
-        if (k->c)
-            redisFree(k->c);
-        k->c = NULL;
+        drop(r, k, k->c ? k->c->errstr : "out of memory");
         return false;
     }
     if (redisSetTimeout(k->c, r->command_tv) != REDIS_OK) {
-        went_down(r, "cannot set the command timeout");
-        redisFree(k->c);
-        k->c = NULL;
+        drop(r, k, "cannot set the command timeout");
         return false;
     }
     return handshake(r, k);
-}
-
-/* Takes a connection, connected; NULL (its lock released) if it cannot connect. */
-static conn *take(fy_redis *r)
-{
-    conn *k = &r->conns[atomic_fetch_add(&r->next, 1) % r->n];
-    pthread_mutex_lock(&k->lock);
-    if (!k->c && !connect_conn(r, k)) {
-        pthread_mutex_unlock(&k->lock);
-        return NULL;
-    }
-    return k;
 }
 
 /* SIGPIPE blocked in this thread for a command, and one it raised consumed (redis.h). */
@@ -276,6 +262,27 @@ static void sigpipe_restore(sigpipe_guard *g)
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
+/* Takes a connection, connected, with SIGPIPE blocked for the command; NULL (its lock
+ * released) if it cannot connect. Every take is followed by a give. */
+static conn *take(fy_redis *r, sigpipe_guard *g)
+{
+    sigpipe_block(g);
+    conn *k = &r->conns[atomic_fetch_add(&r->next, 1) % r->n];
+    pthread_mutex_lock(&k->lock);
+    if (!k->c && !connect_conn(r, k)) {
+        pthread_mutex_unlock(&k->lock);
+        return NULL;
+    }
+    return k;
+}
+
+static void give(conn *k, sigpipe_guard *g)
+{
+    if (k)
+        pthread_mutex_unlock(&k->lock);
+    sigpipe_restore(g);
+}
+
 /* The answer for a reply: an error reply is freed and FERRY_ESTORE. */
 static int answer(fy_redis *r, redisReply *rep, redisReply **out)
 {
@@ -297,12 +304,9 @@ int fy_redis_command(fy_redis *r, redisReply **reply, int argc, const char **arg
 {
     *reply = NULL;
     sigpipe_guard g;
-    sigpipe_block(&g);
-    conn *k = take(r);
+    conn *k = take(r, &g);
     redisReply *rep = k ? run(r, k, argc, argv, argvlen) : NULL;
-    if (k)
-        pthread_mutex_unlock(&k->lock);
-    sigpipe_restore(&g);
+    give(k, &g);
     return answer(r, rep, reply);
 }
 
@@ -369,12 +373,9 @@ int fy_redis_eval(fy_redis *r, int script, redisReply **reply, int nkeys, int ar
 {
     *reply = NULL;
     sigpipe_guard g;
-    sigpipe_block(&g);
-    conn *k = take(r);
+    conn *k = take(r, &g);
     redisReply *rep = k ? eval_on(r, k, script, nkeys, argc, argv, argvlen) : NULL;
-    if (k)
-        pthread_mutex_unlock(&k->lock);
-    sigpipe_restore(&g);
+    give(k, &g);
     return answer(r, rep, reply);
 }
 
@@ -397,9 +398,7 @@ static bool pipeline_on(fy_redis *r, conn *k, size_t n, int argc, const char **a
     }
     return ok;
 fail:
-    went_down(r, k->c->errstr[0] ? k->c->errstr : "connection lost");
-    redisFree(k->c);
-    k->c = NULL;
+    drop(r, k, k->c->errstr[0] ? k->c->errstr : "connection lost");
     return false;
 }
 
@@ -409,12 +408,9 @@ int fy_redis_pipeline(fy_redis *r, size_t n, int argc, const char **argv,
     if (n == 0)
         return 0;
     sigpipe_guard g;
-    sigpipe_block(&g);
-    conn *k = take(r);
+    conn *k = take(r, &g);
     bool ok = k && pipeline_on(r, k, n, argc, argv, argvlen);
-    if (k)
-        pthread_mutex_unlock(&k->lock);
-    sigpipe_restore(&g);
+    give(k, &g);
     if (ok)
         came_back(r);
     return ok ? 0 : FERRY_ESTORE;

@@ -2,6 +2,7 @@
 #include "store_redis.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,8 @@ typedef struct redis_store {
     char prefix[PREFIX_MAX + 1];
     unsigned lease_ms;
     int add_script, save_script;
-    fy_handles handles;   /* this node's; their lock also guards last_refresh */
-    uint64_t last_refresh; /* the hub's clock at the last lease refresh */
+    fy_handles handles;   /* this node's */
+    _Atomic uint64_t last_refresh; /* the hub's clock at the last lease refresh */
 } redis_store;
 
 #define RS(st) ((redis_store *)(st))
@@ -267,22 +268,28 @@ static void collect(ferry_session *s, void *ud)
 }
 
 /* Pushes the lease of every live record this node holds forward, every lease_ms / 3, in
- * one pipeline. A failure is retried on the next tick. Store lock held. */
-static void refresh_leases(redis_store *rs)
+ * one pipeline. The keys are listed under the handles' lock, and the round trip runs
+ * without it. A failure is retried on the next tick. */
+static void rs_tick(fy_store *st)
 {
+    redis_store *rs = RS(st);
     uint64_t now = fy_hub_now(rs->base.hub); /* the hub's clock, injected ones too */
-    if (rs->last_refresh && now - rs->last_refresh < rs->lease_ms / 3)
+    fy_redis_log_flush(rs->redis);
+    uint64_t last = atomic_load(&rs->last_refresh);
+    if (last && now - last < rs->lease_ms / 3)
         return;
+    pthread_mutex_lock(&rs->handles.lock);
     refresh f = {.rs = rs, .cap = rs->handles.map.count};
     snprintf(f.ttl, sizeof f.ttl, "%u", rs->lease_ms);
     f.keys = malloc(f.cap * sizeof *f.keys + 1);
     f.argv = malloc(3 * f.cap * sizeof *f.argv + 1);
     f.len = malloc(3 * f.cap * sizeof *f.len + 1);
-    if (f.keys && f.argv && f.len) {
+    bool listed = f.keys && f.argv && f.len;
+    if (listed)
         fy_handles_each(&rs->handles, collect, &f);
-        if (fy_redis_pipeline(rs->redis, f.n, 3, f.argv, f.len) == 0)
-            rs->last_refresh = now;
-    }
+    pthread_mutex_unlock(&rs->handles.lock);
+    if (listed && fy_redis_pipeline(rs->redis, f.n, 3, f.argv, f.len) == 0)
+        atomic_store(&rs->last_refresh, now);
     free(f.keys);
     free(f.argv);
     free(f.len);
@@ -291,10 +298,7 @@ static void refresh_leases(redis_store *rs)
 static void rs_each(fy_store *st, void (*fn)(ferry_session *s, void *ud), void *ud)
 {
     fy_redis_log_flush(RS(st)->redis);
-    pthread_mutex_lock(&RS(st)->handles.lock);
-    refresh_leases(RS(st));
     fy_handles_each(&RS(st)->handles, fn, ud);
-    pthread_mutex_unlock(&RS(st)->handles.lock);
 }
 
 static size_t rs_count(fy_store *st)
@@ -320,6 +324,7 @@ static const fy_store_ops redis_ops = {
     .remove = rs_remove,
     .each = rs_each,
     .count = rs_count,
+    .tick = rs_tick,
     .free = rs_free,
 };
 

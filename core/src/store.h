@@ -102,6 +102,9 @@ typedef struct fy_store_ops {
     void (*each)(fy_store *st, void (*fn)(ferry_session *s, void *ud), void *ud);
     /* Sessions this node holds. */
     size_t (*count)(fy_store *st);
+    /* The store's own periodic work (a shared store's leases), from ferry_hub_tick with no
+     * core lock held; it may block. NULL: none. */
+    void (*tick)(fy_store *st);
     void (*free)(fy_store *st);
 } fy_store_ops;
 

@@ -129,6 +129,13 @@ static size_t f_count(fy_store *st)
     return F(st)->mem->ops->count(F(st)->mem);
 }
 
+static void f_tick(fy_store *st)
+{
+    fy_store *in = F(st)->mem;
+    if (in->ops->tick)
+        in->ops->tick(in);
+}
+
 static void f_free(fy_store *st)
 {
     if (!st)
@@ -146,6 +153,7 @@ static const fy_store_ops faulty_ops = {
     .remove = f_remove,
     .each = f_each,
     .count = f_count,
+    .tick = f_tick,
     .free = f_free,
 };
 
