@@ -270,6 +270,11 @@ typedef struct ferry_options {
     unsigned resume_rate;      /*   then per second (5); 0 turns the limit off */
     ferry_clock_fn clock;      /* NULL: CLOCK_MONOTONIC */
     void *clock_ud;
+    /* Makes the hub a member of a cluster (ferry_cluster.h, docs/CLUSTER.md): sessions,
+     * subscriptions and every message to a session live in Redis, and any member resumes
+     * any session. Created by ferry_cluster_new, used by one hub, freed after it. NULL: one
+     * node, nothing shared (the default). */
+    struct ferry_cluster *cluster;
 } ferry_options;
 
 /* Fills `o` with the defaults shown above and sets its size. NULL: nothing. */
@@ -323,6 +328,16 @@ FERRY_API int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *j
  * store could not look it up; nothing was sent), FERRY_ECLOSED, FERRY_EFULL (the session
  * was reset), FERRY_EJSON, FERRY_EDEPTH, FERRY_ETOOBIG or FERRY_ENOMEM. */
 FERRY_API int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, size_t len);
+
+/* Whether the hub can serve: FERRY_OK, or FERRY_ESTORE while its cluster cannot reach
+ * Redis (publishes, sends, new sessions and resumes fail meanwhile; attached sessions keep
+ * their connections). A hub without a cluster is always FERRY_OK. FERRY_EINVAL for NULL.
+ * Any thread; it does not block. */
+FERRY_API int ferry_hub_health(ferry_hub *hub);
+
+/* The cluster node name this hub was given (ferry_cluster_options.node), or "" without a
+ * cluster. Valid while the hub lives. */
+FERRY_API const char *ferry_hub_node(ferry_hub *hub);
 
 /* Limits and refusals, counted each time one is hit (by the session layer or a transport). */
 typedef enum ferry_limit {
