@@ -3,10 +3,12 @@
  *
  * The feed is "<prefix>feed": an entry per message to a session, published or sent, with
  * fields k (kind), n (topic or session ID) and b (the message's encoded body), appended
- * with XADD (one write whatever the number of subscribers) and trimmed by age (MINID,
- * feed_keep_ms behind the newest entry) and by length (MAXLEN ~ feed_max). Each node's
- * reader thread follows it with XREAD BLOCK on a connection of its own and hands what it
- * reads to fy_hub_feed.
+ * with XADD (one write whatever the number of subscribers) and trimmed every few seconds,
+ * by age (MINID, feed_keep_ms behind the newest entry) and by length (feed_max). The trim
+ * writes "<prefix>floor", the first entry it kept: entries after a position below the
+ * floor may be gone, so an outbox cannot be rebuilt from there. Each node's reader thread
+ * follows the feed with XREAD BLOCK on a connection of its own and hands what it reads to
+ * fy_hub_feed.
  *
  * "<prefix>epoch" holds a random value the first node writes. A node that finds it changed
  * or gone knows Redis lost its data (a restart without persistence, a flush, a failover to
@@ -22,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cluster.h"
+#include "cluster_seam.h"
 #include "ferry_cluster.h"
 #include "ferry_transport.h" /* ferry_sized_copy */
 #include "hub.h"
@@ -44,7 +46,8 @@ typedef struct rcluster {
     char *redis, *password, *prefix;   /* copies of the options' strings */
     fy_redis *cmd;                     /* appends, ranges */
     fy_redis *rd;                      /* the reader's own connection */
-    char feed[KEY_MAX], epoch_key[KEY_MAX];
+    char feed[KEY_MAX], epoch_key[KEY_MAX], floor_key[KEY_MAX];
+    int trim_script;
     char epoch[33];                    /* the epoch this node joined ("" before) */
     ferry_hub *hub;
     pthread_t thread;
@@ -214,24 +217,42 @@ static int read_once(rcluster *c)
 
 /* After Redis was unreachable, or when it lost its data: whether the feed may have lost
  * entries this node had not read. */
-static bool feed_lost_entries(rcluster *c)
-{
-    fy_pos first;
-    if (feed_edge(c, c->rd, false, &first))
-        return false; /* unreachable again: the next recovery asks again */
-    return first.ms == 0 ? c->last.ms != 0 : fy_pos_cmp(first, c->last) > 0;
-}
+
+/* KEYS: the feed, the floor; ARGV: the oldest ms to keep, the most entries to keep. */
+static const char trim_lua[] =
+    "redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[1])\n"
+    "if redis.call('XLEN', KEYS[1]) > tonumber(ARGV[2]) then\n"
+    "  redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])\n"
+    "end\n"
+    "local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
+    "if first[1] then redis.call('SET', KEYS[2], first[1][1]) end\n"
+    "return 0\n";
 
 static void trim(rcluster *c)
 {
-    if (c->last.ms <= c->o.feed_keep_ms)
-        return;
-    char minid[32];
-    snprintf(minid, sizeof minid, "%" PRIu64, c->last.ms - c->o.feed_keep_ms);
-    const char *argv[] = {"XTRIM", c->feed, "MINID", "~", minid};
+    char minid[32], max[24];
+    snprintf(minid, sizeof minid, "%" PRIu64,
+             c->last.ms > c->o.feed_keep_ms ? c->last.ms - c->o.feed_keep_ms : 0);
+    snprintf(max, sizeof max, "%zu", c->o.feed_max);
+    const char *argv[] = {c->feed, c->floor_key, minid, max};
     redisReply *rep;
-    if (fy_redis_command(c->cmd, &rep, 5, argv, NULL) == 0)
+    if (fy_redis_eval(c->cmd, c->trim_script, &rep, 2, 4, argv, NULL) == 0)
         freeReplyObject(rep);
+}
+
+/* The floor (the first entry the last trim kept; {0, 0} if nothing was ever trimmed). */
+static int feed_floor(rcluster *c, fy_pos *out)
+{
+    const char *argv[] = {"GET", c->floor_key};
+    redisReply *rep;
+    int rc = fy_redis_command(c->cmd, &rep, 2, argv, NULL);
+    if (rc)
+        return rc;
+    *out = (fy_pos){0, 0};
+    if (rep->type == REDIS_REPLY_STRING && !pos_parse(rep->str, rep->len, out))
+        rc = FERRY_ESTORE;
+    freeReplyObject(rep);
+    return rc;
 }
 
 /* Sets where the reader starts: the feed's newest entry, when this node first reaches
@@ -245,6 +266,16 @@ static int reader_start(rcluster *c)
         c->ready = true;
     }
     return rc;
+}
+
+/* After Redis was unreachable: whether the feed may have lost entries this node had not
+ * read (trimmed meanwhile). */
+static bool feed_lost_entries(rcluster *c)
+{
+    fy_pos floor;
+    if (feed_floor(c, &floor))
+        return false; /* unreachable again: the next recovery asks again */
+    return fy_pos_cmp(floor, c->last) > 0;
 }
 
 static uint64_t mono_ms(void)
@@ -271,6 +302,7 @@ static void *reader(void *arg)
          * lost some (a restart, a flush, trimming): then nothing this node serves can be
          * trusted to be whole. */
         if (rc == 0 && (changed || (down && feed_lost_entries(c)))) {
+            /* (the floor says whether entries after the last one read may be gone) */
             fy_log(FERRY_LOG_WARN, "cluster %s: Redis lost data; letting every session go",
                    c->base.node);
             if (feed_edge(c, c->rd, true, &c->last) == 0)
@@ -329,12 +361,11 @@ static int c_append(ferry_cluster *base, int kind, const char *name, size_t name
                     const char *body, size_t body_len, fy_pos *pos)
 {
     rcluster *c = RC(base);
-    char k = (char)kind, max[24];
-    snprintf(max, sizeof max, "%zu", c->o.feed_max);
-    const char *argv[] = {"XADD", c->feed, "MAXLEN", "~", max, "*", "k", &k, "n", name, "b", body};
-    size_t len[] = {4, strlen(c->feed), 6, 1, strlen(max), 1, 1, 1, 1, name_len, 1, body_len};
+    char k = (char)kind;
+    const char *argv[] = {"XADD", c->feed, "*", "k", &k, "n", name, "b", body};
+    size_t len[] = {4, strlen(c->feed), 1, 1, 1, 1, name_len, 1, body_len};
     redisReply *rep;
-    int rc = fy_redis_command(c->cmd, &rep, 12, argv, len);
+    int rc = fy_redis_command(c->cmd, &rep, 9, argv, len);
     if (rc) {
         atomic_store(&c->status, FERRY_ESTORE);
         return rc;
@@ -370,15 +401,10 @@ static int c_range(ferry_cluster *base, fy_pos from, fy_pos to,
                    int (*fn)(const fy_feed_entry *e, void *ud), void *ud)
 {
     rcluster *c = RC(base);
-    fy_pos first;
+    fy_pos floor, first = from;
     if (fy_pos_cmp(from, to) >= 0)
         return 0;
-    int rc = feed_edge(c, c->cmd, false, &first);
-    if (rc)
-        return rc;
-    /* entries after `from` may have been trimmed: the outbox cannot be rebuilt whole */
-    if (first.ms == 0 || fy_pos_cmp(first, from) > 0)
-        return FY_FEED_TRIMMED;
+    int rc;
     struct range_ctx r = {fn, ud, to, false};
     while (!r.done) {
         char start[49], end[48], count[16];
@@ -404,7 +430,11 @@ static int c_range(ferry_cluster *base, fy_pos from, fy_pos to,
             break;
         from = last;
     }
-    return 0;
+    /* Read after the entries: the floor only rises, so if it is not above the first
+     * `from` now, nothing after it had been trimmed when they were read. */
+    if ((rc = feed_floor(c, &floor)))
+        return rc;
+    return fy_pos_cmp(floor, first) > 0 ? FY_FEED_TRIMMED : 0;
 }
 
 static int c_status(ferry_cluster *base)
@@ -498,6 +528,8 @@ int ferry_cluster_new(ferry_cluster **out, const ferry_cluster_options *o)
     snprintf(c->base.node, sizeof c->base.node, "%s", o->node);
     snprintf(c->feed, sizeof c->feed, "%sfeed", c->prefix);
     snprintf(c->epoch_key, sizeof c->epoch_key, "%sepoch", c->prefix);
+    snprintf(c->floor_key, sizeof c->floor_key, "%sfloor", c->prefix);
+    c->trim_script = fy_redis_script(c->cmd, trim_lua);
     c->base.ops = &redis_cluster_ops;
     atomic_init(&c->status, FERRY_ESTORE);
     *out = &c->base;

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cluster.h"
+#include "cluster_seam.h"
 #include "hub.h"
 #include "link.h"
 #include "log.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cluster.h"
+#include "cluster_seam.h"
 #include "link.h"
 #include "log.h"
 #include "session.h"

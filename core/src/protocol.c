@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "cluster_seam.h"
 #include "hub.h"
 #include "link.h"
 #include "session.h"
@@ -373,6 +373,7 @@ static int new_session(ferry_link *l, const char *identity, bool resume_failed,
             return fy_link_peer_error(l, FERRY_ESTORE, "session store unavailable", 0);
         }
         s->acked_pos = s->rec.cur_pos;
+        s->serving = true;
     }
     bool ident_ok = fy_hub_identity_add(hub, identity);
     int rc = ident_ok ? store_new(hub, s) : FERRY_ECAPACITY;
@@ -543,6 +544,14 @@ static void apply_locked(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n
     }
 }
 
+static bool still_serving(ferry_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool serving = s->serving;
+    pthread_mutex_unlock(&s->lock);
+    return serving;
+}
+
 /* Hands the batch's new messages to on_message and applies its subscriptions, in order;
  * messages up to repeat_to are marked as maybe delivered before. s->in_lock held, s->lock
  * not. */
@@ -551,6 +560,8 @@ static void deliver(ferry_link *l, ferry_session *s, const fy_frame *fs, size_t 
 {
     ferry_hub *hub = l->hub;
     for (size_t i = 0; i < count; i++) {
+        if (hub->cluster && !still_serving(s))
+            return; /* another node took the session over: the client sends the rest there */
         if (fs[i].type == FY_F_MSG) {
             atomic_fetch_add_explicit(&hub->msgs_in, 1, memory_order_relaxed);
             s->in_msg_seq = fs[i].seq;

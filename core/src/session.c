@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "cluster.h"
+#include "cluster_seam.h"
 #include "hub.h"
 #include "link.h"
 

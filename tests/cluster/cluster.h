@@ -29,5 +29,6 @@ const char *log_captured(void);
 
 Suite *redis_suite(void);
 Suite *store_redis_suite(void);
+Suite *cluster_suite(void);
 
 #endif

@@ -93,6 +93,7 @@ int main(void)
     SRunner *sr = srunner_create(redis_suite());
     srunner_add_suite(sr, store_redis_suite());
     srunner_add_suite(sr, store_suite());
+    srunner_add_suite(sr, cluster_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

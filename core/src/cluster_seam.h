@@ -17,8 +17,8 @@
  * `append`, `range` and `status` may block for a round trip and are called with no core lock
  * held except pub_lock (range, by a resume that rebuilds an outbox).
  */
-#ifndef FY_CLUSTER_H
-#define FY_CLUSTER_H
+#ifndef FY_CLUSTER_SEAM_H
+#define FY_CLUSTER_SEAM_H
 
 #include <stdbool.h>
 #include <stddef.h>
