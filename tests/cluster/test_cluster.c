@@ -668,6 +668,63 @@ START_TEST(a_node_that_shuts_down_hands_its_sessions_on)
 }
 END_TEST
 
+static long long used_memory(const char *addr)
+{
+    fy_redis *r = test_redis_pool(addr);
+    const char *argv[] = {"INFO", "memory"};
+    redisReply *rep = test_redis_cmd(r, 2, argv);
+    const char *p = strstr(rep->str, "used_memory:");
+    long long n = p ? atoll(p + strlen("used_memory:")) : -1;
+    freeReplyObject(rep);
+    fy_redis_free(r);
+    return n;
+}
+
+/* What the feed costs Redis per retained message (INFO memory over many entries), for a
+ * live-scores event and for a 1 KB message; and a session's record with three
+ * subscriptions and a cursor. docs/CLUSTER.md quotes these. */
+START_TEST(the_feed_costs_what_docs_cluster_says)
+{
+    enum { N = 2000 };
+    ck_assert_int_eq(rsrv_start(&own), 0);
+    node a = node_start("a", own.addr, NULL);
+    const char *event = "{\"match\":3,\"n\":41,\"minute\":67,\"kind\":\"goal\","
+                        "\"team\":\"home\",\"player\":\"Ruiz\",\"score\":[2,1]}";
+    char big[1024];
+    memset(big, 'x', sizeof big);
+    big[0] = '"';
+    big[sizeof big - 1] = '"';
+    struct {
+        const char *name, *json;
+        size_t len;
+    } kinds[] = {{"a live-scores event", event, strlen(event)}, {"a 1 KB message", big, sizeof big}};
+    for (int k = 0; k < 2; k++) {
+        long long before = used_memory(own.addr);
+        for (int i = 0; i < N; i++)
+            ck_assert_int_eq(ferry_hub_publish(a.hub, "scores", kinds[k].json, kinds[k].len, NULL), 0);
+        long long per = (used_memory(own.addr) - before) / N;
+        fprintf(stderr, "cluster: the feed keeps %s (%zu bytes) in %lld bytes of used_memory\n",
+                kinds[k].name, kinds[k].len, per);
+        ck_assert_int_lt(per, (long long)kinds[k].len + 200);
+    }
+    long long before = used_memory(own.addr);
+    enum { S = 1000 };
+    static client *c[S];
+    for (int i = 0; i < S; i++) {
+        c[i] = cl_hello(a.hub);
+        ck_assert_int_eq(cl_send(c[i], "[{\"t\":\"sub\",\"topic\":\"scores\"},"
+                                       "{\"t\":\"sub\",\"topic\":\"match/3\"},"
+                                       "{\"t\":\"sub\",\"topic\":\"news\"}]"), 0);
+    }
+    long long per = (used_memory(own.addr) - before) / S;
+    fprintf(stderr, "cluster: a session with 3 subscriptions and a cursor takes %lld bytes\n", per);
+    ck_assert_int_lt(per, 1024);
+    for (int i = 0; i < S; i++)
+        cl_free(c[i]);
+    node_stop(&a);
+}
+END_TEST
+
 START_TEST(cluster_options_are_checked)
 {
     ferry_cluster *c;
@@ -716,6 +773,7 @@ Suite *cluster_suite(void)
     tcase_set_timeout(down, 30);
     tcase_add_test(down, redis_down_fails_publishes_and_the_node_recovers_by_itself);
     tcase_add_test(down, redis_flushed_lets_every_session_go_with_a_reset);
+    tcase_add_test(down, the_feed_costs_what_docs_cluster_says);
     suite_add_tcase(s, down);
     return s;
 }
