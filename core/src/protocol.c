@@ -223,7 +223,7 @@ static int resume_verdict(ferry_link *l, fy_resume *c, uint64_t now, bool *resum
                 return fy_link_peer_error(l, rc, "session store unavailable", 0);
             }
             if (!s->opened) /* its on_close runs where it ends */
-                fy_hub_identity_add(s->hub, s->identity);
+                fy_hub_identity_count(s->hub, s->identity, 0);
             s->opened = true;
         }
         fy_session_ack_locked(s, c->f->ack, true); /* cannot fail: the ack was checked */
