@@ -192,6 +192,30 @@ static void feed_moved(ferry_hub *hub, const fy_feed_entry *e)
     ferry_session_unref(s);
 }
 
+/* A session this node serves was ended elsewhere ("<reason> <version>"): it ends here too,
+ * its connection given the final frame. */
+static void feed_ended(ferry_hub *hub, const fy_feed_entry *e)
+{
+    char body[48];
+    if (e->body_len >= sizeof body)
+        return;
+    memcpy(body, e->body, e->body_len);
+    body[e->body_len] = '\0';
+    char *end;
+    long why = strtol(body, &end, 10);
+    if (why <= FERRY_REASON_NONE || why >= FERRY_REASON_COUNT || *end != ' ')
+        return;
+    fy_store *st = hub->store;
+    ferry_session *s = st->ops->local(st, e->name, e->name_len);
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (s->serving)
+        fy_session_end_locked(s, (ferry_reason)why, fy_hub_now(hub));
+    pthread_mutex_unlock(&s->lock);
+    ferry_session_unref(s);
+}
+
 void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n)
 {
     pthread_mutex_lock(&hub->pub_lock);
@@ -205,6 +229,8 @@ void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n)
             feed_direct(hub, e);
         else if (e->kind == FY_FEED_MOVED)
             feed_moved(hub, e);
+        else if (e->kind == FY_FEED_ENDED)
+            feed_ended(hub, e);
         hub->feed_pos = e->pos;
     }
     pthread_cond_broadcast(&hub->feed_cond);

@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cluster_seam.h"
@@ -89,16 +91,32 @@ static int record_end(fy_rec *r, void *ctx)
     ferry_reason why = s->end_reason;
     if (r->end_reason == why)
         return 0;
-    /* In a cluster, a session another node serves now is not this node's to end. */
-    if (s->hub->cluster && strcmp(r->owner, s->hub->cluster->node) != 0)
+    /* In a cluster, a session another node serves now is not this node's to expire (its
+     * window runs there). Other ends (forked, closed by the application) hold wherever
+     * they are decided. */
+    if (why == FERRY_REASON_EXPIRED && s->hub->cluster &&
+        strcmp(r->owner, s->hub->cluster->node) != 0)
         return 0;
     r->end_reason = why;
     return 1;
 }
 
+/* An end decided on a node that does not serve the session: the serving node ends it
+ * too, giving its connection the final frame ("<reason> <version>"). */
+static void announce_end(ferry_session *s)
+{
+    char body[48];
+    fy_pos pos; /* (pub_lock may be held here: the position is not noted) */
+    int len = snprintf(body, sizeof body, "%d %" PRIu64, (int)s->end_reason, s->rec.version);
+    s->hub->cluster->ops->append(s->hub->cluster, FY_FEED_ENDED, s->id, strlen(s->id), body,
+                                 (size_t)len, &pos);
+}
+
 void fy_session_save_end_locked(ferry_session *s)
 {
     s->end_unsaved = fy_session_update_locked(s, record_end, s) != 0;
+    if (!s->end_unsaved && s->hub->cluster && !s->serving && s->end_reason != FERRY_REASON_EXPIRED)
+        announce_end(s);
 }
 
 int fy_session_update_locked(ferry_session *s, int (*change)(fy_rec *r, void *ctx), void *ctx)

@@ -458,6 +458,43 @@ START_TEST(a_node_behind_on_the_feed_adopts_without_repeating)
 }
 END_TEST
 
+/* A secret the session replaced, presented on a node that does not serve it: two parties
+ * hold it. The presenter gets what any stranger gets, and the session ends as forked where
+ * it is served, its connection told so. */
+START_TEST(a_retired_secret_presented_on_another_node_ends_the_session_as_forked)
+{
+    node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
+    client *c = cl_hello(a.hub);
+    char old_secret[64];
+    memcpy(old_secret, c->secret, sizeof old_secret);
+    json_decref(cl_resume(c, a.hub, 0));
+    ck_assert_int_eq(cl_send(c, "{\"t\":\"ping\"}"), 0); /* proves the new secret: the old retires */
+    json_decref(cl_drain(c));
+
+    client *thief = cl_open(b.hub);
+    memcpy(thief->sid, c->sid, sizeof thief->sid);
+    memcpy(thief->secret, old_secret, sizeof thief->secret);
+    json_t *f = cl_resume(thief, b.hub, 0);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
+    json_decref(f);
+
+    for (int i = 0; i < 500 && !ferry_link_done(c->link); i++)
+        sleep_ms(10);
+    f = cl_drain(c);
+    ck_assert_ptr_nonnull(frame_of(f, "reset", 0));
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "forked");
+    json_decref(f);
+    ck_assert(ferry_link_done(c->link));
+    f = cl_resume(c, b.hub, 0); /* and its newest secret now gets the reason, anywhere */
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "forked");
+    json_decref(f);
+    cl_free(thief);
+    cl_free(c);
+    node_stop(&a);
+    node_stop(&b);
+}
+END_TEST
+
 START_TEST(a_subscription_ended_on_one_node_stays_ended_on_the_next)
 {
     node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
@@ -796,6 +833,7 @@ Suite *cluster_suite(void)
     tcase_add_test(tc, a_session_of_a_dead_node_resumes_elsewhere_without_loss);
     tcase_add_test(tc, a_subscription_ended_on_one_node_stays_ended_on_the_next);
     tcase_add_test(tc, a_node_behind_on_the_feed_adopts_without_repeating);
+    tcase_add_test(tc, a_retired_secret_presented_on_another_node_ends_the_session_as_forked);
     tcase_add_test(tc, inbound_messages_a_node_began_to_deliver_come_again_marked_on_the_next);
     tcase_add_test(tc, a_node_that_shuts_down_hands_its_sessions_on);
     tcase_add_test(tc, cluster_options_are_checked);
