@@ -21,7 +21,7 @@ typedef struct redis_store {
     fy_redis *redis;
     char prefix[PREFIX_MAX + 1];
     unsigned lease_ms;
-    int add_script, save_script, cursor_script;
+    int add_script, save_script, cursor_script, remove_script;
     fy_handles handles;   /* this node's */
     _Atomic uint64_t last_refresh; /* the hub's clock at the last lease refresh */
 } redis_store;
@@ -61,6 +61,12 @@ static const char cursor_lua[] =
     "end\n"
     "return 0\n";
 
+/* Deletes a record only if it is still the version this node saved (its tombstone), not
+ * one another node saved since. KEYS[1] the key; ARGV[1] the version. */
+static const char remove_lua[] =
+    "if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
 #define CURSORS_PER_CALL (FY_REDIS_EVAL_ARGS / 3)
 
 #define CURSOR_MAX 64
@@ -91,6 +97,7 @@ static unsigned ttl_of(const redis_store *rs, const fy_rec *r)
 static int add_record(redis_store *rs, ferry_session *s);
 static int find_record(redis_store *rs, const char *id, size_t len, ferry_session **out);
 static int remove_record(redis_store *rs, ferry_session *s);
+static void let_go(redis_store *rs, ferry_session *s);
 
 /* add, find, remove and each run with no core lock held (store.h): they write the log
  * lines that load and save, under a session's lock, could only queue (redis.h). */
@@ -305,11 +312,10 @@ static void rs_forget(fy_store *st, ferry_session *s)
 {
     pthread_mutex_lock(&s->lock);
     bool counted = s->state != FERRY_STATE_EXPIRED && !s->forgotten;
-    s->forgotten = true;
     pthread_mutex_unlock(&s->lock);
     if (counted) /* handle_from and store_new counted it */
         atomic_fetch_sub(&st->hub->live, 1);
-    fy_handles_del(&RS(st)->handles, s);
+    let_go(RS(st), s);
 }
 
 static ferry_session *rs_local(fy_store *st, const char *id, size_t len)
@@ -348,17 +354,32 @@ static void rs_cursors(fy_store *st, const fy_cursor *c, size_t n)
     free(len);
 }
 
+/* Stops holding the handle, once: a handle forgotten and removed at once (a `moved` entry
+ * and the tick) is dropped by whichever comes first. */
+static void let_go(redis_store *rs, ferry_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool held = !s->forgotten;
+    s->forgotten = true;
+    pthread_mutex_unlock(&s->lock);
+    if (held)
+        fy_handles_del(&rs->handles, s);
+}
+
 static int remove_record(redis_store *rs, ferry_session *s)
 {
-    char key[KEY_MAX];
-    const char *argv[] = {"DEL", key};
-    size_t len[] = {3, key_of(rs, s->id, strlen(s->id), key)};
+    char key[KEY_MAX], version[24];
+    pthread_mutex_lock(&s->lock);
+    snprintf(version, sizeof version, "%" PRIu64, s->rec.version);
+    pthread_mutex_unlock(&s->lock);
+    const char *argv[] = {key, version};
+    size_t len[] = {key_of(rs, s->id, strlen(s->id), key), strlen(version)};
     redisReply *rep;
-    int rc = fy_redis_command(rs->redis, &rep, 2, argv, len);
+    int rc = fy_redis_eval(rs->redis, rs->remove_script, &rep, 1, 2, argv, len);
     if (rc)
         return rc;
     freeReplyObject(rep);
-    fy_handles_del(&rs->handles, s);
+    let_go(rs, s);
     return 0;
 }
 
@@ -474,6 +495,7 @@ int fy_store_redis_new(fy_store **out, const fy_store_redis_cfg *cfg)
     rs->add_script = fy_redis_script(rs->redis, add_lua);
     rs->save_script = fy_redis_script(rs->redis, save_lua);
     rs->cursor_script = fy_redis_script(rs->redis, cursor_lua);
+    rs->remove_script = fy_redis_script(rs->redis, remove_lua);
     rs->base.ops = &redis_ops;
     *out = &rs->base;
     return 0;

@@ -138,7 +138,6 @@ typedef struct {
     fy_hash presented;
     fy_rid rid;
     fy_verdict verdict;
-    bool moved;                     /* RESUME_OK in a cluster: another node served it */
     fy_reset reset;                 /* RESUME_ENDED */
     char text[160];                 /* RESUME_BAD_ACK */
     char secret[FY_SECRET_LEN + 1]; /* RESUME_OK: the fresh secret */
@@ -180,10 +179,8 @@ static int decide_resume(fy_rec *r, void *ctx)
     } else {
         c->verdict = RESUME_OK;
         rotate(r, &c->presented, &c->rid, c->secret);
-        if (s->hub->cluster) { /* this node serves it from now on */
-            c->moved = strcmp(r->owner, s->hub->cluster->node) != 0;
+        if (s->hub->cluster) /* this node serves it from now on */
             strcpy(r->owner, s->hub->cluster->node);
-        }
         return 1;
     }
     return 0;
@@ -338,7 +335,10 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
             fy_session_adopt_subs(c.s);
         pthread_mutex_unlock(&hub->pub_lock);
     }
-    if (*resumed && c.moved)
+    /* Every adoption, even one of a record that already names this node (a retry after a
+     * failed adoption, a save that timed out but was applied), so that no node goes on
+     * serving a session another one took. */
+    if (*resumed && adopting)
         announce_move(hub, c.s, version);
     sodium_memzero(c.secret, sizeof c.secret);
     ferry_session_unref(c.s);

@@ -91,12 +91,8 @@ static int record_end(fy_rec *r, void *ctx)
     ferry_reason why = s->end_reason;
     if (r->end_reason == why)
         return 0;
-    /* In a cluster, a session another node serves now is not this node's to expire (its
-     * window runs there). Other ends (forked, closed by the application) hold wherever
-     * they are decided. */
-    if (why == FERRY_REASON_EXPIRED && s->hub->cluster &&
-        strcmp(r->owner, s->hub->cluster->node) != 0)
-        return 0;
+    /* In a cluster, ends (forked, closed by the application) hold wherever they are
+     * decided; expiry is decided only by the serving node (the tick asks the record). */
     r->end_reason = why;
     return 1;
 }
