@@ -328,6 +328,7 @@ START_TEST(civetweb_calls_follow_the_null_policy)
     ck_assert_ptr_null(ferry_mount_hub(NULL));
     ck_assert_int_eq(ferry_mount_metrics(NULL, NULL), FERRY_EINVAL);
     ferry_mount_set_websocket(NULL, 1);
+    ferry_mount_set_draining(NULL, 1);
     ferry_mount_drop_connections(NULL);
     ferry_mount_free(NULL);
     ck_assert_int_eq(ferry_server_port(NULL), -1);
