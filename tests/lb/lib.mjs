@@ -1,0 +1,319 @@
+// The load-balancer tests' harness: ferry nodes (build/tests/lb_server), and nginx or
+// HAProxy in front of them from the templates in examples/cluster/, everything on free
+// 127.0.0.1 ports and writing under build/lb-tmp/. Every process started here stops when
+// this process exits, however it exits.
+//
+//   const nodes = await startNodes({ n: 2, env: { LB_HB_MS: '200' } });
+//   const lb = await startBalancer('haproxy', nodes);
+//   ... lb.url ...
+//   await lb.stop(); await stopNodes(nodes);
+//
+// A cluster test passes its Redis address and node settings in `env`; startNodes names
+// each node (LB_NODE=a, b, ...) and adds nothing else.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const tmp = path.join(root, 'build', 'lb-tmp');
+const require = createRequire(path.join(root, 'js-client', 'package.json'));
+export const ferry = require('./ferry.js');
+export const WebSocket = require('ws');
+
+export const NGINX = '/usr/sbin/nginx';
+export const HAPROXY = '/usr/sbin/haproxy';
+export const SERVER = process.env.LB_SERVER || path.join(root, 'build', 'tests', 'lb_server');
+export const PREFIX = '/ferry';
+const RENDER = path.join(root, 'examples', 'cluster', 'render.sh');
+const TEMPLATES = {
+  nginx: path.join(root, 'examples', 'cluster', 'nginx.conf.in'),
+  haproxy: path.join(root, 'examples', 'cluster', 'haproxy.cfg.in'),
+};
+
+// Every child, so that a failure anywhere still stops them all. Nodes and the balancers'
+// wrappers end when their stdin closes, which also happens when this process dies.
+const children = new Set();
+function killAll() {
+  for (const c of children) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    if (c.group) {
+      try { process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ }
+    } else {
+      c.kill('SIGKILL');
+    }
+  }
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { killAll(); process.exit(1); });
+
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+function stopChild(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      if (child.group) process.kill(-child.pid, 'SIGKILL');
+      else child.kill('SIGKILL');
+    }, 10000);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.stdin.end();
+  });
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export async function waitFor(cond, ms, what) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function startNode(name, env) {
+  if (!fs.existsSync(SERVER)) throw new Error(`${SERVER} is missing: make build/tests/lb_server`);
+  const child = track(spawn(SERVER, [], {
+    env: { ...process.env, ...env, LB_NODE: name },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  }));
+  const port = await new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const m = /port (\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`node ${name} exited with ${code}`)));
+  });
+  // Each on a connection of its own, closed after it: civetweb's shutdown would wait out
+  // the keep-alive timeout of an idle one.
+  const control = (what, query = '') => new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port, path: `/control/${what}${query ? '?' + query : ''}`,
+      method: what === 'info' ? 'GET' : 'POST', agent: false, headers: { Connection: 'close' },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`node ${name}: control ${what}: HTTP ${res.statusCode}`));
+        else resolve(JSON.parse(text));
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  return {
+    name,
+    port,
+    addr: `127.0.0.1:${port}`,
+    child,
+    info: () => control('info'),
+    publish: (n) => control('publish', `n=${n}`),
+    drain: (on) => control('drain', `on=${on ? 1 : 0}`),
+    stop: () => stopChild(child),
+    // Dies at once, as a crashed node would.
+    kill() {
+      const gone = new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) resolve();
+        else child.once('exit', resolve);
+      });
+      child.kill('SIGKILL');
+      return gone;
+    },
+  };
+}
+
+// n nodes named a, b, c, ..., each with `env` added to its environment.
+export async function startNodes({ n = 2, env = {} } = {}) {
+  const names = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
+  return Promise.all(names.map((name) => startNode(name, env)));
+}
+
+export async function stopNodes(nodes) {
+  await Promise.all(nodes.map((n) => n.stop()));
+}
+
+// The template of `kind` filled by examples/cluster/render.sh, as the balancer runs it.
+export function render(kind, listen, dir, nodes) {
+  const r = spawnSync('sh', [RENDER, TEMPLATES[kind], listen, dir, ...nodes.map((n) => n.addr)],
+    { encoding: 'utf8', env: { ...process.env, FERRY_PREFIX: PREFIX } });
+  if (r.status !== 0) throw new Error('render.sh: ' + r.stderr);
+  return r.stdout;
+}
+
+// A wrapper shell in a process group of its own runs the balancer and stops it when its
+// stdin closes: when this process ends, even killed, the balancer does not outlive it.
+function launch(argv, logFd) {
+  const child = track(spawn('/bin/sh', ['-c', '"$@" & pid=$!; cat >/dev/null; kill $pid; wait $pid',
+    'sh', ...argv], { stdio: ['pipe', logFd, logFd], detached: true }));
+  child.group = true;
+  return child;
+}
+
+// nginx or HAProxy in front of `nodes`, on a free port. Its files live in
+// build/lb-tmp/<kind>-<port>/: the configuration, logs, pid and temporary files.
+export async function startBalancer(kind, nodes) {
+  const bin = kind === 'nginx' ? NGINX : HAPROXY;
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: make deps (apt-get install ${kind === 'nginx' ? 'nginx-light' : 'haproxy'})`);
+  const port = await freePort();
+  const dir = path.join(tmp, `${kind}-${port}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, kind === 'nginx' ? 'nginx.conf' : 'haproxy.cfg');
+  const config = render(kind, `127.0.0.1:${port}`, dir, nodes);
+  fs.writeFileSync(file, config);
+  const out = path.join(dir, 'stdout.log');
+  const argv = kind === 'nginx' ? [bin, '-p', dir, '-c', file, '-e', 'stderr'] : [bin, '-f', file, '-db'];
+  const check = spawnSync(argv[0], [...argv.slice(1), kind === 'nginx' ? '-t' : '-c'], { encoding: 'utf8' });
+  if (check.status !== 0) throw new Error(`${kind} refused its configuration:\n${check.stderr}${check.stdout}`);
+  const fd = fs.openSync(out, 'w');
+  const child = launch(argv, fd);
+  fs.closeSync(fd);
+  const url = `http://127.0.0.1:${port}`;
+  const logs = () => [out, path.join(dir, 'access.log'), path.join(dir, 'error.log')]
+    .filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8')).join('');
+  await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error(`${kind} exited with ${child.exitCode}:\n${logs()}`);
+    try {
+      return (await fetch(`${url}${PREFIX}/ferry.js`)).status === 200;
+    } catch {
+      return false;
+    }
+  }, 5000, `${kind} to listen`);
+  return {
+    kind,
+    port,
+    url,
+    dir,
+    config,
+    // Everything the balancer logged: access log, error log, and its stdout and stderr.
+    logs,
+    // HAProxy only: the state ("UP", "DOWN", ...) of each server of a backend, by name.
+    async servers(backend = 'ferry') {
+      const csv = await adminCommand(path.join(dir, 'haproxy.sock'), 'show stat');
+      const [head, ...rows] = csv.trim().split('\n');
+      const cols = head.replace(/^# /, '').split(',');
+      const at = (r, name) => r.split(',')[cols.indexOf(name)];
+      const states = {};
+      for (const r of rows) {
+        if (at(r, 'pxname') === backend && !['FRONTEND', 'BACKEND'].includes(at(r, 'svname'))) {
+          states[at(r, 'svname')] = at(r, 'status');
+        }
+      }
+      return states;
+    },
+    // Stops it and removes its directory (LB_KEEP=1 keeps it, to read the logs).
+    async stop() {
+      await stopChild(child);
+      if (!process.env.LB_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function adminCommand(sock, cmd) {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const c = net.connect(sock, () => c.end(cmd + '\n'));
+    c.setEncoding('utf8');
+    c.on('data', (d) => { out += d; });
+    c.on('end', () => resolve(out));
+    c.on('error', reject);
+  });
+}
+
+// A fetch for ferry.js's `fetch` option that connects from `localAddress` (any 127.x
+// address reaches the balancer) and adds `headers` to every request.
+export function fetchFrom(localAddress, headers = {}) {
+  const agent = new http.Agent({ keepAlive: true });
+  const f = (url, init = {}) => new Promise((resolve, reject) => {
+    const body = init.body == null ? null : String(init.body);
+    const h = { ...headers, ...(init.headers || {}) };
+    if (body != null) h['Content-Length'] = Buffer.byteLength(body);
+    const req = http.request(url, { method: init.method || 'GET', headers: h, agent, localAddress }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, text: async () => text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (init.signal) {
+      if (init.signal.aborted) req.destroy(new Error('aborted'));
+      else init.signal.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
+    }
+    req.end(body ?? undefined);
+  });
+  f.close = () => agent.destroy();
+  return f;
+}
+
+// A WebSocket constructor for ferry.js's `WebSocket` option, connecting from
+// `localAddress` with `headers` added to the upgrade request.
+export function webSocketFrom(localAddress, headers = {}) {
+  return class extends WebSocket {
+    constructor(url, protocols) {
+      super(url, protocols || [], { localAddress, headers });
+    }
+  };
+}
+
+// A ferry.js client through `lb`, on one transport, recording what it sees.
+export function connectClient(lb, { transport, token, from = '127.0.0.1', headers = {} }) {
+  const fetchFn = fetchFrom(from, headers);
+  const client = ferry.connect(`${lb.url}${PREFIX}`, {
+    transport, token, WebSocket: webSocketFrom(from, headers), fetch: fetchFn,
+    minDelay: 50, maxDelay: 500,
+  });
+  const seen = { opens: [], resets: [], errors: [], messages: [] };
+  client.on('open', (e) => seen.opens.push(e));
+  client.on('reset', (e) => seen.resets.push(e.reason));
+  client.on('error', (e) => seen.errors.push(e.code));
+  client.on('message', (data) => seen.messages.push(data));
+  return {
+    client,
+    seen,
+    opened: () => waitFor(() => client.state === 'open', 5000, `${token} to open`),
+    close() {
+      client.close();
+      fetchFn.close();
+    },
+  };
+}
+
+// One long-poll handshake through `url`: the session's ID and secret, from the welcome.
+export async function lpHello(url) {
+  const r = await fetch(`${url}${PREFIX}/lp`, { method: 'POST', body: '{"t":"hello","v":1}' });
+  const frames = await r.json();
+  const w = frames.find((f) => f.t === 'welcome');
+  if (r.status !== 200 || !w) throw new Error(`hello: HTTP ${r.status} ${JSON.stringify(frames)}`);
+  return { sid: w.sid, secret: w.secret };
+}
+
+// A poll (GET) or a send (POST) of a session through `url`; resolves to the status.
+export async function lpRequest(url, { sid, secret }, method, body) {
+  const r = await fetch(`${url}${PREFIX}/lp${method === 'GET' ? '?ack=0' : ''}`, {
+    method, body, headers: { Authorization: `Bearer ${sid}:${secret}` },
+  });
+  await r.arrayBuffer();
+  return r.status;
+}
