@@ -13,16 +13,15 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+// The chaos suite's harness starts a server that prints its port and stops when its stdin
+// closes, whatever happens to this process; the nodes are such servers.
+import { ferry, freePort, root, startServer, waitFor, WebSocket } from '../chaos/lib.mjs';
+
+export { freePort, waitFor };
 export const tmp = path.join(root, 'build', 'lb-tmp');
-const require = createRequire(path.join(root, 'js-client', 'package.json'));
-export const ferry = require('./ferry.js');
-export const WebSocket = require('ws');
 
 export const NGINX = '/usr/sbin/nginx';
 export const HAPROXY = '/usr/sbin/haproxy';
@@ -34,76 +33,33 @@ const TEMPLATES = {
   haproxy: path.join(root, 'examples', 'cluster', 'haproxy.cfg.in'),
 };
 
-// Every child, so that a failure anywhere still stops them all. Nodes and the balancers'
-// wrappers end when their stdin closes, which also happens when this process dies.
-const children = new Set();
+// The balancers, so that a failure anywhere still stops them: each runs under a wrapper
+// shell that stops it when its stdin closes, which also happens when this process dies.
+const balancers = new Set();
 function killAll() {
-  for (const c of children) {
-    if (c.exitCode !== null || c.signalCode !== null) continue;
-    if (c.group) {
+  for (const c of balancers) {
+    if (c.exitCode === null && c.signalCode === null) {
       try { process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ }
-    } else {
-      c.kill('SIGKILL');
     }
   }
 }
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { killAll(); process.exit(1); });
 
-function track(child) {
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  return child;
-}
-
-function stopChild(child) {
+function stopBalancer(child) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      if (child.group) process.kill(-child.pid, 'SIGKILL');
-      else child.kill('SIGKILL');
-    }, 10000);
+    const t = setTimeout(() => process.kill(-child.pid, 'SIGKILL'), 10000);
     child.once('exit', () => { clearTimeout(t); resolve(); });
     child.stdin.end();
   });
-}
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-export async function waitFor(cond, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function startNode(name, env) {
   if (!fs.existsSync(SERVER)) throw new Error(`${SERVER} is missing: make build/tests/lb_server`);
-  const child = track(spawn(SERVER, [], {
-    env: { ...process.env, ...env, LB_NODE: name },
-    stdio: ['pipe', 'pipe', 'inherit'],
-  }));
-  const port = await new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      const m = /port (\d+)/.exec(buf);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`node ${name} exited with ${code}`)));
-  });
+  const { port, child, stop } = await startServer(SERVER, { ...env, LB_NODE: name });
   // Each on a connection of its own, closed after it: civetweb's shutdown would wait out
   // the keep-alive timeout of an idle one.
   const control = (what, query = '') => new Promise((resolve, reject) => {
@@ -130,7 +86,7 @@ async function startNode(name, env) {
     info: () => control('info'),
     publish: (n) => control('publish', `n=${n}`),
     drain: (on) => control('drain', `on=${on ? 1 : 0}`),
-    stop: () => stopChild(child),
+    stop,
     // Dies at once, as a crashed node would.
     kill() {
       const gone = new Promise((resolve) => {
@@ -164,9 +120,10 @@ export function render(kind, listen, dir, nodes) {
 // A wrapper shell in a process group of its own runs the balancer and stops it when its
 // stdin closes: when this process ends, even killed, the balancer does not outlive it.
 function launch(argv, logFd) {
-  const child = track(spawn('/bin/sh', ['-c', '"$@" & pid=$!; cat >/dev/null; kill $pid; wait $pid',
-    'sh', ...argv], { stdio: ['pipe', logFd, logFd], detached: true }));
-  child.group = true;
+  const child = spawn('/bin/sh', ['-c', '"$@" & pid=$!; cat >/dev/null; kill $pid; wait $pid',
+    'sh', ...argv], { stdio: ['pipe', logFd, logFd], detached: true });
+  balancers.add(child);
+  child.on('exit', () => balancers.delete(child));
   return child;
 }
 
@@ -224,7 +181,7 @@ export async function startBalancer(kind, nodes) {
     },
     // Stops it and removes its directory (LB_KEEP=1 keeps it, to read the logs).
     async stop() {
-      await stopChild(child);
+      await stopBalancer(child);
       if (!process.env.LB_KEEP) fs.rmSync(dir, { recursive: true, force: true });
     },
   };

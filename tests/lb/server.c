@@ -10,14 +10,13 @@
  *                                 "opened":K,"resumes":R,"attached":A}
  *   POST /control/publish?n=K    publishes {"node":N,"i":1..K} to "lb"
  *   POST /control/drain?on=0|1   ferry_mount_set_draining
- *   POST /control/stop           exit (so does closing stdin)
+ *
+ * It exits when its stdin closes.
  *
  * Environment: LB_NODE (the node's name, "node"), LB_HB_MS, LB_TIMEOUT_MS and LB_POLL_MS
  * (ferry's heartbeat, heartbeat timeout and poll hold, in milliseconds). */
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +26,6 @@
 
 static ferry_mount *mount;
 static const char *node = "node";
-static atomic_int stopping;
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *peers; /* token -> the address on_auth saw */
@@ -139,8 +137,6 @@ static int control(struct mg_connection *conn, void *cbdata)
         publish(qnum(ri, "n", 1));
     else if (strcmp(what, "drain") == 0)
         ferry_mount_set_draining(mount, (int)qnum(ri, "on", 1));
-    else if (strcmp(what, "stop") == 0)
-        stopping = 1;
     else
         return 0;
     return reply(conn, "application/json", "{}");
@@ -204,15 +200,10 @@ int main(void)
     printf("port %d\n", ferry_server_port(ctx));
     fflush(stdout);
 
-    /* Runs until /control/stop or until stdin closes (whoever started it is gone). */
-    struct pollfd pfd = {.fd = 0, .events = POLLIN};
-    while (!stopping) {
-        if (poll(&pfd, 1, 100) > 0) {
-            char buf[64];
-            if (read(0, buf, sizeof buf) <= 0)
-                stopping = 1;
-        }
-    }
+    /* Runs until stdin closes: whoever started it is done with it, or gone. */
+    char buf[64];
+    while (read(0, buf, sizeof buf) > 0)
+        continue;
     ferry_mount_free(mount);
     ferry_server_stop(ctx);
     json_decref(peers);
