@@ -47,9 +47,9 @@ TEST_SRC  := $(wildcard tests/core/*.c)
 # The optional cluster layer (cluster/, docs/CLUSTER.md): its own library, so that only a
 # service that clusters links hiredis.
 CLUSTER_SRC := $(wildcard cluster/src/*.c)
-CLUSTER_HDR := $(wildcard cluster/src/*.h)
+CLUSTER_HDR := $(wildcard cluster/src/*.h cluster/include/*.h)
 CLUSTER_OBJ := $(CLUSTER_SRC:%.c=$(BUILD)/obj/%.o)
-CLUSTER_CFLAGS = $(CORE_CFLAGS) -Icluster/src $(shell pkg-config --cflags hiredis)
+CLUSTER_CFLAGS = $(CORE_CFLAGS) -Icluster/include -Icluster/src $(shell pkg-config --cflags hiredis)
 CLUSTER_LIBS = $(shell pkg-config --libs hiredis)
 # The cluster suite: its own tests, and the store contract suite over the Redis store.
 CLUSTER_TEST_SRC := $(wildcard tests/cluster/*.c) tests/core/test_store.c tests/core/helpers.c \

@@ -344,7 +344,7 @@ static bool script_sha(fy_redis *r, conn *k, int script, char sha[41])
 static redisReply *eval_on(fy_redis *r, conn *k, int script, int nkeys, int argc,
                            const char **argv, const size_t *argvlen)
 {
-    enum { MAX_ARGS = 16 };
+    enum { MAX_ARGS = FY_REDIS_EVAL_ARGS };
     const char *a[MAX_ARGS + 3];
     size_t l[MAX_ARGS + 3];
     char sha[41], nk[16];

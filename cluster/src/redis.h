@@ -65,13 +65,14 @@ int fy_redis_command(fy_redis *r, redisReply **reply, int argc, const char **arg
  * (SCRIPT LOAD, which also gives its SHA1), and a NOSCRIPT answer (Redis restarted or
  * flushed its scripts) runs it by EVAL, which loads it again. */
 #define FY_REDIS_SCRIPTS 4
+#define FY_REDIS_EVAL_ARGS 400
 
 /* Registers `src` (kept by pointer: a string literal) and returns its number, or -1 when
  * the table is full. Call before the pool is shared between threads. */
 int fy_redis_script(fy_redis *r, const char *src);
 
 /* Runs script number `script` with `nkeys` keys then the other arguments, all in argv
- * (argc of them). Answers as fy_redis_command. */
+ * (argc of them, at most FY_REDIS_EVAL_ARGS). Answers as fy_redis_command. */
 int fy_redis_eval(fy_redis *r, int script, redisReply **reply, int nkeys, int argc,
                   const char **argv, const size_t *argvlen);
 

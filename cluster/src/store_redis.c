@@ -21,30 +21,61 @@ typedef struct redis_store {
     fy_redis *redis;
     char prefix[PREFIX_MAX + 1];
     unsigned lease_ms;
-    int add_script, save_script;
+    int add_script, save_script, cursor_script;
     fy_handles handles;   /* this node's */
     _Atomic uint64_t last_refresh; /* the hub's clock at the last lease refresh */
 } redis_store;
 
 #define RS(st) ((redis_store *)(st))
 
-/* Writes the record only if no record has the ID. KEYS[1] the key; ARGV: record, TTL ms.
- * 1 when written, 0 when the ID exists. */
+/* Writes the record only if no record has the ID. KEYS[1] the key; ARGV: record, TTL ms,
+ * cursor. 1 when written, 0 when the ID exists. */
 static const char add_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'v', '1', 'r', ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], 'v', '1', 'r', ARGV[1], 'c', ARGV[3])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "return 1\n";
 
 /* The compare-and-set. KEYS[1] the key; ARGV: expected version, new version, record, TTL
- * ms. 1 when written, 0 when the version moved on (stale), -1 when there is no record. */
+ * ms, and the subscriptions when they change. 1 when written, 0 when the version moved on
+ * (stale), -1 when there is no record. */
 static const char save_lua[] =
     "local v = redis.call('HGET', KEYS[1], 'v')\n"
     "if not v then return -1 end\n"
     "if v ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'v', ARGV[2], 'r', ARGV[3])\n"
+    "if #ARGV >= 5 then redis.call('HSET', KEYS[1], 'u', ARGV[5]) end\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
+
+/* Cursors, "seq ms-n", each stored only if its record exists and it does not move the
+ * stored one back. KEYS: the records; ARGV: seq, cursor for each. */
+static const char cursor_lua[] =
+    "for i, k in ipairs(KEYS) do\n"
+    "  if redis.call('EXISTS', k) == 1 then\n"
+    "    local c = redis.call('HGET', k, 'c')\n"
+    "    if not c or tonumber(string.match(c, '^%d+')) <= tonumber(ARGV[2 * i - 1]) then\n"
+    "      redis.call('HSET', k, 'c', ARGV[2 * i])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+#define CURSORS_PER_CALL (FY_REDIS_EVAL_ARGS / 3)
+
+#define CURSOR_MAX 64
+
+static size_t cursor_str(uint64_t seq, fy_pos pos, char out[CURSOR_MAX])
+{
+    return (size_t)snprintf(out, CURSOR_MAX, "%" PRIu64 " %" PRIu64 "-%" PRIu64, seq, pos.ms,
+                            pos.n);
+}
+
+static bool cursor_parse(const char *s, fy_rec *r)
+{
+    return sscanf(s, "%" SCNu64 " %" SCNu64 "-%" SCNu64, &r->cur_seq, &r->cur_pos.ms,
+                  &r->cur_pos.n) == 3;
+}
 
 static size_t key_of(const redis_store *rs, const char *id, size_t len, char key[KEY_MAX])
 {
@@ -86,13 +117,14 @@ static int rs_remove(fy_store *st, ferry_session *s)
 
 static int add_record(redis_store *rs, ferry_session *s)
 {
-    char key[KEY_MAX], ttl[16];
+    char key[KEY_MAX], ttl[16], cur[CURSOR_MAX];
     unsigned char rec[FY_REC_MAX];
-    const char *argv[] = {key, (const char *)rec, ttl};
+    const char *argv[] = {key, (const char *)rec, ttl, cur};
     size_t len[] = {key_of(rs, s->id, strlen(s->id), key), fy_rec_encode(&s->rec, rec),
-                    (size_t)snprintf(ttl, sizeof ttl, "%u", ttl_of(rs, &s->rec))};
+                    (size_t)snprintf(ttl, sizeof ttl, "%u", ttl_of(rs, &s->rec)),
+                    cursor_str(s->rec.cur_seq, s->rec.cur_pos, cur)};
     redisReply *rep;
-    int rc = fy_redis_eval(rs->redis, rs->add_script, &rep, 1, 3, argv, len);
+    int rc = fy_redis_eval(rs->redis, rs->add_script, &rep, 1, 4, argv, len);
     if (rc)
         return rc;
     bool added = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
@@ -107,22 +139,38 @@ static int add_record(redis_store *rs, ferry_session *s)
     return 0;
 }
 
-/* Reads the record under `key`: 0 with *out, FERRY_ENOTFOUND, or FERRY_ESTORE (also for
- * a record this build cannot read, logged). */
-static int fetch(redis_store *rs, const char *key, fy_rec *out)
+/* The optional fields of a record: the cursor, and the subscriptions into *subs when not
+ * NULL (none stored: none). */
+static bool fetch_extra(const redisReply *c, const redisReply *u, fy_rec *out, fy_subs_rec *subs)
 {
-    const char *argv[] = {"HMGET", key, "v", "r"};
+    if (c->type == REDIS_REPLY_STRING && !cursor_parse(c->str, out))
+        return false;
+    if (!subs)
+        return true;
+    if (u->type != REDIS_REPLY_STRING) {
+        memset(subs, 0, sizeof *subs);
+        return true;
+    }
+    return fy_subs_decode(subs, (const unsigned char *)u->str, u->len);
+}
+
+/* Reads the record under `key`: 0 with *out (and *subs), FERRY_ENOTFOUND, or FERRY_ESTORE
+ * (also for a record this build cannot read, logged). */
+static int fetch(redis_store *rs, const char *key, fy_rec *out, fy_subs_rec *subs)
+{
+    const char *argv[] = {"HMGET", key, "v", "r", "c", "u"};
     redisReply *rep;
-    int rc = fy_redis_command(rs->redis, &rep, 4, argv, NULL);
+    int rc = fy_redis_command(rs->redis, &rep, 6, argv, NULL);
     if (rc)
         return rc;
     rc = FERRY_ESTORE;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4) {
         redisReply *v = rep->element[0], *r = rep->element[1];
         if (v->type == REDIS_REPLY_NIL && r->type == REDIS_REPLY_NIL)
             rc = FERRY_ENOTFOUND;
         else if (v->type == REDIS_REPLY_STRING && r->type == REDIS_REPLY_STRING &&
-                 fy_rec_decode(out, (const unsigned char *)r->str, r->len))
+                 fy_rec_decode(out, (const unsigned char *)r->str, r->len) &&
+                 fetch_extra(rep->element[2], rep->element[3], out, subs))
             rc = sscanf(v->str, "%" SCNu64, &out->version) == 1 ? 0 : FERRY_ESTORE;
     }
     if (rc == FERRY_ESTORE)
@@ -134,7 +182,8 @@ static int fetch(redis_store *rs, const char *key, fy_rec *out)
 
 /* A handle for a session this node meets for the first time, from its stored record:
  * detached (its resume window starts now), or ended if the record holds an end. */
-static ferry_session *handle_from(ferry_hub *hub, const char *id, size_t len, const fy_rec *r)
+static ferry_session *handle_from(ferry_hub *hub, const char *id, size_t len, const fy_rec *r,
+                                  const fy_subs_rec *subs)
 {
     ferry_session *s = fy_session_new(hub);
     if (!s)
@@ -143,6 +192,8 @@ static ferry_session *handle_from(ferry_hub *hub, const char *id, size_t len, co
     s->id[len] = '\0';
     memcpy(s->identity, r->identity, sizeof s->identity);
     s->rec = *r;
+    if (s->subs_rec) /* a hub of a cluster */
+        *s->subs_rec = *subs;
     if (r->end_reason != FERRY_REASON_NONE) {
         s->state = FERRY_STATE_EXPIRED;
         s->end_reason = r->end_reason;
@@ -159,12 +210,13 @@ struct handle_src {
     const char *id;
     size_t len;
     const fy_rec *rec;
+    const fy_subs_rec *subs;
 };
 
 static ferry_session *make_handle(void *ud)
 {
     const struct handle_src *h = ud;
-    return handle_from(h->hub, h->id, h->len, h->rec);
+    return handle_from(h->hub, h->id, h->len, h->rec, h->subs);
 }
 
 static int find_record(redis_store *rs, const char *id, size_t len, ferry_session **out)
@@ -175,19 +227,24 @@ static int find_record(redis_store *rs, const char *id, size_t len, ferry_sessio
     if (len > FY_ID_LEN)
         return FERRY_ENOTFOUND;
     key_of(rs, id, len, key);
-    int rc = fetch(rs, key, &rec);
-    if (rc)
-        return rc;
-    struct handle_src src = {rs->base.hub, id, len, &rec};
-    *out = fy_handles_find(&rs->handles, id, len, make_handle, &src);
-    return *out ? 0 : FERRY_ENOMEM;
+    fy_subs_rec *subs = malloc(sizeof *subs);
+    if (!subs)
+        return FERRY_ENOMEM;
+    int rc = fetch(rs, key, &rec, subs);
+    if (rc == 0) {
+        struct handle_src src = {rs->base.hub, id, len, &rec, subs};
+        *out = fy_handles_find(&rs->handles, id, len, make_handle, &src);
+        rc = *out ? 0 : FERRY_ENOMEM;
+    }
+    free(subs);
+    return rc;
 }
 
 static int rs_load(fy_store *st, ferry_session *s, fy_rec *out)
 {
     char key[KEY_MAX];
     key_of(RS(st), s->id, strlen(s->id), key);
-    int rc = fetch(RS(st), key, out);
+    int rc = fetch(RS(st), key, out, s->subs_rec);
     if (rc == FERRY_ENOTFOUND) {
         fy_redis_note(RS(st)->redis, FERRY_LOG_ERROR, "redis store: the record of session %s is gone",
                       s->id);
@@ -198,19 +255,20 @@ static int rs_load(fy_store *st, ferry_session *s, fy_rec *out)
     return rc;
 }
 
-static int rs_save(fy_store *st, ferry_session *s, const fy_rec *rec)
+static int save_with(fy_store *st, ferry_session *s, const fy_rec *rec, const fy_subs_rec *subs)
 {
     redis_store *rs = RS(st);
     char key[KEY_MAX], from[24], to[24], ttl[16];
-    unsigned char buf[FY_REC_MAX];
-    const char *argv[] = {key, from, to, (const char *)buf, ttl};
+    unsigned char buf[FY_REC_MAX], sbuf[FY_SUBS_BYTES_MAX];
+    const char *argv[] = {key, from, to, (const char *)buf, ttl, (const char *)sbuf};
     size_t len[] = {key_of(rs, s->id, strlen(s->id), key),
                     (size_t)snprintf(from, sizeof from, "%" PRIu64, rec->version),
                     (size_t)snprintf(to, sizeof to, "%" PRIu64, rec->version + 1),
                     fy_rec_encode(rec, buf),
-                    (size_t)snprintf(ttl, sizeof ttl, "%u", ttl_of(rs, rec))};
+                    (size_t)snprintf(ttl, sizeof ttl, "%u", ttl_of(rs, rec)),
+                    subs ? fy_subs_encode(subs, sbuf) : 0};
     redisReply *rep;
-    int rc = fy_redis_eval(rs->redis, rs->save_script, &rep, 1, 5, argv, len);
+    int rc = fy_redis_eval(rs->redis, rs->save_script, &rep, 1, subs ? 6 : 5, argv, len);
     if (rc)
         return rc;
     long long answer = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -2;
@@ -224,9 +282,70 @@ static int rs_save(fy_store *st, ferry_session *s, const fy_rec *rec)
     }
     if (answer != 1 && answer != -1)
         return FERRY_ESTORE;
+    uint64_t cur_seq = s->rec.cur_seq;
+    fy_pos cur_pos = s->rec.cur_pos;
     s->rec = *rec;
     s->rec.version++;
+    if (cur_seq > rec->cur_seq) { /* the cursor is saved apart (cursors); keep the newer */
+        s->rec.cur_seq = cur_seq;
+        s->rec.cur_pos = cur_pos;
+    }
+    if (subs)
+        *s->subs_rec = *subs;
     return 0;
+}
+
+static int rs_save(fy_store *st, ferry_session *s, const fy_rec *rec)
+{
+    return save_with(st, s, rec, NULL);
+}
+
+/* This node lets go of a session another node serves now: the handle only. */
+static void rs_forget(fy_store *st, ferry_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool counted = s->state != FERRY_STATE_EXPIRED && !s->forgotten;
+    s->forgotten = true;
+    pthread_mutex_unlock(&s->lock);
+    if (counted) /* handle_from and store_new counted it */
+        atomic_fetch_sub(&st->hub->live, 1);
+    fy_handles_del(&RS(st)->handles, s);
+}
+
+static ferry_session *rs_local(fy_store *st, const char *id, size_t len)
+{
+    return fy_handles_find(&RS(st)->handles, id, len, NULL, NULL);
+}
+
+/* The cursors, CURSORS_PER_CALL to a round trip. */
+static void rs_cursors(fy_store *st, const fy_cursor *c, size_t n)
+{
+    redis_store *rs = RS(st);
+    enum { K = CURSORS_PER_CALL };
+    char (*keys)[KEY_MAX] = malloc(K * sizeof *keys);
+    char (*vals)[2][CURSOR_MAX] = malloc(K * sizeof *vals);
+    const char **argv = malloc(3 * K * sizeof *argv);
+    size_t *len = malloc(3 * K * sizeof *len);
+    for (size_t at = 0; keys && vals && argv && len && at < n; at += K) {
+        size_t k = n - at < K ? n - at : K;
+        for (size_t i = 0; i < k; i++) {
+            const fy_cursor *x = &c[at + i];
+            argv[i] = keys[i];
+            len[i] = key_of(rs, x->id, strlen(x->id), keys[i]);
+            argv[k + 2 * i] = vals[i][0];
+            len[k + 2 * i] = (size_t)snprintf(vals[i][0], CURSOR_MAX, "%" PRIu64, x->seq);
+            argv[k + 2 * i + 1] = vals[i][1];
+            len[k + 2 * i + 1] = cursor_str(x->seq, x->pos, vals[i][1]);
+        }
+        redisReply *rep;
+        if (fy_redis_eval(rs->redis, rs->cursor_script, &rep, (int)k, (int)(3 * k), argv, len))
+            break; /* the next round tries again */
+        freeReplyObject(rep);
+    }
+    free(keys);
+    free(vals);
+    free(argv);
+    free(len);
 }
 
 static int remove_record(redis_store *rs, ferry_session *s)
@@ -256,7 +375,7 @@ static void collect(ferry_session *s, void *ud)
 {
     refresh *f = ud;
     pthread_mutex_lock(&s->lock);
-    bool live = s->state != FERRY_STATE_EXPIRED;
+    bool live = s->state != FERRY_STATE_EXPIRED && s->serving; /* the serving node's lease */
     pthread_mutex_unlock(&s->lock);
     if (!live || f->n == f->cap)
         return;
@@ -324,6 +443,10 @@ static const fy_store_ops redis_ops = {
     .remove = rs_remove,
     .each = rs_each,
     .count = rs_count,
+    .save_subs = save_with,
+    .forget = rs_forget,
+    .local = rs_local,
+    .cursors = rs_cursors,
     .tick = rs_tick,
     .free = rs_free,
 };
@@ -350,6 +473,7 @@ int fy_store_redis_new(fy_store **out, const fy_store_redis_cfg *cfg)
     rs->lease_ms = cfg->lease_ms ? cfg->lease_ms : 600000;
     rs->add_script = fy_redis_script(rs->redis, add_lua);
     rs->save_script = fy_redis_script(rs->redis, save_lua);
+    rs->cursor_script = fy_redis_script(rs->redis, cursor_lua);
     rs->base.ops = &redis_ops;
     *out = &rs->base;
     return 0;

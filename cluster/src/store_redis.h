@@ -34,11 +34,12 @@
 #include "store.h"
 
 /* The first byte of a stored record: its encoding's version. */
-#define FY_REC_FORMAT 1
+#define FY_REC_FORMAT 2
 
-/* The longest encoded record. */
-#define FY_REC_MAX (2 + 8 + 4 + 1 + 1 + (FERRY_IDENTITY_MAX - 1) + 3 * FY_HASH_BYTES + \
-                    FY_RETIRED * (2 * FY_HASH_BYTES + 1))
+/* The longest encoded record, and subscription list. */
+#define FY_REC_MAX (2 + 8 + 8 + 4 + 1 + 1 + (FERRY_IDENTITY_MAX - 1) + 1 + (FY_NODE_MAX - 1) + \
+                    3 * FY_HASH_BYTES + FY_RETIRED * (2 * FY_HASH_BYTES + 1))
+#define FY_SUBS_BYTES_MAX (18 + FY_SUBS_MAX * (1 + 128 + 32))
 
 typedef struct fy_store_redis_cfg {
     fy_redis_cfg redis;
@@ -58,5 +59,7 @@ int fy_store_redis_new(fy_store **out, const fy_store_redis_cfg *cfg);
  * The version is not part of it (it is the hash's "v"). */
 size_t fy_rec_encode(const fy_rec *r, unsigned char *buf);
 bool fy_rec_decode(fy_rec *r, const unsigned char *buf, size_t len);
+size_t fy_subs_encode(const fy_subs_rec *r, unsigned char *buf);
+bool fy_subs_decode(fy_subs_rec *r, const unsigned char *buf, size_t len);
 
 #endif

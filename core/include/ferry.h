@@ -94,6 +94,7 @@ extern "C" {
 
 typedef struct ferry_hub ferry_hub;
 typedef struct ferry_session ferry_session;
+typedef struct ferry_cluster ferry_cluster; /* ferry_cluster.h */
 
 /* Every error a ferry function can return. Codes from -3 to -13 and from -17 to -19 are also
  * sent to peers as error frames; docs/PROTOCOL.md names their wire strings. */
@@ -274,7 +275,7 @@ typedef struct ferry_options {
      * subscriptions and every message to a session live in Redis, and any member resumes
      * any session. Created by ferry_cluster_new, used by one hub, freed after it. NULL: one
      * node, nothing shared (the default). */
-    struct ferry_cluster *cluster;
+    ferry_cluster *cluster;
 } ferry_options;
 
 /* Fills `o` with the defaults shown above and sets its size. NULL: nothing. */
@@ -411,10 +412,23 @@ FERRY_API int ferry_session_send(ferry_session *s, const char *json, size_t len)
 
 /* Topic names are 1 to 128 characters from [A-Za-z0-9_.:/-]. Subscribing twice is a
  * no-op. Returns FERRY_OK, FERRY_EINVAL (NULL, or a bad topic name), FERRY_ECLOSED or
- * FERRY_ENOMEM. */
+ * FERRY_ENOMEM. In a cluster the subscription is saved with the session (one round trip
+ * to Redis), and it may also return FERRY_ECLOSED when another node serves the session
+ * now, FERRY_EFULL beyond 64 subscriptions, or FERRY_ESTORE (Redis failed: not
+ * subscribed). */
 FERRY_API int ferry_session_subscribe(ferry_session *s, const char *topic);
-/* Returns FERRY_OK (also when not subscribed) or FERRY_EINVAL (NULL, or a bad topic name). */
+/* Returns FERRY_OK (also when not subscribed) or FERRY_EINVAL (NULL, or a bad topic name);
+ * in a cluster also FERRY_ECLOSED or FERRY_ESTORE (still subscribed), as subscribe. */
 FERRY_API int ferry_session_unsubscribe(ferry_session *s, const char *topic);
+
+/* Inside on_message: the client's seq of the message being handed over (docs/PROTOCOL.md),
+ * and whether it may have been handed to the application before. That happens only in a
+ * cluster, when the node delivering it died or lost Redis before it could record the
+ * delivery; the client sends it again, and the next node hands it over with the same seq
+ * and this flag set. An application that must act exactly once keys its effects on the
+ * session ID and seq. Outside on_message, or for NULL: 0. */
+FERRY_API uint64_t ferry_session_message_seq(ferry_session *s);
+FERRY_API int ferry_session_message_repeated(ferry_session *s);
 
 /* Ends the session: its client gets a close frame with reason "server" and must not
  * resume; on_close runs with FERRY_REASON_SERVER. Returns FERRY_OK, FERRY_ECLOSED (it had

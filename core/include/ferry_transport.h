@@ -143,6 +143,8 @@ typedef enum ferry_link_end {
     FERRY_LINK_REFUSED,       /* the handshake was refused (capacity) */
     FERRY_LINK_UNAUTHORIZED,  /* on_auth refused the client */
     FERRY_LINK_THROTTLED,     /* too many resume attempts from the peer's address */
+    FERRY_LINK_RESTART,       /* this node stopped serving the session (it is shutting down):
+                               * the client reconnects and resumes on another node */
 } ferry_link_end;
 
 /* FERRY_LINK_ENDED for NULL. */

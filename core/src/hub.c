@@ -1,11 +1,13 @@
 #include "hub.h"
 #include "ferry_transport.h" /* ferry_bucket, ferry_hub_since */
 
+#include <stddef.h>
 #include <stdlib.h>
 #include "outbox.h"
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "link.h"
 #include "log.h"
 #include "session.h"
@@ -28,6 +30,13 @@ uint64_t fy_hub_now(const ferry_hub *hub)
     return hub->opt.clock(hub->opt.clock_ud);
 }
 
+/* The cluster an application's options name, read within the size it gave. */
+static ferry_cluster *cluster_of(const ferry_options *opt)
+{
+    size_t end = offsetof(ferry_options, cluster) + sizeof opt->cluster;
+    return opt && opt->size >= end ? opt->cluster : NULL;
+}
+
 int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
                   void *ud)
 {
@@ -35,7 +44,34 @@ int ferry_hub_new(ferry_hub **out, const ferry_options *opt, const ferry_callbac
         fy_log(FERRY_LOG_ERROR, "ferry_hub_new: out is NULL");
         return FERRY_EINVAL;
     }
-    return fy_hub_new_store(out, opt, cb, ud, fy_store_mem_new());
+    ferry_cluster *c = cluster_of(opt);
+    if (!c)
+        return fy_hub_new_store(out, opt, cb, ud, fy_store_mem_new());
+    fy_store *st = NULL;
+    int rc = c->ops->store(c, &st);
+    if (rc == 0)
+        rc = fy_hub_new_store(out, opt, cb, ud, st);
+    if (rc)
+        return rc;
+    (*out)->cluster = c;
+    if ((rc = c->ops->start(c, *out))) {
+        (*out)->cluster = NULL;
+        ferry_hub_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int ferry_hub_health(ferry_hub *hub)
+{
+    if (!hub)
+        return FERRY_EINVAL;
+    return hub->cluster ? hub->cluster->ops->status(hub->cluster) : FERRY_OK;
+}
+
+const char *ferry_hub_node(ferry_hub *hub)
+{
+    return hub && hub->cluster ? hub->cluster->node : "";
 }
 
 int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
@@ -69,6 +105,7 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
     store->hub = hub;
     pthread_mutex_init(&hub->ident_lock, NULL);
     pthread_mutex_init(&hub->pub_lock, NULL);
+    pthread_cond_init(&hub->feed_cond, NULL);
     pthread_mutex_init(&hub->lock, NULL);
     pthread_mutex_init(&hub->rate_lock, NULL);
     pthread_mutex_init(&hub->pend_lock, NULL);
@@ -186,6 +223,8 @@ void ferry_hub_free(ferry_hub *hub)
     if (!hub)
         return;
     ferry_hub_shutdown(hub);
+    if (hub->cluster)
+        hub->cluster->ops->stop(hub->cluster);
     hub->store->ops->free(hub->store); /* drops the sessions it holds */
     fy_map_destroy(&hub->topics); /* empty: every session was unsubscribed by the drain */
     fy_map_each(&hub->rates, free_bucket, &hub->rates);
@@ -195,6 +234,7 @@ void ferry_hub_free(ferry_hub *hub)
     pthread_mutex_destroy(&hub->ident_lock);
     pthread_mutex_destroy(&hub->lock);
     pthread_mutex_destroy(&hub->pub_lock);
+    pthread_cond_destroy(&hub->feed_cond);
     pthread_mutex_destroy(&hub->pend_lock);
     free(hub->fan);
     free(hub);
@@ -314,7 +354,7 @@ static void tick_one(ferry_session *s, void *ud)
 {
     struct tick_ctx *c = ud;
     const ferry_options *o = &c->hub->opt;
-    bool forget = false;
+    bool forget = false, let_go = false;
     pthread_mutex_lock(&s->lock);
     switch (s->state) {
     case FERRY_STATE_ATTACHED:
@@ -335,8 +375,12 @@ static void tick_one(ferry_session *s, void *ud)
         break;
     case FERRY_STATE_NEW:
     case FERRY_STATE_DETACHED:
-        if (elapsed(c->now, s->since) >= o->resume_window_ms)
+        if (elapsed(c->now, s->since) < o->resume_window_ms)
+            break;
+        if (s->serving)
             fy_session_end_locked(s, FERRY_REASON_EXPIRED, c->now);
+        else /* a handle a cluster node built for a resume that did not happen here */
+            let_go = true;
         break;
     case FERRY_STATE_EXPIRED:
         if (s->end_unsaved)
@@ -346,7 +390,9 @@ static void tick_one(ferry_session *s, void *ud)
         break;
     }
     pthread_mutex_unlock(&s->lock);
-    if (forget) /* if the store fails, the next tick tries again */
+    if (let_go)
+        c->hub->store->ops->forget(c->hub->store, s);
+    else if (forget) /* if the store fails, the next tick tries again */
         c->hub->store->ops->remove(c->hub->store, s);
 }
 
@@ -357,6 +403,8 @@ int ferry_hub_tick(ferry_hub *hub)
     struct tick_ctx c = {hub, fy_hub_now(hub)};
     if (hub->store->ops->tick)
         hub->store->ops->tick(hub->store);
+    if (hub->cluster)
+        fy_hub_feed_tick(hub);
     hub->store->ops->each(hub->store, tick_one, &c);
     if (hub->opt.resume_rate) {
         pthread_mutex_lock(&hub->rate_lock);
@@ -388,34 +436,22 @@ static size_t snapshot(ferry_hub *hub, const char *topic)
     return n;
 }
 
-/* The fan-out runs outside the hub lock: every push may wake a transport thread, and on a
+/* Queues m for every subscriber of `topic` (m's own reference stays the caller's); returns
+ * how many took it. `feed`: a cluster's feed entry, pushed by its numbering. pub_lock held.
+ *
+ * The fan-out runs outside the hub lock: every push may wake a transport thread, and on a
  * busy machine a publisher that wakes thousands of them is descheduled again and again, so
  * one publish to 10,000 long-polls took most of a second. Holding the hub lock that long,
  * back to back, starved every resume (they look their session up under it). Only the
  * snapshot of the subscribers is taken under it. */
-int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_t len,
-                      size_t *queued)
+int fy_hub_fanout(ferry_hub *hub, const char *topic, fy_msg *m, bool feed, size_t *queued)
 {
     size_t done = 0;
-    fy_msg *m;
-    if (queued)
-        *queued = 0;
-    if (!hub || !fy_topic_name_ok(topic))
-        return FERRY_EINVAL;
-    int rc = fy_msg_new(&m, topic, json, len, hub->opt.max_depth, hub->opt.max_message_bytes);
-    if (rc)
-        return rc;
-    /* pub_lock: publishes do not overtake each other, so every subscriber sees them in
-     * one order. */
-    pthread_mutex_lock(&hub->pub_lock);
     pthread_mutex_lock(&hub->lock);
     size_t n = snapshot(hub, topic);
     pthread_mutex_unlock(&hub->lock);
-    if (n == (size_t)-1) {
-        pthread_mutex_unlock(&hub->pub_lock);
-        fy_msg_unref(m);
+    if (n == (size_t)-1)
         return FERRY_ENOMEM;
-    }
     if (n) {
         /* One reference and one budget share per subscriber, taken up front so the shared
          * counters are touched twice per publish rather than once per subscriber. If the
@@ -431,18 +467,49 @@ int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_
             /* A session that unsubscribed since the snapshot gets nothing more from the
              * topic once ferry_session_unsubscribe has returned. */
             if (s->unsubs == hub->fan[i].unsubs || fy_topic_subscribed(s, topic))
-                done += fy_session_push_locked(s, m, reserved) == 0;
+                done += (feed ? fy_hub_feed_push_locked(s, m, reserved)
+                              : fy_session_push_locked(s, m, reserved)) == 0;
             pthread_mutex_unlock(&s->lock);
             ferry_session_unref(s);
         }
         if (reserved) /* give back the shares of subscribers that did not take it */
             atomic_fetch_sub(&hub->outbox_bytes, (m->len + FY_OUTBOX_OVERHEAD) * (n - done));
+        fy_msg_unref_n(m, n - done);
     }
+    *queued = done;
+    return 0;
+}
+
+int ferry_hub_publish(ferry_hub *hub, const char *topic, const char *json, size_t len,
+                      size_t *queued)
+{
+    size_t done = 0;
+    fy_msg *m;
+    if (queued)
+        *queued = 0;
+    if (!hub || !fy_topic_name_ok(topic))
+        return FERRY_EINVAL;
+    int rc = fy_msg_new(&m, topic, json, len, hub->opt.max_depth, hub->opt.max_message_bytes);
+    if (rc)
+        return rc;
+    if (hub->cluster) { /* every node's reader queues it: fy_hub_feed */
+        fy_pos pos;
+        rc = hub->cluster->ops->append(hub->cluster, FY_FEED_TOPIC, topic, strlen(topic),
+                                       m->body, m->len, &pos);
+        fy_msg_unref(m);
+        if (rc == 0)
+            fy_hub_feed_appended(hub, pos);
+        return rc;
+    }
+    /* pub_lock: publishes do not overtake each other, so every subscriber sees them in
+     * one order. */
+    pthread_mutex_lock(&hub->pub_lock);
+    rc = fy_hub_fanout(hub, topic, m, false, &done);
     pthread_mutex_unlock(&hub->pub_lock);
-    fy_msg_unref_n(m, n - done + 1);
+    fy_msg_unref(m);
     if (queued)
         *queued = done;
-    return 0;
+    return rc;
 }
 
 int ferry_hub_send(ferry_hub *hub, const char *session_id, const char *json, size_t len)

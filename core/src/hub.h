@@ -10,6 +10,7 @@
 #include "ferry.h"
 #include "locks.h" /* the lock order */
 #include "map.h"
+#include "msg.h"
 #include "store.h"
 
 /* One subscriber in a publish's snapshot: a reference, and its unsubscribe count then. */
@@ -27,6 +28,12 @@ struct ferry_hub {
     ferry_callbacks cb;        /* immutable */
     void *ud;
     fy_store *store;
+    ferry_cluster *cluster;    /* NULL on one node (cluster.h) */
+    fy_pos feed_pos;           /* the last feed entry handed out (pub_lock) */
+    fy_pos appended;           /* the last entry this node appended (pub_lock) */
+    bool feed_ready;           /* fy_hub_feed_start has run (pub_lock) */
+    pthread_cond_t feed_cond;  /* feed_pos moved (with pub_lock) */
+    uint64_t cursors_at;       /* hub clock of the last cursor round (the tick's thread) */
     fy_map topics;
     atomic_size_t live;        /* sessions not yet ended */
     pthread_mutex_t pend_lock; /* a leaf lock: the pending list */
@@ -92,12 +99,43 @@ void fy_hub_call_message(ferry_hub *hub, ferry_session *s, json_t *data);
 bool fy_hub_allow_subscribe(ferry_hub *hub, ferry_session *s, const char *topic);
 int fy_hub_call_auth(ferry_hub *hub, const ferry_auth *a, char *identity, const char **reason);
 
+/* In a cluster: pushes m (a feed entry's message, one reference per push taken here) to s
+ * if the entry is the next one its numbering expects. pub_lock and s->lock held. */
+int fy_hub_feed_push_locked(ferry_session *s, fy_msg *m, bool reserved);
+
+/* Queues m for every subscriber of `topic` on this node (m's own reference stays the
+ * caller's), through fy_hub_feed_push_locked when `feed`; *queued: how many took it.
+ * 0 or FERRY_ENOMEM. pub_lock held. */
+int fy_hub_fanout(ferry_hub *hub, const char *topic, fy_msg *m, bool feed, size_t *queued);
+
+/* In a cluster (feed.c): */
+/* The feed position a new session's cursor starts at: false until the node has reached
+ * Redis once (fy_hub_feed_start). No lock held. */
+bool fy_hub_feed_pos(ferry_hub *hub, fy_pos *out);
+/* Waits (at most about a second) until this node has read back everything it appended,
+ * then takes pub_lock: what a session was sent before it subscribes precedes what the
+ * subscription brings, as on one node. */
+void fy_hub_feed_settle_lock(ferry_hub *hub);
+/* Notes the position of an entry this node appended. No lock held. */
+void fy_hub_feed_appended(ferry_hub *hub, fy_pos pos);
+/* Rebuilds the live state of a session this node takes over, from its record just saved:
+ * the outbox from the feed after its cursor, the client's `ack` applied. 0, FY_FEED_TRIMMED
+ * (messages it needs are gone: the session cannot go on), FERRY_ESTORE or FERRY_ENOMEM.
+ * pub_lock and s->lock held; the subscriptions are made by fy_session_adopt_subs. */
+int fy_session_adopt_locked(ferry_session *s, uint64_t ack);
+/* Makes the local subscriptions of an adopted session. pub_lock held, no other. */
+void fy_session_adopt_subs(ferry_session *s);
+/* The tick's part in a cluster: hands the store the cursors that moved. No lock held. */
+void fy_hub_feed_tick(ferry_hub *hub);
+
 /* Topics (topic.c); all with the hub lock held. Subscribing and unsubscribing also need the
  * session's lock, so that fy_topic_subscribed can be asked under either. */
 typedef struct fy_topic fy_topic;
 bool fy_topic_name_ok(const char *name);
 fy_topic *fy_topic_find(ferry_hub *hub, const char *name);
 int fy_topic_subscribe(ferry_hub *hub, ferry_session *s, const char *name);
+/* Whether a cluster subscription record (store.h) matches a feed entry of `topic` at `pos`. */
+bool fy_sub_rec_matches(const fy_subs_rec *r, const char *topic, size_t len, fy_pos pos);
 void fy_topic_unsubscribe(ferry_hub *hub, ferry_session *s, const char *name);
 void fy_topic_unsubscribe_all(ferry_hub *hub, ferry_session *s);
 /* Whether s is subscribed to `name`; the hub lock or s->lock held. */

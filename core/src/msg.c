@@ -30,6 +30,7 @@ int fy_msg_new(fy_msg **out, const char *topic, const char *json, size_t len, si
     if (!m)
         return FERRY_ENOMEM;
     atomic_init(&m->refs, 1);
+    m->pos_ms = m->pos_n = 0;
     char *p = m->body;
     if (topic) {
         memcpy(p, "\"topic\":\"", 9);
@@ -42,6 +43,18 @@ int fy_msg_new(fy_msg **out, const char *topic, const char *json, size_t len, si
     m->len = body;
     *out = m;
     return 0;
+}
+
+fy_msg *fy_msg_from_body(const char *body, size_t len)
+{
+    fy_msg *m = malloc(sizeof *m + len);
+    if (!m)
+        return NULL;
+    atomic_init(&m->refs, 1);
+    m->pos_ms = m->pos_n = 0;
+    memcpy(m->body, body, len);
+    m->len = len;
+    return m;
 }
 
 void fy_msg_unref_n(fy_msg *m, size_t n)

@@ -6,9 +6,11 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct fy_msg {
     atomic_size_t refs;
+    uint64_t pos_ms, pos_n; /* in a cluster, its feed position (cluster.h); else 0 */
     size_t len;
     char body[];
 } fy_msg;
@@ -24,6 +26,10 @@ static inline void fy_msg_ref_n(fy_msg *m, size_t n)
 }
 
 void fy_msg_unref_n(fy_msg *m, size_t n);
+
+/* A message from a body already built by fy_msg_new (a cluster's feed entry), refs = 1.
+ * NULL on allocation failure. */
+fy_msg *fy_msg_from_body(const char *body, size_t len);
 
 static inline void fy_msg_unref(fy_msg *m)
 {

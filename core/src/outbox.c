@@ -91,3 +91,16 @@ void fy_outbox_clear(fy_outbox *o)
     o->next_send = o->base;
     o->cap = o->head = o->count = o->bytes = o->inflight = 0;
 }
+
+void fy_outbox_restart(fy_outbox *o, uint64_t seq)
+{
+    o->base = o->next_send = seq;
+    o->high_sent = seq - 1;
+}
+
+void fy_outbox_skip(fy_outbox *o)
+{
+    o->base = o->next_send = o->base + 1;
+    if (o->high_sent < o->base - 1)
+        o->high_sent = o->base - 1;
+}

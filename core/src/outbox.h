@@ -53,4 +53,12 @@ static inline uint64_t fy_outbox_end(const fy_outbox *o)
 /* Drops every entry and frees the ring; seqs continue where they were. */
 void fy_outbox_clear(fy_outbox *o);
 
+/* An empty outbox whose next push gets `seq`, everything before it counted as sent and
+ * acknowledged (a session moving between cluster nodes). Call on an empty outbox. */
+void fy_outbox_restart(fy_outbox *o, uint64_t seq);
+
+/* Counts the next seq as pushed, sent and acknowledged without holding a message: the peer
+ * had it from elsewhere. Call on an empty outbox. */
+void fy_outbox_skip(fy_outbox *o);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "hub.h"
 #include "link.h"
 #include "session.h"
@@ -128,6 +129,7 @@ typedef struct {
     fy_hash presented;
     fy_rid rid;
     fy_verdict verdict;
+    bool moved;                     /* RESUME_OK in a cluster: another node served it */
     fy_reset reset;                 /* RESUME_ENDED */
     char text[160];                 /* RESUME_BAD_ACK */
     char secret[FY_SECRET_LEN + 1]; /* RESUME_OK: the fresh secret */
@@ -160,11 +162,15 @@ static int decide_resume(fy_rec *r, void *ctx)
                                                                     : r->end_reason,
                               .has_ack = true,
                               .ack = r->in_seq};
-    } else if (resume_ack_bad(s, c->f->ack, c->text, sizeof c->text)) {
+    } else if (s->serving && resume_ack_bad(s, c->f->ack, c->text, sizeof c->text)) {
         c->verdict = RESUME_BAD_ACK;
     } else {
         c->verdict = RESUME_OK;
         rotate(r, &c->presented, &c->rid, c->secret);
+        if (s->hub->cluster) { /* this node serves it from now on */
+            c->moved = strcmp(r->owner, s->hub->cluster->node) != 0;
+            strcpy(r->owner, s->hub->cluster->node);
+        }
         return 1;
     }
     return 0;
@@ -188,6 +194,24 @@ static int resume_verdict(ferry_link *l, fy_resume *c, uint64_t now, bool *resum
     case RESUME_BAD_ACK:
         return fy_link_peer_error(l, FERRY_EACK, c->text, 0);
     case RESUME_OK:
+        if (!s->serving) {
+            int rc = fy_session_adopt_locked(s, c->f->ack);
+            if (rc == FY_FEED_TRIMMED || (rc == 0 && s->state == FERRY_STATE_EXPIRED)) {
+                /* its messages are gone from the feed, or did not fit its outbox */
+                fy_session_end_locked(s, rc ? FERRY_REASON_EXPIRED : s->end_reason, now);
+                *why = (fy_reset){.why = s->end_reason, .has_ack = true, .ack = s->rec.in_seq};
+                return 0;
+            }
+            if (rc) { /* it stays where the record says, unserved until the next resume */
+                atomic_fetch_sub(&s->hub->outbox_bytes, s->out.bytes);
+                fy_outbox_clear(&s->out);
+                s->serving = false;
+                return fy_link_peer_error(l, rc, "session store unavailable", 0);
+            }
+            if (!s->opened) /* its on_close runs where it ends */
+                fy_hub_identity_add(s->hub, s->identity);
+            s->opened = true;
+        }
         fy_session_ack_locked(s, c->f->ack, true); /* cannot fail: the ack was checked */
         bind_locked(l, s, c->secret, true, NULL, now);
         atomic_fetch_add(&l->hub->resumes, 1);
@@ -212,6 +236,18 @@ static int resume_find(ferry_link *l, const fy_frame *f, ferry_session **out)
     return rc ? fy_link_peer_error(l, rc, "session store unavailable", 0) : 0;
 }
 
+/* Tells the node that served the session before to let it go (its connection, outbox and
+ * subscriptions). If the entry is lost, that node's own saves find the record moved on. */
+static void announce_move(ferry_hub *hub, ferry_session *s, uint64_t version)
+{
+    char body[FY_NODE_MAX + 24];
+    fy_pos pos;
+    int len = snprintf(body, sizeof body, "%s %" PRIu64, hub->cluster->node, version);
+    if (hub->cluster->ops->append(hub->cluster, FY_FEED_MOVED, s->id, strlen(s->id), body,
+                                  (size_t)len, &pos) == 0)
+        fy_hub_feed_appended(hub, pos);
+}
+
 /* Tries to resume. Returns 0 with *resumed set (and *why, the reset a new session gets
  * when it did not), or an error already queued for the peer: then nothing has changed. */
 static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, uint64_t now,
@@ -224,17 +260,39 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
     if (c.rid.set)
         crypto_generichash(c.rid.h.b, sizeof c.rid.h.b, (const unsigned char *)f->rid,
                            f->rid_len, NULL, 0);
-    int rc = resume_find(l, f, &c.s);
-    if (rc || !c.s)
-        return rc;
-
-    pthread_mutex_lock(&c.s->lock);
+    ferry_hub *hub = l->hub;
+    int rc;
+    /* In a cluster the session may have to be adopted: its outbox rebuilt from the feed and
+     * its subscriptions made here with no entry handed out meanwhile (pub_lock). A handle
+     * this node let go of while the lookup ran is looked up again. */
+    for (int tries = 0;; tries++) {
+        if ((rc = resume_find(l, f, &c.s)) || !c.s)
+            return rc;
+        if (hub->cluster)
+            pthread_mutex_lock(&hub->pub_lock);
+        pthread_mutex_lock(&c.s->lock);
+        if (!c.s->forgotten || tries == 2)
+            break;
+        pthread_mutex_unlock(&c.s->lock);
+        if (hub->cluster)
+            pthread_mutex_unlock(&hub->pub_lock);
+        ferry_session_unref(c.s);
+    }
+    bool adopting = !c.s->serving;
     rc = fy_session_update_locked(c.s, decide_resume, &c);
     if (rc)
         rc = fy_link_peer_error(l, rc, "session store unavailable", 0);
     else
         rc = resume_verdict(l, &c, now, resumed, why);
+    uint64_t version = c.s->rec.version;
     pthread_mutex_unlock(&c.s->lock);
+    if (hub->cluster) {
+        if (*resumed && adopting)
+            fy_session_adopt_subs(c.s);
+        pthread_mutex_unlock(&hub->pub_lock);
+        if (*resumed && c.moved)
+            announce_move(hub, c.s, version);
+    }
     sodium_memzero(c.secret, sizeof c.secret);
     ferry_session_unref(c.s);
     return rc;
@@ -308,6 +366,14 @@ static int new_session(ferry_link *l, const char *identity, bool resume_failed,
     memcpy(s->identity, identity, sizeof s->identity);
     memcpy(s->rec.identity, identity, sizeof s->rec.identity);
     rotate(&s->rec, NULL, NULL, secret);
+    if (hub->cluster) { /* nothing before the feed's position now can be for it */
+        strcpy(s->rec.owner, hub->cluster->node);
+        if (!fy_hub_feed_pos(hub, &s->rec.cur_pos)) {
+            ferry_session_unref(s);
+            return fy_link_peer_error(l, FERRY_ESTORE, "session store unavailable", 0);
+        }
+        s->acked_pos = s->rec.cur_pos;
+    }
     bool ident_ok = fy_hub_identity_add(hub, identity);
     int rc = ident_ok ? store_new(hub, s) : FERRY_ECAPACITY;
     if (resume_failed && (rc == 0 || rc == FERRY_ECAPACITY))
@@ -477,15 +543,21 @@ static void apply_locked(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n
     }
 }
 
-/* Hands the batch's new messages to on_message and applies its subscriptions, in order.
- * s->in_lock held, s->lock not. */
-static void deliver(ferry_link *l, ferry_session *s, const fy_frame *fs, size_t count)
+/* Hands the batch's new messages to on_message and applies its subscriptions, in order;
+ * messages up to repeat_to are marked as maybe delivered before. s->in_lock held, s->lock
+ * not. */
+static void deliver(ferry_link *l, ferry_session *s, const fy_frame *fs, size_t count,
+                    uint64_t repeat_to)
 {
     ferry_hub *hub = l->hub;
     for (size_t i = 0; i < count; i++) {
         if (fs[i].type == FY_F_MSG) {
             atomic_fetch_add_explicit(&hub->msgs_in, 1, memory_order_relaxed);
+            s->in_msg_seq = fs[i].seq;
+            s->in_repeat = fs[i].seq <= repeat_to;
             fy_hub_call_message(hub, s, fs[i].data);
+            s->in_msg_seq = 0;
+            s->in_repeat = false;
         } else if (fs[i].type == FY_F_UNSUB) {
             ferry_session_unsubscribe(s, fs[i].topic);
         } else if (!fy_hub_allow_subscribe(hub, s, fs[i].topic) ||
@@ -497,21 +569,43 @@ static void deliver(ferry_link *l, ferry_session *s, const fy_frame *fs, size_t 
     }
 }
 
-/* The inbound seq a batch moves, from and to. */
+/* The inbound seq a batch moves, from and to; in a cluster (node set), also the messages a
+ * node before may have delivered already (up to repeat_to). */
 typedef struct {
-    uint64_t from, to;
+    uint64_t from, to, repeat_to;
+    const char *node;
 } fy_seq_move;
 
-/* A batch's change to the record: the inbound seq, and the client's first use of its
- * newest secret (fy_session_update_locked). */
+/* A batch's change to the record before its messages are delivered: the inbound seq (on
+ * one node) or the intent to deliver up to it (in a cluster; record_delivered then moves
+ * the seq), and the client's first use of its newest secret (fy_session_update_locked). */
 static int record_batch(fy_rec *r, void *ctx)
 {
-    const fy_seq_move *m = ctx;
-    if (r->in_seq != m->from)
+    fy_seq_move *m = ctx;
+    if (r->in_seq != m->from || (m->node && strcmp(r->owner, m->node) != 0))
         return FERRY_ECLOSED; /* the session moved on without this link */
     bool confirmed = fy_proto_confirm(r);
+    if (m->node) {
+        /* A crash between a node's intent and its record of delivery leaves in_pend above
+         * in_seq: those messages may have reached the application already. */
+        m->repeat_to = r->in_pend > r->in_seq ? r->in_pend : 0;
+        bool grow = m->to > r->in_pend;
+        if (grow)
+            r->in_pend = m->to;
+        return confirmed || grow;
+    }
     if (!confirmed && m->to == m->from)
         return 0;
+    r->in_seq = m->to;
+    return 1;
+}
+
+/* In a cluster, the batch's messages delivered: the inbound seq moves. */
+static int record_delivered(fy_rec *r, void *ctx)
+{
+    const fy_seq_move *m = ctx;
+    if (r->in_seq != m->from || strcmp(r->owner, m->node) != 0)
+        return FERRY_ECLOSED;
     r->in_seq = m->to;
     return 1;
 }
@@ -526,6 +620,8 @@ int fy_proto_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n)
     pthread_mutex_lock(&s->in_lock);
     pthread_mutex_lock(&s->lock);
     m.from = s->rec.in_seq;
+    m.repeat_to = 0;
+    m.node = l->hub->cluster ? l->hub->cluster->node : NULL;
     int rc = s->link != l ? FERRY_ECLOSED : validate(s, fs, n, &m.to, text, sizeof text);
     if (rc == 0 && (s->rec.unconfirmed || m.to != m.from)) {
         rc = fy_session_update_locked(s, record_batch, &m);
@@ -543,9 +639,16 @@ int fy_proto_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n)
     apply_locked(l, s, fs, n, m.from, &a);
     pthread_mutex_unlock(&s->lock);
 
-    deliver(l, s, fs, a.count);
+    deliver(l, s, fs, a.count, m.repeat_to);
 
     pthread_mutex_lock(&s->lock);
+    if (m.node && m.to != m.from && (rc = fy_session_update_locked(s, record_delivered, &m))) {
+        /* Not recorded: the client is not acked, and resumes (here or elsewhere) to find
+         * those messages marked as maybe repeated. */
+        fy_session_detach_locked(s, now, rc == FERRY_ECLOSED ? FERRY_LINK_SUPERSEDED
+                                                             : FERRY_LINK_RESTART);
+        a.closing = false;
+    }
     if (a.got_msg && s->link == l) {
         pthread_mutex_lock(&l->lock);
         fy_link_ctl_locked(l, FY_CTL_ACK);

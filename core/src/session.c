@@ -2,6 +2,9 @@
 
 #include <stdlib.h>
 
+#include <string.h>
+
+#include "cluster.h"
 #include "hub.h"
 #include "link.h"
 
@@ -14,6 +17,11 @@ ferry_session *fy_session_new(ferry_hub *hub)
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->in_lock, NULL);
     s->hub = hub;
+    s->serving = !hub->cluster; /* a cluster's node serves what it opens or adopts */
+    if (hub->cluster && !(s->subs_rec = calloc(1, sizeof *s->subs_rec))) {
+        free(s);
+        return NULL;
+    }
     s->state = FERRY_STATE_NEW;
     s->since = fy_hub_now(hub);
     fy_token_new_id(s->id);
@@ -34,6 +42,7 @@ void ferry_session_unref(ferry_session *s)
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     fy_outbox_clear(&s->out);
+    free(s->subs_rec);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->in_lock);
     free(s);
@@ -76,8 +85,12 @@ void fy_session_end_unsaved_locked(ferry_session *s, ferry_reason why, uint64_t 
 
 static int record_end(fy_rec *r, void *ctx)
 {
-    ferry_reason why = *(ferry_reason *)ctx;
+    ferry_session *s = ctx;
+    ferry_reason why = s->end_reason;
     if (r->end_reason == why)
+        return 0;
+    /* In a cluster, a session another node serves now is not this node's to end. */
+    if (s->hub->cluster && strcmp(r->owner, s->hub->cluster->node) != 0)
         return 0;
     r->end_reason = why;
     return 1;
@@ -85,15 +98,17 @@ static int record_end(fy_rec *r, void *ctx)
 
 void fy_session_save_end_locked(ferry_session *s)
 {
-    s->end_unsaved = fy_session_update_locked(s, record_end, &s->end_reason) != 0;
+    s->end_unsaved = fy_session_update_locked(s, record_end, s) != 0;
 }
 
 int fy_session_update_locked(ferry_session *s, int (*change)(fy_rec *r, void *ctx), void *ctx)
 {
     fy_store *st = s->hub->store;
     for (int tries = 0; tries < FY_STORE_TRIES; tries++) {
-        fy_rec r;
-        int rc = st->ops->load(st, s, &r);
+        /* The record as this node last loaded or saved it is usually still the stored one:
+         * it is loaded again only when the save says it moved on. */
+        fy_rec r = s->rec;
+        int rc = tries || !r.version ? st->ops->load(st, s, &r) : 0;
         if (rc == 0)
             rc = change(&r, ctx);
         if (rc <= 0)
@@ -112,12 +127,28 @@ static void end_for_shutdown(ferry_session *s, void *ud)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* In a cluster a node that stops ends nothing: the sessions it served live on in Redis and
+ * their clients resume on another node. */
+static void leave_for_shutdown(ferry_session *s, void *ud)
+{
+    (void)ud;
+    fy_session_leave(s, FERRY_LINK_RESTART);
+}
+
 void ferry_hub_shutdown(ferry_hub *hub)
 {
     if (!hub)
         return;
     uint64_t now = fy_hub_now(hub);
-    hub->store->ops->each(hub->store, end_for_shutdown, &now);
+    if (hub->cluster) {
+        pthread_mutex_lock(&hub->pub_lock);
+        pthread_mutex_lock(&hub->lock);
+        hub->store->ops->each(hub->store, leave_for_shutdown, NULL);
+        pthread_mutex_unlock(&hub->lock);
+        pthread_mutex_unlock(&hub->pub_lock);
+    } else {
+        hub->store->ops->each(hub->store, end_for_shutdown, &now);
+    }
     fy_hub_drain(hub);
 }
 
@@ -138,6 +169,10 @@ void fy_session_detach_locked(ferry_session *s, uint64_t now, int why)
 int fy_session_ack_locked(ferry_session *s, uint64_t ack, bool rewind)
 {
     size_t before = s->out.bytes;
+    uint64_t last = ack < fy_outbox_end(&s->out) ? ack : fy_outbox_end(&s->out) - 1;
+    fy_msg *m = s->hub->cluster && ack <= s->out.high_sent ? fy_outbox_at(&s->out, last) : NULL;
+    if (m)
+        s->acked_pos = (fy_pos){m->pos_ms, m->pos_n};
     int rc = rewind ? fy_outbox_rewind(&s->out, ack) : fy_outbox_ack(&s->out, ack);
     atomic_fetch_sub(&s->hub->outbox_bytes, before - s->out.bytes);
     return rc;
@@ -170,6 +205,24 @@ int fy_session_push_locked(ferry_session *s, fy_msg *m, bool reserved)
     return 0;
 }
 
+/* In a cluster a message to a session is a feed entry, numbered with the rest wherever the
+ * session is served. */
+static int cluster_send(ferry_session *s, const fy_msg *m)
+{
+    ferry_hub *hub = s->hub;
+    pthread_mutex_lock(&s->lock);
+    bool ended = s->state == FERRY_STATE_EXPIRED || s->rec.end_reason != FERRY_REASON_NONE;
+    pthread_mutex_unlock(&s->lock);
+    if (ended)
+        return FERRY_ECLOSED;
+    fy_pos pos;
+    int rc = hub->cluster->ops->append(hub->cluster, FY_FEED_DIRECT, s->id, strlen(s->id),
+                                       m->body, m->len, &pos);
+    if (rc == 0)
+        fy_hub_feed_appended(hub, pos);
+    return rc;
+}
+
 int ferry_session_send(ferry_session *s, const char *json, size_t len)
 {
     if (!s)
@@ -179,6 +232,11 @@ int ferry_session_send(ferry_session *s, const char *json, size_t len)
     int rc = fy_msg_new(&m, NULL, json, len, o->max_depth, o->max_message_bytes);
     if (rc)
         return rc;
+    if (s->hub->cluster) {
+        rc = cluster_send(s, m);
+        fy_msg_unref(m);
+        return rc;
+    }
     pthread_mutex_lock(&s->lock);
     rc = fy_session_push_locked(s, m, false);
     pthread_mutex_unlock(&s->lock);
@@ -187,11 +245,128 @@ int ferry_session_send(ferry_session *s, const char *json, size_t len)
     return rc;
 }
 
+/* A cluster subscription's change to the stored list (store.h, fy_subs_rec). */
+typedef struct sub_change {
+    const char *topic;
+    bool on;
+    fy_pos at;     /* the feed position it takes effect after */
+    fy_pos cursor; /* ended subscriptions up to here no longer matter */
+} sub_change;
+
+static bool sub_on(const fy_sub_rec *e)
+{
+    return e->until.ms == 0 && e->until.n == 0;
+}
+
+/* Drops ended subscriptions that no cursor can reach any more, and when the list is full,
+ * the oldest ended one (moving the horizon past it). */
+static void prune_subs(fy_subs_rec *r, fy_pos cursor, bool full)
+{
+    size_t oldest = r->n;
+    for (size_t i = 0; i < r->n;) {
+        if (!sub_on(&r->e[i]) && fy_pos_cmp(r->e[i].until, cursor) <= 0) {
+            r->e[i] = r->e[--r->n];
+            continue;
+        }
+        if (!sub_on(&r->e[i]) && (oldest == r->n || fy_pos_cmp(r->e[i].until, r->e[oldest].until) < 0))
+            oldest = i;
+        i++;
+    }
+    if (full && r->n == FY_SUBS_MAX && oldest < r->n) {
+        if (fy_pos_cmp(r->e[oldest].until, r->horizon) > 0)
+            r->horizon = r->e[oldest].until;
+        r->e[oldest] = r->e[--r->n];
+    }
+}
+
+/* 1 when the list changed, 0 when there was nothing to do, FERRY_EFULL. */
+static int change_subs(fy_subs_rec *r, const sub_change *c)
+{
+    size_t i = 0;
+    while (i < r->n && !(sub_on(&r->e[i]) && strcmp(r->e[i].topic, c->topic) == 0))
+        i++;
+    prune_subs(r, c->cursor, c->on && i == r->n);
+    if (!c->on) {
+        if (i == r->n)
+            return 0;
+        for (i = 0; !(sub_on(&r->e[i]) && strcmp(r->e[i].topic, c->topic) == 0); i++)
+            ;
+        r->e[i].until = c->at;
+        return 1;
+    }
+    if (i < r->n)
+        return 0;
+    if (r->n == FY_SUBS_MAX)
+        return FERRY_EFULL;
+    fy_sub_rec *e = &r->e[r->n++];
+    memset(e, 0, sizeof *e);
+    strcpy(e->topic, c->topic);
+    e->from = c->at;
+    return 1;
+}
+
+/* Saves a subscription change, as fy_session_update_locked does a record's. 0, FERRY_EFULL,
+ * FERRY_ECLOSED (another node serves the session now), FERRY_ESTORE or FERRY_ENOMEM.
+ * s->lock held. */
+static int save_subs_locked(ferry_session *s, sub_change *c)
+{
+    fy_store *st = s->hub->store;
+    fy_subs_rec *next = malloc(sizeof *next);
+    int rc = next ? FERRY_ESTORE : FERRY_ENOMEM;
+    for (int tries = 0; next && tries < FY_STORE_TRIES; tries++) {
+        fy_rec r = s->rec;
+        if (tries && (rc = st->ops->load(st, s, &r)))
+            break;
+        if (strcmp(r.owner, s->hub->cluster->node) != 0 || r.end_reason != FERRY_REASON_NONE) {
+            rc = FERRY_ECLOSED;
+            break;
+        }
+        *next = *s->subs_rec;
+        c->cursor = r.cur_pos;
+        if ((rc = change_subs(next, c)) <= 0)
+            break;
+        if ((rc = st->ops->save_subs(st, s, &r, next)) != FY_STORE_STALE)
+            break;
+        rc = FERRY_ESTORE;
+    }
+    free(next);
+    return rc;
+}
+
+/* In a cluster a subscription is part of the session's record, with the feed position it
+ * starts after, so that every node matches the same entries to it. The change is saved
+ * under pub_lock, at the position the node has handed out, and made locally before any
+ * later entry is. */
+static int cluster_subscribe(ferry_session *s, const char *topic, bool on)
+{
+    ferry_hub *hub = s->hub;
+    fy_hub_feed_settle_lock(hub);
+    pthread_mutex_lock(&hub->lock);
+    pthread_mutex_lock(&s->lock);
+    sub_change c = {.topic = topic, .on = on, .at = hub->feed_pos};
+    int rc = s->state == FERRY_STATE_EXPIRED || !s->serving ? FERRY_ECLOSED
+             : !hub->feed_ready                            ? FERRY_ESTORE
+                                                           : 0;
+    bool was = rc == 0 && fy_topic_subscribed(s, topic);
+    if (rc == 0 && on && !was)
+        rc = fy_topic_subscribe(hub, s, topic);
+    if (rc == 0 && (rc = save_subs_locked(s, &c)) != 0 && on && !was)
+        fy_topic_unsubscribe(hub, s, topic); /* nothing was handed out meanwhile */
+    if (rc == 0 && !on)
+        fy_topic_unsubscribe(hub, s, topic);
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&hub->lock);
+    pthread_mutex_unlock(&hub->pub_lock);
+    return rc;
+}
+
 int ferry_session_subscribe(ferry_session *s, const char *topic)
 {
     if (!s || !fy_topic_name_ok(topic))
         return FERRY_EINVAL;
     ferry_hub *hub = s->hub;
+    if (hub->cluster)
+        return cluster_subscribe(s, topic, true);
     pthread_mutex_lock(&hub->lock);
     pthread_mutex_lock(&s->lock);
     /* Checked under both locks: the drain that unsubscribes an ended session needs the hub
@@ -208,6 +383,8 @@ int ferry_session_unsubscribe(ferry_session *s, const char *topic)
 {
     if (!s || !fy_topic_name_ok(topic))
         return FERRY_EINVAL;
+    if (s->hub->cluster)
+        return cluster_subscribe(s, topic, false);
     pthread_mutex_lock(&s->hub->lock);
     pthread_mutex_lock(&s->lock);
     fy_topic_unsubscribe(s->hub, s, topic);
@@ -269,4 +446,14 @@ void *ferry_session_user(ferry_session *s)
     void *u = s->user;
     pthread_mutex_unlock(&s->lock);
     return u;
+}
+
+uint64_t ferry_session_message_seq(ferry_session *s)
+{
+    return s ? s->in_msg_seq : 0;
+}
+
+int ferry_session_message_repeated(ferry_session *s)
+{
+    return s ? s->in_repeat : 0;
 }

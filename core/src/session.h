@@ -43,6 +43,18 @@ struct ferry_session {
     ferry_link *link;          /* the attached link, or NULL */
     int transport;             /* of the last link attached */
     fy_outbox out;
+    /* In a cluster only (cluster.h): */
+    bool serving;              /* this node serves the session: its outbox and subscriptions
+                                * here are current (it opened or adopted it). On one node,
+                                * always true. */
+    fy_subs_rec *subs_rec;     /* the subscriptions as last loaded or saved (store.h) */
+    uint64_t drop_to;          /* feed messages numbered up to this had been delivered by the
+                                * node before: counted, not kept */
+    fy_pos acked_pos;          /* the feed position of the last message released */
+    uint64_t cur_saved;        /* the cursor seq last handed to the store */
+    uint64_t in_msg_seq;       /* the client seq of the message on_message has (in_lock) */
+    bool in_repeat;            /* and whether a node before may have delivered it (in_lock) */
+    bool forgotten;            /* the store let go of this handle (it moved to another node) */
     uint64_t last_rx;          /* clock ms of the last frame from the client */
     uint64_t last_ping;        /* clock ms of the last ping queued */
     uint64_t since;            /* clock ms of the last detach or the end */
@@ -83,6 +95,12 @@ int fy_session_update_locked(ferry_session *s, int (*change)(fy_rec *r, void *ct
 /* Saves the end of an ended session into its record; if the store fails, leaves
  * end_unsaved set for the next tick. s->lock held. */
 void fy_session_save_end_locked(ferry_session *s);
+
+/* In a cluster: this node stops serving s (another node took it over, or this one shuts
+ * down): the link is kicked for `why`, the local subscriptions and outbox dropped, and
+ * nothing is saved; the caller then forgets the handle. pub_lock (to drop the subscriptions
+ * in feed order) and the hub lock held, s->lock not. */
+void fy_session_leave(ferry_session *s, int why);
 
 /* Kicks the attached link, if any, for `why`, and marks the session detached. s->lock held. */
 void fy_session_detach_locked(ferry_session *s, uint64_t now, int why);

@@ -53,6 +53,20 @@
 #include "ferry.h"
 #include "token.h"
 
+/* A position in a cluster's feed (cluster.h): a Redis stream entry ID, "ms-n". {0, 0} is
+ * before every entry. */
+typedef struct fy_pos {
+    uint64_t ms, n;
+} fy_pos;
+
+static inline int fy_pos_cmp(fy_pos a, fy_pos b)
+{
+    return a.ms != b.ms ? (a.ms < b.ms ? -1 : 1) : a.n != b.n ? (a.n < b.n ? -1 : 1) : 0;
+}
+
+/* A cluster node's name: 1 to 64 of [A-Za-z0-9_.-]. */
+#define FY_NODE_MAX 65
+
 /* A resume's attempt ID ("rid"), kept as a hash; `set` is false when it had none. */
 typedef struct fy_rid {
     fy_hash h;
@@ -76,12 +90,43 @@ typedef struct fy_rec {
     uint64_t in_seq;           /* last client seq delivered to the application */
     ferry_reason end_reason;   /* FERRY_REASON_NONE while the session lives; else why it
                                 * ended (a tombstone: a resume gets a reset with it) */
+    /* In a cluster only (cluster.h); zero on one node: */
+    char owner[FY_NODE_MAX];   /* the node serving the session */
+    uint64_t in_pend;          /* the last client seq whose delivery to the application
+                                * began; above in_seq only while a batch is being delivered,
+                                * or after the node delivering it died */
+    uint64_t cur_seq;          /* the cursor: outbox seqs up to cur_seq number the matching */
+    fy_pos cur_pos;            /* feed entries up to cur_pos, and no others. Saved apart,
+                                * moving only forward (a store's `cursors`) */
 } fy_rec;
+
+/* A session's subscriptions in a cluster, as stored: each topic with the feed position it
+ * began after and, once given up, the one it ended at (until {0, 0}: still on). Ended ones
+ * are kept while a cursor may lie before their end; `horizon`: ended ones before it were
+ * dropped, so a cursor before it can no longer be numbered from (the session is reset). */
+#define FY_SUBS_MAX 64
+typedef struct fy_sub_rec {
+    char topic[129];
+    fy_pos from, until;
+} fy_sub_rec;
+
+typedef struct fy_subs_rec {
+    fy_pos horizon;
+    size_t n;
+    fy_sub_rec e[FY_SUBS_MAX];
+} fy_subs_rec;
 
 /* save's answer when the record changed since it was loaded. */
 #define FY_STORE_STALE 1
 
 typedef struct fy_store fy_store;
+
+/* A session's cursor, for a store's `cursors`. */
+typedef struct fy_cursor {
+    char id[23];
+    uint64_t seq;
+    fy_pos pos;
+} fy_cursor;
 
 typedef struct fy_store_ops {
     /* Stores a new session under s->id with s->rec as its record (version 0; s->rec.version
@@ -102,6 +147,19 @@ typedef struct fy_store_ops {
     void (*each)(fy_store *st, void (*fn)(ferry_session *s, void *ud), void *ud);
     /* Sessions this node holds. */
     size_t (*count)(fy_store *st);
+    /* In a cluster: `load` also reads the subscriptions into *s->subs (allocated by the
+     * caller), and this saves them with the record, as `save` does. NULL on one node. */
+    int (*save_subs)(fy_store *st, ferry_session *s, const fy_rec *rec, const fy_subs_rec *subs);
+    /* In a cluster: forgets this node's handle without touching the stored session (it has
+     * moved to another node). NULL on one node. */
+    void (*forget)(fy_store *st, ferry_session *s);
+    /* In a cluster: the handle this node holds for the ID, with a new reference, without a
+     * round trip; NULL if none. NULL on one node. */
+    ferry_session *(*local)(fy_store *st, const char *id, size_t len);
+    /* In a cluster: stores these sessions' cursors (fy_rec.cur_seq, cur_pos), each only if
+     * it moves the stored one forward. No lock held; failures are left to the next round.
+     * NULL on one node. */
+    void (*cursors)(fy_store *st, const fy_cursor *c, size_t n);
     /* The store's own periodic work (a shared store's leases), from ferry_hub_tick with no
      * core lock held; it may block. NULL: none. */
     void (*tick)(fy_store *st);

@@ -79,24 +79,27 @@ static int f_find(fy_store *st, const char *id, size_t len, ferry_session **out)
     return F(st)->mem->ops->find(F(st)->mem, id, len, out);
 }
 
-static int f_load(fy_store *st, ferry_session *s, fy_rec *out)
+/* Another node's save, through the store behind the die, if one is due: before the next
+ * load or save, whichever comes first. */
+static int apply_move(fy_store *st, ferry_session *s)
 {
-    int rc = roll(F(st), FAULTY_LOAD);
-    if (rc)
-        return rc;
     pthread_mutex_lock(&F(st)->lock);
     bool move = F(st)->move_next;
     F(st)->move_next = false;
     pthread_mutex_unlock(&F(st)->lock);
     fy_store *in = F(st)->mem;
-    if (move) { /* another node's save, through the store behind the die */
-        fy_rec r;
-        rc = in->ops->load(in, s, &r);
-        r.in_seq++;
-        if (rc || in->ops->save(in, s, &r))
-            return FERRY_ESTORE;
-    }
-    return in->ops->load(in, s, out);
+    fy_rec r;
+    if (move && (in->ops->load(in, s, &r) || (r.in_seq++, in->ops->save(in, s, &r))))
+        return FERRY_ESTORE;
+    return 0;
+}
+
+static int f_load(fy_store *st, ferry_session *s, fy_rec *out)
+{
+    int rc = roll(F(st), FAULTY_LOAD);
+    if (rc || (rc = apply_move(st, s)))
+        return rc;
+    return F(st)->mem->ops->load(F(st)->mem, s, out);
 }
 
 void faulty_store_move_next(fy_store *st)
@@ -109,7 +112,9 @@ void faulty_store_move_next(fy_store *st)
 static int f_save(fy_store *st, ferry_session *s, const fy_rec *rec)
 {
     int rc = roll(F(st), FAULTY_SAVE);
-    return rc ? rc : F(st)->mem->ops->save(F(st)->mem, s, rec);
+    if (rc || (rc = apply_move(st, s)))
+        return rc;
+    return F(st)->mem->ops->save(F(st)->mem, s, rec);
 }
 
 static int f_remove(fy_store *st, ferry_session *s)

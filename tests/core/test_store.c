@@ -121,10 +121,14 @@ START_TEST(a_resume_the_store_fails_changes_nothing)
     ck_assert_int_eq((int)count_of(f, "msg"), 2);
     json_decref(f);
 
+    /* A change is saved over the record as last loaded, and loaded again only when the save
+     * finds it stale: so a failing load is reached through one stale save. */
     const faulty_op ops[] = {FAULTY_FIND, FAULTY_LOAD, FAULTY_SAVE};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         ferry_session *s = find(hub, sid);
         uint64_t version = s->rec.version;
+        if (ops[i] == FAULTY_LOAD)
+            faulty_store_fail_next(st, FAULTY_SAVE, 1, 1);
         faulty_store_fail_next(st, ops[i], 1, 0);
         int rc;
         fake_conn *b = resume(hub, sid, secret, &rc, &f);
@@ -185,14 +189,15 @@ START_TEST(a_stale_save_is_decided_again)
     ck_assert_int_eq(ferry_link_end_reason(a->link), FERRY_LINK_OPEN);
     fc_close(b);
 
-    /* Three times: loaded and decided again, and the fourth save wins. */
+    /* Three times: loaded and decided again, and the fourth save wins. The first attempt
+     * decides on the record as last saved, without a load. */
     unsigned loads = faulty_store_calls(st, FAULTY_LOAD);
     faulty_store_fail_next(st, FAULTY_SAVE, 3, 1);
     b = resume(hub, sid, secret, &rc, &f);
     ck_assert_int_eq(rc, 0);
     ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
     json_decref(f);
-    ck_assert_uint_eq(faulty_store_calls(st, FAULTY_LOAD) - loads, 4);
+    ck_assert_uint_eq(faulty_store_calls(st, FAULTY_LOAD) - loads, 3);
     fc_close(a);
     fc_close(b);
     hub_free(hub);

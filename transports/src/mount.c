@@ -65,6 +65,7 @@ const fy_refusal *fy_refusal_of(ferry_link_end e)
         [FERRY_LINK_REFUSED] = {1013, "at capacity", 503},
         [FERRY_LINK_UNAUTHORIZED] = {4003, "unauthorized", 401},
         [FERRY_LINK_THROTTLED] = {1008, "too many resumes", 429},
+        [FERRY_LINK_RESTART] = {1012, "service restart", 503},
     };
     bool known = (size_t)e < sizeof table / sizeof table[0] && table[e].close_code;
     return known ? &table[e] : &ended;

@@ -1,0 +1,347 @@
+/* The hub's side of a cluster (cluster.h): the feed handed to the sessions this node
+ * serves, sessions moving between nodes, subscriptions kept in the session's record, and
+ * the cursors that let another node number a session's messages again. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster.h"
+#include "hub.h"
+#include "link.h"
+#include "log.h"
+#include "session.h"
+
+/* How long a subscribe waits for this node to read back its own appends. */
+#define SETTLE_MS 1000
+/* How often the tick hands the store the cursors that moved (hub clock, ms). */
+#define CURSOR_MS 2000
+/* An idle session's cursor follows the feed when it is this far behind (ms of feed time),
+ * well inside the feed's retention (docs/CLUSTER.md). */
+#define CURSOR_AGE_MS 10000
+
+bool fy_hub_feed_pos(ferry_hub *hub, fy_pos *out)
+{
+    pthread_mutex_lock(&hub->pub_lock);
+    *out = hub->feed_pos;
+    bool ready = hub->feed_ready;
+    pthread_mutex_unlock(&hub->pub_lock);
+    return ready;
+}
+
+void fy_hub_feed_start(ferry_hub *hub, fy_pos newest)
+{
+    pthread_mutex_lock(&hub->pub_lock);
+    if (!hub->feed_ready)
+        hub->feed_pos = newest;
+    hub->feed_ready = true;
+    pthread_mutex_unlock(&hub->pub_lock);
+}
+
+static void lose(ferry_session *s, void *ud)
+{
+    ferry_hub *hub = ud;
+    fy_session_leave(s, FERRY_LINK_RESTART);
+    hub->store->ops->forget(hub->store, s);
+}
+
+void fy_hub_feed_lost(ferry_hub *hub, fy_pos newest)
+{
+    pthread_mutex_lock(&hub->pub_lock);
+    pthread_mutex_lock(&hub->lock);
+    hub->store->ops->each(hub->store, lose, hub);
+    pthread_mutex_unlock(&hub->lock);
+    hub->feed_pos = hub->appended = newest;
+    pthread_cond_broadcast(&hub->feed_cond);
+    pthread_mutex_unlock(&hub->pub_lock);
+    fy_hub_drain(hub);
+}
+
+void fy_hub_feed_appended(ferry_hub *hub, fy_pos pos)
+{
+    pthread_mutex_lock(&hub->pub_lock);
+    if (fy_pos_cmp(pos, hub->appended) > 0)
+        hub->appended = pos;
+    pthread_mutex_unlock(&hub->pub_lock);
+}
+
+void fy_hub_feed_settle_lock(ferry_hub *hub)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += SETTLE_MS / 1000;
+    pthread_mutex_lock(&hub->pub_lock);
+    /* Redis unreachable: the reader cannot catch up; the caller's save fails anyway. */
+    while (fy_pos_cmp(hub->feed_pos, hub->appended) < 0)
+        if (pthread_cond_timedwait(&hub->feed_cond, &hub->pub_lock, &until) == ETIMEDOUT)
+            break;
+}
+
+int fy_hub_feed_push_locked(ferry_session *s, fy_msg *m, bool reserved)
+{
+    if (!s->serving || s->state == FERRY_STATE_EXPIRED)
+        return FERRY_ECLOSED;
+    if (!m) { /* the node could not hold a copy: the session cannot go on without a gap */
+        fy_session_end_unsaved_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(s->hub));
+        fy_hub_limit(s->hub, FERRY_LIMIT_MEMORY);
+        return FERRY_EFULL;
+    }
+    if (fy_outbox_end(&s->out) <= s->drop_to) {
+        /* the client had it from the node that served the session before */
+        fy_outbox_skip(&s->out);
+        s->acked_pos = (fy_pos){m->pos_ms, m->pos_n};
+        return 1;
+    }
+    if (reserved) /* the fan-out's share covers it */
+        return fy_session_push_locked(s, m, true);
+    return fy_session_push_locked(s, m, false);
+}
+
+/* A topic entry's name as a C string; false for one no node would have appended. */
+static bool entry_topic(const fy_feed_entry *e, char topic[129])
+{
+    if (e->name_len == 0 || e->name_len > 128)
+        return false;
+    memcpy(topic, e->name, e->name_len);
+    topic[e->name_len] = '\0';
+    return fy_topic_name_ok(topic);
+}
+
+static fy_msg *entry_msg(const fy_feed_entry *e)
+{
+    fy_msg *m = fy_msg_from_body(e->body, e->body_len);
+    if (m) {
+        m->pos_ms = e->pos.ms;
+        m->pos_n = e->pos.n;
+    }
+    return m;
+}
+
+/* Ends every local subscriber of a topic entry this node cannot hold a copy of. */
+static void feed_lost(ferry_hub *hub, const char *topic)
+{
+    pthread_mutex_lock(&hub->lock);
+    fy_topic *t = fy_topic_find(hub, topic);
+    size_t n = t ? fy_topic_size(t) : 0;
+    for (size_t i = 0; i < n; i++) {
+        ferry_session *s = fy_topic_subscriber(t, i);
+        pthread_mutex_lock(&s->lock);
+        fy_hub_feed_push_locked(s, NULL, false);
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&hub->lock);
+}
+
+static void feed_topic(ferry_hub *hub, const fy_feed_entry *e)
+{
+    char topic[129];
+    size_t queued;
+    if (!entry_topic(e, topic))
+        return;
+    fy_msg *m = entry_msg(e);
+    if (!m || fy_hub_fanout(hub, topic, m, true, &queued))
+        feed_lost(hub, topic);
+    if (m)
+        fy_msg_unref(m);
+}
+
+static void feed_direct(ferry_hub *hub, const fy_feed_entry *e)
+{
+    fy_store *st = hub->store;
+    ferry_session *s = st->ops->local(st, e->name, e->name_len);
+    if (!s)
+        return;
+    fy_msg *m = entry_msg(e);
+    pthread_mutex_lock(&s->lock);
+    if (fy_hub_feed_push_locked(s, m, false) != 0 && m)
+        fy_msg_unref(m);
+    pthread_mutex_unlock(&s->lock);
+    ferry_session_unref(s);
+}
+
+/* Another node took a session over ("<node> <version>"): this node lets it go, unless it
+ * has since taken it back (its record's version is newer). */
+static void feed_moved(ferry_hub *hub, const fy_feed_entry *e)
+{
+    char body[FY_NODE_MAX + 24];
+    unsigned long long version;
+    size_t node_len = strlen(hub->cluster->node);
+    if (e->body_len >= sizeof body)
+        return;
+    memcpy(body, e->body, e->body_len);
+    body[e->body_len] = '\0';
+    char *sp = strchr(body, ' ');
+    if (!sp || ((size_t)(sp - body) == node_len && memcmp(body, hub->cluster->node, node_len) == 0))
+        return;
+    version = strtoull(sp + 1, NULL, 10);
+    fy_store *st = hub->store;
+    ferry_session *s = st->ops->local(st, e->name, e->name_len);
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    bool stale = s->rec.version < version;
+    pthread_mutex_unlock(&s->lock);
+    if (stale) {
+        pthread_mutex_lock(&hub->lock);
+        fy_session_leave(s, FERRY_LINK_SUPERSEDED);
+        pthread_mutex_unlock(&hub->lock);
+        st->ops->forget(st, s);
+    }
+    ferry_session_unref(s);
+}
+
+void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n)
+{
+    pthread_mutex_lock(&hub->pub_lock);
+    for (size_t i = 0; i < n; i++) {
+        const fy_feed_entry *e = &es[i];
+        if (fy_pos_cmp(e->pos, hub->feed_pos) <= 0)
+            continue; /* handed out already */
+        if (e->kind == FY_FEED_TOPIC)
+            feed_topic(hub, e);
+        else if (e->kind == FY_FEED_DIRECT)
+            feed_direct(hub, e);
+        else if (e->kind == FY_FEED_MOVED)
+            feed_moved(hub, e);
+        hub->feed_pos = e->pos;
+    }
+    pthread_cond_broadcast(&hub->feed_cond);
+    pthread_mutex_unlock(&hub->pub_lock);
+    fy_hub_drain(hub);
+}
+
+void fy_session_leave(ferry_session *s, int why)
+{
+    ferry_hub *hub = s->hub;
+    pthread_mutex_lock(&s->lock);
+    if (s->serving && s->state != FERRY_STATE_EXPIRED) {
+        fy_topic_unsubscribe_all(hub, s);
+        atomic_fetch_sub(&hub->outbox_bytes, s->out.bytes);
+        fy_outbox_clear(&s->out);
+        fy_session_detach_locked(s, fy_hub_now(hub), why);
+        if (s->opened) /* its on_close runs where it ends, not here */
+            fy_hub_identity_del(hub, s->identity);
+        s->opened = false;
+    }
+    s->serving = false;
+    pthread_mutex_unlock(&s->lock);
+}
+
+bool fy_sub_rec_matches(const fy_subs_rec *r, const char *topic, size_t len, fy_pos pos)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const fy_sub_rec *e = &r->e[i];
+        bool on = fy_pos_cmp(pos, e->from) > 0 &&
+                  ((e->until.ms == 0 && e->until.n == 0) || fy_pos_cmp(pos, e->until) <= 0);
+        if (on && strlen(e->topic) == len && memcmp(e->topic, topic, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Queues one replayed entry if it matches the session. */
+static int replay_one(const fy_feed_entry *e, void *ud)
+{
+    ferry_session *s = ud;
+    bool match = e->kind == FY_FEED_DIRECT
+                     ? e->name_len == strlen(s->id) && memcmp(e->name, s->id, e->name_len) == 0
+                     : e->kind == FY_FEED_TOPIC &&
+                           fy_sub_rec_matches(s->subs_rec, e->name, e->name_len, e->pos);
+    if (!match)
+        return 0;
+    fy_msg *m = entry_msg(e);
+    if (!m)
+        return FERRY_ENOMEM;
+    int rc = fy_hub_feed_push_locked(s, m, false);
+    if (rc)
+        fy_msg_unref(m);
+    return rc < 0 ? rc : 0;
+}
+
+int fy_session_adopt_locked(ferry_session *s, uint64_t ack)
+{
+    ferry_hub *hub = s->hub;
+    atomic_fetch_sub(&hub->outbox_bytes, s->out.bytes);
+    fy_outbox_clear(&s->out);
+    fy_outbox_restart(&s->out, s->rec.cur_seq + 1);
+    s->drop_to = ack; /* numbered up to the client's ack: it has them */
+    s->acked_pos = s->rec.cur_pos;
+    s->cur_saved = s->rec.cur_seq;
+    s->serving = true;
+    if (fy_pos_cmp(s->rec.cur_pos, s->subs_rec->horizon) < 0)
+        return FY_FEED_TRIMMED;
+    int rc = hub->cluster->ops->range(hub->cluster, s->rec.cur_pos, hub->feed_pos, replay_one, s);
+    if (rc == FERRY_EFULL) /* the replay overflowed the outbox: the session ended so */
+        rc = 0;
+    if (s->out.high_sent < ack)
+        s->out.high_sent = ack; /* the client's ack stands: numbering is the same here */
+    return rc;
+}
+
+void fy_session_adopt_subs(ferry_session *s)
+{
+    ferry_hub *hub = s->hub;
+    pthread_mutex_lock(&hub->lock);
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; s->serving && s->state != FERRY_STATE_EXPIRED && i < s->subs_rec->n; i++) {
+        const fy_sub_rec *e = &s->subs_rec->e[i];
+        if (e->until.ms || e->until.n)
+            continue;
+        if (fy_topic_subscribe(hub, s, e->topic)) {
+            fy_session_end_unsaved_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(hub));
+            fy_hub_limit(hub, FERRY_LIMIT_MEMORY);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&hub->lock);
+}
+
+/* The cursors to hand the store: collected under pub_lock, so that every entry up to
+ * feed_pos has been queued where it matches. */
+typedef struct cursor_list {
+    fy_pos at;
+    fy_cursor *c;
+    size_t n, cap;
+} cursor_list;
+
+static void collect_cursor(ferry_session *s, void *ud)
+{
+    cursor_list *l = ud;
+    pthread_mutex_lock(&s->lock);
+    if (s->serving && s->state != FERRY_STATE_EXPIRED && l->n < l->cap) {
+        uint64_t seq = s->out.base - 1;
+        /* Nothing unacknowledged: everything matching up to feed_pos is numbered, so the
+         * cursor may move there (and keeps clear of the feed's trimming). */
+        fy_pos pos = s->out.count == 0 ? l->at : s->acked_pos;
+        if (seq > s->cur_saved || pos.ms > s->rec.cur_pos.ms + CURSOR_AGE_MS) {
+            fy_cursor *c = &l->c[l->n++];
+            memcpy(c->id, s->id, sizeof c->id);
+            c->seq = seq;
+            c->pos = pos;
+            s->cur_saved = seq;
+            s->rec.cur_seq = seq;
+            s->rec.cur_pos = pos;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void fy_hub_feed_tick(ferry_hub *hub)
+{
+    fy_store *st = hub->store;
+    uint64_t now = fy_hub_now(hub);
+    if (hub->cursors_at && now - hub->cursors_at < CURSOR_MS)
+        return;
+    hub->cursors_at = now;
+    cursor_list l = {.cap = st->ops->count(st)};
+    l.c = malloc(l.cap * sizeof *l.c + 1);
+    if (!l.c)
+        return;
+    pthread_mutex_lock(&hub->pub_lock);
+    l.at = hub->feed_pos;
+    st->ops->each(st, collect_cursor, &l);
+    pthread_mutex_unlock(&hub->pub_lock);
+    if (l.n)
+        st->ops->cursors(st, l.c, l.n);
+    free(l.c);
+}
