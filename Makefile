@@ -385,9 +385,10 @@ $(BUILD)/tests/js_server: tests/js/server.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
 
-$(BUILD)/tests/lb_server: tests/lb/server.c $(BUILD)/libferry.a
+# A node for tests/lb, a cluster member when given a Redis address.
+$(BUILD)/tests/lb_server: tests/lb/server.c $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
+	$(CC) $(ALL_CFLAGS) -Icluster/include $< $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
 
 $(BUILD)/examples/replay: examples/replay/replay.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import {
-  connectClient, lpHello, lpRequest, PREFIX, sleep, startBalancer, startNodes, stopNodes, waitFor,
+  connectClient, freePort, lpHello, lpHelloStatus, lpRequest, PREFIX, sleep, startBalancer, startNodes, stopNodes, waitFor,
 } from './lib.mjs';
 
 // ferry's defaults (README, Options): what the balancer's timeouts must stay above.
@@ -166,7 +166,41 @@ for (const kind of ['nginx', 'haproxy']) {
   });
 }
 
+// A node whose Redis address answers nothing: a cluster member that cannot reach its store.
+async function redisLess(s, kind) {
+  const closed = `127.0.0.1:${await freePort()}`;
+  return s.start(kind, 2, (name) => (name === 'a' ? { LB_REDIS: closed } : {}));
+}
+
+async function health(node) {
+  const r = await fetch(`http://${node.addr}${PREFIX}/health`);
+  return { status: r.status, body: await r.json() };
+}
+
+test('nginx passes over a node that cannot reach Redis', withScope(async (s) => {
+  const { nodes, lb } = await redisLess(s, 'nginx');
+  assert.deepEqual(await health(nodes[0]), { status: 503, body: { status: 'store_unavailable', node: 'a' } });
+  // A handshake answered 503 goes on to the other node, and the node is out for 10 s.
+  const statuses = [];
+  for (let k = 0; k < 8; k++) statuses.push(await lpHelloStatus(lb.url));
+  assert.deepEqual(statuses, Array(8).fill(200));
+  assert.equal((await nodes[1].info()).opened, 8);
+  assert.ok(lb.logs().includes(`"POST ${PREFIX}/lp" 200`) &&
+    lb.logs().includes(`"${nodes[0].addr}, ${nodes[1].addr}"`), 'one handshake met node a first');
+}));
+
 describe('haproxy health checks', () => {
+  test('a node that cannot reach Redis is out of rotation', withScope(async (s) => {
+    const { nodes, lb } = await redisLess(s, 'haproxy');
+    // HAProxy starts with every node up, unconfirmed; a first failed check takes it out.
+    await waitFor(async () => {
+      const st = await lb.servers();
+      return st.n1 === 'DOWN' && st.n2 === 'UP';
+    }, 5000, 'n1 DOWN, n2 UP');
+    for (let k = 0; k < 8; k++) await lpHello(lb.url);
+    assert.equal((await nodes[1].info()).opened, 8);
+  }));
+
   test('a draining node leaves rotation and comes back', withScope(async (s) => {
     const { nodes, lb } = await s.start('haproxy', 2);
     await waitFor(async () => Object.values(await lb.servers()).every((st) => st === 'UP'), 5000, 'both UP');

@@ -99,10 +99,12 @@ async function startNode(name, env) {
   };
 }
 
-// n nodes named a, b, c, ..., each with `env` added to its environment.
+// n nodes named a, b, c, ..., each with `env` added to its environment: an object for
+// every node, or a function of the node's name for an environment of its own. LB_REDIS
+// makes a node a cluster member (tests/lb/server.c).
 export async function startNodes({ n = 2, env = {} } = {}) {
   const names = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
-  return Promise.all(names.map((name) => startNode(name, env)));
+  return Promise.all(names.map((name) => startNode(name, typeof env === 'function' ? env(name) : env)));
 }
 
 export async function stopNodes(nodes) {
@@ -264,6 +266,13 @@ export async function lpHello(url) {
   const w = frames.find((f) => f.t === 'welcome');
   if (r.status !== 200 || !w) throw new Error(`hello: HTTP ${r.status} ${JSON.stringify(frames)}`);
   return { sid: w.sid, secret: w.secret };
+}
+
+// The status of a long-poll handshake through `url`.
+export async function lpHelloStatus(url) {
+  const r = await fetch(`${url}${PREFIX}/lp`, { method: 'POST', body: '{"t":"hello","v":1}' });
+  await r.arrayBuffer();
+  return r.status;
 }
 
 // A poll (GET) or a send (POST) of a session through `url`; resolves to the status.

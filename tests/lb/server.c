@@ -14,7 +14,9 @@
  * It exits when its stdin closes.
  *
  * Environment: LB_NODE (the node's name, "node"), LB_HB_MS, LB_TIMEOUT_MS and LB_POLL_MS
- * (ferry's heartbeat, heartbeat timeout and poll hold, in milliseconds). */
+ * (ferry's heartbeat, heartbeat timeout and poll hold, in milliseconds), and LB_REDIS: a
+ * Redis address that makes the node a cluster member named LB_NODE (ferry_cluster.h), with
+ * LB_REDIS_PREFIX its keys' prefix. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "ferry_civetweb.h"
+#include "ferry_cluster.h"
 
 static ferry_mount *mount;
 static const char *node = "node";
@@ -163,6 +166,23 @@ static struct mg_context *start(void)
     return mg_start(&cbs, NULL, opts);
 }
 
+/* With LB_REDIS, a cluster member named after the node; NULL without. Exits on failure. */
+static ferry_cluster *cluster(void)
+{
+    if (!getenv("LB_REDIS"))
+        return NULL;
+    ferry_cluster_options co;
+    ferry_cluster_options_init(&co);
+    co.redis = getenv("LB_REDIS");
+    co.node = node;
+    if (getenv("LB_REDIS_PREFIX"))
+        co.prefix = getenv("LB_REDIS_PREFIX");
+    ferry_cluster *c;
+    if (ferry_cluster_new(&c, &co) != FERRY_OK)
+        exit(1);
+    return c;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -175,6 +195,7 @@ int main(void)
         return 1;
     ferry_options core;
     ferry_options_init(&core);
+    core.cluster = cluster();
     core.heartbeat_ms = (uint32_t)env_ms("LB_HB_MS", core.heartbeat_ms);
     core.heartbeat_timeout_ms = (uint32_t)env_ms("LB_TIMEOUT_MS", core.heartbeat_timeout_ms);
     core.resume_burst = 100000; /* every client comes from one address */
@@ -205,6 +226,7 @@ int main(void)
     while (read(0, buf, sizeof buf) > 0)
         continue;
     ferry_mount_free(mount);
+    ferry_cluster_free(core.cluster);
     ferry_server_stop(ctx);
     json_decref(peers);
     json_decref(lp);
