@@ -68,7 +68,8 @@ typedef struct ferry_mount_options {
      * NULL: the TCP peer address. */
     const char *real_ip_header;
     /* Where to serve Prometheus metrics (ferry_mount_metrics), e.g. "/metrics", with the
-     * rules of prefix; NULL: not served (the application can render them itself). */
+     * rules of prefix, and not one of the mount's own endpoints (<prefix>/health, ...);
+     * NULL: not served (the application can render them itself). */
     const char *metrics_path;
 } ferry_mount_options;
 
