@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 
 import {
   connectClient, freePort, lpHello, lpHelloStatus, lpRequest, PREFIX, sleep, startBalancer, startNodes, stopNodes, waitFor,
+  WebSocket,
 } from './lib.mjs';
 
 // ferry's defaults (README, Options): what the balancer's timeouts must stay above.
@@ -124,6 +125,19 @@ for (const kind of ['nginx', 'haproxy']) {
       await Promise.all([ws.opened(), lp.opened()]);
       const { peers } = await nodes[0].info();
       assert.deepEqual(peers, { 'ip-ws': '127.0.0.2', 'ip-lp': '127.0.0.3' });
+    }));
+
+    test("a page served through the balancer is of ferry's own origin", withScope(async (s) => {
+      // No allowed_origins on the node: same origin only, the Origin against the Host.
+      const { lb } = await s.start(kind, 1);
+      const ws = new WebSocket(`ws://127.0.0.1:${lb.port}${PREFIX}/ws`, { origin: lb.url });
+      s.defer(() => ws.terminate());
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+      const r = await fetch(`${lb.url}${PREFIX}/lp`, {
+        method: 'POST', body: '{"t":"hello","v":1}', headers: { Origin: lb.url },
+      });
+      assert.equal(r.status, 200, await r.text());
+      assert.equal(r.headers.get('access-control-allow-origin'), lb.url);
     }));
 
     test('the polls and sends of one session go to one node', withScope(async (s) => {

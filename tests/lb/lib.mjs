@@ -20,7 +20,7 @@ import path from 'node:path';
 // closes, whatever happens to this process; the nodes are such servers.
 import { ferry, freePort, root, startServer, waitFor, WebSocket } from '../chaos/lib.mjs';
 
-export { freePort, waitFor };
+export { freePort, waitFor, WebSocket };
 export const tmp = path.join(root, 'build', 'lb-tmp');
 
 export const NGINX = '/usr/sbin/nginx';
