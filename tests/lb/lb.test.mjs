@@ -1,7 +1,8 @@
 // nginx and HAProxy, configured by the templates in examples/cluster/, in front of real
 // ferry nodes (tests/lb/server.c), with real clients (js-client/ferry.js on `ws` and
-// node's http). The nodes do not share sessions yet (no Redis): a test that needs a
-// session to stay on one node while its requests may be balanced uses one node.
+// node's http). The nodes are independent (no Redis), so they do not share sessions: a
+// test that needs a session to stay on one node while its requests may be balanced
+// uses one node.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
