@@ -96,10 +96,10 @@ static void sleep_ms(unsigned ms)
 /* One stream entry ([id, [field, value, ...]]) as a feed entry pointing into the reply. */
 static bool entry_of(const redisReply *x, fy_feed_entry *e)
 {
+    *e = (fy_feed_entry){0};
     if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
         x->element[0]->type != REDIS_REPLY_STRING || x->element[1]->type != REDIS_REPLY_ARRAY)
         return false;
-    *e = (fy_feed_entry){0};
     if (!pos_parse(x->element[0]->str, x->element[0]->len, &e->pos))
         return false;
     const redisReply *f = x->element[1];
@@ -127,10 +127,11 @@ static int each_entry(const redisReply *list, fy_pos *last,
     size_t n = 0;
     for (size_t i = 0; i < list->elements; i++) {
         fy_feed_entry e;
-        if (!entry_of(list->element[i], &e))
-            continue; /* not one of ours: skipped, but its position counts */
-        es[n++] = e;
-        *last = e.pos;
+        bool ours = entry_of(list->element[i], &e);
+        if (fy_pos_cmp(e.pos, *last) > 0) /* one that is not ours still moves the reader on */
+            *last = e.pos;
+        if (ours)
+            es[n++] = e;
     }
     int rc = n ? fn(es, n, ud) : 0;
     free(es);
@@ -268,14 +269,18 @@ static int reader_start(rcluster *c)
     return rc;
 }
 
-/* After Redis was unreachable: whether the feed may have lost entries this node had not
- * read (trimmed meanwhile). */
-static bool feed_lost_entries(rcluster *c)
+/* Whether the feed may have lost entries this node has not read: trimmed past it (a reader
+ * that stalled or was cut off longer than the feed keeps), or gone backwards (a failover to
+ * a replica that was behind). 0 with *lost, or FERRY_ESTORE. */
+static int feed_lost_entries(rcluster *c, bool *lost)
 {
-    fy_pos floor;
-    if (feed_floor(c, &floor))
-        return false; /* unreachable again: the next recovery asks again */
-    return fy_pos_cmp(floor, c->last) > 0;
+    fy_pos floor, newest;
+    int rc = feed_floor(c, &floor);
+    if (rc == 0)
+        rc = feed_edge(c, c->rd, true, &newest);
+    if (rc == 0)
+        *lost = fy_pos_cmp(floor, c->last) > 0 || fy_pos_cmp(newest, c->last) < 0;
+    return rc;
 }
 
 static uint64_t mono_ms(void)
@@ -298,13 +303,15 @@ static void *reader(void *arg)
             rc = epoch_check(c, &changed);
             epoch_at = now;
         }
-        /* Back from an outage: entries it missed meanwhile are read now, unless the feed
-         * lost some (a restart, a flush, trimming): then nothing this node serves can be
-         * trusted to be whole. */
-        if (rc == 0 && (changed || (down && feed_lost_entries(c)))) {
-            /* (the floor says whether entries after the last one read may be gone) */
-            fy_log(FERRY_LOG_WARN, "cluster %s: Redis lost data; letting every session go",
-                   c->base.node);
+        /* Entries it has not read yet are read now, unless the feed lost some (a restart,
+         * a flush, a failover, trimming past this reader): then nothing this node serves
+         * can be trusted to be whole. Asked before every read. */
+        bool lost = false;
+        if (rc == 0)
+            rc = feed_lost_entries(c, &lost);
+        if (rc == 0 && (changed || lost)) {
+            fy_log(FERRY_LOG_WARN, "cluster %s: the feed lost entries this node had not read; "
+                   "letting every session go", c->base.node);
             if (feed_edge(c, c->rd, true, &c->last) == 0)
                 fy_hub_feed_lost(c->hub, c->last);
         }

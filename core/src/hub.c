@@ -105,7 +105,11 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
     store->hub = hub;
     pthread_mutex_init(&hub->ident_lock, NULL);
     pthread_mutex_init(&hub->pub_lock, NULL);
-    pthread_cond_init(&hub->feed_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&hub->feed_cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&hub->lock, NULL);
     pthread_mutex_init(&hub->rate_lock, NULL);
     pthread_mutex_init(&hub->pend_lock, NULL);
