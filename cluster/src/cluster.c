@@ -5,8 +5,8 @@
  * fields k (kind), n (topic or session ID) and b (the message's encoded body), appended
  * with XADD (one write whatever the number of subscribers) and trimmed every few seconds,
  * by age (MINID, feed_keep_ms behind the newest entry) and by length (feed_max). The trim
- * writes "<prefix>floor", the first entry it kept: entries after a position below the
- * floor may be gone, so an outbox cannot be rebuilt from there. Each node's reader thread
+ * writes "<prefix>floor", the first entry it kept when it removed any: entries after a
+ * position below the floor may be gone, so an outbox cannot be rebuilt from there. Each node's reader thread
  * follows the feed with XREAD BLOCK on a connection of its own and hands what it reads to
  * fy_hub_feed.
  *
@@ -35,7 +35,8 @@
 #define PREFIX_MAX 64
 #define KEY_MAX (PREFIX_MAX + 16)
 #define READ_COUNT 512   /* entries per XREAD */
-#define BLOCK_MS 500     /* how long an XREAD waits for entries */
+#define BLOCK_MS 100     /* how long an XREAD waits for entries (and a stop for the reader) */
+#define LOST_MS 1000     /* how often the reader asks whether the feed lost unread entries */
 #define RETRY_MS 200     /* between attempts while Redis is unreachable */
 #define EPOCH_MS 1000    /* how often the reader checks the epoch */
 #define TRIM_MS 5000     /* how often the reader trims the feed */
@@ -221,13 +222,14 @@ static int read_once(rcluster *c)
 
 /* KEYS: the feed, the floor; ARGV: the oldest ms to keep, the most entries to keep. */
 static const char trim_lua[] =
-    "redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[1])\n"
+    "local gone = redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[1])\n"
     "if redis.call('XLEN', KEYS[1]) > tonumber(ARGV[2]) then\n"
-    "  redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])\n"
+    "  gone = gone + redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])\n"
     "end\n"
+    "if gone == 0 then return 0 end\n"
     "local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
     "if first[1] then redis.call('SET', KEYS[2], first[1][1]) end\n"
-    "return 0\n";
+    "return gone\n";
 
 static void trim(rcluster *c)
 {
@@ -293,7 +295,7 @@ static uint64_t mono_ms(void)
 static void *reader(void *arg)
 {
     rcluster *c = arg;
-    uint64_t epoch_at = 0, trim_at = 0;
+    uint64_t epoch_at = 0, trim_at = 0, lost_at = 0;
     bool down = false;
     while (!atomic_load(&c->stop)) {
         int rc = c->ready ? 0 : reader_start(c);
@@ -305,18 +307,22 @@ static void *reader(void *arg)
         }
         /* Entries it has not read yet are read now, unless the feed lost some (a restart,
          * a flush, a failover, trimming past this reader): then nothing this node serves
-         * can be trusted to be whole. Asked before every read. */
+         * can be trusted to be whole. Asked every second, and after every error. */
         bool lost = false;
-        if (rc == 0)
+        if (rc == 0 && (down || now - lost_at >= LOST_MS)) {
             rc = feed_lost_entries(c, &lost);
+            lost_at = now;
+        }
         if (rc == 0 && (changed || lost)) {
             fy_log(FERRY_LOG_WARN, "cluster %s: the feed lost entries this node had not read; "
                    "letting every session go", c->base.node);
             if (feed_edge(c, c->rd, true, &c->last) == 0)
                 fy_hub_feed_lost(c->hub, c->last);
         }
-        if (rc == 0)
+        if (rc == 0) {
+            atomic_store(&c->status, FERRY_OK); /* Redis answers; the read may wait a while */
             rc = read_once(c);
+        }
         fy_redis_log_flush(c->rd);
         fy_redis_log_flush(c->cmd);
         down = rc != 0;
