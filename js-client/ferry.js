@@ -152,7 +152,10 @@
         deadline = setTimeout(fail, timeout);
         cb.handshake().then(function (hs) {
           t.asked = true;
-          return http('POST', url, JSON.stringify(hs), false, false);
+          // A resume names its session (public) in the URL too, so that a load balancer can
+          // send it where the session's polls go.
+          var u = hs.sid ? url + '?sid=' + encodeURIComponent(hs.sid) : url;
+          return http('POST', u, JSON.stringify(hs), false, false);
         }).then(function (r) {
           if (dead) return;
           clearTimeout(deadline);

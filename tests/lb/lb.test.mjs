@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import {
-  connectClient, freePort, lpHello, lpHelloStatus, lpRequest, PREFIX, sleep, startBalancer, startNodes, stopNodes, waitFor,
+  connectClient, freePort, lpHello, lpHelloStatus, lpRequest, lpResume, PREFIX, sleep, startBalancer, startNodes, stopNodes, waitFor,
   WebSocket,
 } from './lib.mjs';
 
@@ -141,12 +141,12 @@ for (const kind of ['nginx', 'haproxy']) {
       assert.equal(r.headers.get('access-control-allow-origin'), lb.url);
     }));
 
-    test('the polls and sends of one session go to one node', withScope(async (s) => {
+    test('the polls, sends and resumes of one session go to one node', withScope(async (s) => {
       const { nodes, lb } = await s.start(kind, 2, { LB_POLL_MS: '50' });
       // Each session: two polls and two sends, the last two with another secret, as
-      // after a resume (the secret rotates; the hash is of the ID alone). A node that
-      // does not hold the session answers 404, which is beside the point here: where
-      // each request went is.
+      // after a resume (the secret rotates; the hash is of the ID alone), and a resume
+      // handshake naming the session in its URL. A node that does not hold the session
+      // answers 404, which is beside the point here: where each request went is.
       const sessions = await Promise.all(Array.from({ length: 24 }, () => lpHello(lb.url)));
       await Promise.all(sessions.map(async (sess) => {
         const rotated = { sid: sess.sid, secret: 'x' + sess.secret.slice(1) };
@@ -154,12 +154,13 @@ for (const kind of ['nginx', 'haproxy']) {
           [rotated, 'GET'], [rotated, 'POST', '{"t":"ping"}']]) {
           await lpRequest(lb.url, cred, method, body);
         }
+        await lpResume(lb.url, sess);
       }));
       const counts = await Promise.all(nodes.map(async (n) => (await n.info()).lp));
       for (const { sid } of sessions) {
         const per = counts.map((c) => c[sid] || 0);
         assert.equal(per.filter((k) => k > 0).length, 1, `session ${sid.slice(0, 6)}: ${per}`);
-        assert.equal(per[0] + per[1], 4);
+        assert.equal(per[0] + per[1], 5);
       }
       for (const c of counts) assert.ok(Object.keys(c).length > 0, 'both nodes hold sessions');
     }));

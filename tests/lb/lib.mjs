@@ -268,6 +268,15 @@ export async function lpHello(url) {
   return { sid: w.sid, secret: w.secret };
 }
 
+// A resume handshake as ferry.js sends it, the session named in the URL; the status.
+export async function lpResume(url, { sid, secret }) {
+  const r = await fetch(`${url}${PREFIX}/lp?sid=${sid}`, {
+    method: 'POST', body: JSON.stringify({ t: 'resume', v: 1, sid, secret, ack: 0 }),
+  });
+  await r.arrayBuffer();
+  return r.status;
+}
+
 // The status of a long-poll handshake through `url`.
 export async function lpHelloStatus(url) {
   const r = await fetch(`${url}${PREFIX}/lp`, { method: 'POST', body: '{"t":"hello","v":1}' });

@@ -60,16 +60,22 @@ static void on_reset(ferry_session *s, ferry_reason why, void *ud)
     on_open(s, ud);
 }
 
-/* Counts a long-poll request that names its session ("Bearer <sid>:<secret>"). */
+/* Counts a long-poll request that names its session: a poll or send ("Authorization:
+ * Bearer <sid>:<secret>") or a resume handshake ("?sid=<sid>"). */
 static int count_request(struct mg_connection *conn)
 {
+    const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *auth = mg_get_header(conn, "Authorization");
-    if (!auth || strncmp(auth, "Bearer ", 7) != 0 ||
-        strcmp(mg_get_request_info(conn)->local_uri, "/ferry/lp") != 0)
-        return 0;
+    const char *q = ri->query_string ? ri->query_string : "";
     char sid[64];
-    size_t n = strcspn(auth + 7, ":");
-    snprintf(sid, sizeof sid, "%.*s", (int)(n < sizeof sid ? n : sizeof sid - 1), auth + 7);
+    if (strcmp(ri->local_uri, "/ferry/lp") != 0)
+        return 0;
+    if (auth && strncmp(auth, "Bearer ", 7) == 0) {
+        size_t n = strcspn(auth + 7, ":");
+        snprintf(sid, sizeof sid, "%.*s", (int)(n < sizeof sid ? n : sizeof sid - 1), auth + 7);
+    } else if (mg_get_var(q, strlen(q), "sid", sid, sizeof sid) <= 0) {
+        return 0;
+    }
     pthread_mutex_lock(&log_lock);
     json_t *c = json_object_get(lp, sid);
     json_object_set_new(lp, sid, json_integer(c ? json_integer_value(c) + 1 : 1));
