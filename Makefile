@@ -62,7 +62,7 @@ STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
         test-js test-demo test-install test-failmalloc test-chaos soak readme-picture test-asan test-tsan fuzz test-fuzz \
-        bench-core bench bench-deps test-load demo clean
+        bench-core bench bench-deps test-load demo demo-cluster clean
 
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
@@ -387,6 +387,20 @@ demo:
 	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory $(BUILD)/examples/live-scores
 	$(BUILD)/examples/live-scores examples/live-scores/www
+
+# The same server built as a cluster member (server.c, LIVE_SCORES_CLUSTER): a web node or
+# the publisher, chosen by its environment.
+$(BUILD)/examples/live-scores-cluster: examples/live-scores/server.c $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Icluster/include -DLIVE_SCORES_CLUSTER $< $(BUILD)/libferry-cluster.a \
+	  $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
+
+# Redis, the publisher, three nodes and nginx on 127.0.0.1:8080 (PORT overrides); Ctrl-C
+# stops them all (scripts/demo-cluster.sh).
+demo-cluster:
+	@scripts/deps.sh cluster
+	@$(MAKE) --no-print-directory $(BUILD)/examples/live-scores-cluster
+	scripts/demo-cluster.sh
 
 clean:
 	rm -rf $(BUILD)
