@@ -253,13 +253,15 @@ test-js: $(BUILD)/tests/js_server $(BUILD)/ferry.mjs js-client/node_modules/.pac
 	cd js-client && node_modules/.bin/tsc -p test/tsconfig.json
 	cd js-client && FERRY_MJS=$(abspath $(BUILD))/ferry.mjs node --test test/*.test.mjs
 
-# The live-scores demo end to end in chromium; its screenshot goes to build/demo/.
-test-demo: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json
+# The live-scores demo end to end in chromium, on one node and as a cluster (a node killed
+# under the page); the screenshot goes to build/demo/.
+test-demo: $(BUILD)/examples/live-scores $(BUILD)/examples/live-scores-cluster \
+           js-client/node_modules/.package-lock.json
 	node --test tests/demo/*.test.mjs
 
 # Refreshes the README's picture of the demo (a deliberate step, never part of make test).
 readme-picture: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json
-	DEMO_SCREENSHOT=$(CURDIR)/docs/live-scores.png node --test tests/demo/*.test.mjs
+	DEMO_SCREENSHOT=$(CURDIR)/docs/live-scores.png node --test tests/demo/demo.test.mjs
 
 # The fast loop: no apt, no npm, no browser.
 check: check-core check-transports
