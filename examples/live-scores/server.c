@@ -50,9 +50,9 @@
  * Which node serves a page: the page sends {"whoami":k} after every open (a new session, a
  * resume, a move to another transport), and the node that delivers it answers
  * {"type":"node","node":NAME,"ask":k}; the page shows the answer to its latest question
- * only. On WebSocket that is the node holding the connection; on long-polling behind a
- * balancer without stickiness, the node the last question's POST reached. A single node
- * (no REDIS) ignores the question, so the page shows no node. */
+ * only. On WebSocket that is the node holding the connection; on long-polling, the node the
+ * question's POST reached (the demo's nginx sends one client's polls and sends to one
+ * node). A single node (no REDIS) ignores the question, so the page shows no node. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
