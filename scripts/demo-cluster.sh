@@ -81,7 +81,9 @@ wait_for() {
 }
 
 rm -f "$sock"
-redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --save '' --appendonly no \
+# Redis in a session of its own: Ctrl-C reaches the whole process group at once, and Redis
+# must outlive the nodes (stop_all stops it last), or they would log that it went away.
+setsid redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --save '' --appendonly no \
     --dir "$dir" --logfile "$dir/redis.log" &
 redis_pid=$!
 wait_for redis-server "$redis_pid" test -S "$sock"

@@ -56,6 +56,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -105,7 +106,7 @@ static role mode;
 static char run[17];    /* the publisher's run, in its snapshots and events ("" alone) */
 static bool paused;     /* DEMO_CONTROLS: the matches stand still (snapshots go on) */
 static json_t *history; /* every event ever published, for the tests (DEMO_CONTROLS) */
-static volatile sig_atomic_t stop;
+static atomic_bool stop;    /* set by the main thread on SIGINT or SIGTERM */
 
 static const char *pick(const char **list, size_t n)
 {
@@ -390,12 +391,6 @@ static int control(struct mg_connection *conn, void *cbdata)
     return 200;
 }
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop = 1;
-}
-
 /* The settings, read from the environment and the command line. */
 typedef struct settings {
     long port;
@@ -611,6 +606,14 @@ int main(int argc, char **argv)
     bool controls = getenv("DEMO_CONTROLS") && strcmp(getenv("DEMO_CONTROLS"), "1") == 0;
     double speed = st.speed;
     srand((unsigned)time(NULL));
+    /* SIGINT and SIGTERM are taken by sigwait below, so they are blocked in every thread,
+     * the ones civetweb, ferry and the cluster start included: delivered to one of those,
+     * a handler would not wake the main thread. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     ferry_options core;
     ferry_cluster *cluster;
@@ -640,10 +643,9 @@ int main(int argc, char **argv)
     if (simulating)
         pthread_create(&sim, NULL, simulate, &speed);
     announce(ctx, &st);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    while (!stop)
-        pause();
+    int sig;
+    sigwait(&sigs, &sig);
+    stop = 1;
     if (simulating)
         pthread_join(sim, NULL);
     ferry_mount_free(mount);
