@@ -2,7 +2,9 @@
 // publisher, three nodes, nginx) on a free port with its files under build/, the page in
 // Debian's chromium via playwright-core. The test reads which node serves the page, kills
 // that node with SIGKILL, and checks that the page moves to another node with no event
-// missed or counted twice, and that it ends up showing exactly the publisher's matches.
+// missed or counted twice, and that it ends up showing exactly the publisher's matches; on
+// WebSocket and on long-polling. Then the publisher is killed and replaced. Each test runs
+// a cluster of its own (about 40 s in all).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -59,6 +61,8 @@ async function startCluster() {
   ]);
   const cluster = {
     base: `http://127.0.0.1:${port}`,
+    dir,
+    publisher: Number(/publisher +pid (\d+)/.exec(out)?.[1] || 0),
     nodes: Object.fromEntries([...out.matchAll(/node (\S+) +pid (\d+)/g)].map((m) => [m[1], Number(m[2])])),
     controls: /controls on (http:\S+)/.exec(out)?.[1],
     // SIGTERM: the script stops everything it started (within 10 s each, or kills it);
@@ -81,6 +85,12 @@ async function startCluster() {
   }
   return cluster;
 }
+
+const launch = () => chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
 
 const applied = (page) => page.evaluate(() => Object.values(window.demo.applied).reduce((n, a) => n + a.length, 0));
 
@@ -107,11 +117,7 @@ async function killServingNode(t, transport) {
   assert.ok(cluster.controls, 'the publisher printed its control address');
   t.diagnostic(`cluster started in ${Date.now() - t0} ms`);
 
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launch();
   const page = await browser.newPage();
   await page.goto(`${cluster.base}/?transport=${transport}`);
   await page.waitForFunction((want) => window.demo.transport === want && window.demo.node, transport);
@@ -179,3 +185,44 @@ test('kill -9 of the node serving the page (WebSocket): it moves to another node
 // why); when that node dies they go to the next one, where the page resumes.
 test('kill -9 of the node serving the page (long-polling): it moves to another node and misses nothing',
   { timeout: 90000 }, (t) => killServingNode(t, 'longpoll'));
+
+// The publisher killed: the scores stand still and the page stays connected; a new
+// publisher begins new matches, and the page starts over at its first snapshot.
+test('kill -9 of the publisher, then a new one: the page starts over with the new matches', { timeout: 90000 }, async (t) => {
+  const cluster = await startCluster();
+  let browser, publisher;
+  t.after(async () => {
+    if (publisher && publisher.exitCode === null) {
+      const gone = new Promise((resolve) => publisher.on('exit', resolve));
+      publisher.kill('SIGTERM');
+      await gone;
+    }
+    if (browser) await browser.close();
+    await cluster.stop();
+  });
+  browser = await launch();
+  const page = await browser.newPage();
+  await page.goto(cluster.base + '/');
+  await page.waitForFunction(() => window.demo.node && window.demo.checked >= 12);
+  const run = await page.evaluate(() => window.demo.run);
+  process.kill(cluster.publisher, 'SIGKILL');
+  await page.waitForTimeout(1500);
+  const still = await page.evaluate(() => window.demo.received);
+  await page.waitForTimeout(1500);
+  assert.equal(await page.evaluate(() => window.demo.received), still, 'nothing comes without a publisher');
+  assert.equal(await page.evaluate(() => window.demo.transport), 'websocket', 'the page stays connected');
+
+  publisher = spawn(path.join(root, 'build/examples/live-scores-cluster'), [path.join(root, 'examples/live-scores/www')], {
+    env: { ...process.env, REDIS: path.join(cluster.dir, 'redis.sock'), NODE: 'pub', ROLE: 'publisher', SPEED: '10', PORT: '0' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await page.waitForFunction((old) => window.demo.run !== old && window.demo.checked >= 24 &&
+    Object.values(window.demo.applied).reduce((n, a) => n + a.length, 0) >= 30, run);
+  const seen = await page.evaluate(() => window.demo);
+  assert.equal(seen.restarts, 1);
+  assert.equal(seen.duplicates, 0, 'no event counted twice');
+  assert.equal(seen.gaps, 0, 'no event missed');
+  assert.equal(seen.mismatches, 0, 'every later snapshot agreed with the page');
+  for (const [id, base] of Object.entries(seen.base))
+    assert.deepEqual(seen.applied[id], seen.applied[id].map((_, k) => base + k + 1), `match ${id}: contiguous`);
+});

@@ -89,7 +89,7 @@ function check(s) {
 function snapshot(s) {
   const run = s.run || null;
   if (!waiting && run === demo.run) return check(s);
-  if (!waiting) demo.restarts++; // a new publisher: new matches, numbered from 0 again
+  if (demo.run !== null && run !== demo.run) demo.restarts++; // a new publisher: new matches
   waiting = false;
   demo.run = run;
   el('board').replaceChildren();
