@@ -40,7 +40,7 @@
  * reset) session to "matches"; the page adopts the first snapshot it receives and then
  * applies the events numbered above it, and checks later snapshots against what it shows.
  * The cost: a new page waits up to a second for its scores, and every page receives a
- * snapshot a second (about 3 KB). The alternative, a web node keeping the matches from the
+ * snapshot a second (3 to 8 KB). The alternative, a web node keeping the matches from the
  * feed, would need a second copy of the simulator's state on every node, kept in step
  * through ferry's own topics, which the application cannot read. Snapshots and events
  * carry the publisher's `run` (random at start): a publisher that restarts begins new
