@@ -106,7 +106,7 @@ while [ $i -le "$nodes" ]; do
     start "n$i" NODE="n$i" PORT=0
     node_pids="$node_pids $started"
     node_port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$dir/n$i.out")
-    echo "server 127.0.0.1:$node_port max_fails=1 fail_timeout=5s;" >> "$dir/nodes.conf"
+    echo "server 127.0.0.1:$node_port max_fails=0;" >> "$dir/nodes.conf"
     listing="$listing  node n$i     pid $started  http://127.0.0.1:$node_port/
 "
     i=$((i + 1))

@@ -156,17 +156,41 @@ static json_t *snapshot_json(void)
     return snap;
 }
 
-/* Publishes one message. The publisher tries again until Redis has it: a lost event would
- * be a gap on every page. A try that timed out may have been appended after all, so Redis
- * trouble can repeat a message; pages recognize a repeat by its `n` and skip it. */
-static void publish(const char *topic, const char *text)
+static uint64_t now_ms(void)
 {
-    int rc;
-    while ((rc = ferry_hub_publish(hub, topic, text, strlen(text), NULL)) == FERRY_ESTORE &&
-           mode == ROLE_PUBLISHER && !stop)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Publishes one message. The publisher tries again until Redis has it: a lost event would
+ * be a gap on every page. A try that failed (a timeout, a connection lost) may have been
+ * appended after all, so a retry can deliver a message twice: the retry's copy says
+ * "again":true, and a page that meets an event it has already applied tells such a repeat
+ * from one that ferry would have delivered twice. */
+static void publish(const char *topic, json_t *msg)
+{
+    json_t *again = NULL;
+    char *text = json_dumps(msg, JSON_COMPACT);
+    int rc = FERRY_ENOMEM;
+    for (;;) {
+        uint64_t t0 = now_ms();
+        rc = text ? ferry_hub_publish(hub, topic, text, strlen(text), NULL) : FERRY_ENOMEM;
+        if (rc != FERRY_ESTORE || mode != ROLE_PUBLISHER || stop)
+            break;
+        fprintf(stderr, "live-scores: publish to %s: %s after %llu ms; trying again\n", topic,
+                ferry_strerror(rc), (unsigned long long)(now_ms() - t0));
+        if (!again && (again = json_copy(msg))) {
+            json_object_set_new(again, "again", json_true());
+            free(text);
+            text = json_dumps(again, JSON_COMPACT);
+        }
         usleep(200000);
+    }
     if (rc && rc != FERRY_ESTORE)
         fprintf(stderr, "live-scores: publish to %s: %s\n", topic, ferry_strerror(rc));
+    free(text);
+    json_decref(again);
 }
 
 /* Publishes one event of match m to "matches" and "match/<id>". Lock held. */
@@ -192,12 +216,10 @@ static void event(match *m, const char *type, int team, const char *player)
     }
     if (history)
         json_array_append(history, ev);
-    char *text = json_dumps(ev, JSON_COMPACT);
     char topic[32];
     snprintf(topic, sizeof topic, "match/%d", m->id);
-    publish("matches", text);
-    publish(topic, text);
-    free(text);
+    publish("matches", ev);
+    publish(topic, ev);
     json_decref(ev);
 }
 /* One match minute. Lock held. */
@@ -245,20 +267,11 @@ static void tick(match *m)
     }
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* A snapshot into the cluster (the top of this file says why). Lock held. */
 static void publish_snapshot(void)
 {
     json_t *snap = snapshot_json();
-    char *text = json_dumps(snap, JSON_COMPACT);
-    publish("matches", text);
-    free(text);
+    publish("matches", snap);
     json_decref(snap);
 }
 

@@ -9,11 +9,12 @@ const el = (id) => document.getElementById(id);
 // What the page rendered, exposed for the end-to-end tests: per match the event number the
 // snapshot started from and every live event number applied after it. In a cluster also the
 // node serving the page (and every one it was shown), the publisher's run, the snapshots
-// checked against what the page shows and those that disagreed (mismatches), and the
-// events that came before the first snapshot (early, skipped).
+// checked against what the page shows and those that disagreed (mismatches), the events
+// that came before the first snapshot (early, skipped), and the events the publisher
+// published again after a failed try that had worked after all (republished, skipped).
 window.demo = {
   received: 0, resumes: 0, resets: 0, duplicates: 0, gaps: 0, base: {}, applied: {}, transport: null,
-  node: null, nodes: [], run: null, checked: 0, mismatches: 0, early: 0, restarts: 0,
+  node: null, nodes: [], run: null, checked: 0, mismatches: 0, early: 0, restarts: 0, republished: 0,
 };
 // A new page, and a page after a reset, waits for a snapshot: one node sends it first thing;
 // in a cluster the publisher publishes one every second (server.c says why).
@@ -107,7 +108,12 @@ function event(e) {
   if (waiting) { demo.early++; return; }
   const m = matches.get(e.match);
   if (!m) return;
-  if (e.n <= m.n) { demo.duplicates++; return; }
+  if (e.n <= m.n) {
+    // The publisher's own retry ("again", server.c), or one ferry delivered twice.
+    if (e.again) demo.republished++;
+    else demo.duplicates++;
+    return;
+  }
   if (e.n !== m.n + 1) demo.gaps++;
   m.n = e.n;
   m.minute = e.minute;
