@@ -3,8 +3,8 @@
 // Debian's chromium via playwright-core. The test reads which node serves the page, kills
 // that node with SIGKILL, and checks that the page moves to another node with no event
 // missed or counted twice, and that it ends up showing exactly the publisher's matches; on
-// WebSocket and on long-polling. Then the publisher is killed and replaced. Each test runs
-// a cluster of its own (about 40 s in all).
+// WebSocket and on long-polling. Then Redis is stalled, and the publisher killed and
+// replaced. Each test runs a cluster of its own (about 40 s in all).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -62,6 +62,7 @@ async function startCluster() {
   const cluster = {
     base: `http://127.0.0.1:${port}`,
     dir,
+    redis,
     publisher: Number(/publisher +pid (\d+)/.exec(out)?.[1] || 0),
     nodes: Object.fromEntries([...out.matchAll(/node (\S+) +pid (\d+)/g)].map((m) => [m[1], Number(m[2])])),
     controls: /controls on (http:\S+)/.exec(out)?.[1],
@@ -186,9 +187,11 @@ test('kill -9 of the node serving the page (WebSocket): it moves to another node
 test('kill -9 of the node serving the page (long-polling): it moves to another node and misses nothing',
   { timeout: 90000 }, (t) => killServingNode(t, 'longpoll'));
 
-// The publisher killed: the scores stand still and the page stays connected; a new
-// publisher begins new matches, and the page starts over at its first snapshot.
-test('kill -9 of the publisher, then a new one: the page starts over with the new matches', { timeout: 90000 }, async (t) => {
+// Redis stalled past the command timeout (1 s): the publisher's appends fail and are tried
+// again, and the page skips the repeats and misses nothing. Then the publisher killed: the
+// scores stand still and the page stays connected; a new publisher begins new matches, and
+// the page starts over at its first snapshot.
+test('Redis stalled, then the publisher killed and replaced: the page misses nothing, then starts over', { timeout: 90000 }, async (t) => {
   const cluster = await startCluster();
   let browser, publisher;
   t.after(async () => {
@@ -204,6 +207,17 @@ test('kill -9 of the publisher, then a new one: the page starts over with the ne
   const page = await browser.newPage();
   await page.goto(cluster.base + '/');
   await page.waitForFunction(() => window.demo.node && window.demo.checked >= 12);
+  const before = await applied(page);
+  process.kill(cluster.redis, 'SIGSTOP');
+  await page.waitForTimeout(1500);
+  process.kill(cluster.redis, 'SIGCONT');
+  await page.waitForFunction((n) => Object.values(window.demo.applied).reduce((s, a) => s + a.length, 0) >= n + 60, before);
+  const stalled = await page.evaluate(() => window.demo);
+  assert.equal(stalled.duplicates, 0, 'no event delivered twice');
+  assert.equal(stalled.gaps, 0, 'no event missed');
+  assert.equal(stalled.mismatches, 0, 'every later snapshot agreed with the page');
+  t.diagnostic(`after Redis stalled: ${stalled.republished} events published again and skipped`);
+
   const run = await page.evaluate(() => window.demo.run);
   process.kill(cluster.publisher, 'SIGKILL');
   await page.waitForTimeout(1500);
