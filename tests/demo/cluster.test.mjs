@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const { chromium } = createRequire(path.join(root, 'js-client/package.json'))('playwright-core');
@@ -239,4 +239,22 @@ test('Redis stalled, then the publisher killed and replaced: the page misses not
   assert.equal(seen.mismatches, 0, 'every later snapshot agreed with the page');
   for (const [id, base] of Object.entries(seen.base))
     assert.deepEqual(seen.applied[id], seen.applied[id].map((_, k) => base + k + 1), `match ${id}: contiguous`);
+});
+
+describe('cluster settings it cannot use stop it with a message naming them', () => {
+  const bin = path.join(root, 'build/examples/live-scores-cluster');
+  const www = path.join(root, 'examples/live-scores/www');
+  const cases = [
+    [{ REDIS: '127.0.0.1:6379' }, /NODE must name this node/],
+    [{ REDIS: '127.0.0.1:6379', NODE: 'n1', ROLE: 'boss' }, /ROLE="boss" is not web or publisher/],
+    [{ ROLE: 'publisher' }, /ROLE="publisher" needs REDIS/],
+  ];
+  for (const [env, message] of cases) {
+    test(Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' '), () => {
+      const r = spawnSync(bin, [www], { env: { ...process.env, PORT: '0', ...env }, encoding: 'utf8', timeout: 5000 });
+      assert.equal(r.status, 2, 'exit status');
+      assert.match(r.stderr, message);
+      assert.equal(r.stdout, '', 'it never started');
+    });
+  }
 });
