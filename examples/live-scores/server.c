@@ -68,6 +68,8 @@
 
 #include "ferry_civetweb.h"
 #ifdef LIVE_SCORES_CLUSTER
+#include <sodium.h>
+
 #include "ferry_cluster.h"
 #endif
 
@@ -506,18 +508,16 @@ static bool join_cluster(const settings *st, ferry_options *core, ferry_cluster 
     co.redis = st->redis;
     co.node = st->node;
     co.prefix = st->prefix;
+    if (mode == ROLE_PUBLISHER) { /* this run of the matches, for the pages */
+        unsigned char r[8];
+        if (sodium_init() < 0)
+            return false;
+        randombytes_buf(r, sizeof r);
+        sodium_bin2hex(run, sizeof run, r, sizeof r);
+    }
     if (ferry_cluster_new(c, &co) != FERRY_OK)
         return false;
     core->cluster = *c;
-    unsigned char r[8];
-    FILE *f = fopen("/dev/urandom", "rb");
-    bool ok = f && fread(r, 1, sizeof r, f) == sizeof r;
-    if (f)
-        fclose(f);
-    if (!ok)
-        return false;
-    for (size_t i = 0; i < sizeof r; i++)
-        snprintf(run + 2 * i, 3, "%02x", r[i]);
 #else
     (void)st;
 #endif
