@@ -392,10 +392,12 @@ demo:
 
 # The same server built as a cluster member (server.c, LIVE_SCORES_CLUSTER): a web node or
 # the publisher, chosen by its environment.
-$(BUILD)/examples/live-scores-cluster: examples/live-scores/server.c $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a
+$(BUILD)/examples/live-scores $(BUILD)/examples/live-scores-cluster: examples/live-scores/scores.h
+
+$(BUILD)/examples/live-scores-cluster: examples/live-scores/*.c $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Icluster/include -DLIVE_SCORES_CLUSTER $< $(BUILD)/libferry-cluster.a \
-	  $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
+	$(CC) $(ALL_CFLAGS) -Icluster/include -DLIVE_SCORES_CLUSTER $(filter %.c,$^) \
+	  $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
 
 # Redis, the publisher, three nodes and nginx on 127.0.0.1:8080 (PORT overrides); Ctrl-C
 # stops them all (scripts/demo-cluster.sh).

@@ -18,8 +18,8 @@
  *
  * Every event gets a per-match number `n`. A new page (and a page whose session was reset)
  * gets a snapshot of every match first, then live events; the snapshot and the subscription
- * are made under the same lock the simulator publishes under, so no event falls between
- * them or is counted twice.
+ * are made under the same lock the simulator (matches.c) publishes under, so no event falls
+ * between them or is counted twice.
  *
  * In a cluster (built as build/examples/live-scores-cluster, with LIVE_SCORES_CLUSTER;
  * scripts/demo-cluster.sh runs one) the same program plays one of two roles:
@@ -56,37 +56,20 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "ferry_civetweb.h"
+#include "scores.h"
 #ifdef LIVE_SCORES_CLUSTER
 #include <sodium.h>
 
 #include "ferry_cluster.h"
 #endif
-
-#define MATCHES 6
-#define FEED 8
-#define SNAPSHOT_MS 1000 /* how often a cluster's publisher publishes a snapshot */
-
-typedef struct match {
-    int id;
-    const char *home, *away;
-    int score[2];
-    int minute;
-    const char *status;  /* "scheduled", "live", "half-time", "full-time" */
-    int n;               /* events so far */
-    json_t *feed;        /* the last FEED events */
-    int rest;            /* ticks to wait (half time, between fixtures) */
-} match;
 
 typedef enum role {
     ROLE_SINGLE,    /* no REDIS: one process does everything (make demo) */
@@ -94,243 +77,21 @@ typedef enum role {
     ROLE_PUBLISHER, /* a cluster's simulator: publishes, serves no page */
 } role;
 
-static const char *teams[] = {"Rovers", "United", "Athletic", "City", "Wanderers", "Albion",
-                              "Harbour", "Rangers", "Olympic", "Dynamo", "Thistle", "Forest",
-                              "Borough", "Villa", "Sporting", "Town"};
-static const char *players[] = {"Okafor", "Lindqvist", "Moreau", "Tanaka", "Silva", "Novak",
-                                "Haddad", "O'Brien", "Kowalski", "Mensah", "Rossi", "Berg"};
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* the matches, and publishing */
-static match matches[MATCHES];
 static ferry_mount *mount;
 static ferry_hub *hub;  /* the mount's, or the publisher's own */
 static role mode;
 static char run[17];    /* the publisher's run, in its snapshots and events ("" alone) */
-static bool paused;     /* DEMO_CONTROLS: the matches stand still (snapshots go on) */
-static json_t *history; /* every event ever published, for the tests (DEMO_CONTROLS) */
-static atomic_bool stop;    /* set by the main thread on SIGINT or SIGTERM */
-
-static const char *pick(const char **list, size_t n)
-{
-    return list[(size_t)rand() % n];
-}
-
-/* A team not playing in any match now. Lock held. */
-static const char *free_team(void)
-{
-    for (;;) {
-        const char *t = pick(teams, 16);
-        bool busy = false;
-        for (int i = 0; i < MATCHES; i++)
-            busy |= matches[i].home == t || matches[i].away == t;
-        if (!busy)
-            return t;
-    }
-}
-
-static void fixture(match *m)
-{
-    m->home = m->away = NULL;
-    m->home = free_team();
-    m->away = free_team();
-    m->score[0] = m->score[1] = 0;
-    m->minute = 0;
-    m->status = "scheduled";
-}
-
-static json_t *match_json(const match *m)
-{
-    return json_pack("{s:i, s:s, s:s, s:[i,i], s:i, s:s, s:i, s:O}", "id", m->id, "home",
-                     m->home, "away", m->away, "score", m->score[0], m->score[1], "minute",
-                     m->minute, "status", m->status, "n", m->n, "feed", m->feed);
-}
-
-/* Every match now, as {"type":"snapshot", "matches":[...]} (and the run in a cluster).
- * Lock held. */
-static json_t *snapshot_json(void)
-{
-    json_t *all = json_array();
-    for (int i = 0; i < MATCHES; i++)
-        json_array_append_new(all, match_json(&matches[i]));
-    json_t *snap = json_pack("{s:s, s:o}", "type", "snapshot", "matches", all);
-    if (run[0])
-        json_object_set_new(snap, "run", json_string(run));
-    return snap;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* Publishes one message. The publisher tries again until Redis has it: a lost event would
- * be a gap on every page. A try that failed (a timeout, a connection lost) may have been
- * appended after all, so a retry can deliver a message twice: the retry's copy says
- * "again":true, and a page that meets an event it has already applied tells such a repeat
- * from one that ferry would have delivered twice. */
-static void publish(const char *topic, json_t *msg)
-{
-    json_t *again = NULL;
-    char *text = json_dumps(msg, JSON_COMPACT);
-    int rc = FERRY_ENOMEM;
-    for (;;) {
-        uint64_t t0 = now_ms();
-        rc = text ? ferry_hub_publish(hub, topic, text, strlen(text), NULL) : FERRY_ENOMEM;
-        if (rc != FERRY_ESTORE || mode != ROLE_PUBLISHER || stop)
-            break;
-        fprintf(stderr, "live-scores: publish to %s: %s after %llu ms; trying again\n", topic,
-                ferry_strerror(rc), (unsigned long long)(now_ms() - t0));
-        if (!again && (again = json_copy(msg))) {
-            json_object_set_new(again, "again", json_true());
-            free(text);
-            text = json_dumps(again, JSON_COMPACT);
-        }
-        usleep(200000);
-    }
-    if (rc && rc != FERRY_ESTORE)
-        fprintf(stderr, "live-scores: publish to %s: %s\n", topic, ferry_strerror(rc));
-    free(text);
-    json_decref(again);
-}
-
-/* Publishes one event of match m to "matches" and "match/<id>". Lock held. */
-static void event(match *m, const char *type, int team, const char *player)
-{
-    json_t *ev = json_pack("{s:s, s:i, s:i, s:s, s:i, s:[i,i], s:s}", "type", "event", "match",
-                           m->id, "n", ++m->n, "kind", type, "minute", m->minute, "score",
-                           m->score[0], m->score[1], "status", m->status);
-    if (run[0])
-        json_object_set_new(ev, "run", json_string(run));
-    if (team >= 0)
-        json_object_set_new(ev, "team", json_string(team ? "away" : "home"));
-    if (player)
-        json_object_set_new(ev, "player", json_string(player));
-    if (strcmp(type, "kickoff") == 0 || strcmp(type, "fixture") == 0) {
-        json_object_set_new(ev, "home", json_string(m->home));
-        json_object_set_new(ev, "away", json_string(m->away));
-    }
-    if (strcmp(type, "minute") != 0) {
-        json_array_append(m->feed, ev);
-        if (json_array_size(m->feed) > FEED)
-            json_array_remove(m->feed, 0);
-    }
-    if (history)
-        json_array_append(history, ev);
-    char topic[32];
-    snprintf(topic, sizeof topic, "match/%d", m->id);
-    publish("matches", ev);
-    publish(topic, ev);
-    json_decref(ev);
-}
-/* One match minute. Lock held. */
-static void tick(match *m)
-{
-    if (m->rest > 0) {
-        m->rest--;
-        return;
-    }
-    if (strcmp(m->status, "full-time") == 0) {
-        json_array_clear(m->feed);
-        fixture(m);
-        event(m, "fixture", -1, NULL);
-        m->rest = 3;
-        return;
-    }
-    if (strcmp(m->status, "scheduled") == 0 || strcmp(m->status, "half-time") == 0) {
-        bool second = strcmp(m->status, "half-time") == 0;
-        m->status = "live";
-        event(m, second ? "second-half" : "kickoff", -1, NULL);
-        return;
-    }
-    m->minute++;
-    for (int team = 0; team < 2; team++) {
-        int r = rand() % 1000;
-        if (r < 16) {
-            m->score[team]++;
-            event(m, "goal", team, pick(players, 12));
-        } else if (r < 38) {
-            event(m, "yellow", team, pick(players, 12));
-        } else if (r < 40) {
-            event(m, "red", team, pick(players, 12));
-        }
-    }
-    if (m->minute == 45) {
-        m->status = "half-time";
-        m->rest = 6;
-        event(m, "half-time", -1, NULL);
-    } else if (m->minute >= 90) {
-        m->status = "full-time";
-        m->rest = 12;
-        event(m, "full-time", -1, NULL);
-    } else {
-        event(m, "minute", -1, NULL);
-    }
-}
-
-/* A snapshot into the cluster (the top of this file says why). Lock held. */
-static void publish_snapshot(void)
-{
-    json_t *snap = snapshot_json();
-    publish("matches", snap);
-    json_decref(snap);
-}
-
-/* The match clock, and in a cluster's publisher the snapshots and the hub's timers (no
- * mount runs them there). */
-static void *simulate(void *arg)
-{
-    double speed = *(double *)arg;
-    uint64_t step = (uint64_t)(1000 / speed), now = now_ms();
-    uint64_t next_tick = now, next_snap = now, next_timers = now;
-    while (!stop) {
-        now = now_ms();
-        if (now >= next_tick) {
-            pthread_mutex_lock(&lock);
-            for (int i = 0; i < MATCHES && !paused; i++)
-                tick(&matches[i]);
-            pthread_mutex_unlock(&lock);
-            next_tick = now - next_tick > step ? now + step : next_tick + step;
-        }
-        if (mode == ROLE_PUBLISHER && now >= next_snap) {
-            pthread_mutex_lock(&lock);
-            publish_snapshot();
-            pthread_mutex_unlock(&lock);
-            next_snap = now + SNAPSHOT_MS;
-        }
-        if (mode == ROLE_PUBLISHER && now >= next_timers) {
-            ferry_hub_tick(hub);
-            next_timers = now + 1000;
-        }
-        uint64_t next = next_tick;
-        if (mode == ROLE_PUBLISHER)
-            next = next < next_snap ? next : next_snap;
-        now = now_ms();
-        if (next > now)
-            usleep((useconds_t)((next - now) * 1000));
-    }
-    return NULL;
-}
 
 /* A new page, or one whose old session was lost: everything first, then live events. In a
  * cluster the snapshots come from the publisher, in the topic itself. */
 static void greet(ferry_session *s)
 {
     int rc;
-    if (mode == ROLE_WEB) {
-        if ((rc = ferry_session_subscribe(s, "matches")))
-            fprintf(stderr, "live-scores: subscribing a page: %s\n", ferry_strerror(rc));
-        return;
-    }
-    pthread_mutex_lock(&lock);
-    ferry_session_subscribe(s, "matches");
-    json_t *snap = snapshot_json();
-    char *text = json_dumps(snap, JSON_COMPACT);
-    ferry_session_send(s, text, strlen(text));
-    pthread_mutex_unlock(&lock);
-    free(text);
-    json_decref(snap);
+    if (mode != ROLE_WEB)
+        scores_greet(s);
+    else if ((rc = ferry_session_subscribe(s, "matches")))
+        fprintf(stderr, "live-scores: subscribing a page: %s\n", ferry_strerror(rc));
 }
 
 static void on_open(ferry_session *s, void *ud)
@@ -383,19 +144,11 @@ static int control(struct mg_connection *conn, void *cbdata)
         ferry_mount_drop_connections(mount);
         body = strdup("{}");
     } else if (mode != ROLE_WEB && strcmp(what, "log") == 0) {
-        pthread_mutex_lock(&lock);
-        body = json_dumps(history, JSON_COMPACT);
-        pthread_mutex_unlock(&lock);
+        body = scores_log();
     } else if (mode != ROLE_WEB && strcmp(what, "state") == 0) {
-        pthread_mutex_lock(&lock);
-        json_t *snap = snapshot_json();
-        pthread_mutex_unlock(&lock);
-        body = json_dumps(snap, JSON_COMPACT);
-        json_decref(snap);
+        body = scores_state();
     } else if (mode != ROLE_WEB && strcmp(what, "pause") == 0) {
-        pthread_mutex_lock(&lock);
-        paused = true;
-        pthread_mutex_unlock(&lock);
+        scores_pause();
         body = strdup("{}");
     } else {
         return 0;
@@ -617,7 +370,6 @@ int main(int argc, char **argv)
     if (!read_settings(argc, argv, &st))
         return 2;
     bool controls = getenv("DEMO_CONTROLS") && strcmp(getenv("DEMO_CONTROLS"), "1") == 0;
-    double speed = st.speed;
     srand((unsigned)time(NULL));
     /* SIGINT and SIGTERM are taken by sigwait below, so they are blocked in every thread,
      * the ones civetweb, ferry and the cluster start included: delivered to one of those,
@@ -639,35 +391,24 @@ int main(int argc, char **argv)
         free_cluster(cluster);
         return rc;
     }
-    if (controls) {
-        history = json_array();
-        if (ctx)
-            mg_set_request_handler(ctx, "/control/", control, NULL);
-    }
-    for (int i = 0; i < MATCHES; i++) {
-        matches[i].id = i + 1;
-        matches[i].feed = json_array();
-        fixture(&matches[i]);
-        matches[i].rest = i * 2; /* staggered kick-offs */
-    }
-
-    pthread_t sim;
+    if (controls && ctx)
+        mg_set_request_handler(ctx, "/control/", control, NULL);
     bool simulating = mode != ROLE_WEB;
-    if (simulating)
-        pthread_create(&sim, NULL, simulate, &speed);
+    scores_cfg sc = {.hub = hub, .speed = st.speed, .history = controls,
+                     .cluster = mode == ROLE_PUBLISHER, .run = run};
+    if (simulating && scores_start(&sc)) {
+        fprintf(stderr, "live-scores: cannot start the matches\n");
+        return 1;
+    }
     announce(ctx, &st);
     int sig;
     sigwait(&sigs, &sig);
-    stop = 1;
     if (simulating)
-        pthread_join(sim, NULL);
+        scores_stop();
     ferry_mount_free(mount);
     ferry_server_stop(ctx);
     if (mode == ROLE_PUBLISHER)
         ferry_hub_free(hub);
     free_cluster(cluster);
-    for (int i = 0; i < MATCHES; i++)
-        json_decref(matches[i].feed);
-    json_decref(history);
     return 0;
 }
