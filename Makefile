@@ -62,7 +62,7 @@ STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
         test-js test-demo test-install test-failmalloc test-chaos test-lb soak readme-picture test-asan test-tsan fuzz test-fuzz \
-        bench-core bench bench-deps test-load demo clean
+        bench-core bench bench-deps test-load demo demo-cluster clean
 
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
@@ -260,13 +260,15 @@ test-js: $(BUILD)/tests/js_server $(BUILD)/ferry.mjs js-client/node_modules/.pac
 	cd js-client && node_modules/.bin/tsc -p test/tsconfig.json
 	cd js-client && FERRY_MJS=$(abspath $(BUILD))/ferry.mjs node --test test/*.test.mjs
 
-# The live-scores demo end to end in chromium; its screenshot goes to build/demo/.
-test-demo: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json
+# The live-scores demo end to end in chromium, on one node and as a cluster (a node killed
+# under the page); the screenshot goes to build/demo/.
+test-demo: $(BUILD)/examples/live-scores $(BUILD)/examples/live-scores-cluster \
+           js-client/node_modules/.package-lock.json
 	node --test tests/demo/*.test.mjs
 
 # Refreshes the README's picture of the demo (a deliberate step, never part of make test).
 readme-picture: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json
-	DEMO_SCREENSHOT=$(CURDIR)/docs/live-scores.png node --test tests/demo/*.test.mjs
+	DEMO_SCREENSHOT=$(CURDIR)/docs/live-scores.png node --test tests/demo/demo.test.mjs
 
 # The fast loop: no apt, no npm, no browser.
 check: check-core check-transports
@@ -406,6 +408,22 @@ demo:
 	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory $(BUILD)/examples/live-scores
 	$(BUILD)/examples/live-scores examples/live-scores/www
+
+# The same server built as a cluster member (server.c, LIVE_SCORES_CLUSTER): a web node or
+# the publisher, chosen by its environment.
+$(BUILD)/examples/live-scores $(BUILD)/examples/live-scores-cluster: examples/live-scores/scores.h
+
+$(BUILD)/examples/live-scores-cluster: examples/live-scores/*.c $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Icluster/include -DLIVE_SCORES_CLUSTER $(filter %.c,$^) \
+	  $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
+
+# Redis, the publisher, three nodes and nginx on 127.0.0.1:8080 (PORT overrides); Ctrl-C
+# stops them all (scripts/demo-cluster.sh).
+demo-cluster:
+	@scripts/deps.sh cluster
+	@$(MAKE) --no-print-directory $(BUILD)/examples/live-scores-cluster
+	scripts/demo-cluster.sh
 
 clean:
 	rm -rf $(BUILD)

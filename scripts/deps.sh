@@ -3,6 +3,7 @@
 # installs with apt-get (Debian 12); otherwise it prints the command to run and fails.
 #   scripts/deps.sh [all]        everything make test needs
 #   scripts/deps.sh build        building the library and the examples (make demo)
+#   scripts/deps.sh cluster      make demo-cluster: the build, hiredis, redis-server, nginx
 #   scripts/deps.sh bench        make bench: the build, node and npm, gnuplot
 #   scripts/deps.sh plan MODE    prints the packages MODE could ever install here, as if
 #                                nothing were present (scripts/deps-simulate.sh uses it)
@@ -17,7 +18,7 @@ if [ "${1:-}" = plan ]; then
     shift
 fi
 mode=${1:-all}
-case "$mode" in all|build|bench) ;; *) echo "deps: unknown mode '$mode' (all, build, bench)" >&2; exit 2 ;; esac
+case "$mode" in all|build|bench|cluster) ;; *) echo "deps: unknown mode '$mode' (all, build, bench, cluster)" >&2; exit 2 ;; esac
 
 pkgs=""   # Debian packages to install
 why=""    # what was found missing, for the message
@@ -53,11 +54,16 @@ if [ "$mode" = all ]; then
     need libclang-rt-14-dev libfuzzer \
         first /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a
 fi
+if [ "$mode" = cluster ]; then
+    need libhiredis-dev hiredis pc hiredis
+    need redis-server redis-server has redis-server
+    need nginx-light nginx test -x /usr/sbin/nginx
+fi
 if [ "$mode" = bench ]; then
     need gnuplot-nox gnuplot has gnuplot
     need util-linux taskset has taskset
 fi
-if [ "$mode" != build ]; then
+if [ "$mode" != build ] && [ "$mode" != cluster ]; then
     if ! has node >/dev/null 2>&1; then
         need "nodejs npm" node false
     elif ! has npm >/dev/null 2>&1; then

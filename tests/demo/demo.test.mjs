@@ -234,6 +234,8 @@ describe('settings it cannot use stop it with a message naming them', () => {
     [{ SPEED: '1e9' }, [www], /SPEED="1e9"/],
     [{}, ['/nonexistent/www'], /web root "\/nonexistent\/www": No such file or directory/],
     [{}, [path.join(www, 'index.html')], /web root ".*index\.html" is not a directory/],
+    [{ ROLE: 'publisher' }, [www], /ROLE="publisher" needs REDIS/],
+    [{ REDIS: '127.0.0.1:6379', NODE: 'n1' }, [www], /this build has no cluster/],
   ];
   for (const [env, args, message] of cases) {
     test(`${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ') || args[0]}`, () => {

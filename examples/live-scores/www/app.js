@@ -6,9 +6,20 @@ const client = ferry.connect('/ferry', { transport: params.get('transport') || '
 const matches = new Map(); // id -> match state
 const el = (id) => document.getElementById(id);
 
-// What the page rendered, exposed for the end-to-end test: per match the event number the
-// snapshot started from and every live event number applied after it.
-window.demo = { received: 0, resumes: 0, resets: 0, duplicates: 0, gaps: 0, base: {}, applied: {}, transport: null };
+// What the page rendered, exposed for the end-to-end tests: per match the event number the
+// snapshot started from and every live event number applied after it. In a cluster also the
+// node serving the page (and every one it was shown), the publisher's run, the snapshots
+// checked against what the page shows and those that disagreed (mismatches), the events
+// that came before the first snapshot (early, skipped), and the events the publisher
+// published again after a failed try that had worked after all (republished, skipped).
+window.demo = {
+  received: 0, resumes: 0, resets: 0, duplicates: 0, gaps: 0, base: {}, applied: {}, transport: null,
+  node: null, nodes: [], run: null, checked: 0, mismatches: 0, early: 0, restarts: 0, republished: 0,
+};
+// A new page, and a page after a reset, waits for a snapshot: one node sends it first thing;
+// in a cluster the publisher publishes one every second (server.c says why).
+let waiting = true;
+let asked = 0; // whoami questions sent: only the answer to the last one is shown
 
 const LABEL = {
   kickoff: 'Kick-off', 'second-half': 'Second half', 'half-time': 'Half time',
@@ -63,7 +74,25 @@ function render(m, flash) {
   }
 }
 
+// A snapshot after the first one (a cluster's): it holds exactly the events published
+// before it, so it must agree with the page, match by match.
+function check(s) {
+  for (const x of s.matches) {
+    const m = matches.get(x.id);
+    if (!m) continue;
+    demo.checked++;
+    if (x.n > m.n) demo.gaps++; // events before the snapshot never came
+    else if (x.n < m.n || x.score[0] !== m.score[0] || x.score[1] !== m.score[1] ||
+      x.status !== m.status || x.minute !== m.minute || x.home !== m.home) demo.mismatches++;
+  }
+}
+
 function snapshot(s) {
+  const run = s.run || null;
+  if (!waiting && run === demo.run) return check(s);
+  if (demo.run !== null && run !== demo.run) demo.restarts++; // a new publisher: new matches
+  waiting = false;
+  demo.run = run;
   el('board').replaceChildren();
   matches.clear();
   for (const m of s.matches) {
@@ -75,9 +104,16 @@ function snapshot(s) {
 }
 
 function event(e) {
+  if (!waiting && (e.run || null) !== demo.run) waiting = true; // the publisher restarted
+  if (waiting) { demo.early++; return; }
   const m = matches.get(e.match);
   if (!m) return;
-  if (e.n <= m.n) { demo.duplicates++; return; }
+  if (e.n <= m.n) {
+    // The publisher's own retry ("again", server.c), or one ferry delivered twice.
+    if (e.again) demo.republished++;
+    else demo.duplicates++;
+    return;
+  }
   if (e.n !== m.n + 1) demo.gaps++;
   m.n = e.n;
   m.minute = e.minute;
@@ -117,21 +153,35 @@ const RESET = {
   forked: 'Reconnected: this page\'s connection was in use elsewhere too, so it was replaced; scores reloaded',
 };
 
+// Which node serves the page: asked after every open (a new session, a resume, a move to
+// another transport), answered by the node that receives the question (server.c). A single
+// server does not answer, and the page shows no node.
+function node(d) {
+  if (d.ask !== asked) return; // the answer to an earlier question, from before a move
+  demo.node = d.node;
+  if (demo.nodes[demo.nodes.length - 1] !== d.node) demo.nodes.push(d.node);
+  el('node').textContent = `served by ${d.node}`;
+}
+
 client.on('message', (d) => {
   demo.received++;
   el('received').textContent = demo.received;
   if (d.type === 'snapshot') snapshot(d);
   else if (d.type === 'event') event(d);
+  else if (d.type === 'node') node(d);
 });
 client.on('open', (o) => {
   if (o.resumed) demo.resumes++;
   el('resumes').textContent = demo.resumes;
   badge();
+  asked++;
+  client.send({ whoami: asked });
 });
 client.on('state', badge);
 client.on('transport', badge);
 client.on('reset', (r) => {
   demo.resets++;
+  waiting = true;
   el('note').textContent = RESET[r.reason] || 'Reconnected: scores reloaded';
 });
 // A server that refuses the page (its address is not allowed): the client keeps trying,
