@@ -61,7 +61,7 @@ TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
-        test-js test-demo test-install test-failmalloc test-chaos soak readme-picture test-asan test-tsan fuzz test-fuzz \
+        test-js test-demo test-install test-failmalloc test-chaos test-cluster-e2e soak readme-picture test-asan test-tsan fuzz test-fuzz \
         bench-core bench bench-deps test-load demo clean
 
 all: lib
@@ -281,6 +281,7 @@ test: deps
 	$(MAKE) test-demo
 	$(MAKE) test-load
 	$(MAKE) test-chaos
+	$(MAKE) test-cluster-e2e
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-fuzz
@@ -358,6 +359,18 @@ bench-deps:
 # it found.
 test-chaos: lib js-client/node_modules/.package-lock.json
 	node --test tests/chaos/chaos.test.mjs tests/chaos/findings.test.mjs
+
+# Three cluster nodes, a publisher and a real redis-server behind a front the test runs:
+# kill -9 of nodes under load on both transports, long-polling with every request on another
+# node, and resumes racing across nodes (tests/cluster-e2e).
+$(BUILD)/tests/cluster-e2e-node: tests/cluster-e2e/node.c $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -Icore/include -Itransports/include -Icluster/include \
+	  $(shell pkg-config --cflags hiredis) $< \
+	  $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
+
+test-cluster-e2e: $(BUILD)/tests/cluster-e2e-node js-client/node_modules/.package-lock.json
+	E2E_NODE_BIN=$(abspath $(BUILD))/tests/cluster-e2e-node node --test tests/cluster-e2e/*.test.mjs
 
 # Churn for SOAK_SECONDS; RSS, descriptors and threads must return to their baseline.
 SOAK_SECONDS ?= 1800

@@ -1,0 +1,171 @@
+// Real JS clients for the cluster tests (the chaos suite's ChaosClient: js-client/ferry.js
+// through its public API), tagged so the front knows who they are, and the history checks
+// over what they received and what the application logged in Redis.
+import { checkInbound, REASONS } from '../chaos/check.mjs';
+import { ChaosClient } from '../chaos/fleet.mjs';
+import { WebSocket } from '../chaos/lib.mjs';
+
+// A ChaosClient whose every upgrade and request carries `x-e2e-client: <id>`, with the time
+// of every 'open' (welcome) it had.
+export function taggedClient(url, id, transport, options = {}) {
+  class Tagged extends WebSocket {
+    constructor(u, protocols) {
+      super(u, protocols || [], { headers: { 'x-e2e-client': id } });
+    }
+  }
+  const tagged = (u, init = {}) => fetch(u, { ...init, headers: { ...(init.headers || {}), 'x-e2e-client': id } });
+  const c = new ChaosClient(url, id, transport, { ...options, WebSocket: Tagged, fetch: tagged });
+  c.openTimes = [];
+  c.c.on('open', (e) => c.openTimes.push({ t: Date.now(), resumed: e.resumed }));
+  return c;
+}
+
+// The last of its own messages the server acknowledged (its n, while it had no reset).
+export function ackedN(c) {
+  if (c.resets.length) return 0;
+  const st = c.c.stats();
+  return st.outSeq - st.outbox;
+}
+
+// Sends from every running client, each with probability 1/2 every `everyMs` or so.
+export function startSending(clients, everyMs = 40) {
+  let timer = null;
+  const tick = () => {
+    for (const c of clients) if (!c.closedEarly && Math.random() < 0.5) c.sendNext();
+    timer = setTimeout(tick, Math.floor(everyMs / 2 + Math.random() * everyMs));
+  };
+  tick();
+  return () => clearTimeout(timer);
+}
+
+// A session's stream start is the first stream number it received (the node's {start:K}
+// is only a lower bound, see node.c); `slack` is how far past K that was, for each session.
+// Returns the log with its starts rewritten, for the chaos suite's checkInbound.
+export function firstStarts(log) {
+  const out = [];
+  const slack = [];
+  for (let k = 0; k < log.length; k++) {
+    const e = log[k];
+    if (e && e.start !== undefined) {
+      const next = log[k + 1];
+      if (typeof next === 'number') {
+        slack.push(next - e.start);
+        out.push({ start: next });
+      } else {
+        out.push(e);
+      }
+    } else {
+      out.push(e);
+    }
+  }
+  return { log: out, slack };
+}
+
+// Client to server, from the application's durable log in Redis: entries "N" (handed over
+// once) and "N!" (handed over with ferry_session_message_repeated set). What must hold:
+//   - every message the client sent (but those a reset dropped, as the chaos checker
+//     counts them) is in the log;
+//   - no n is there twice unmarked, nor unmarked after it was there marked: an unmarked
+//     repeat is a duplicate the application could not tell;
+//   - a marked entry either repeats an n already there (the node died after the application
+//     saw it but before ferry recorded the delivery) or is the first of its n (the node died
+//     inside on_message, before the application recorded it); either way ferry said so;
+//   - first appearances come in order, without gaps;
+//   - every n the client had got acknowledged before a kill (`ackedBefore`) is there unmarked:
+//     an acknowledged message was recorded, so it is never handed over again.
+export function checkLog(sent, resets, entries, ackedBefore = 0) {
+  const r = { lost: 0, duplicated: 0, reordered: 0, badResets: 0, markedRepeats: 0, markedFirst: 0,
+    ackedMissing: 0, problems: [] };
+  const note = (t) => { if (r.problems.length < 8) r.problems.push(t); };
+  const dropped = new Set();
+  for (const x of resets) {
+    if (!REASONS.includes(x.reason) || typeof x.unsent !== 'number') r.badResets++;
+    for (let n = x.sent - x.unsent + 1; n <= x.sent; n++) dropped.add(n);
+  }
+  const seen = new Set();
+  const unmarked = new Set();
+  let max = 0;
+  for (const e of entries) {
+    const marked = e.endsWith('!');
+    const n = Number.parseInt(e, 10);
+    if (marked && seen.has(n)) {
+      r.markedRepeats++;
+      continue;
+    }
+    if (seen.has(n)) {
+      r.duplicated++;
+      note(`outbound: ${n} handed over again unmarked`);
+      continue;
+    }
+    if (marked) r.markedFirst++;
+    if (n < max) {
+      r.reordered++;
+      note(`outbound: ${n} after ${max}`);
+    }
+    if (dropped.has(n)) note(`outbound: ${n} logged, but a reset told the client it was dropped`);
+    if (n < 1 || n > sent) note(`outbound: ${n} logged but never sent`);
+    seen.add(n);
+    if (!marked) unmarked.add(n);
+    if (n > max) max = n;
+  }
+  for (let n = 1; n <= sent; n++) {
+    if (!dropped.has(n) && !seen.has(n)) {
+      r.lost++;
+      note(`outbound: ${n} never handed over`);
+    }
+  }
+  for (let n = 1; n <= ackedBefore; n++) {
+    if (!unmarked.has(n)) {
+      r.ackedMissing++;
+      note(`outbound: ${n} was acknowledged but is not in the log unmarked`);
+    }
+  }
+  return r;
+}
+
+// Both directions for every client. `server` is a node's /control/log answer; `ackedAt` maps
+// a client id to what it had acknowledged before a kill.
+export function checkClients(clients, server, ackedAt = new Map()) {
+  const t = { clients: clients.length, received: 0, logged: 0, lost: 0, duplicated: 0, reordered: 0,
+    silentGaps: 0, badResets: 0, markedRepeats: 0, markedFirst: 0, ackedMissing: 0, maxSlack: 0,
+    minSlack: Infinity, resets: {}, failed: [] };
+  for (const c of clients) {
+    const { log, slack } = firstStarts(c.log);
+    const inbound = checkInbound(log, c.closedEarly ? null : server.published);
+    const entries = server.clients[c.id] || [];
+    const outbound = checkLog(c.sent, c.resets, entries, ackedAt.get(c.id) || 0);
+    for (const s of slack) {
+      t.maxSlack = Math.max(t.maxSlack, s);
+      t.minSlack = Math.min(t.minSlack, s);
+    }
+    t.received += c.log.filter((e) => typeof e === 'number').length;
+    t.logged += entries.length;
+    for (const x of c.resets) t.resets[x.reason] = (t.resets[x.reason] || 0) + 1;
+    for (const k of ['lost', 'duplicated', 'reordered', 'silentGaps', 'badResets']) t[k] += inbound[k] || 0;
+    for (const k of ['lost', 'duplicated', 'reordered', 'badResets', 'markedRepeats', 'markedFirst', 'ackedMissing'])
+      t[k] += outbound[k];
+    const problems = [...inbound.problems, ...outbound.problems];
+    if (problems.length) t.failed.push(`${c.id}: ${problems.join('; ')}`);
+  }
+  return t;
+}
+
+// Whether every running client has the whole stream and the application logged its last
+// message.
+export function drained(clients, server) {
+  return clients.every((c) => {
+    if (c.closedEarly) return true;
+    if (!c.caughtUp(server.published)) return false;
+    const entries = server.clients[c.id] || [];
+    if (!c.sent) return true;
+    const last = lastUndropped(c);
+    return last === 0 || entries.some((e) => Number.parseInt(e, 10) === last);
+  });
+}
+
+function lastUndropped(c) {
+  const dropped = new Set();
+  for (const x of c.resets) for (let n = x.sent - x.unsent + 1; n <= x.sent; n++) dropped.add(n);
+  for (let n = c.sent; n >= 1; n--) if (!dropped.has(n)) return n;
+  return 0;
+}

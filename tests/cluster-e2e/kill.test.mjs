@@ -1,0 +1,154 @@
+// kill -9 of cluster nodes while real JS clients on WebSocket and long-polling stream in both
+// directions: redis-server, a publisher, three nodes and a front that spreads clients over
+// the live nodes (tests/cluster-e2e/front.mjs, sticky by session), all real processes.
+// The node serving the most clients is killed, then later a second one. Checked at the end,
+// after the stream stops and everything drains:
+//   - server to client: every client's stream is contiguous from its session's first stream
+//     number to the last number published OK (nothing lost, repeated or reordered), or the
+//     client got a reset with a reason and the check starts again from the new session;
+//   - client to server, from the application's log in Redis (clients.mjs, checkLog): every
+//     message sent is there, none twice unmarked, in order; what the client had got
+//     acknowledged before a kill is there unmarked; repeats only marked;
+//   - the clients of a killed node resumed on the other nodes (the front's routes, and the
+//     nodes' resume counts).
+// Printed: the time from each kill until every client of that node had resumed, cuts,
+// messages both ways.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { exitPromptly } from '../chaos/lib.mjs';
+import { waitFor } from '../chaos/lib.mjs';
+import { ackedN, checkClients, drained, startSending, taggedClient } from './clients.mjs';
+import { startFront } from './front.mjs';
+import { later, startCluster } from './lib.mjs';
+
+const WS = 12;
+const LP = 12;
+const log = (line) => console.log(line);
+
+let cluster;
+let front;
+let clients = [];
+
+before(async () => {
+  cluster = await startCluster(3);
+  front = await startFront(cluster.nodes, 'sticky');
+});
+
+after(async () => {
+  setTimeout(() => {
+    console.log('kill test: teardown stuck');
+    process.exit(1);
+  }, 20000).unref();
+  for (const c of clients) c.close();
+  await waitFor(() => clients.every((c) => c.inflight === 0), 5000, 'requests to settle').catch(() => {});
+  if (front) await front.close();
+  if (cluster) await cluster.stop();
+  exitPromptly();
+});
+
+// Who is on which node now, by the front's last route of each client.
+function placement(at) {
+  const by = {};
+  for (const c of clients) {
+    const n = front.lastNode(c.id, at);
+    if (n) (by[n] = by[n] || []).push(c);
+  }
+  return by;
+}
+
+// Kills the live node serving the most clients; resolves with what happened.
+async function killBusiest(label) {
+  const by = placement(Date.now());
+  const victim = cluster.live().reduce((a, b) => ((by[b.name] || []).length > (by[a.name] || []).length ? b : a));
+  const affected = by[victim.name] || [];
+  const acked = new Map(clients.map((c) => [c.id, ackedN(c)]));
+  const before = await cluster.stats();
+  const t0 = Date.now();
+  await victim.kill9();
+  log(`${label}: kill -9 ${victim.name} (pid ${victim.pid}) serving ${affected.length} clients ` +
+    `(${affected.filter((c) => c.mode === 'websocket').length} WebSocket, ` +
+    `${affected.filter((c) => c.mode === 'longpoll').length} long-polling)`);
+  const resumedAt = (c) => (c.openTimes.find((o) => o.t > t0) || {}).t;
+  await waitFor(() => affected.every((c) => resumedAt(c)), 15000, `${label}: every client of ${victim.name} to resume`);
+  const times = affected.map((c) => resumedAt(c) - t0).sort((a, b) => a - b);
+  // Where they went: the first route after their resume.
+  const movedTo = {};
+  for (const c of affected) {
+    const r = (front.routes.get(c.id) || []).find((x) => x.t >= t0 && x.node !== victim.name);
+    movedTo[r ? r.node : 'nowhere'] = (movedTo[r ? r.node : 'nowhere'] || 0) + 1;
+  }
+  await later(300);
+  const afterStats = await cluster.stats();
+  const resumes = {};
+  for (const [name, s] of Object.entries(afterStats)) resumes[name] = s.resumes - (before[name]?.resumes || 0);
+  log(`${label}: all ${affected.length} resumed ${times[times.length - 1] ?? 0} ms after the kill ` +
+    `(median ${times[Math.floor(times.length / 2)] ?? 0} ms); they went to ${JSON.stringify(movedTo)}; ` +
+    `resumes by node since the kill ${JSON.stringify(resumes)}`);
+  return { victim, affected, acked, times, movedTo, resumes };
+}
+
+test('kill -9 of two nodes under load on both transports: nothing lost, repeated or reordered', { timeout: 80000 }, async () => {
+  const t0 = Date.now();
+  for (let k = 0; k < WS; k++) clients.push(taggedClient(front.url, `k-ws-${k}`, 'websocket'));
+  for (let k = 0; k < LP; k++) clients.push(taggedClient(front.url, `k-lp-${k}`, 'longpoll'));
+  await waitFor(() => clients.every((c) => c.opens > 0), 15000, 'every client to open');
+  const stopSending = startSending(clients);
+  await later(2500);
+  const first = await killBusiest('kill 1');
+  await later(2500);
+  const second = await killBusiest('kill 2');
+  await later(2000);
+  stopSending();
+  const { published } = await cluster.publisher.control('publish', 'on=0');
+  let server = null;
+  const drainedIn = Date.now();
+  await waitFor(async () => {
+    server = await cluster.live()[0].control('log');
+    return drained(clients, server);
+  }, 20000, 'every message to arrive').catch((e) => log(e.message));
+  const drainMs = Date.now() - drainedIn;
+  server = await cluster.live()[0].control('log');
+  assert.equal(server.published, published, 'the publisher stopped');
+
+  // What each client had acknowledged before the kill that hit it (the later kill for those
+  // both hit: its count is at least the earlier one).
+  const ackedAt = new Map();
+  for (const k of [first, second]) for (const c of k.affected) ackedAt.set(c.id, k.acked.get(c.id));
+  const r = checkClients(clients, server, ackedAt);
+  const sent = clients.reduce((s, c) => s + c.sent, 0);
+  const cuts = clients.reduce((s, c) => s + Math.max(0, c.opens - 1), 0);
+  const errors = clients.flatMap((c) => c.errors.filter((e) => e.code !== 'unknown_session')
+    .map((e) => `${c.id}: ${e.code} ${e.text}`));
+  log(`kill test: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${clients.length} clients ` +
+    `(${WS} WebSocket, ${LP} long-polling), ${published} stream messages published, ` +
+    `${r.received} received, ${sent} client messages sent, ${r.logged} logged ` +
+    `(${r.markedRepeats} marked repeats, ${r.markedFirst} first seen marked), ${cuts} reconnections, ` +
+    `drained ${drainMs} ms after the stream stopped; resets ${JSON.stringify(r.resets)}; ` +
+    `stream start slack ${r.minSlack}..${r.maxSlack}; lost ${r.lost}, duplicated ${r.duplicated}, ` +
+    `reordered ${r.reordered}, silent gaps ${r.silentGaps}; front ${JSON.stringify(front.stats)}`);
+  const detail = '\n' + r.failed.slice(0, 10).join('\n');
+  assert.equal(server.mismatch, 0, 'the application saw messages from another client');
+  assert.equal(server.app_errors, 0, 'the application could write its log');
+  assert.equal(server.failed, 0, 'every publish succeeded (Redis stayed up)');
+  assert.equal(r.lost, 0, `lost messages${detail}`);
+  assert.equal(r.duplicated, 0, `duplicated messages${detail}`);
+  assert.equal(r.reordered, 0, `reordered messages${detail}`);
+  assert.equal(r.silentGaps, 0, `gaps without a reset${detail}`);
+  assert.equal(r.badResets, 0, `resets without a reason${detail}`);
+  assert.equal(r.ackedMissing, 0, `acknowledged messages not logged${detail}`);
+  assert.ok(r.minSlack >= 0 && r.maxSlack <= 40, `a session's stream began ${r.minSlack}..${r.maxSlack} past its start marker`);
+  assert.deepEqual(r.failed, [], 'every client clean');
+  assert.deepEqual(errors, [], 'no protocol errors');
+  assert.ok(r.received > 0 && r.logged > 0 && sent > 0, 'messages flowed both ways');
+  for (const k of [first, second]) {
+    assert.ok(k.affected.length > 0, `${k.victim.name} served clients when it was killed`);
+    assert.equal(k.movedTo.nowhere, undefined, 'every client of a killed node went to a live one');
+    const resumed = Object.values(k.resumes).reduce((s, n) => s + n, 0);
+    assert.ok(resumed >= k.affected.length, `the other nodes counted ${resumed} resumes for ${k.affected.length} clients`);
+  }
+  assert.ok(first.affected.some((c) => c.mode === 'websocket') || second.affected.some((c) => c.mode === 'websocket'),
+    'a killed node served WebSocket clients');
+  assert.ok(first.affected.some((c) => c.mode === 'longpoll') || second.affected.some((c) => c.mode === 'longpoll'),
+    'a killed node served long-polling clients');
+});
