@@ -40,7 +40,7 @@ function score(sid, name) {
 export async function startFront(nodes, mode) {
   const agent = new http.Agent({ keepAlive: mode === 'sticky', maxSockets: Infinity });
   const down = new Set();
-  const stats = { requests: 0, upgrades: 0, failed: 0, retried: 0, byNode: {} };
+  const stats = { requests: 0, upgrades: 0, failed: 0, errors: {}, retried: 0, byNode: {} };
   const routes = new Map(); // client id -> [{t, node, kind}]
   const sockets = new Set();
   let turn = 0;
@@ -91,10 +91,19 @@ export async function startFront(nodes, mode) {
         stats.retried++;
         return forward(req, res, body, tried);
       }
-      stats.failed++;
+      if (!clientGone) {
+        stats.failed++;
+        stats.errors[e.code || e.message] = (stats.errors[e.code || e.message] || 0) + 1;
+      }
       res.destroy();
     });
-    res.on('close', () => { if (!res.writableFinished) up.destroy(); });
+    // The client gave up on the request (an aborted poll): so does the front.
+    let clientGone = false;
+    res.on('close', () => {
+      if (res.writableFinished) return;
+      clientGone = true;
+      up.destroy();
+    });
     up.end(body);
   }
 
