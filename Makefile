@@ -370,7 +370,7 @@ $(BUILD)/tests/cluster-e2e-node: tests/cluster-e2e/node.c $(BUILD)/libferry-clus
 	  $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
 
 test-cluster-e2e: $(BUILD)/tests/cluster-e2e-node js-client/node_modules/.package-lock.json
-	E2E_NODE_BIN=$(abspath $(BUILD))/tests/cluster-e2e-node node --test tests/cluster-e2e/*.test.mjs
+	E2E_NODE_BIN=$(abspath $(BUILD))/tests/cluster-e2e-node node --test --test-concurrency=1 tests/cluster-e2e/*.test.mjs
 
 # Churn for SOAK_SECONDS; RSS, descriptors and threads must return to their baseline.
 SOAK_SECONDS ?= 1800

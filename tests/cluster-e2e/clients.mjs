@@ -62,78 +62,81 @@ export function firstStarts(log) {
 }
 
 // Client to server, from the application's durable log in Redis: entries "N" (handed over
-// once) and "N!" (handed over with ferry_session_message_repeated set). What must hold:
+// plainly) and "N!" (handed over with ferry_session_message_repeated set: the node may have
+// handed it over before). What must hold:
 //   - every message the client sent (but those a reset dropped, as the chaos checker
 //     counts them) is in the log;
-//   - no n is there twice unmarked, nor unmarked after it was there marked: an unmarked
-//     repeat is a duplicate the application could not tell;
-//   - a marked entry either repeats an n already there (the node died after the application
-//     saw it but before ferry recorded the delivery) or is the first of its n (the node died
-//     inside on_message, before the application recorded it); either way ferry said so;
-//   - first appearances come in order, without gaps;
-//   - every n the client had got acknowledged before a kill (`ackedBefore`) is there unmarked:
-//     an acknowledged message was recorded, so it is never handed over again.
-export function checkLog(sent, resets, entries, ackedBefore = 0) {
+//   - no n is there unmarked twice: a repeat ferry did not mark is a duplicate the
+//     application could not tell;
+//   - marked entries may repeat an n (in any order with its unmarked one: the node taken
+//     over may still be finishing its on_message when the next one hands it over again);
+//   - an n that is there only marked was in flight when a node serving the client was
+//     killed (sent, not yet acknowledged: `kills`, [{acked, sent}] at each kill that hit
+//     the client): the killed node began to hand it over and died before the application
+//     logged it. Anywhere else the node that began finished, and logged it unmarked. So an
+//     acknowledged message is never only marked: acknowledged means recorded;
+//   - first appearances come in order.
+export function checkLog(sent, resets, entries, kills = []) {
   const r = { lost: 0, duplicated: 0, reordered: 0, badResets: 0, markedRepeats: 0, markedFirst: 0,
-    ackedMissing: 0, problems: [] };
+    unexplained: 0, problems: [] };
   const note = (t) => { if (r.problems.length < 8) r.problems.push(t); };
   const dropped = new Set();
   for (const x of resets) {
     if (!REASONS.includes(x.reason) || typeof x.unsent !== 'number') r.badResets++;
     for (let n = x.sent - x.unsent + 1; n <= x.sent; n++) dropped.add(n);
   }
-  const seen = new Set();
-  const unmarked = new Set();
+  const plain = new Map();
+  const marked = new Map();
   let max = 0;
   for (const e of entries) {
-    const marked = e.endsWith('!');
     const n = Number.parseInt(e, 10);
-    if (marked && seen.has(n)) {
-      r.markedRepeats++;
-      continue;
-    }
-    if (seen.has(n)) {
-      r.duplicated++;
-      note(`outbound: ${n} handed over again unmarked`);
-      continue;
-    }
-    if (marked) r.markedFirst++;
+    const first = !plain.has(n) && !marked.has(n);
+    const counts = e.endsWith('!') ? marked : plain;
+    counts.set(n, (counts.get(n) || 0) + 1);
+    if (!first) continue;
     if (n < max) {
       r.reordered++;
-      note(`outbound: ${n} after ${max}`);
+      note(`outbound: ${n} first logged after ${max}`);
     }
     if (dropped.has(n)) note(`outbound: ${n} logged, but a reset told the client it was dropped`);
     if (n < 1 || n > sent) note(`outbound: ${n} logged but never sent`);
-    seen.add(n);
-    if (!marked) unmarked.add(n);
     if (n > max) max = n;
   }
-  for (let n = 1; n <= sent; n++) {
-    if (!dropped.has(n) && !seen.has(n)) {
-      r.lost++;
-      note(`outbound: ${n} never handed over`);
+  for (const [n, k] of plain) {
+    if (k > 1) {
+      r.duplicated += k - 1;
+      note(`outbound: ${n} handed over ${k} times unmarked`);
     }
   }
-  for (let n = 1; n <= ackedBefore; n++) {
-    if (!unmarked.has(n)) {
-      r.ackedMissing++;
-      note(`outbound: ${n} was acknowledged but is not in the log unmarked`);
+  for (const [n, k] of marked) {
+    r.markedRepeats += plain.has(n) ? k : k - 1;
+    if (plain.has(n)) continue;
+    r.markedFirst++;
+    if (!kills.some((x) => x.acked < n && n <= x.sent)) {
+      r.unexplained++;
+      note(`outbound: ${n} only marked, yet it was not in flight at a kill (${JSON.stringify(kills)})`);
+    }
+  }
+  for (let n = 1; n <= sent; n++) {
+    if (!dropped.has(n) && !plain.has(n) && !marked.has(n)) {
+      r.lost++;
+      note(`outbound: ${n} never handed over`);
     }
   }
   return r;
 }
 
-// Both directions for every client. `server` is a node's /control/log answer; `ackedAt` maps
-// a client id to what it had acknowledged before a kill.
-export function checkClients(clients, server, ackedAt = new Map()) {
+// Both directions for every client. `server` is a node's /control/log answer; `kills` maps a
+// client id to what it had sent and got acknowledged at each kill that hit it.
+export function checkClients(clients, server, kills = new Map()) {
   const t = { clients: clients.length, received: 0, logged: 0, lost: 0, duplicated: 0, reordered: 0,
-    silentGaps: 0, badResets: 0, markedRepeats: 0, markedFirst: 0, ackedMissing: 0, maxSlack: 0,
+    silentGaps: 0, badResets: 0, markedRepeats: 0, markedFirst: 0, unexplained: 0, maxSlack: 0,
     minSlack: Infinity, resets: {}, failed: [] };
   for (const c of clients) {
     const { log, slack } = firstStarts(c.log);
     const inbound = checkInbound(log, c.closedEarly ? null : server.published);
     const entries = server.clients[c.id] || [];
-    const outbound = checkLog(c.sent, c.resets, entries, ackedAt.get(c.id) || 0);
+    const outbound = checkLog(c.sent, c.resets, entries, kills.get(c.id) || []);
     for (const s of slack) {
       t.maxSlack = Math.max(t.maxSlack, s);
       t.minSlack = Math.min(t.minSlack, s);
@@ -142,7 +145,7 @@ export function checkClients(clients, server, ackedAt = new Map()) {
     t.logged += entries.length;
     for (const x of c.resets) t.resets[x.reason] = (t.resets[x.reason] || 0) + 1;
     for (const k of ['lost', 'duplicated', 'reordered', 'silentGaps', 'badResets']) t[k] += inbound[k] || 0;
-    for (const k of ['lost', 'duplicated', 'reordered', 'badResets', 'markedRepeats', 'markedFirst', 'ackedMissing'])
+    for (const k of ['lost', 'duplicated', 'reordered', 'badResets', 'markedRepeats', 'markedFirst', 'unexplained'])
       t[k] += outbound[k];
     const problems = [...inbound.problems, ...outbound.problems];
     if (problems.length) t.failed.push(`${c.id}: ${problems.join('; ')}`);
