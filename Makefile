@@ -106,18 +106,24 @@ $(BUILD)/ferry.pc: ferry.pc.in Makefile core/include/ferry.h
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
+$(BUILD)/ferry-cluster.pc: ferry-cluster.pc.in Makefile core/include/ferry.h
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
 # The ES module is the classic script plus two exports, as every mount serves it
 # (transports/src/mount.c); test-install checks that the two are the same bytes.
 $(BUILD)/ferry.mjs: js-client/ferry.js
 	@mkdir -p $(@D)
 	{ cat $<; printf '\nexport default globalThis.ferry;\nexport const connect = globalThis.ferry.connect;\n'; } > $@
 
-install: lib $(BUILD)/ferry.mjs
+install: lib cluster $(BUILD)/ferry.mjs $(BUILD)/ferry-cluster.pc
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/share/ferry
 	install -m 644 core/include/ferry.h core/include/ferry_transport.h \
-	  transports/include/ferry_civetweb.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/libferry.a $(DESTDIR)$(PREFIX)/lib/
+	  transports/include/ferry_civetweb.h cluster/include/ferry_cluster.h \
+	  $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libferry.a $(BUILD)/libferry-cluster.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/ferry-cluster.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 755 $(BUILD)/libferry.so $(DESTDIR)$(PREFIX)/lib/libferry.so.$(VERSION)
 	ln -sf libferry.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libferry.so
@@ -127,8 +133,9 @@ install: lib $(BUILD)/ferry.mjs
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/ferry.h $(DESTDIR)$(PREFIX)/include/ferry_transport.h \
-	  $(DESTDIR)$(PREFIX)/include/ferry_civetweb.h \
-	  $(DESTDIR)$(PREFIX)/lib/libferry.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/ferry.pc
+	  $(DESTDIR)$(PREFIX)/include/ferry_civetweb.h $(DESTDIR)$(PREFIX)/include/ferry_cluster.h \
+	  $(DESTDIR)$(PREFIX)/lib/libferry.* $(DESTDIR)$(PREFIX)/lib/libferry-cluster.a \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/ferry.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/ferry-cluster.pc
 	rm -rf $(DESTDIR)$(PREFIX)/share/ferry
 
 # ---- tests ---------------------------------------------------------------------------------

@@ -81,6 +81,8 @@ int fy_hub_feed_push_locked(ferry_session *s, fy_msg *m, bool reserved)
 {
     if (!s->serving || s->state == FERRY_STATE_EXPIRED)
         return FERRY_ECLOSED;
+    if (m && fy_pos_cmp((fy_pos){m->pos_ms, m->pos_n}, s->replayed_to) <= 0)
+        return 1; /* numbered by the adoption's replay already */
     if (!m) { /* the node could not hold a copy: the session cannot go on without a gap */
         fy_session_end_unsaved_locked(s, FERRY_REASON_OVERFLOW, fy_hub_now(s->hub));
         fy_hub_limit(s->hub, FERRY_LIMIT_MEMORY);
@@ -258,6 +260,24 @@ static int replay_one(const fy_feed_entry *e, void *ud)
     return rc < 0 ? rc : 0;
 }
 
+/* How far an adoption must number from the feed itself: past this node's reader, and past
+ * every position the record names (the cursor, where subscriptions began and ended), which
+ * another node's reader may have reached first. Beyond it the local subscriptions match
+ * exactly what the record does. */
+static fy_pos replay_end(const ferry_session *s)
+{
+    fy_pos end = s->hub->feed_pos;
+    if (fy_pos_cmp(s->rec.cur_pos, end) > 0)
+        end = s->rec.cur_pos;
+    for (size_t i = 0; i < s->subs_rec->n; i++) {
+        if (fy_pos_cmp(s->subs_rec->e[i].from, end) > 0)
+            end = s->subs_rec->e[i].from;
+        if (fy_pos_cmp(s->subs_rec->e[i].until, end) > 0)
+            end = s->subs_rec->e[i].until;
+    }
+    return end;
+}
+
 int fy_session_adopt_locked(ferry_session *s, uint64_t ack)
 {
     ferry_hub *hub = s->hub;
@@ -268,9 +288,12 @@ int fy_session_adopt_locked(ferry_session *s, uint64_t ack)
     s->acked_pos = s->rec.cur_pos;
     s->cur_saved = s->rec.cur_seq;
     s->serving = true;
+    s->replayed_to = (fy_pos){0, 0};
     if (fy_pos_cmp(s->rec.cur_pos, s->subs_rec->horizon) < 0)
         return FY_FEED_TRIMMED;
-    int rc = hub->cluster->ops->range(hub->cluster, s->rec.cur_pos, hub->feed_pos, replay_one, s);
+    fy_pos end = replay_end(s);
+    int rc = hub->cluster->ops->range(hub->cluster, s->rec.cur_pos, end, replay_one, s);
+    s->replayed_to = end;
     if (rc == FERRY_EFULL) /* the replay overflowed the outbox: the session ended so */
         rc = 0;
     if (s->out.high_sent < ack)

@@ -131,9 +131,15 @@ typedef struct fy_ident {
 
 bool fy_hub_identity_add(ferry_hub *hub, const char *identity)
 {
-    size_t limit = hub->opt.max_sessions_per_identity;
-    if (!limit || !identity[0])
+    return fy_hub_identity_count(hub, identity, hub->opt.max_sessions_per_identity);
+}
+
+bool fy_hub_identity_count(ferry_hub *hub, const char *identity, size_t limit)
+{
+    if (!hub->opt.max_sessions_per_identity || !identity[0])
         return true;
+    if (!limit)
+        limit = SIZE_MAX;
     bool ok = false;
     pthread_mutex_lock(&hub->ident_lock);
     fy_map_node *n = fy_map_get(&hub->idents, identity, strlen(identity));

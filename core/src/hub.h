@@ -57,6 +57,9 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
 
 /* Counts a live session for an identity; false (nothing counted) at the limit. */
 bool fy_hub_identity_add(ferry_hub *hub, const char *identity);
+/* The same against `limit` (0: none), for a session a cluster node adopts: it was counted
+ * where it opened, and is counted here whatever the count. */
+bool fy_hub_identity_count(ferry_hub *hub, const char *identity, size_t limit);
 void fy_hub_identity_del(ferry_hub *hub, const char *identity);
 
 /* Takes one resume attempt from `addr`'s bucket; false when it is empty. */

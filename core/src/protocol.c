@@ -120,7 +120,16 @@ static bool resume_ack_bad(const ferry_session *s, uint64_t ack, char *text, siz
 }
 
 /* What a resume decided, from the record as loaded. */
-typedef enum { RESUME_STRANGER, RESUME_FORKED, RESUME_ENDED, RESUME_BAD_ACK, RESUME_OK } fy_verdict;
+/* RESUME_AWAY: in a cluster, this node still serves the session but another took it over
+ * (its `moved` entry is on its way); the resume lets go here and adopts it again. */
+typedef enum {
+    RESUME_STRANGER,
+    RESUME_FORKED,
+    RESUME_ENDED,
+    RESUME_BAD_ACK,
+    RESUME_OK,
+    RESUME_AWAY
+} fy_verdict;
 
 typedef struct {
     ferry_session *s;
@@ -145,6 +154,10 @@ static int decide_resume(fy_rec *r, void *ctx)
     bool prev_ok = fy_token_hash_eq(&c->presented, &r->confirmed) && r->unconfirmed;
     bool same_attempt = false, mine = strcmp(c->identity, r->identity) == 0;
     bool ended = s->state == FERRY_STATE_EXPIRED || r->end_reason != FERRY_REASON_NONE;
+    if (s->hub->cluster && s->serving && !ended && strcmp(r->owner, s->hub->cluster->node) != 0) {
+        c->verdict = RESUME_AWAY;
+        return 0;
+    }
     if (!now_ok && !prev_ok && is_retired(r, &c->presented, &c->rid, &same_attempt) &&
         !same_attempt && mine) {
         /* A secret this session had already replaced: two parties hold it. The session ends
@@ -187,6 +200,7 @@ static int resume_verdict(ferry_link *l, fy_resume *c, uint64_t now, bool *resum
         fy_session_end_locked(s, FERRY_REASON_FORKED, now);
         break;
     case RESUME_STRANGER:
+    case RESUME_AWAY:
         break;
     case RESUME_ENDED:
         *why = c->reset;
@@ -209,7 +223,7 @@ static int resume_verdict(ferry_link *l, fy_resume *c, uint64_t now, bool *resum
                 return fy_link_peer_error(l, rc, "session store unavailable", 0);
             }
             if (!s->opened) /* its on_close runs where it ends */
-                fy_hub_identity_add(s->hub, s->identity);
+                fy_hub_identity_count(s->hub, s->identity, 0);
             s->opened = true;
         }
         fy_session_ack_locked(s, c->f->ack, true); /* cannot fail: the ack was checked */
@@ -234,6 +248,37 @@ static int resume_find(ferry_link *l, const fy_frame *f, ferry_session **out)
     if (rc == FERRY_ENOTFOUND)
         return 0;
     return rc ? fy_link_peer_error(l, rc, "session store unavailable", 0) : 0;
+}
+
+/* Finds the session a resume names and takes its lock, and in a cluster pub_lock first
+ * when this node does not serve it (*pub): it is adopted then, its outbox rebuilt from the
+ * feed and its subscriptions made with no entry handed out meanwhile. A handle this node
+ * let go of while the lookup ran is looked up again. Returns 0 with *out locked (NULL for
+ * an unknown ID), or an error queued for the peer. */
+static int resume_lock(ferry_link *l, const fy_frame *f, ferry_session **out, bool *pub)
+{
+    ferry_hub *hub = l->hub;
+    for (int tries = 0; tries < 4; tries++) {
+        int rc = resume_find(l, f, out);
+        if (rc || !*out)
+            return rc;
+        ferry_session *s = *out;
+        pthread_mutex_lock(&s->lock);
+        *pub = hub->cluster && !s->serving;
+        if (*pub) { /* pub_lock comes before the session's (locks.h) */
+            pthread_mutex_unlock(&s->lock);
+            pthread_mutex_lock(&hub->pub_lock);
+            pthread_mutex_lock(&s->lock);
+        }
+        if (!s->forgotten && (s->serving || *pub))
+            return 0;
+        pthread_mutex_unlock(&s->lock);
+        if (*pub)
+            pthread_mutex_unlock(&hub->pub_lock);
+        ferry_session_unref(s);
+    }
+    *out = NULL;
+    return fy_link_peer_error(l, FERRY_ESTORE, "session store unavailable", 0);
 }
 
 /* Tells the node that served the session before to let it go (its connection, outbox and
@@ -261,38 +306,40 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
         crypto_generichash(c.rid.h.b, sizeof c.rid.h.b, (const unsigned char *)f->rid,
                            f->rid_len, NULL, 0);
     ferry_hub *hub = l->hub;
+    bool adopting = false;
     int rc;
-    /* In a cluster the session may have to be adopted: its outbox rebuilt from the feed and
-     * its subscriptions made here with no entry handed out meanwhile (pub_lock). A handle
-     * this node let go of while the lookup ran is looked up again. */
-    for (int tries = 0;; tries++) {
-        if ((rc = resume_find(l, f, &c.s)) || !c.s)
+    for (int tries = 0; tries < 4; tries++) {
+        if ((rc = resume_lock(l, f, &c.s, &adopting)) || !c.s)
             return rc;
-        if (hub->cluster)
-            pthread_mutex_lock(&hub->pub_lock);
-        pthread_mutex_lock(&c.s->lock);
-        if (!c.s->forgotten || tries == 2)
+        rc = fy_session_update_locked(c.s, decide_resume, &c);
+        if (rc || c.verdict != RESUME_AWAY)
             break;
+        /* This node still served it, but another took it over: let it go, then adopt it. */
         pthread_mutex_unlock(&c.s->lock);
-        if (hub->cluster)
-            pthread_mutex_unlock(&hub->pub_lock);
+        if (!adopting)
+            pthread_mutex_lock(&hub->pub_lock);
+        pthread_mutex_lock(&hub->lock);
+        fy_session_leave(c.s, FERRY_LINK_SUPERSEDED);
+        pthread_mutex_unlock(&hub->lock);
+        pthread_mutex_unlock(&hub->pub_lock);
         ferry_session_unref(c.s);
+        c.s = NULL;
     }
-    bool adopting = !c.s->serving;
-    rc = fy_session_update_locked(c.s, decide_resume, &c);
+    if (!c.s)
+        return fy_link_peer_error(l, FERRY_ESTORE, "session store unavailable", 0);
     if (rc)
         rc = fy_link_peer_error(l, rc, "session store unavailable", 0);
     else
         rc = resume_verdict(l, &c, now, resumed, why);
     uint64_t version = c.s->rec.version;
     pthread_mutex_unlock(&c.s->lock);
-    if (hub->cluster) {
-        if (*resumed && adopting)
+    if (adopting) {
+        if (*resumed)
             fy_session_adopt_subs(c.s);
         pthread_mutex_unlock(&hub->pub_lock);
-        if (*resumed && c.moved)
-            announce_move(hub, c.s, version);
     }
+    if (*resumed && c.moved)
+        announce_move(hub, c.s, version);
     sodium_memzero(c.secret, sizeof c.secret);
     ferry_session_unref(c.s);
     return rc;

@@ -343,7 +343,11 @@ static int cluster_subscribe(ferry_session *s, const char *topic, bool on)
     fy_hub_feed_settle_lock(hub);
     pthread_mutex_lock(&hub->lock);
     pthread_mutex_lock(&s->lock);
+    /* After an adoption that read ahead of this node's reader, what it numbered counts as
+     * handed out too. */
     sub_change c = {.topic = topic, .on = on, .at = hub->feed_pos};
+    if (fy_pos_cmp(s->replayed_to, c.at) > 0)
+        c.at = s->replayed_to;
     int rc = s->state == FERRY_STATE_EXPIRED || !s->serving ? FERRY_ECLOSED
              : !hub->feed_ready                            ? FERRY_ESTORE
                                                            : 0;

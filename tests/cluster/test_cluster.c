@@ -361,6 +361,7 @@ START_TEST(a_session_resumes_on_another_node_with_its_outbox_and_subscriptions)
     json_t *f = cl_resume(c, b.hub, 3);
     ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
     json_decref(f);
+    wait_msgs(c, 7); /* b's reader may hand some out after the welcome */
     ck_assert_uint_eq(json_array_size(c->msgs), 7);
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(c->msgs, 5), "seq")), 4);
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(c->msgs, 6), "seq")), 5);
@@ -429,6 +430,34 @@ START_TEST(a_session_of_a_dead_node_resumes_elsewhere_without_loss)
 }
 END_TEST
 
+/* The node a session moves to has read less of the feed than the node it comes from (its
+ * reader is held back here): it numbers from the feed itself up to everything the record
+ * names, and its reader's later copies of those entries are not handed out again. */
+START_TEST(a_node_behind_on_the_feed_adopts_without_repeating)
+{
+    node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
+    b.c->ops->stop(b.c);
+    client *c = cl_hello(a.hub);
+    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
+    publish_n(a.hub, "t", 1, 2);
+    wait_msgs(c, 2);
+    ck_assert_int_eq(cl_send(c, "{\"t\":\"ack\",\"ack\":2}"), 0);
+    ferry_hub_tick(a.hub); /* the cursor: everything up to a's head is numbered */
+    json_t *f = cl_resume(c, b.hub, 2);
+    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    json_decref(f);
+    ck_assert_int_eq(b.c->ops->start(b.c, b.hub), 0); /* b reads 1 and 2 now */
+    publish_n(a.hub, "t", 3, 3);
+    wait_msgs(c, 3);
+    sleep_ms(200);
+    json_decref(cl_drain(c));
+    assert_stream(c, 1, 1, 3);
+    cl_free(c);
+    node_stop(&a);
+    node_stop(&b);
+}
+END_TEST
+
 START_TEST(a_subscription_ended_on_one_node_stays_ended_on_the_next)
 {
     node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
@@ -444,6 +473,7 @@ START_TEST(a_subscription_ended_on_one_node_stays_ended_on_the_next)
     /* on b from the start (ack 0): 1, 2 while subscribed, not 3, and 4 from y */
     json_t *f = cl_resume(c, b.hub, 0);
     json_decref(f);
+    wait_msgs(c, 6);
     ck_assert_uint_eq(json_array_size(c->msgs), 6);
     json_int_t want[] = {1, 2, 4};
     for (int i = 0; i < 3; i++) {
@@ -658,13 +688,71 @@ START_TEST(a_node_that_shuts_down_hands_its_sessions_on)
     json_t *f = cl_resume(c, b.hub, 1);
     ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
     json_decref(f);
-    ck_assert_uint_eq(json_array_size(c->msgs), 5); /* 2 and 3 again */
+    wait_msgs(c, 5); /* 2 and 3 again (b's reader may hand them out after the welcome) */
+    ck_assert_uint_eq(json_array_size(c->msgs), 5);
     publish_n(b.hub, "t", 4, 4);
     wait_msgs(c, 6);
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(c->msgs, 5), "seq")), 4);
     cl_free(c);
     node_stop(&a);
     node_stop(&b);
+}
+END_TEST
+
+static long long used_memory(const char *addr)
+{
+    fy_redis *r = test_redis_pool(addr);
+    const char *argv[] = {"INFO", "memory"};
+    redisReply *rep = test_redis_cmd(r, 2, argv);
+    const char *p = strstr(rep->str, "used_memory:");
+    long long n = p ? atoll(p + strlen("used_memory:")) : -1;
+    freeReplyObject(rep);
+    fy_redis_free(r);
+    return n;
+}
+
+/* What the feed costs Redis per retained message (INFO memory over many entries), for a
+ * live-scores event and for a 1 KB message; and a session's record with three
+ * subscriptions and a cursor. docs/CLUSTER.md quotes these. */
+START_TEST(the_feed_costs_what_docs_cluster_says)
+{
+    enum { N = 2000 };
+    ck_assert_int_eq(rsrv_start(&own), 0);
+    node a = node_start("a", own.addr, NULL);
+    const char *event = "{\"match\":3,\"n\":41,\"minute\":67,\"kind\":\"goal\","
+                        "\"team\":\"home\",\"player\":\"Ruiz\",\"score\":[2,1]}";
+    char big[1024];
+    memset(big, 'x', sizeof big);
+    big[0] = '"';
+    big[sizeof big - 1] = '"';
+    struct {
+        const char *name, *json;
+        size_t len;
+    } kinds[] = {{"a live-scores event", event, strlen(event)}, {"a 1 KB message", big, sizeof big}};
+    for (int k = 0; k < 2; k++) {
+        long long before = used_memory(own.addr);
+        for (int i = 0; i < N; i++)
+            ck_assert_int_eq(ferry_hub_publish(a.hub, "scores", kinds[k].json, kinds[k].len, NULL), 0);
+        long long per = (used_memory(own.addr) - before) / N;
+        fprintf(stderr, "cluster: the feed keeps %s (%zu bytes) in %lld bytes of used_memory\n",
+                kinds[k].name, kinds[k].len, per);
+        ck_assert_int_lt(per, (long long)kinds[k].len + 200);
+    }
+    long long before = used_memory(own.addr);
+    enum { S = 1000 };
+    static client *c[S];
+    for (int i = 0; i < S; i++) {
+        c[i] = cl_hello(a.hub);
+        ck_assert_int_eq(cl_send(c[i], "[{\"t\":\"sub\",\"topic\":\"scores\"},"
+                                       "{\"t\":\"sub\",\"topic\":\"match/3\"},"
+                                       "{\"t\":\"sub\",\"topic\":\"news\"}]"), 0);
+    }
+    long long per = (used_memory(own.addr) - before) / S;
+    fprintf(stderr, "cluster: a session with 3 subscriptions and a cursor takes %lld bytes\n", per);
+    ck_assert_int_lt(per, 1024);
+    for (int i = 0; i < S; i++)
+        cl_free(c[i]);
+    node_stop(&a);
 }
 END_TEST
 
@@ -707,6 +795,7 @@ Suite *cluster_suite(void)
     tcase_add_test(tc, a_session_resumes_on_another_node_with_its_outbox_and_subscriptions);
     tcase_add_test(tc, a_session_of_a_dead_node_resumes_elsewhere_without_loss);
     tcase_add_test(tc, a_subscription_ended_on_one_node_stays_ended_on_the_next);
+    tcase_add_test(tc, a_node_behind_on_the_feed_adopts_without_repeating);
     tcase_add_test(tc, inbound_messages_a_node_began_to_deliver_come_again_marked_on_the_next);
     tcase_add_test(tc, a_node_that_shuts_down_hands_its_sessions_on);
     tcase_add_test(tc, cluster_options_are_checked);
@@ -716,6 +805,7 @@ Suite *cluster_suite(void)
     tcase_set_timeout(down, 30);
     tcase_add_test(down, redis_down_fails_publishes_and_the_node_recovers_by_itself);
     tcase_add_test(down, redis_flushed_lets_every_session_go_with_a_reset);
+    tcase_add_test(down, the_feed_costs_what_docs_cluster_says);
     suite_add_tcase(s, down);
     return s;
 }

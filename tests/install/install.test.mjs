@@ -88,6 +88,7 @@ async function roundTrip(port) {
 test('make install puts the headers, libraries, pkg-config file and client files in place', () => {
   for (const f of ['include/ferry.h', 'include/ferry_transport.h', 'include/ferry_civetweb.h',
     'lib/libferry.a', 'lib/libferry.so', 'lib/pkgconfig/ferry.pc',
+    'include/ferry_cluster.h', 'lib/libferry-cluster.a', 'lib/pkgconfig/ferry-cluster.pc',
     'share/ferry/ferry.js', 'share/ferry/ferry.mjs', 'share/ferry/ferry.d.ts',
     'share/ferry/ferry.d.mts'])
     assert.ok(fs.existsSync(path.join(dest, prefix, f)), `${prefix}/${f} installed`);
@@ -118,4 +119,44 @@ test("the README's embedding snippet compiles as shown and runs", async () => {
   fs.writeFileSync(source, snippet.replace('"127.0.0.1:8080"', `"127.0.0.1:${port}"`));
   await start(build('readme', source), [], {}, port);
   await roundTrip(port);
+});
+
+// A clustered node, built with pkg-config ferry-cluster alone. Pointed at a port where no
+// Redis listens, it starts anyway and says so through ferry_hub_health.
+test('a clustered hub builds with pkg-config ferry-cluster alone and reports Redis down', async () => {
+  const port = await freePort();
+  const source = path.join(work, 'node.c');
+  fs.writeFileSync(source, `#include <stdio.h>
+#include <time.h>
+#include "ferry_cluster.h"
+
+int main(void)
+{
+    ferry_cluster_options co;
+    ferry_cluster_options_init(&co);
+    co.redis = "127.0.0.1:${port}";
+    co.node = "install-test";
+    ferry_cluster *c;
+    if (ferry_cluster_new(&c, &co) != FERRY_OK)
+        return 1;
+    ferry_options o;
+    ferry_options_init(&o);
+    o.cluster = c;
+    ferry_hub *hub;
+    if (ferry_hub_new(&hub, &o, NULL, NULL) != FERRY_OK)
+        return 2;
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL);
+    printf("%s %d\\n", ferry_hub_node(hub), ferry_hub_health(hub));
+    ferry_hub_free(hub);
+    ferry_cluster_free(c);
+    return 0;
+}
+`);
+  const pc = (...args) => run('pkg-config', [...args, 'ferry-cluster'], { env: pcEnv }).trim().split(/\s+/);
+  const out = path.join(work, 'node');
+  run('cc', ['-std=c11', '-Wall', '-Wextra', '-Werror', ...pc('--cflags'), source, '-o', out, ...pc('--libs')],
+    { cwd: work, stdio: ['ignore', 'inherit', 'inherit'] });
+  assert.doesNotMatch(run('ldd', [out]), /libferry\.so/, 'the cluster layer links ferry statically');
+  assert.equal(run(out, [], { env: libEnv }).trim(), 'install-test -20');
 });
