@@ -370,9 +370,10 @@ test-chaos: lib js-client/node_modules/.package-lock.json
 # Three cluster nodes, a publisher and a real redis-server behind a front the test runs:
 # kill -9 of nodes under load on both transports, long-polling with every request on another
 # node, and resumes racing across nodes (tests/cluster-e2e).
-$(BUILD)/tests/cluster-e2e-node: tests/cluster-e2e/node.c $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a
+$(BUILD)/tests/cluster-e2e-node: tests/cluster-e2e/node.c tests/lib/test_app.h $(BUILD)/libferry-cluster.a \
+                                  $(BUILD)/libferry.a
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) -Icore/include -Itransports/include -Icluster/include \
+	$(CC) $(BASE_CFLAGS) -Icore/include -Itransports/include -Icluster/include -Itests/lib \
 	  $(shell pkg-config --cflags hiredis) $< \
 	  $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
 

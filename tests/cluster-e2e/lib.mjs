@@ -1,16 +1,19 @@
 // The cluster end-to-end tests' processes: a real redis-server, the publisher and the nodes
 // (tests/cluster-e2e/node.c), each on a free loopback port, writing only under
 // build/cluster-e2e/. Everything started here dies with this process: the nodes when their
-// stdin closes (also when this process is killed), redis-server under a shell that kills it
-// when its stdin closes, and every one of them by SIGKILL from an 'exit' handler.
+// stdin closes (also when this process is killed; the chaos suite's lib.mjs closes it from
+// an 'exit' handler), redis-server under a shell that kills it when its stdin closes, and
+// by SIGKILL to its process group from an 'exit' handler.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 
-import { freePort, root, waitFor } from '../chaos/lib.mjs';
+import { freePort, root, startServer, waitFor } from '../chaos/lib.mjs';
 
 export const out = path.join(root, 'build', 'cluster-e2e');
 
+// redis-server's shell (a process group of its own) and the nodes.
 const children = new Set();
 function killAll() {
   for (const c of children) {
@@ -54,7 +57,6 @@ export async function startRedis() {
   const child = track(spawn('/bin/sh', ['-c', '"$@" & pid=$!; cat >/dev/null; kill $pid; wait $pid',
     'sh', 'redis-server', ...args], { stdio: ['pipe', 'inherit', 'inherit'], detached: true }));
   child.group = true;
-  const net = await import('node:net');
   await waitFor(() => new Promise((resolve) => {
     if (child.exitCode !== null) throw new Error('redis-server exited with ' + child.exitCode);
     const s = net.connect(port, '127.0.0.1');
@@ -82,34 +84,15 @@ export const NODE_ENV = {
   E2E_PUB_MS: '5',
 };
 
-// One node (or the publisher, with args ['publisher']); resolves once it prints its port.
-export async function startNode(bin, name, env, args = []) {
-  const child = track(spawn(bin, args, {
-    env: { ...process.env, ...NODE_ENV, ...env, E2E_NODE: name },
-    stdio: ['pipe', 'pipe', 'inherit'],
-  }));
-  const port = await new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      const m = /port (\d+)/.exec(buf);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code, sig) => reject(new Error(`node ${name} exited with ${code ?? sig}`)));
-  });
-  const base = `http://127.0.0.1:${port}`;
+// One node (or the publisher, with E2E_ROLE=publisher), started as the chaos suite starts its
+// server (it prints its port, and exits when its stdin closes).
+export async function startNode(bin, name, env) {
+  const server = await startServer(bin, { ...NODE_ENV, ...env, E2E_NODE: name });
+  const child = track(server.child);
   const node = {
+    ...server,
     name,
-    port,
-    pid: child.pid,
-    child,
     alive: true,
-    async control(what, query = '') {
-      const method = what === 'log' || what === 'stats' ? 'GET' : 'POST';
-      const r = await fetch(`${base}/control/${what}${query ? '?' + query : ''}`, { method });
-      if (r.status !== 200) throw new Error(`${name}: control ${what}: HTTP ${r.status}`);
-      return r.json();
-    },
     // As abrupt as a crash: nothing is saved, every socket is closed by the kernel.
     async kill9() {
       node.alive = false;
@@ -119,10 +102,7 @@ export async function startNode(bin, name, env, args = []) {
     async stop() {
       if (!node.alive) return;
       node.alive = false;
-      child.stdin.end();
-      const t = setTimeout(() => child.kill('SIGKILL'), 10000);
-      await exited(child);
-      clearTimeout(t);
+      await server.stop();
     },
   };
   return node;
@@ -133,7 +113,7 @@ export async function startCluster(count, env = {}) {
   const bin = nodeBinary();
   const redis = await startRedis();
   const common = { ...env, E2E_REDIS: redis.addr, E2E_PREFIX: 'e2e:' };
-  const publisher = await startNode(bin, 'pub', common, ['publisher']);
+  const publisher = await startNode(bin, 'pub', { ...common, E2E_ROLE: 'publisher' });
   const nodes = [];
   for (let k = 1; k <= count; k++) nodes.push(await startNode(bin, `n${k}`, common));
   return {

@@ -3,15 +3,15 @@
  * an application that keeps what it saw durably in Redis, because a node killed with
  * kill -9 takes its memory with it.
  *
- *   node.c            a node serving clients: every new session (on_open, on_reset) first
- *                     gets {"start":K} on its own, K being one more than the last stream
- *                     number published when the session subscribed, then the stream
- *                     topic "stream"; every client message {"c":id,"n":N} is appended to
- *                     the Redis list <prefix>app:log:<id> as "N", or "N!" when ferry says
- *                     it may have been handed over before (ferry_session_message_repeated)
- *   node.c publisher  the one publisher, serving no clients: publishes {"i":k} to
- *                     "stream", k = 1, 2, ... counting only publishes that returned
- *                     FERRY_OK, and writes k to <prefix>app:published after each
+ *   a node (the default) serves clients: every new session (on_open, on_reset) first gets
+ *       {"start":K} on its own, K being one more than the last stream number published
+ *       when the session subscribed, then the stream topic "stream"; every client message
+ *       {"c":id,"n":N} is appended to the Redis list <prefix>app:log:<id> as "N", or "N!"
+ *       when ferry says it may have been handed over before
+ *       (ferry_session_message_repeated)
+ *   the publisher (E2E_ROLE=publisher) serves no clients: it publishes {"i":k} to "stream",
+ *       k = 1, 2, ... counting only publishes that returned FERRY_OK, and writes k to
+ *       <prefix>app:published after each
  *
  * The start marker is a lower bound: K - 1 is read before the subscription, so nothing up to
  * it can arrive, but a publish that lands between the read and the subscription is not
@@ -27,12 +27,10 @@
  *   POST /control/stop            exit (so does closing stdin)
  *
  * Environment: E2E_REDIS (host:port, required), E2E_NODE (the node name, required),
- * E2E_PREFIX (the key prefix, "e2e:"); milliseconds: E2E_PUB_MS (5) between stream messages,
- * E2E_HB_MS, E2E_TIMEOUT_MS, E2E_WINDOW_MS, E2E_POLL_MS, E2E_STALL_MS, E2E_TICK_MS override
- * ferry's heartbeat, heartbeat timeout, resume window, poll hold, stall timeout and the
- * mount's tick. */
+ * E2E_PREFIX (the key prefix, "e2e:"), E2E_PUB_MS (5, ms between stream messages), and
+ * E2E_HB_MS, E2E_TIMEOUT_MS, E2E_WINDOW_MS, E2E_STALL_MS, E2E_TOMBSTONE_MS, E2E_POLL_MS,
+ * E2E_TICK_MS for ferry's timers (tests/lib/test_app.h, test_app_options). */
 #include <hiredis/hiredis.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -44,6 +42,7 @@
 
 #include "ferry_civetweb.h"
 #include "ferry_cluster.h"
+#include "test_app.h"
 
 static ferry_mount *mount;
 static const char *prefix;
@@ -156,19 +155,6 @@ static void on_message(ferry_session *s, json_t *data, void *ud)
     app_push("log:", id, v);
 }
 
-/* The token is the client's id: it names the session's identity. */
-static int on_auth(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const char **reason,
-                   void *ud)
-{
-    (void)ud;
-    if (!a->token || !a->token[0]) {
-        *reason = "a client id is required";
-        return 1;
-    }
-    snprintf(identity, FERRY_IDENTITY_MAX, "%s", a->token);
-    return 0;
-}
-
 static void *publisher(void *arg)
 {
     long ms = *(long *)arg;
@@ -195,25 +181,6 @@ static void *publisher(void *arg)
         pthread_mutex_unlock(&pub_lock);
     }
     return NULL;
-}
-
-static long qnum(const struct mg_request_info *ri, const char *name, long def)
-{
-    char v[32];
-    const char *q = ri->query_string ? ri->query_string : "";
-    return mg_get_var(q, strlen(q), name, v, sizeof v) > 0 ? atol(v) : def;
-}
-
-static int reply_json(struct mg_connection *conn, json_t *body)
-{
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text)
-        return 500;
-    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                    "Connection: close\r\n\r\n%s", strlen(text), text);
-    free(text);
-    return 200;
 }
 
 /* Every list under <prefix>app:<what>*, as {id: [values]}. */
@@ -247,7 +214,7 @@ static int control_log(struct mg_connection *conn)
     redisReply *r = app_cmd(2, argv);
     long long mismatch = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
-    return reply_json(conn, json_pack("{sIsIsosososIsI}", "published", (json_int_t)app_published(),
+    return test_app_reply_json(conn, json_pack("{sIsIsosososIsI}", "published", (json_int_t)app_published(),
                                       "failed", (json_int_t)publish_failed, "clients",
                                       app_lists("log:"), "resets", app_lists("resets:"),
                                       "node", json_string(ferry_hub_node(ferry_mount_hub(mount))),
@@ -266,7 +233,7 @@ static int control(struct mg_connection *conn, void *cbdata)
     if (strcmp(what, "stats") == 0) {
         ferry_stats st = {.size = sizeof st};
         ferry_hub_stats(hub, &st);
-        return reply_json(conn, json_pack("{sssIsIsIsIsIsIsIsIsIsIsi}", "node", ferry_hub_node(hub),
+        return test_app_reply_json(conn, json_pack("{sssIsIsIsIsIsIsIsIsIsIsi}", "node", ferry_hub_node(hub),
                                           "attached", (json_int_t)st.attached, "detached",
                                           (json_int_t)st.detached, "expired",
                                           (json_int_t)st.expired, "opened",
@@ -282,26 +249,21 @@ static int control(struct mg_connection *conn, void *cbdata)
     }
     if (strcmp(what, "publish") == 0) {
         pthread_mutex_lock(&pub_lock);
-        publishing = (int)qnum(ri, "on", 1);
+        publishing = (int)test_app_qnum(ri, "on", 1);
         pthread_mutex_unlock(&pub_lock);
         return control_log(conn);
     }
     if (strcmp(what, "stop") == 0) {
         stopping = 1;
-        return reply_json(conn, json_object());
+        return test_app_reply_json(conn, json_object());
     }
     return 0;
 }
 
-static long env_ms(const char *name, long def)
+int main(void)
 {
-    const char *v = getenv(name);
-    return v && *v ? atol(v) : def;
-}
-
-int main(int argc, char **argv)
-{
-    int is_publisher = argc > 1 && strcmp(argv[1], "publisher") == 0;
+    const char *role = getenv("E2E_ROLE");
+    int is_publisher = role && strcmp(role, "publisher") == 0;
     const char *redis = getenv("E2E_REDIS"), *name = getenv("E2E_NODE");
     prefix = getenv("E2E_PREFIX") && *getenv("E2E_PREFIX") ? getenv("E2E_PREFIX") : "e2e:";
     if (!redis || !name || !strchr(redis, ':')) {
@@ -322,32 +284,15 @@ int main(int argc, char **argv)
     ferry_cluster *cluster;
     if (ferry_cluster_new(&cluster, &co) != FERRY_OK)
         return 1;
-    ferry_server_options so;
-    ferry_server_options_init(&so);
-    so.listen = "127.0.0.1:0";
-    so.max_connections = 400;
     struct mg_context *ctx;
-    if (ferry_server_start(&ctx, &so) != FERRY_OK)
+    if (test_app_server(&ctx) != FERRY_OK)
         return 1;
     ferry_options core;
-    ferry_options_init(&core);
-    core.cluster = cluster;
-    core.resume_burst = 100000; /* every client resumes from 127.0.0.1 */
-    core.resume_rate = 100000;
-    core.max_sessions_per_identity = 0;
-    core.heartbeat_ms = (uint32_t)env_ms("E2E_HB_MS", core.heartbeat_ms);
-    core.heartbeat_timeout_ms = (uint32_t)env_ms("E2E_TIMEOUT_MS", core.heartbeat_timeout_ms);
-    core.resume_window_ms = (uint32_t)env_ms("E2E_WINDOW_MS", core.resume_window_ms);
-    core.stall_timeout_ms = (uint32_t)env_ms("E2E_STALL_MS", core.stall_timeout_ms);
     ferry_mount_options mo;
-    ferry_mount_options_init(&mo);
-    mo.core = &core;
-    mo.max_connections = 400;
-    mo.allowed_origins = "*"; /* reached through the tests' front */
-    mo.tick_ms = (uint32_t)env_ms("E2E_TICK_MS", 100);
-    mo.poll_timeout_ms = (uint32_t)env_ms("E2E_POLL_MS", mo.poll_timeout_ms);
+    test_app_options(&core, &mo, "E2E_");
+    core.cluster = cluster;
     ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,
-                          .on_message = on_message, .on_auth = on_auth};
+                          .on_message = on_message, .on_auth = test_app_auth};
     int rc = ferry_mount_new(&mount, ctx, &mo, &cb, NULL);
     if (rc != FERRY_OK) {
         fprintf(stderr, "e2e node: %s\n", ferry_strerror(rc));
@@ -356,7 +301,7 @@ int main(int argc, char **argv)
         return 1;
     }
     mg_set_request_handler(ctx, "/control/", control, NULL);
-    long pub_ms = env_ms("E2E_PUB_MS", 5);
+    long pub_ms = test_app_env("E2E_PUB_MS", 5);
     pthread_t pub;
     if (is_publisher)
         pthread_create(&pub, NULL, publisher, &pub_ms);
@@ -364,14 +309,7 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     /* Runs until /control/stop or until stdin closes (whoever started it is gone). */
-    struct pollfd pfd = {.fd = 0, .events = POLLIN};
-    while (!stopping) {
-        if (poll(&pfd, 1, 100) > 0) {
-            char buf[64];
-            if (read(0, buf, sizeof buf) <= 0)
-                stopping = 1;
-        }
-    }
+    test_app_wait(&stopping);
     if (is_publisher)
         pthread_join(pub, NULL);
     ferry_mount_free(mount);
