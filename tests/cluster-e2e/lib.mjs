@@ -121,6 +121,12 @@ export async function startCluster(count, env = {}) {
     publisher,
     nodes,
     live: () => nodes.filter((n) => n.alive),
+    // One more node, n<count+1>, joining the cluster (a front given `nodes` sees it).
+    async addNode() {
+      const node = await startNode(bin, `n${nodes.length + 1}`, common);
+      nodes.push(node);
+      return node;
+    },
     async stats() {
       const all = {};
       for (const n of nodes) if (n.alive) all[n.name] = await n.control('stats');
