@@ -13,12 +13,11 @@
 //   - the clients of a killed node resumed on the other nodes (the front's routes, and the
 //     nodes' resume counts).
 // Printed: the time from each kill until every client of that node had resumed, cuts,
-// messages both ways.
+// messages both ways. E2E_DEBUG=1 prints the histories of the clients that failed.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { exitPromptly } from '../chaos/lib.mjs';
-import { waitFor } from '../chaos/lib.mjs';
+import { exitPromptly, waitFor } from '../chaos/lib.mjs';
 import { ackedN, checkClients, checkLog, drained, startSending, taggedClient } from './clients.mjs';
 import { startFront } from './front.mjs';
 import { later, startCluster } from './lib.mjs';
@@ -30,7 +29,7 @@ const log = (line) => console.log(line);
 
 let cluster;
 let front;
-let clients = [];
+const clients = [];
 
 before(async () => {
   cluster = await startCluster(3);
@@ -161,7 +160,7 @@ test('kill -9 of two nodes under load on both transports: nothing lost, repeated
   assert.equal(r.silentGaps, 0, `gaps without a reset${detail}`);
   assert.equal(r.badResets, 0, `resets without a reason${detail}`);
   assert.equal(r.unexplained, 0, `messages only marked as repeated that no kill explains${detail}`);
-  assert.ok(r.minSlack >= 0 && r.maxSlack <= 40, `a session's stream began ${r.minSlack}..${r.maxSlack} past its start marker`);
+  assert.ok(r.minSlack >= 0 && r.maxSlack <= 200, `a session's stream began ${r.minSlack}..${r.maxSlack} past its start marker`);
   assert.deepEqual(r.failed, [], 'every client clean');
   assert.deepEqual(errors, [], 'no protocol errors');
   assert.ok(r.received > 0 && r.logged > 0 && sent > 0, 'messages flowed both ways');
