@@ -44,6 +44,10 @@
 #include "ferry_cluster.h"
 #include "test_app.h"
 
+/* The mount, set once it exists and cleared before it is freed, under control_lock for the
+ * control endpoint (civetweb's threads, which outlive the mount); the publisher thread
+ * starts after it is set and is joined before it is cleared. */
+static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static ferry_mount *mount;
 static const char *prefix;
 /* Held across a publish and the write of its k, so that pausing waits for one under way. */
@@ -214,17 +218,16 @@ static int control_log(struct mg_connection *conn)
     redisReply *r = app_cmd(2, argv);
     long long mismatch = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
-    return test_app_reply_json(conn, json_pack("{sIsIsosososIsI}", "published", (json_int_t)app_published(),
-                                      "failed", (json_int_t)publish_failed, "clients",
-                                      app_lists("log:"), "resets", app_lists("resets:"),
-                                      "node", json_string(ferry_hub_node(ferry_mount_hub(mount))),
-                                      "mismatch", (json_int_t)mismatch, "app_errors",
-                                      (json_int_t)app_errors));
+    json_t *body = json_pack(
+        "{sIsIsosososIsI}", "published", (json_int_t)app_published(), "failed",
+        (json_int_t)publish_failed, "clients", app_lists("log:"), "resets", app_lists("resets:"),
+        "node", json_string(ferry_hub_node(ferry_mount_hub(mount))), "mismatch",
+        (json_int_t)mismatch, "app_errors", (json_int_t)app_errors);
+    return test_app_reply_json(conn, body);
 }
 
-static int control(struct mg_connection *conn, void *cbdata)
+static int control_locked(struct mg_connection *conn)
 {
-    (void)cbdata;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *what = ri->local_uri + strlen("/control/");
     ferry_hub *hub = ferry_mount_hub(mount);
@@ -233,19 +236,16 @@ static int control(struct mg_connection *conn, void *cbdata)
     if (strcmp(what, "stats") == 0) {
         ferry_stats st = {.size = sizeof st};
         ferry_hub_stats(hub, &st);
-        return test_app_reply_json(conn, json_pack("{sssIsIsIsIsIsIsIsIsIsIsi}", "node", ferry_hub_node(hub),
-                                          "attached", (json_int_t)st.attached, "detached",
-                                          (json_int_t)st.detached, "expired",
-                                          (json_int_t)st.expired, "opened",
-                                          (json_int_t)st.sessions_opened, "resumes",
-                                          (json_int_t)st.resumes, "messages_in",
-                                          (json_int_t)st.messages_in, "messages_out",
-                                          (json_int_t)st.messages_out, "unknown",
-                                          (json_int_t)st.resume_failures[FERRY_REASON_UNKNOWN],
-                                          "forked",
-                                          (json_int_t)st.resume_failures[FERRY_REASON_FORKED],
-                                          "app_errors", (json_int_t)app_errors, "health",
-                                          ferry_hub_health(hub)));
+        json_t *body = json_pack(
+            "{sssIsIsIsIsIsIsIsIsIsIsi}", "node", ferry_hub_node(hub), "attached",
+            (json_int_t)st.attached, "detached", (json_int_t)st.detached, "expired",
+            (json_int_t)st.expired, "opened", (json_int_t)st.sessions_opened, "resumes",
+            (json_int_t)st.resumes, "messages_in", (json_int_t)st.messages_in, "messages_out",
+            (json_int_t)st.messages_out, "unknown",
+            (json_int_t)st.resume_failures[FERRY_REASON_UNKNOWN], "forked",
+            (json_int_t)st.resume_failures[FERRY_REASON_FORKED], "app_errors",
+            (json_int_t)app_errors, "health", ferry_hub_health(hub));
+        return test_app_reply_json(conn, body);
     }
     if (strcmp(what, "publish") == 0) {
         pthread_mutex_lock(&pub_lock);
@@ -258,6 +258,15 @@ static int control(struct mg_connection *conn, void *cbdata)
         return test_app_reply_json(conn, json_object());
     }
     return 0;
+}
+
+static int control(struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    pthread_mutex_lock(&control_lock);
+    int r = mount ? control_locked(conn) : 0;
+    pthread_mutex_unlock(&control_lock);
+    return r;
 }
 
 int main(void)
@@ -293,13 +302,17 @@ int main(void)
     core.cluster = cluster;
     ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,
                           .on_message = on_message, .on_auth = test_app_auth};
-    int rc = ferry_mount_new(&mount, ctx, &mo, &cb, NULL);
+    ferry_mount *m;
+    int rc = ferry_mount_new(&m, ctx, &mo, &cb, NULL);
     if (rc != FERRY_OK) {
         fprintf(stderr, "e2e node: %s\n", ferry_strerror(rc));
         ferry_server_stop(ctx);
         ferry_cluster_free(cluster);
         return 1;
     }
+    pthread_mutex_lock(&control_lock);
+    mount = m;
+    pthread_mutex_unlock(&control_lock);
     mg_set_request_handler(ctx, "/control/", control, NULL);
     long pub_ms = test_app_env("E2E_PUB_MS", 5);
     pthread_t pub;
@@ -312,7 +325,10 @@ int main(void)
     test_app_wait(&stopping);
     if (is_publisher)
         pthread_join(pub, NULL);
-    ferry_mount_free(mount);
+    pthread_mutex_lock(&control_lock);
+    mount = NULL;
+    pthread_mutex_unlock(&control_lock);
+    ferry_mount_free(m);
     ferry_server_stop(ctx);
     ferry_cluster_free(cluster);
     if (app_redis)
