@@ -3,12 +3,13 @@
 // land on all three nodes and the session moves between them all the time. Every message in
 // both directions must still arrive exactly once and in order. Then the same clients' load
 // through the front sticky by session (hash of the sid in Authorization, or in a resume's
-// body), for comparison: requests, session moves and time, both printed.
+// body), for comparison: requests, session moves and time, both printed. Last, round robin
+// again with a node killed halfway.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { exitPromptly, waitFor } from '../chaos/lib.mjs';
-import { checkClients, drained, startSending, taggedClient } from './clients.mjs';
+import { ackedN, checkClients, drained, startSending, taggedClient } from './clients.mjs';
 import { startFront } from './front.mjs';
 import { later, startCluster } from './lib.mjs';
 
@@ -43,30 +44,43 @@ function hops(routes) {
   return n;
 }
 
-async function phase(mode) {
+// `kill`: kill -9 a node halfway through the sending; every client may have had messages in
+// flight there (its requests go to every node).
+async function phase(mode, kill = false) {
+  const label = kill ? `${mode} with a kill` : mode;
   const front = await startFront(cluster.nodes, mode);
   fronts.push(front);
   await cluster.publisher.control('publish', 'on=1');
   const before = await cluster.stats();
   const t0 = Date.now();
   const clients = [];
-  for (let k = 0; k < CLIENTS; k++) clients.push(taggedClient(front.url, `lp-${mode}-${k}`, 'longpoll'));
+  for (let k = 0; k < CLIENTS; k++) clients.push(taggedClient(front.url, `lp-${mode}${kill ? '-kill' : ''}-${k}`, 'longpoll'));
   all.push(...clients);
-  await waitFor(() => clients.every((c) => c.opens > 0), 20000, `${mode}: every client to open`);
+  await waitFor(() => clients.every((c) => c.opens > 0), 20000, `${label}: every client to open`);
   const stopSending = startSending(clients, 100);
-  await later(SEND_MS);
+  const kills = new Map();
+  if (kill) {
+    await later(SEND_MS / 2);
+    const victim = cluster.live()[0];
+    for (const c of clients) kills.set(c.id, [{ acked: ackedN(c), sent: c.sent }]);
+    await victim.kill9();
+    log(`long-polling ${label}: kill -9 ${victim.name}`);
+    await later(SEND_MS / 2);
+  } else {
+    await later(SEND_MS);
+  }
   stopSending();
   const { published } = await cluster.publisher.control('publish', 'on=0');
   const t1 = Date.now();
   let server = null;
   await waitFor(async () => {
-    server = await cluster.nodes[0].control('log');
+    server = await cluster.live()[0].control('log');
     return drained(clients, server);
-  }, 40000, `${mode}: every message to arrive`).catch((e) => log(e.message));
+  }, 40000, `${label}: every message to arrive`).catch((e) => log(e.message));
   const drainMs = Date.now() - t1;
-  server = await cluster.nodes[0].control('log');
+  server = await cluster.live()[0].control('log');
   const afterStats = await cluster.stats();
-  const r = checkClients(clients, server);
+  const r = checkClients(clients, server, kills);
   const resumes = Object.keys(afterStats).reduce((s, k) => s + afterStats[k].resumes - before[k].resumes, 0);
   const unknown = Object.keys(afterStats).reduce((s, k) => s + afterStats[k].unknown - before[k].unknown, 0);
   const requests = clients.reduce((s, c) => s + (front.routes.get(c.id) || []).length, 0);
@@ -76,9 +90,9 @@ async function phase(mode) {
     .map((e) => `${c.id}: ${e.code} ${e.text}`));
   // This phase's clients end their sessions, so the next phase counts only its own.
   for (const c of clients) c.close();
-  await waitFor(() => clients.every((c) => c.inflight === 0), 5000, `${mode}: requests to settle`).catch(() => {});
-  const res = { mode, seconds: (Date.now() - t0) / 1000, drainMs, requests, moves, resumes, unknown, sent, r, published };
-  log(`long-polling ${mode}: ${CLIENTS} clients, ${res.seconds.toFixed(1)} s (drained ${drainMs} ms after ` +
+  await waitFor(() => clients.every((c) => c.inflight === 0), 5000, `${label}: requests to settle`).catch(() => {});
+  const res = { mode: label, seconds: (Date.now() - t0) / 1000, drainMs, requests, moves, resumes, unknown, sent, r, published };
+  log(`long-polling ${label}: ${CLIENTS} clients, ${res.seconds.toFixed(1)} s (drained ${drainMs} ms after ` +
     `the ${SEND_MS} ms of sending), ${requests} requests (${(requests / Math.max(1, sent)).toFixed(1)} ` +
     `per client message), ${moves} node changes between consecutive requests, ${resumes} resumes ` +
     `(${unknown} answered unknown); ${sent} client messages sent, ${r.logged} logged ` +
@@ -88,15 +102,16 @@ async function phase(mode) {
   const detail = '\n' + r.failed.slice(0, 10).join('\n');
   assert.equal(server.mismatch, 0, 'the application saw messages from another client');
   assert.equal(server.app_errors, 0, 'the application could write its log');
-  assert.equal(r.lost, 0, `${mode}: lost messages${detail}`);
-  assert.equal(r.duplicated, 0, `${mode}: duplicated messages${detail}`);
-  assert.equal(r.reordered, 0, `${mode}: reordered messages${detail}`);
-  assert.equal(r.silentGaps, 0, `${mode}: gaps without a reset${detail}`);
-  assert.equal(r.badResets, 0, `${mode}: resets without a reason${detail}`);
-  assert.deepEqual(r.resets, {}, `${mode}: no session was reset`);
-  assert.deepEqual(r.failed, [], `${mode}: every client clean`);
-  assert.deepEqual(errors, [], `${mode}: no protocol errors`);
-  assert.ok(sent > 0 && r.logged > 0 && r.received > 0, `${mode}: messages flowed both ways`);
+  assert.equal(r.lost, 0, `${label}: lost messages${detail}`);
+  assert.equal(r.duplicated, 0, `${label}: duplicated messages${detail}`);
+  assert.equal(r.reordered, 0, `${label}: reordered messages${detail}`);
+  assert.equal(r.silentGaps, 0, `${label}: gaps without a reset${detail}`);
+  assert.equal(r.badResets, 0, `${label}: resets without a reason${detail}`);
+  assert.equal(r.unexplained, 0, `${label}: messages only marked that no kill explains${detail}`);
+  assert.deepEqual(r.resets, {}, `${label}: no session was reset`);
+  assert.deepEqual(r.failed, [], `${label}: every client clean`);
+  assert.deepEqual(errors, [], `${label}: no protocol errors`);
+  assert.ok(sent > 0 && r.logged > 0 && r.received > 0, `${label}: messages flowed both ways`);
   return res;
 }
 
@@ -116,4 +131,10 @@ test('the same with stickiness by session, for comparison', { timeout: 60000 }, 
   // Sticky: a new session moves at most once (its hello went round robin), and nothing
   // moves after that.
   assert.ok(sticky.moves <= CLIENTS, `sticky sessions stayed put (${sticky.moves} node changes)`);
+});
+
+// Last, as it leaves two nodes: the same round robin, with a node killed halfway.
+test('long-polling with every request on the next node and a node killed: exactly once both ways', { timeout: 80000 }, async () => {
+  const r = await phase('rr', true);
+  assert.ok(r.moves > CLIENTS, 'sessions moved between nodes');
 });
