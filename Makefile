@@ -61,7 +61,8 @@ TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
-        test-js test-demo test-install test-failmalloc test-chaos test-cluster-e2e soak readme-picture test-asan test-tsan fuzz test-fuzz \
+        test-js test-demo test-install test-failmalloc test-chaos test-lb test-cluster-e2e soak readme-picture test-asan \
+        test-tsan fuzz test-fuzz \
         bench-core bench bench-deps test-load demo clean
 
 all: lib
@@ -288,6 +289,7 @@ test: deps
 	$(MAKE) test-demo
 	$(MAKE) test-load
 	$(MAKE) test-chaos
+	$(MAKE) test-lb
 	$(MAKE) test-cluster-e2e
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
@@ -361,6 +363,12 @@ bench: bench-deps $(BENCH_BIN) bench/peers/node_modules/.package-lock.json
 bench-deps:
 	@scripts/deps.sh bench
 
+# nginx and HAProxy from the templates in examples/cluster/ in front of ferry nodes:
+# WebSocket and long-polling through them, heartbeats, the client's address, stickiness by
+# session, a dead node, a draining node (tests/lb, docs/CLUSTER.md; about 20 s).
+test-lb: $(BUILD)/tests/lb_server js-client/node_modules/.package-lock.json
+	node --test tests/lb/*.test.mjs
+
 # Faults at random bytes, blackholes, transport switches, nginx in the path, and a history
 # checker over both directions (tests/chaos, docs/CHAOS.md); then the reproductions of what
 # it found.
@@ -398,6 +406,11 @@ examples: $(BUILD)/examples/echo $(BUILD)/examples/replay $(BUILD)/examples/live
 $(BUILD)/tests/js_server: tests/js/server.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
+
+# A node for tests/lb, a cluster member when given a Redis address.
+$(BUILD)/tests/lb_server: tests/lb/server.c $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Icluster/include $< $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
 
 $(BUILD)/examples/replay: examples/replay/replay.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)

@@ -45,6 +45,7 @@ need libcivetweb-dev civetweb test -f /usr/include/civetweb.h  # Debian ships no
 if [ "$mode" = all ]; then
     need "check libsubunit-dev" check pc check
     need nginx-light nginx test -x /usr/sbin/nginx
+    need haproxy haproxy test -x /usr/sbin/haproxy      # tests/lb starts its own
     need libhiredis-dev hiredis pc hiredis            # the cluster layer (cluster/)
     need redis-server redis-server has redis-server   # its tests start their own
     need chromium chromium test -x /usr/bin/chromium
@@ -76,9 +77,25 @@ fi
 echo "deps: missing:$why" >&2
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
+    # Debian's nginx, haproxy and redis-server packages start their service when installed;
+    # the tests start their own on free loopback ports and use only the binaries. A
+    # policy-rc.d that denies every start keeps them stopped; one already there (as in
+    # containers) is left alone.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=false
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# scripts/deps.sh: no service starts while it installs\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        own_policy=true
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -q
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $pkgs
+    if $own_policy; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
     case "$pkgs" in
     *redis-server*)
         # Debian's redis-server package starts a server on port 6379 when installed; the
@@ -91,6 +108,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         # their own, on a free loopback port.
         if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi
         if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi ;;
+    esac
+    case "$pkgs" in
+    *haproxy*)
+        # The same for Debian's haproxy (its default configuration listens nowhere).
+        if command -v systemctl >/dev/null 2>&1; then systemctl stop haproxy 2>/dev/null || true; fi
+        if [ -f /run/haproxy.pid ]; then kill "$(cat /run/haproxy.pid)" 2>/dev/null || true; fi ;;
     esac
     exit 0
 fi

@@ -5,8 +5,8 @@
  * fields k (kind), n (topic or session ID) and b (the message's encoded body), appended
  * with XADD (one write whatever the number of subscribers) and trimmed every few seconds,
  * by age (MINID, feed_keep_ms behind the newest entry) and by length (feed_max). The trim
- * writes "<prefix>floor", the first entry it kept: entries after a position below the
- * floor may be gone, so an outbox cannot be rebuilt from there. Each node's reader thread
+ * writes "<prefix>floor", the first entry it kept when it removed any: entries after a
+ * position below the floor may be gone, so an outbox cannot be rebuilt from there. Each node's reader thread
  * follows the feed with XREAD BLOCK on a connection of its own and hands what it reads to
  * fy_hub_feed.
  *
@@ -35,7 +35,8 @@
 #define PREFIX_MAX 64
 #define KEY_MAX (PREFIX_MAX + 16)
 #define READ_COUNT 512   /* entries per XREAD */
-#define BLOCK_MS 500     /* how long an XREAD waits for entries */
+#define BLOCK_MS 100     /* how long an XREAD waits for entries (and a stop for the reader) */
+#define LOST_MS 1000     /* how often the reader asks whether the feed lost unread entries */
 #define RETRY_MS 200     /* between attempts while Redis is unreachable */
 #define EPOCH_MS 1000    /* how often the reader checks the epoch */
 #define TRIM_MS 5000     /* how often the reader trims the feed */
@@ -96,10 +97,10 @@ static void sleep_ms(unsigned ms)
 /* One stream entry ([id, [field, value, ...]]) as a feed entry pointing into the reply. */
 static bool entry_of(const redisReply *x, fy_feed_entry *e)
 {
+    *e = (fy_feed_entry){0};
     if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
         x->element[0]->type != REDIS_REPLY_STRING || x->element[1]->type != REDIS_REPLY_ARRAY)
         return false;
-    *e = (fy_feed_entry){0};
     if (!pos_parse(x->element[0]->str, x->element[0]->len, &e->pos))
         return false;
     const redisReply *f = x->element[1];
@@ -127,10 +128,11 @@ static int each_entry(const redisReply *list, fy_pos *last,
     size_t n = 0;
     for (size_t i = 0; i < list->elements; i++) {
         fy_feed_entry e;
-        if (!entry_of(list->element[i], &e))
-            continue; /* not one of ours: skipped, but its position counts */
-        es[n++] = e;
-        *last = e.pos;
+        bool ours = entry_of(list->element[i], &e);
+        if (fy_pos_cmp(e.pos, *last) > 0) /* one that is not ours still moves the reader on */
+            *last = e.pos;
+        if (ours)
+            es[n++] = e;
     }
     int rc = n ? fn(es, n, ud) : 0;
     free(es);
@@ -220,13 +222,14 @@ static int read_once(rcluster *c)
 
 /* KEYS: the feed, the floor; ARGV: the oldest ms to keep, the most entries to keep. */
 static const char trim_lua[] =
-    "redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[1])\n"
+    "local gone = redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[1])\n"
     "if redis.call('XLEN', KEYS[1]) > tonumber(ARGV[2]) then\n"
-    "  redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])\n"
+    "  gone = gone + redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])\n"
     "end\n"
+    "if gone == 0 then return 0 end\n"
     "local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
     "if first[1] then redis.call('SET', KEYS[2], first[1][1]) end\n"
-    "return 0\n";
+    "return gone\n";
 
 static void trim(rcluster *c)
 {
@@ -268,14 +271,18 @@ static int reader_start(rcluster *c)
     return rc;
 }
 
-/* After Redis was unreachable: whether the feed may have lost entries this node had not
- * read (trimmed meanwhile). */
-static bool feed_lost_entries(rcluster *c)
+/* Whether the feed may have lost entries this node has not read: trimmed past it (a reader
+ * that stalled or was cut off longer than the feed keeps), or gone backwards (a failover to
+ * a replica that was behind). 0 with *lost, or FERRY_ESTORE. */
+static int feed_lost_entries(rcluster *c, bool *lost)
 {
-    fy_pos floor;
-    if (feed_floor(c, &floor))
-        return false; /* unreachable again: the next recovery asks again */
-    return fy_pos_cmp(floor, c->last) > 0;
+    fy_pos floor, newest;
+    int rc = feed_floor(c, &floor);
+    if (rc == 0)
+        rc = feed_edge(c, c->rd, true, &newest);
+    if (rc == 0)
+        *lost = fy_pos_cmp(floor, c->last) > 0 || fy_pos_cmp(newest, c->last) < 0;
+    return rc;
 }
 
 static uint64_t mono_ms(void)
@@ -288,7 +295,7 @@ static uint64_t mono_ms(void)
 static void *reader(void *arg)
 {
     rcluster *c = arg;
-    uint64_t epoch_at = 0, trim_at = 0;
+    uint64_t epoch_at = 0, trim_at = 0, lost_at = 0;
     bool down = false;
     while (!atomic_load(&c->stop)) {
         int rc = c->ready ? 0 : reader_start(c);
@@ -298,18 +305,24 @@ static void *reader(void *arg)
             rc = epoch_check(c, &changed);
             epoch_at = now;
         }
-        /* Back from an outage: entries it missed meanwhile are read now, unless the feed
-         * lost some (a restart, a flush, trimming): then nothing this node serves can be
-         * trusted to be whole. */
-        if (rc == 0 && (changed || (down && feed_lost_entries(c)))) {
-            /* (the floor says whether entries after the last one read may be gone) */
-            fy_log(FERRY_LOG_WARN, "cluster %s: Redis lost data; letting every session go",
-                   c->base.node);
+        /* Entries it has not read yet are read now, unless the feed lost some (a restart,
+         * a flush, a failover, trimming past this reader): then nothing this node serves
+         * can be trusted to be whole. Asked every second, and after every error. */
+        bool lost = false;
+        if (rc == 0 && (down || now - lost_at >= LOST_MS)) {
+            rc = feed_lost_entries(c, &lost);
+            lost_at = now;
+        }
+        if (rc == 0 && (changed || lost)) {
+            fy_log(FERRY_LOG_WARN, "cluster %s: the feed lost entries this node had not read; "
+                   "letting every session go", c->base.node);
             if (feed_edge(c, c->rd, true, &c->last) == 0)
                 fy_hub_feed_lost(c->hub, c->last);
         }
-        if (rc == 0)
+        if (rc == 0) {
+            atomic_store(&c->status, FERRY_OK); /* Redis answers; the read may wait a while */
             rc = read_once(c);
+        }
         fy_redis_log_flush(c->rd);
         fy_redis_log_flush(c->cmd);
         down = rc != 0;

@@ -64,7 +64,7 @@ int fy_redis_command(fy_redis *r, redisReply **reply, int argc, const char **arg
  * text. A pool registers up to FY_REDIS_SCRIPTS of them; the first use of one loads it
  * (SCRIPT LOAD, which also gives its SHA1), and a NOSCRIPT answer (Redis restarted or
  * flushed its scripts) runs it by EVAL, which loads it again. */
-#define FY_REDIS_SCRIPTS 4
+#define FY_REDIS_SCRIPTS 8
 #define FY_REDIS_EVAL_ARGS 400
 
 /* Registers `src` (kept by pointer: a string literal) and returns its number, or -1 when

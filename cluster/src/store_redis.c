@@ -21,7 +21,7 @@ typedef struct redis_store {
     fy_redis *redis;
     char prefix[PREFIX_MAX + 1];
     unsigned lease_ms;
-    int add_script, save_script, cursor_script;
+    int add_script, save_script, cursor_script, remove_script;
     fy_handles handles;   /* this node's */
     _Atomic uint64_t last_refresh; /* the hub's clock at the last lease refresh */
 } redis_store;
@@ -29,39 +29,54 @@ typedef struct redis_store {
 #define RS(st) ((redis_store *)(st))
 
 /* Writes the record only if no record has the ID. KEYS[1] the key; ARGV: record, TTL ms,
- * cursor. 1 when written, 0 when the ID exists. */
+ * cursor, owner. 1 when written, 0 when the ID exists. */
 static const char add_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'v', '1', 'r', ARGV[1], 'c', ARGV[3])\n"
+    "redis.call('HSET', KEYS[1], 'v', '1', 'r', ARGV[1], 'c', ARGV[3], 'o', ARGV[4])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "return 1\n";
 
 /* The compare-and-set. KEYS[1] the key; ARGV: expected version, new version, record, TTL
- * ms, and the subscriptions when they change. 1 when written, 0 when the version moved on
- * (stale), -1 when there is no record. */
+ * ms, owner (also in the record; kept beside it for the cursor script), and the
+ * subscriptions when they change. 1 when written, 0 when the version moved on (stale), -1
+ * when there is no record. */
 static const char save_lua[] =
     "local v = redis.call('HGET', KEYS[1], 'v')\n"
     "if not v then return -1 end\n"
     "if v ~= ARGV[1] then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'v', ARGV[2], 'r', ARGV[3])\n"
-    "if #ARGV >= 5 then redis.call('HSET', KEYS[1], 'u', ARGV[5]) end\n"
+    "redis.call('HSET', KEYS[1], 'v', ARGV[2], 'r', ARGV[3], 'o', ARGV[5])\n"
+    "if #ARGV >= 6 then redis.call('HSET', KEYS[1], 'u', ARGV[6]) end\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
 
-/* Cursors, "seq ms-n", each stored only if its record exists and it does not move the
- * stored one back. KEYS: the records; ARGV: seq, cursor for each. */
+/* Cursors, "seq ms-n", each stored only if its record names the node that sends it as its
+ * owner, and it moves the stored one forward (seq, then position). KEYS: the records; ARGV:
+ * the owner, then the cursor of each. */
 static const char cursor_lua[] =
+    "local function parse(c)\n"
+    "  local s, ms, n = string.match(c, '^(%d+) (%d+)-(%d+)$')\n"
+    "  return tonumber(s), tonumber(ms), tonumber(n)\n"
+    "end\n"
     "for i, k in ipairs(KEYS) do\n"
-    "  if redis.call('EXISTS', k) == 1 then\n"
+    "  if redis.call('HGET', k, 'o') == ARGV[1] then\n"
     "    local c = redis.call('HGET', k, 'c')\n"
-    "    if not c or tonumber(string.match(c, '^%d+')) <= tonumber(ARGV[2 * i - 1]) then\n"
-    "      redis.call('HSET', k, 'c', ARGV[2 * i])\n"
+    "    local s, ms, n = parse(ARGV[i + 1])\n"
+    "    local os, oms, on = 0, 0, 0\n"
+    "    if c then os, oms, on = parse(c) end\n"
+    "    if s > os or (s == os and (ms > oms or (ms == oms and n > on))) then\n"
+    "      redis.call('HSET', k, 'c', ARGV[i + 1])\n"
     "    end\n"
     "  end\n"
     "end\n"
     "return 0\n";
 
-#define CURSORS_PER_CALL (FY_REDIS_EVAL_ARGS / 3)
+/* Deletes a record only if it is still the version this node saved (its tombstone), not
+ * one another node saved since. KEYS[1] the key; ARGV[1] the version. */
+static const char remove_lua[] =
+    "if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+#define CURSORS_PER_CALL (FY_REDIS_EVAL_ARGS / 2 - 1)
 
 #define CURSOR_MAX 64
 
@@ -91,6 +106,7 @@ static unsigned ttl_of(const redis_store *rs, const fy_rec *r)
 static int add_record(redis_store *rs, ferry_session *s);
 static int find_record(redis_store *rs, const char *id, size_t len, ferry_session **out);
 static int remove_record(redis_store *rs, ferry_session *s);
+static void let_go(redis_store *rs, ferry_session *s);
 
 /* add, find, remove and each run with no core lock held (store.h): they write the log
  * lines that load and save, under a session's lock, could only queue (redis.h). */
@@ -119,12 +135,12 @@ static int add_record(redis_store *rs, ferry_session *s)
 {
     char key[KEY_MAX], ttl[16], cur[CURSOR_MAX];
     unsigned char rec[FY_REC_MAX];
-    const char *argv[] = {key, (const char *)rec, ttl, cur};
+    const char *argv[] = {key, (const char *)rec, ttl, cur, s->rec.owner};
     size_t len[] = {key_of(rs, s->id, strlen(s->id), key), fy_rec_encode(&s->rec, rec),
                     (size_t)snprintf(ttl, sizeof ttl, "%u", ttl_of(rs, &s->rec)),
-                    cursor_str(s->rec.cur_seq, s->rec.cur_pos, cur)};
+                    cursor_str(s->rec.cur_seq, s->rec.cur_pos, cur), strlen(s->rec.owner)};
     redisReply *rep;
-    int rc = fy_redis_eval(rs->redis, rs->add_script, &rep, 1, 4, argv, len);
+    int rc = fy_redis_eval(rs->redis, rs->add_script, &rep, 1, 5, argv, len);
     if (rc)
         return rc;
     bool added = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
@@ -236,6 +252,17 @@ static int find_record(redis_store *rs, const char *id, size_t len, ferry_sessio
         *out = fy_handles_find(&rs->handles, id, len, make_handle, &src);
         rc = *out ? 0 : FERRY_ENOMEM;
     }
+    if (rc == 0) { /* a handle this node does not serve takes what was just read (its
+                    * cursor moves without the version) */
+        ferry_session *s = *out;
+        pthread_mutex_lock(&s->lock);
+        if (!s->serving && s->state != FERRY_STATE_EXPIRED && rec.version >= s->rec.version) {
+            s->rec = rec;
+            if (s->subs_rec)
+                *s->subs_rec = *subs;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
     free(subs);
     return rc;
 }
@@ -244,7 +271,13 @@ static int rs_load(fy_store *st, ferry_session *s, fy_rec *out)
 {
     char key[KEY_MAX];
     key_of(RS(st), s->id, strlen(s->id), key);
-    int rc = fetch(RS(st), key, out, s->subs_rec);
+    fy_subs_rec *subs = s->subs_rec ? malloc(sizeof *subs) : NULL;
+    if (s->subs_rec && !subs)
+        return FERRY_ENOMEM;
+    int rc = fetch(RS(st), key, out, subs); /* into a copy: an error changes nothing */
+    if (rc == 0 && subs)
+        *s->subs_rec = *subs;
+    free(subs);
     if (rc == FERRY_ENOTFOUND) {
         fy_redis_note(RS(st)->redis, FERRY_LOG_ERROR, "redis store: the record of session %s is gone",
                       s->id);
@@ -260,15 +293,15 @@ static int save_with(fy_store *st, ferry_session *s, const fy_rec *rec, const fy
     redis_store *rs = RS(st);
     char key[KEY_MAX], from[24], to[24], ttl[16];
     unsigned char buf[FY_REC_MAX], sbuf[FY_SUBS_BYTES_MAX];
-    const char *argv[] = {key, from, to, (const char *)buf, ttl, (const char *)sbuf};
+    const char *argv[] = {key, from, to, (const char *)buf, ttl, rec->owner, (const char *)sbuf};
     size_t len[] = {key_of(rs, s->id, strlen(s->id), key),
                     (size_t)snprintf(from, sizeof from, "%" PRIu64, rec->version),
                     (size_t)snprintf(to, sizeof to, "%" PRIu64, rec->version + 1),
                     fy_rec_encode(rec, buf),
                     (size_t)snprintf(ttl, sizeof ttl, "%u", ttl_of(rs, rec)),
-                    subs ? fy_subs_encode(subs, sbuf) : 0};
+                    strlen(rec->owner), subs ? fy_subs_encode(subs, sbuf) : 0};
     redisReply *rep;
-    int rc = fy_redis_eval(rs->redis, rs->save_script, &rep, 1, subs ? 6 : 5, argv, len);
+    int rc = fy_redis_eval(rs->redis, rs->save_script, &rep, 1, subs ? 7 : 6, argv, len);
     if (rc)
         return rc;
     long long answer = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -2;
@@ -282,14 +315,8 @@ static int save_with(fy_store *st, ferry_session *s, const fy_rec *rec, const fy
     }
     if (answer != 1 && answer != -1)
         return FERRY_ESTORE;
-    uint64_t cur_seq = s->rec.cur_seq;
-    fy_pos cur_pos = s->rec.cur_pos;
     s->rec = *rec;
     s->rec.version++;
-    if (cur_seq > rec->cur_seq) { /* the cursor is saved apart (cursors); keep the newer */
-        s->rec.cur_seq = cur_seq;
-        s->rec.cur_pos = cur_pos;
-    }
     if (subs)
         *s->subs_rec = *subs;
     return 0;
@@ -305,11 +332,10 @@ static void rs_forget(fy_store *st, ferry_session *s)
 {
     pthread_mutex_lock(&s->lock);
     bool counted = s->state != FERRY_STATE_EXPIRED && !s->forgotten;
-    s->forgotten = true;
     pthread_mutex_unlock(&s->lock);
     if (counted) /* handle_from and store_new counted it */
         atomic_fetch_sub(&st->hub->live, 1);
-    fy_handles_del(&RS(st)->handles, s);
+    let_go(RS(st), s);
 }
 
 static ferry_session *rs_local(fy_store *st, const char *id, size_t len)
@@ -323,22 +349,22 @@ static void rs_cursors(fy_store *st, const fy_cursor *c, size_t n)
     redis_store *rs = RS(st);
     enum { K = CURSORS_PER_CALL };
     char (*keys)[KEY_MAX] = malloc(K * sizeof *keys);
-    char (*vals)[2][CURSOR_MAX] = malloc(K * sizeof *vals);
-    const char **argv = malloc(3 * K * sizeof *argv);
-    size_t *len = malloc(3 * K * sizeof *len);
+    char (*vals)[CURSOR_MAX] = malloc(K * sizeof *vals);
+    const char **argv = malloc((2 * K + 1) * sizeof *argv);
+    size_t *len = malloc((2 * K + 1) * sizeof *len);
     for (size_t at = 0; keys && vals && argv && len && at < n; at += K) {
         size_t k = n - at < K ? n - at : K;
+        argv[k] = c[0].owner; /* every cursor of a round is this node's */
+        len[k] = strlen(c[0].owner);
         for (size_t i = 0; i < k; i++) {
             const fy_cursor *x = &c[at + i];
             argv[i] = keys[i];
             len[i] = key_of(rs, x->id, strlen(x->id), keys[i]);
-            argv[k + 2 * i] = vals[i][0];
-            len[k + 2 * i] = (size_t)snprintf(vals[i][0], CURSOR_MAX, "%" PRIu64, x->seq);
-            argv[k + 2 * i + 1] = vals[i][1];
-            len[k + 2 * i + 1] = cursor_str(x->seq, x->pos, vals[i][1]);
+            argv[k + 1 + i] = vals[i];
+            len[k + 1 + i] = cursor_str(x->seq, x->pos, vals[i]);
         }
         redisReply *rep;
-        if (fy_redis_eval(rs->redis, rs->cursor_script, &rep, (int)k, (int)(3 * k), argv, len))
+        if (fy_redis_eval(rs->redis, rs->cursor_script, &rep, (int)k, (int)(2 * k + 1), argv, len))
             break; /* the next round tries again */
         freeReplyObject(rep);
     }
@@ -348,17 +374,32 @@ static void rs_cursors(fy_store *st, const fy_cursor *c, size_t n)
     free(len);
 }
 
+/* Stops holding the handle, once: a handle forgotten and removed at once (a `moved` entry
+ * and the tick) is dropped by whichever comes first. */
+static void let_go(redis_store *rs, ferry_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool held = !s->forgotten;
+    s->forgotten = true;
+    pthread_mutex_unlock(&s->lock);
+    if (held)
+        fy_handles_del(&rs->handles, s);
+}
+
 static int remove_record(redis_store *rs, ferry_session *s)
 {
-    char key[KEY_MAX];
-    const char *argv[] = {"DEL", key};
-    size_t len[] = {3, key_of(rs, s->id, strlen(s->id), key)};
+    char key[KEY_MAX], version[24];
+    pthread_mutex_lock(&s->lock);
+    snprintf(version, sizeof version, "%" PRIu64, s->rec.version);
+    pthread_mutex_unlock(&s->lock);
+    const char *argv[] = {key, version};
+    size_t len[] = {key_of(rs, s->id, strlen(s->id), key), strlen(version)};
     redisReply *rep;
-    int rc = fy_redis_command(rs->redis, &rep, 2, argv, len);
+    int rc = fy_redis_eval(rs->redis, rs->remove_script, &rep, 1, 2, argv, len);
     if (rc)
         return rc;
     freeReplyObject(rep);
-    fy_handles_del(&rs->handles, s);
+    let_go(rs, s);
     return 0;
 }
 
@@ -474,6 +515,7 @@ int fy_store_redis_new(fy_store **out, const fy_store_redis_cfg *cfg)
     rs->add_script = fy_redis_script(rs->redis, add_lua);
     rs->save_script = fy_redis_script(rs->redis, save_lua);
     rs->cursor_script = fy_redis_script(rs->redis, cursor_lua);
+    rs->remove_script = fy_redis_script(rs->redis, remove_lua);
     rs->base.ops = &redis_ops;
     *out = &rs->base;
     return 0;

@@ -31,7 +31,10 @@
 enum {
     FY_FEED_TOPIC = 't',  /* name: the topic; body: the message */
     FY_FEED_DIRECT = 'd', /* name: the session ID; body: the message */
-    FY_FEED_MOVED = 'm',  /* name: the session ID; body: the node that took the session over */
+    FY_FEED_MOVED = 'm',  /* name: the session ID; body: the node that took the session over
+                           * and the record's version then */
+    FY_FEED_ENDED = 'e',  /* name: the session ID; body: the reason it ended, decided on a
+                           * node that did not serve it, and the record's version then */
 };
 
 /* range's answer when the feed no longer holds everything after `from`. */

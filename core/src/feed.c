@@ -68,11 +68,12 @@ void fy_hub_feed_appended(ferry_hub *hub, fy_pos pos)
 void fy_hub_feed_settle_lock(ferry_hub *hub)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until); /* feed_cond runs on CLOCK_MONOTONIC */
     until.tv_sec += SETTLE_MS / 1000;
     pthread_mutex_lock(&hub->pub_lock);
+    fy_pos target = hub->appended; /* what was appended before this call, not after */
     /* Redis unreachable: the reader cannot catch up; the caller's save fails anyway. */
-    while (fy_pos_cmp(hub->feed_pos, hub->appended) < 0)
+    while (fy_pos_cmp(hub->feed_pos, target) < 0)
         if (pthread_cond_timedwait(&hub->feed_cond, &hub->pub_lock, &until) == ETIMEDOUT)
             break;
 }
@@ -192,6 +193,30 @@ static void feed_moved(ferry_hub *hub, const fy_feed_entry *e)
     ferry_session_unref(s);
 }
 
+/* A session this node serves was ended elsewhere ("<reason> <version>"): it ends here too,
+ * its connection given the final frame. */
+static void feed_ended(ferry_hub *hub, const fy_feed_entry *e)
+{
+    char body[48];
+    if (e->body_len >= sizeof body)
+        return;
+    memcpy(body, e->body, e->body_len);
+    body[e->body_len] = '\0';
+    char *end;
+    long why = strtol(body, &end, 10);
+    if (why <= FERRY_REASON_NONE || why >= FERRY_REASON_COUNT || *end != ' ')
+        return;
+    fy_store *st = hub->store;
+    ferry_session *s = st->ops->local(st, e->name, e->name_len);
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (s->serving)
+        fy_session_end_locked(s, (ferry_reason)why, fy_hub_now(hub));
+    pthread_mutex_unlock(&s->lock);
+    ferry_session_unref(s);
+}
+
 void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n)
 {
     pthread_mutex_lock(&hub->pub_lock);
@@ -205,11 +230,15 @@ void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n)
             feed_direct(hub, e);
         else if (e->kind == FY_FEED_MOVED)
             feed_moved(hub, e);
+        else if (e->kind == FY_FEED_ENDED)
+            feed_ended(hub, e);
         hub->feed_pos = e->pos;
     }
     pthread_cond_broadcast(&hub->feed_cond);
     pthread_mutex_unlock(&hub->pub_lock);
-    fy_hub_drain(hub);
+    /* No fy_hub_drain here: on_close of a session this hands an end to waits for the
+     * session's in_lock (a slow on_message), which must not hold up the whole feed; the
+     * tick runs it. */
 }
 
 void fy_session_leave(ferry_session *s, int why)
@@ -287,6 +316,7 @@ int fy_session_adopt_locked(ferry_session *s, uint64_t ack)
     s->drop_to = ack; /* numbered up to the client's ack: it has them */
     s->acked_pos = s->rec.cur_pos;
     s->cur_saved = s->rec.cur_seq;
+    s->cur_saved_pos = s->rec.cur_pos;
     s->serving = true;
     s->replayed_to = (fy_pos){0, 0};
     if (fy_pos_cmp(s->rec.cur_pos, s->subs_rec->horizon) < 0)
@@ -333,17 +363,22 @@ static void collect_cursor(ferry_session *s, void *ud)
     pthread_mutex_lock(&s->lock);
     if (s->serving && s->state != FERRY_STATE_EXPIRED && l->n < l->cap) {
         uint64_t seq = s->out.base - 1;
-        /* Nothing unacknowledged: everything matching up to feed_pos is numbered, so the
-         * cursor may move there (and keeps clear of the feed's trimming). */
-        fy_pos pos = s->out.count == 0 ? l->at : s->acked_pos;
-        if (seq > s->cur_saved || pos.ms > s->rec.cur_pos.ms + CURSOR_AGE_MS) {
+        /* Nothing unacknowledged: everything matching up to feed_pos (and up to what an
+         * adoption numbered ahead of the reader) is numbered, so the cursor may move there,
+         * and keeps clear of the feed's trimming. */
+        fy_pos pos = s->acked_pos;
+        if (s->out.count == 0)
+            pos = fy_pos_cmp(s->replayed_to, l->at) > 0 ? s->replayed_to : l->at;
+        if (seq > s->cur_saved || pos.ms > s->cur_saved_pos.ms + CURSOR_AGE_MS) {
             fy_cursor *c = &l->c[l->n++];
             memcpy(c->id, s->id, sizeof c->id);
+            memcpy(c->owner, s->hub->cluster->node, sizeof c->owner);
             c->seq = seq;
             c->pos = pos;
+            /* Not s->rec's cursor: that one is only ever what Redis holds (loaded), which
+             * is what pruning subscriptions may rely on. */
             s->cur_saved = seq;
-            s->rec.cur_seq = seq;
-            s->rec.cur_pos = pos;
+            s->cur_saved_pos = pos;
         }
     }
     pthread_mutex_unlock(&s->lock);

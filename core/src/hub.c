@@ -105,7 +105,11 @@ int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_call
     store->hub = hub;
     pthread_mutex_init(&hub->ident_lock, NULL);
     pthread_mutex_init(&hub->pub_lock, NULL);
-    pthread_cond_init(&hub->feed_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&hub->feed_cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&hub->lock, NULL);
     pthread_mutex_init(&hub->rate_lock, NULL);
     pthread_mutex_init(&hub->pend_lock, NULL);
@@ -354,7 +358,53 @@ int fy_hub_call_auth(ferry_hub *hub, const ferry_auth *a, char *identity, const 
 struct tick_ctx {
     ferry_hub *hub;
     uint64_t now;
+    ferry_session **away; /* in a cluster: sessions another node took without this one */
+    size_t naway, away_cap; /*   hearing of it, to let go of after the round */
 };
+
+/* A session whose resume window passed here. In a cluster it may have moved to another
+ * node whose `moved` entry this one missed: the record says whose it is, and only that node
+ * expires it. 1: it was let go here (listed in c->away). s->lock held. */
+static bool expire_locked(ferry_session *s, struct tick_ctx *c)
+{
+    fy_rec r;
+    fy_store *st = c->hub->store;
+    if (!c->hub->cluster) {
+        fy_session_end_locked(s, FERRY_REASON_EXPIRED, c->now);
+        return false;
+    }
+    if (st->ops->load(st, s, &r))
+        return false; /* the store is failing: the next tick asks again */
+    if (strcmp(r.owner, c->hub->cluster->node) == 0) {
+        fy_session_end_locked(s, FERRY_REASON_EXPIRED, c->now);
+        return false;
+    }
+    if (c->naway == c->away_cap) {
+        size_t cap = c->away_cap ? 2 * c->away_cap : 16;
+        ferry_session **a = realloc(c->away, cap * sizeof *a);
+        if (!a)
+            return false;
+        c->away = a;
+        c->away_cap = cap;
+    }
+    c->away[c->naway++] = ferry_session_ref(s);
+    return true;
+}
+
+static void let_go_away(struct tick_ctx *c)
+{
+    ferry_hub *hub = c->hub;
+    for (size_t i = 0; i < c->naway; i++) {
+        pthread_mutex_lock(&hub->pub_lock);
+        pthread_mutex_lock(&hub->lock);
+        fy_session_leave(c->away[i], FERRY_LINK_SUPERSEDED);
+        pthread_mutex_unlock(&hub->lock);
+        pthread_mutex_unlock(&hub->pub_lock);
+        hub->store->ops->forget(hub->store, c->away[i]);
+        ferry_session_unref(c->away[i]);
+    }
+    free(c->away);
+}
 
 static void tick_one(ferry_session *s, void *ud)
 {
@@ -384,7 +434,7 @@ static void tick_one(ferry_session *s, void *ud)
         if (elapsed(c->now, s->since) < o->resume_window_ms)
             break;
         if (s->serving)
-            fy_session_end_locked(s, FERRY_REASON_EXPIRED, c->now);
+            expire_locked(s, c);
         else /* a handle a cluster node built for a resume that did not happen here */
             let_go = true;
         break;
@@ -406,12 +456,13 @@ int ferry_hub_tick(ferry_hub *hub)
 {
     if (!hub)
         return FERRY_EINVAL;
-    struct tick_ctx c = {hub, fy_hub_now(hub)};
+    struct tick_ctx c = {hub, fy_hub_now(hub), NULL, 0, 0};
     if (hub->store->ops->tick)
         hub->store->ops->tick(hub->store);
     if (hub->cluster)
         fy_hub_feed_tick(hub);
     hub->store->ops->each(hub->store, tick_one, &c);
+    let_go_away(&c);
     if (hub->opt.resume_rate) {
         pthread_mutex_lock(&hub->rate_lock);
         fy_map_each(&hub->rates, prune_bucket, hub);

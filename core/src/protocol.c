@@ -138,7 +138,6 @@ typedef struct {
     fy_hash presented;
     fy_rid rid;
     fy_verdict verdict;
-    bool moved;                     /* RESUME_OK in a cluster: another node served it */
     fy_reset reset;                 /* RESUME_ENDED */
     char text[160];                 /* RESUME_BAD_ACK */
     char secret[FY_SECRET_LEN + 1]; /* RESUME_OK: the fresh secret */
@@ -180,10 +179,8 @@ static int decide_resume(fy_rec *r, void *ctx)
     } else {
         c->verdict = RESUME_OK;
         rotate(r, &c->presented, &c->rid, c->secret);
-        if (s->hub->cluster) { /* this node serves it from now on */
-            c->moved = strcmp(r->owner, s->hub->cluster->node) != 0;
+        if (s->hub->cluster) /* this node serves it from now on */
             strcpy(r->owner, s->hub->cluster->node);
-        }
         return 1;
     }
     return 0;
@@ -338,7 +335,10 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
             fy_session_adopt_subs(c.s);
         pthread_mutex_unlock(&hub->pub_lock);
     }
-    if (*resumed && c.moved)
+    /* Every adoption, even one of a record that already names this node (a retry after a
+     * failed adoption, a save that timed out but was applied), so that no node goes on
+     * serving a session another one took. */
+    if (*resumed && adopting)
         announce_move(hub, c.s, version);
     sodium_memzero(c.secret, sizeof c.secret);
     ferry_session_unref(c.s);
@@ -419,7 +419,7 @@ static int new_session(ferry_link *l, const char *identity, bool resume_failed,
             ferry_session_unref(s);
             return fy_link_peer_error(l, FERRY_ESTORE, "session store unavailable", 0);
         }
-        s->acked_pos = s->rec.cur_pos;
+        s->acked_pos = s->cur_saved_pos = s->rec.cur_pos;
         s->serving = true;
     }
     bool ident_ok = fy_hub_identity_add(hub, identity);
@@ -600,16 +600,19 @@ static bool still_serving(ferry_session *s)
 }
 
 /* Hands the batch's new messages to on_message and applies its subscriptions, in order;
- * messages up to repeat_to are marked as maybe delivered before. s->in_lock held, s->lock
- * not. */
-static void deliver(ferry_link *l, ferry_session *s, const fy_frame *fs, size_t count,
-                    uint64_t repeat_to)
+ * messages up to repeat_to are marked as maybe delivered before. Returns the seq of the
+ * last message handed over (`from` if none): in a cluster it stops when this node lets the
+ * session go. s->in_lock held, s->lock not. */
+static uint64_t deliver(ferry_link *l, ferry_session *s, const fy_frame *fs, size_t count,
+                        uint64_t from, uint64_t repeat_to)
 {
     ferry_hub *hub = l->hub;
+    uint64_t done = from;
     for (size_t i = 0; i < count; i++) {
         if (hub->cluster && !still_serving(s))
-            return; /* another node took the session over: the client sends the rest there */
+            return done; /* this node let the session go: the rest comes again elsewhere */
         if (fs[i].type == FY_F_MSG) {
+            done = fs[i].seq;
             atomic_fetch_add_explicit(&hub->msgs_in, 1, memory_order_relaxed);
             s->in_msg_seq = fs[i].seq;
             s->in_repeat = fs[i].seq <= repeat_to;
@@ -625,6 +628,7 @@ static void deliver(ferry_link *l, ferry_session *s, const fy_frame *fs, size_t 
             fy_link_peer_error(l, FERRY_EFORBIDDEN, why, 0);
         }
     }
+    return done;
 }
 
 /* The inbound seq a batch moves, from and to; in a cluster (node set), also the messages a
@@ -697,7 +701,9 @@ int fy_proto_frames(ferry_link *l, ferry_session *s, fy_frame *fs, size_t n)
     apply_locked(l, s, fs, n, m.from, &a);
     pthread_mutex_unlock(&s->lock);
 
-    deliver(l, s, fs, a.count, m.repeat_to);
+    /* Only what was handed over is recorded; the rest (a node letting go mid-batch) stays
+     * above in_seq, below in_pend: it comes again, marked, wherever the client resumes. */
+    m.to = deliver(l, s, fs, a.count, m.from, m.repeat_to);
 
     pthread_mutex_lock(&s->lock);
     if (m.node && m.to != m.from && (rc = fy_session_update_locked(s, record_delivered, &m))) {

@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cluster_seam.h"
@@ -89,16 +91,28 @@ static int record_end(fy_rec *r, void *ctx)
     ferry_reason why = s->end_reason;
     if (r->end_reason == why)
         return 0;
-    /* In a cluster, a session another node serves now is not this node's to end. */
-    if (s->hub->cluster && strcmp(r->owner, s->hub->cluster->node) != 0)
-        return 0;
+    /* In a cluster, ends (forked, closed by the application) hold wherever they are
+     * decided; expiry is decided only by the serving node (the tick asks the record). */
     r->end_reason = why;
     return 1;
+}
+
+/* An end decided on a node that does not serve the session: the serving node ends it
+ * too, giving its connection the final frame ("<reason> <version>"). */
+static void announce_end(ferry_session *s)
+{
+    char body[48];
+    fy_pos pos; /* (pub_lock may be held here: the position is not noted) */
+    int len = snprintf(body, sizeof body, "%d %" PRIu64, (int)s->end_reason, s->rec.version);
+    s->hub->cluster->ops->append(s->hub->cluster, FY_FEED_ENDED, s->id, strlen(s->id), body,
+                                 (size_t)len, &pos);
 }
 
 void fy_session_save_end_locked(ferry_session *s)
 {
     s->end_unsaved = fy_session_update_locked(s, record_end, s) != 0;
+    if (!s->end_unsaved && s->hub->cluster && !s->serving && s->end_reason != FERRY_REASON_EXPIRED)
+        announce_end(s);
 }
 
 int fy_session_update_locked(ferry_session *s, int (*change)(fy_rec *r, void *ctx), void *ctx)
@@ -314,8 +328,9 @@ static int save_subs_locked(ferry_session *s, sub_change *c)
     fy_subs_rec *next = malloc(sizeof *next);
     int rc = next ? FERRY_ESTORE : FERRY_ENOMEM;
     for (int tries = 0; next && tries < FY_STORE_TRIES; tries++) {
-        fy_rec r = s->rec;
-        if (tries && (rc = st->ops->load(st, s, &r)))
+        fy_rec r;
+        /* loaded every time: ended subscriptions are pruned against the cursor Redis holds */
+        if ((rc = st->ops->load(st, s, &r)))
             break;
         if (strcmp(r.owner, s->hub->cluster->node) != 0 || r.end_reason != FERRY_REASON_NONE) {
             rc = FERRY_ECLOSED;
@@ -341,7 +356,6 @@ static int cluster_subscribe(ferry_session *s, const char *topic, bool on)
 {
     ferry_hub *hub = s->hub;
     fy_hub_feed_settle_lock(hub);
-    pthread_mutex_lock(&hub->lock);
     pthread_mutex_lock(&s->lock);
     /* After an adoption that read ahead of this node's reader, what it numbered counts as
      * handed out too. */
@@ -351,17 +365,27 @@ static int cluster_subscribe(ferry_session *s, const char *topic, bool on)
     int rc = s->state == FERRY_STATE_EXPIRED || !s->serving ? FERRY_ECLOSED
              : !hub->feed_ready                            ? FERRY_ESTORE
                                                            : 0;
-    bool was = rc == 0 && fy_topic_subscribed(s, topic);
-    if (rc == 0 && on && !was)
-        rc = fy_topic_subscribe(hub, s, topic);
-    if (rc == 0 && (rc = save_subs_locked(s, &c)) != 0 && on && !was)
-        fy_topic_unsubscribe(hub, s, topic); /* nothing was handed out meanwhile */
+    if (rc == 0) /* the round trip, without the hub lock (store.h) */
+        rc = save_subs_locked(s, &c);
+    pthread_mutex_unlock(&s->lock);
+    /* Made here as saved, before the reader hands out anything more (pub_lock). A save that
+     * failed may have been applied (a timeout): this node cannot know its own record, so it
+     * lets the session go, and the next resume takes it from the record. */
+    bool leave = rc == FERRY_ESTORE && hub->feed_ready;
+    pthread_mutex_lock(&hub->lock);
+    pthread_mutex_lock(&s->lock);
+    if (rc == 0 && on && !fy_topic_subscribed(s, topic) && fy_topic_subscribe(hub, s, topic))
+        leave = true; /* saved, but this node cannot hold it */
     if (rc == 0 && !on)
         fy_topic_unsubscribe(hub, s, topic);
     pthread_mutex_unlock(&s->lock);
+    if (leave)
+        fy_session_leave(s, FERRY_LINK_RESTART);
     pthread_mutex_unlock(&hub->lock);
     pthread_mutex_unlock(&hub->pub_lock);
-    return rc;
+    if (leave)
+        hub->store->ops->forget(hub->store, s);
+    return leave && rc == 0 ? FERRY_ENOMEM : rc;
 }
 
 int ferry_session_subscribe(ferry_session *s, const char *topic)

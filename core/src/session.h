@@ -53,7 +53,8 @@ struct ferry_session {
     fy_pos acked_pos;          /* the feed position of the last message released */
     fy_pos replayed_to;        /* an adoption numbered the feed up to here: the reader's
                                 * copies of those entries are not this session's */
-    uint64_t cur_saved;        /* the cursor seq last handed to the store */
+    uint64_t cur_saved;        /* the cursor last handed to the store */
+    fy_pos cur_saved_pos;
     uint64_t in_msg_seq;       /* the client seq of the message on_message has (in_lock) */
     bool in_repeat;            /* and whether a node before may have delivered it (in_lock) */
     bool forgotten;            /* the store let go of this handle (it moved to another node) */

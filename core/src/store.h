@@ -124,6 +124,7 @@ typedef struct fy_store fy_store;
 /* A session's cursor, for a store's `cursors`. */
 typedef struct fy_cursor {
     char id[23];
+    char owner[FY_NODE_MAX];   /* the node that serves it: a cursor from another is refused */
     uint64_t seq;
     fy_pos pos;
 } fy_cursor;

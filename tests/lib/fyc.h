@@ -18,7 +18,8 @@ typedef struct fyc_resp {
 
 /* One request on its own connection. `headers` are extra lines ending in \r\n (or NULL).
  * Waits at most timeout_ms for the whole response. Returns 0, or -1 on a network error
- * or timeout (then out->status is 0). */
+ * or timeout (then out->status is 0). A HEAD answer's body is whatever came before the
+ * server closed the connection (nothing, from a correct server). */
 int fyc_http(int port, const char *method, const char *target, const char *headers,
              const char *body, size_t len, int timeout_ms, fyc_resp *out);
 /* A header's value (case-insensitive name) copied into buf, or NULL. */

@@ -144,5 +144,6 @@ Suite *mixed_suite(void);
 Suite *diag_suite(void);
 Suite *protocol_suite(void);
 Suite *api_suite(void);
+Suite *health_suite(void);
 
 #endif

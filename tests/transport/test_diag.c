@@ -95,6 +95,7 @@ static void origin_without_scheme(ferry_mount_options *o) { o->allowed_origins =
 static void star_in_list(ferry_mount_options *o) { o->allowed_origins = "*, http://good.example"; }
 static void bad_real_ip(ferry_mount_options *o) { o->real_ip_header = "X Real IP"; }
 static void relative_metrics(ferry_mount_options *o) { o->metrics_path = "metrics"; }
+static void metrics_on_health(ferry_mount_options *o) { o->metrics_path = "/ferry/health"; }
 
 static const struct {
     void (*tweak)(ferry_mount_options *o);
@@ -119,6 +120,8 @@ static const struct {
     {bad_real_ip, "ferry_mount_new: real_ip_header \"X Real IP\" must be a header name: letters, "
                   "digits, '-' and '_' (e.g. \"X-Real-IP\")"},
     {relative_metrics, "ferry_mount_new: metrics_path \"metrics\" must start with '/'"},
+    {metrics_on_health, "ferry_mount_new: metrics_path \"/ferry/health\" is one of the mount's "
+                        "own endpoints (<prefix>/ws, /lp, /ferry.js, /ferry.mjs, /health)"},
 };
 
 START_TEST(mount_names_the_bad_option)
@@ -328,6 +331,7 @@ START_TEST(civetweb_calls_follow_the_null_policy)
     ck_assert_ptr_null(ferry_mount_hub(NULL));
     ck_assert_int_eq(ferry_mount_metrics(NULL, NULL), FERRY_EINVAL);
     ferry_mount_set_websocket(NULL, 1);
+    ferry_mount_set_draining(NULL, 1);
     ferry_mount_drop_connections(NULL);
     ferry_mount_free(NULL);
     ck_assert_int_eq(ferry_server_port(NULL), -1);

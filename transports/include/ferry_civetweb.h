@@ -6,6 +6,7 @@
  *   <prefix>/ws        WebSocket endpoint
  *   <prefix>/lp        long-polling: POST a handshake, GET to poll, POST to send
  *   <prefix>/ferry.js  the bundled JavaScript client
+ *   <prefix>/health    for load balancers: 200 ready, or 503 draining or store unavailable
  *
  * docs/PROTOCOL.md describes the requests and answers. The mount owns a ferry hub (reach it
  * with ferry_mount_hub to publish and send), a few writer threads and a timer thread.
@@ -67,7 +68,8 @@ typedef struct ferry_mount_options {
      * NULL: the TCP peer address. */
     const char *real_ip_header;
     /* Where to serve Prometheus metrics (ferry_mount_metrics), e.g. "/metrics", with the
-     * rules of prefix; NULL: not served (the application can render them itself). */
+     * rules of prefix, and not one of the mount's own endpoints (<prefix>/health, ...);
+     * NULL: not served (the application can render them itself). */
     const char *metrics_path;
 } ferry_mount_options;
 
@@ -101,14 +103,30 @@ FERRY_API ferry_hub *ferry_mount_hub(ferry_mount *m);
 /* Appends the mount's metrics to `out` in the Prometheus text format (version 0.0.4):
  * sessions by state, connections by transport, held polls, messages and bytes in and out,
  * sessions opened, resumes by outcome, upgrades and fallbacks, outbox depth, limits hit by
- * kind, slow consumers cut. Any thread. Returns FERRY_OK, FERRY_ENOMEM or FERRY_EINVAL
- * (NULL). */
+ * kind, slow consumers cut, and whether the node is ready (ferry_ready: 1 when
+ * <prefix>/health answers 200) and reaches its session store (ferry_store_up). Any thread.
+ * Returns FERRY_OK, FERRY_ENOMEM or FERRY_EINVAL (NULL). */
 FERRY_API int ferry_mount_metrics(ferry_mount *m, ferry_buf *out);
 
 /* Turns WebSocket off or on at run time. Off: upgrades are answered 404, as by a server
  * without WebSocket, and open WebSockets are closed (1012); clients fall back to
  * long-polling with their sessions intact. On by default. NULL: nothing. */
 FERRY_API void ferry_mount_set_websocket(ferry_mount *m, int on);
+
+/* Health, for a load balancer's checks. Every mount answers GET and HEAD on
+ * <prefix>/health (any other method: 405), always, with Content-Type application/json and
+ * Cache-Control: no-store, and no Origin check:
+ *   200 {"status":"ready","node":"<name>"}
+ *   503 {"status":"draining","node":"<name>"}           after ferry_mount_set_draining(m, 1)
+ *   503 {"status":"store_unavailable","node":"<name>"}  while ferry_hub_health is FERRY_ESTORE
+ * draining wins when both hold. <name> is ferry_hub_node ("" without a cluster).
+ *
+ * ferry_mount_set_draining marks the node as draining (on != 0) or ready again (0). For now
+ * it is only that flag: it changes what <prefix>/health answers, so that a load balancer's
+ * health check stops sending this node new clients, and nothing else. Sessions,
+ * connections, resumes and new handshakes (hello) are all served as before; a client that
+ * reaches the node anyway is welcome. Any thread; takes no lock. NULL: nothing. */
+FERRY_API void ferry_mount_set_draining(ferry_mount *m, int on);
 
 /* Closes every connection, WebSocket (1012) and long-poll alike, and keeps every session:
  * clients reconnect and resume. For shedding load before a restart, and for tests. NULL:

@@ -80,6 +80,14 @@ int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)
         goto fail;
     PUT("ferry_slow_consumers_cut_total %" PRIu64 "\n",
         st.limits[FERRY_LIMIT_STALL] + st.limits[FERRY_LIMIT_OUTBOX] + st.limits[FERRY_LIMIT_MEMORY]);
+    header(out, "ferry_ready", "gauge", "1 when <prefix>/health answers 200: not draining, and the session store is reachable.", &rc);
+    header(out, "ferry_store_up", "gauge", "1 when the hub reaches its session store (always without a cluster).", &rc);
+    if (rc)
+        goto fail;
+    int health;
+    bool store_up;
+    fy_health(m, &health, &store_up);
+    PUT("ferry_ready %d\nferry_store_up %d\n", health == 200, store_up);
     return 0;
 fail:
     out->len = start;

@@ -139,19 +139,26 @@ bool fy_http_answer(struct mg_connection *conn, const ferry_mount *m, int status
     return ok;
 }
 
+bool fy_http_get_or_head(struct mg_connection *conn, const ferry_mount *m, bool *head)
+{
+    const char *method = mg_get_request_info(conn)->request_method;
+    *head = strcmp(method, "HEAD") == 0;
+    if (*head || strcmp(method, "GET") == 0)
+        return true;
+    fy_http_reply(conn, m, 405, "Allow: GET, HEAD\r\n", "text/plain", "", 0);
+    return false;
+}
+
 static int js_handler(struct mg_connection *conn, void *cbdata)
 {
     ferry_mount *m = fy_mount_enter(cbdata);
-    const struct mg_request_info *ri = mg_get_request_info(conn);
-    int status = 200;
-    if (strcmp(ri->request_method, "GET") != 0 && strcmp(ri->request_method, "HEAD") != 0) {
-        status = 405;
-        fy_http_reply(conn, m, 405, "Allow: GET, HEAD\r\n", "text/plain", "", 0);
-    } else {
-        bool mjs = strcmp(ri->local_uri, m->mjs_path) == 0;
+    bool head;
+    int status = 405;
+    if (fy_http_get_or_head(conn, m, &head)) {
+        status = 200;
+        bool mjs = strcmp(mg_get_request_info(conn)->local_uri, m->mjs_path) == 0;
         const char *body = mjs ? m->mjs : fy_ferry_js;
         size_t len = mjs ? m->mjs_len : (size_t)(fy_ferry_js_end - fy_ferry_js);
-        bool head = strcmp(ri->request_method, "HEAD") == 0;
         fy_http_reply(conn, m, 200, NULL, "application/javascript; charset=utf-8",
                       head ? NULL : body, len);
     }
@@ -199,6 +206,7 @@ static void mount_free(ferry_mount *m)
     free(m->lp_path);
     free(m->js_path);
     free(m->mjs_path);
+    free(m->health_path);
     free(m->mjs);
     free(m);
 }
@@ -239,6 +247,7 @@ static bool mount_copy_settings(ferry_mount *m, const ferry_mount_options *o)
     m->lp_path = m->prefix ? join(m->prefix, "/lp") : NULL;
     m->js_path = m->prefix ? join(m->prefix, "/ferry.js") : NULL;
     m->mjs_path = m->prefix ? join(m->prefix, "/ferry.mjs") : NULL;
+    m->health_path = m->prefix ? join(m->prefix, "/health") : NULL;
     /* The module is the same source: as a module it sets globalThis.ferry, then exports it. */
     static const char exports[] = "\nexport default globalThis.ferry;\n"
                                   "export const connect = globalThis.ferry.connect;\n";
@@ -252,7 +261,7 @@ static bool mount_copy_settings(ferry_mount *m, const ferry_mount_options *o)
     m->writers = calloc(o->writer_threads, sizeof *m->writers);
     return m->prefix && (!o->allowed_origins || m->origins) && (!o->real_ip_header || m->real_ip) &&
            (!o->metrics_path || m->metrics_path) && m->ws_path && m->lp_path && m->js_path &&
-           m->mjs_path && m->mjs && m->writers;
+           m->mjs_path && m->health_path && m->mjs && m->writers;
 }
 
 static void mount_init_locks(ferry_mount *m)
@@ -315,6 +324,7 @@ int ferry_mount_new(ferry_mount **out, struct mg_context *ctx, const ferry_mount
     fy_lp_start(m);
     mg_set_request_handler(ctx, m->js_path, js_handler, m);
     mg_set_request_handler(ctx, m->mjs_path, js_handler, m);
+    mg_set_request_handler(ctx, m->health_path, fy_health_handler, m);
     if (m->metrics_path)
         mg_set_request_handler(ctx, m->metrics_path, fy_metrics_handler, m);
     *out = m;
@@ -335,6 +345,12 @@ void ferry_mount_set_websocket(ferry_mount *m, int on)
         fy_ws_close_all(m, 1012, "websocket disabled");
 }
 
+void ferry_mount_set_draining(ferry_mount *m, int on)
+{
+    if (m)
+        atomic_store(&m->draining, on != 0);
+}
+
 void ferry_mount_drop_connections(ferry_mount *m)
 {
     if (!m)
@@ -349,6 +365,7 @@ void ferry_mount_free(ferry_mount *m)
         return;
     mg_set_request_handler(m->ctx, m->js_path, NULL, NULL);
     mg_set_request_handler(m->ctx, m->mjs_path, NULL, NULL);
+    mg_set_request_handler(m->ctx, m->health_path, NULL, NULL);
     if (m->metrics_path)
         mg_set_request_handler(m->ctx, m->metrics_path, NULL, NULL);
     atomic_store(&m->stopping, true);

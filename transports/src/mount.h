@@ -27,7 +27,7 @@ struct ferry_mount {
     ferry_mount_options opt; /* opt.core points at core */
     ferry_options core;
     char *prefix, *origins, *real_ip; /* owned copies of the options' strings */
-    char *ws_path, *lp_path, *js_path, *mjs_path;
+    char *ws_path, *lp_path, *js_path, *mjs_path, *health_path;
     char *mjs;                   /* the client as an ES module: ferry.js plus exports */
     size_t mjs_len;
     atomic_size_t conns;         /* open WebSockets plus held polls */
@@ -35,6 +35,7 @@ struct ferry_mount {
     char *metrics_path;
     atomic_bool stopping;
     atomic_bool ws_off;          /* ferry_mount_set_websocket(m, 0) */
+    atomic_bool draining;        /* ferry_mount_set_draining(m, 1) */
     atomic_bool published;       /* see fy_mount_enter */
     atomic_int busy;             /* civetweb callbacks running now */
 
@@ -176,6 +177,18 @@ void fy_lp_drop_all(ferry_mount *m); /* forgets every long-poll link; held polls
  * pointing into h. */
 bool fy_lp_parse_ack(const char *query, uint64_t *ack);
 bool fy_lp_credentials(const char *h, char sid[32], const char **secret);
+
+/* Answers 405 with Allow: GET, HEAD and returns false unless the request is a GET or a HEAD;
+ * *head tells which. */
+bool fy_http_get_or_head(struct mg_connection *conn, const ferry_mount *m, bool *head);
+
+/* health.c: <prefix>/health. The node's state by precedence: "draining" while
+ * ferry_mount_set_draining is on, else "store_unavailable" while the hub's store_rc
+ * (ferry_hub_health) is not FERRY_OK, else "ready"; *status is 503, 503 or 200. */
+const char *fy_health_of(bool draining, int store_rc, int *status);
+/* The same for the mount now; *store_up tells whether the hub reaches its store. */
+const char *fy_health(ferry_mount *m, int *status, bool *store_up);
+int fy_health_handler(struct mg_connection *conn, void *cbdata);
 
 /* metrics.c: the civetweb handler for metrics_path. */
 int fy_metrics_handler(struct mg_connection *conn, void *cbdata);

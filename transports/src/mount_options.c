@@ -122,6 +122,25 @@ static bool header_name_ok(const char *v)
     return ok;
 }
 
+/* metrics_path must not take the place of one of the mount's own endpoints: civetweb would
+ * give that path to whichever handler came last. */
+static bool metrics_path_free(const char *prefix, const char *path)
+{
+    static const char *const own[] = {"/ws", "/lp", "/ferry.js", "/ferry.mjs", "/health"};
+    size_t pl = strlen(prefix);
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        if (strncmp(path, prefix, pl) == 0 && strcmp(path + pl, own[i]) == 0) {
+            char q[160];
+            ferry_log(FERRY_LOG_ERROR,
+                      WHO "metrics_path %s is one of the mount's own endpoints "
+                       "(<prefix>/ws, /lp, /ferry.js, /ferry.mjs, /health)",
+                      ferry_log_quote(q, sizeof q, path, 120));
+            return false;
+        }
+    }
+    return true;
+}
+
 int fy_mount_options_load(ferry_mount_options *o, ferry_options *core,
                           const ferry_mount_options *src)
 {
@@ -171,7 +190,8 @@ int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
         return FERRY_EINVAL;
     if (o->real_ip_header && !header_name_ok(o->real_ip_header))
         return FERRY_EINVAL;
-    if (o->metrics_path && !path_ok("metrics_path", o->metrics_path))
+    if (o->metrics_path && (!path_ok("metrics_path", o->metrics_path) ||
+                            !metrics_path_free(o->prefix, o->metrics_path)))
         return FERRY_EINVAL;
     /* civetweb answers OPTIONS itself (with CORS "*") unless this is empty. */
     const char *acam = mg_get_option(ctx, "access_control_allow_methods");
