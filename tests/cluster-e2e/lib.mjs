@@ -92,6 +92,7 @@ export async function startNode(bin, name, env) {
   const node = {
     ...server,
     name,
+    addr: `127.0.0.1:${server.port}`,
     alive: true,
     // As abrupt as a crash: nothing is saved, every socket is closed by the kernel.
     async kill9() {

@@ -1,0 +1,99 @@
+// kill -9 of a node behind the real nginx configuration (examples/cluster/nginx.conf.in,
+// started by tests/lb/lib.mjs): WebSockets and handshakes to the node with the fewest
+// connections, polls and sends by a consistent hash of the session ID, a node that fails
+// taken out passively. 10 WebSocket and 10 long-polling clients stream both ways; the node
+// holding the most sessions is killed. The same checks as kill.test.mjs; nginx does not say
+// which client it sent where, so the node's share comes from its stats (sessions attached)
+// and every client's in-flight messages at the kill may explain a marked one.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { exitPromptly, waitFor } from '../chaos/lib.mjs';
+import { startBalancer } from '../lb/lib.mjs';
+import { ackedN, checkClients, drained, startSending, taggedClient } from './clients.mjs';
+import { later, startCluster } from './lib.mjs';
+
+const log = (line) => console.log(line);
+let cluster;
+let nginx;
+const clients = [];
+
+before(async () => {
+  cluster = await startCluster(3);
+  nginx = await startBalancer('nginx', cluster.nodes);
+});
+
+after(async () => {
+  setTimeout(() => {
+    console.log('nginx kill test: teardown stuck');
+    process.exit(1);
+  }, 20000).unref();
+  for (const c of clients) c.close();
+  await waitFor(() => clients.every((c) => c.inflight === 0), 5000, 'requests to settle').catch(() => {});
+  if (nginx) await nginx.stop();
+  if (cluster) await cluster.stop();
+  exitPromptly();
+});
+
+test('kill -9 of a node behind nginx under load on both transports: nothing lost, repeated or reordered', { timeout: 60000 }, async () => {
+  const t0 = Date.now();
+  const url = `${nginx.url}/ferry`;
+  for (let k = 0; k < 10; k++) clients.push(taggedClient(url, `x-ws-${k}`, 'websocket'));
+  for (let k = 0; k < 10; k++) clients.push(taggedClient(url, `x-lp-${k}`, 'longpoll'));
+  await waitFor(() => clients.every((c) => c.opens > 0), 15000, 'every client to open');
+  const stopSending = startSending(clients, 15);
+  await later(2500);
+  const before = await cluster.stats();
+  const victim = cluster.live().reduce((a, b) => (before[b.name].attached > before[a.name].attached ? b : a));
+  const held = before[victim.name].attached;
+  const kills = new Map(clients.map((c) => [c.id, [{ acked: ackedN(c), sent: c.sent }]]));
+  const killedAt = Date.now();
+  await victim.kill9();
+  // Its clients are those that had to open again.
+  const back = () => clients.filter((c) => c.openTimes.some((o) => o.t > killedAt));
+  await waitFor(() => back().length >= held, 15000, `the ${held} sessions of ${victim.name} to resume`);
+  const times = back().map((c) => c.openTimes.find((o) => o.t > killedAt).t - killedAt).sort((a, b) => a - b);
+  await later(300);
+  const afterStats = await cluster.stats();
+  const resumes = Object.fromEntries(Object.entries(afterStats).map(([k, s]) => [k, s.resumes - before[k].resumes]));
+  log(`nginx: kill -9 ${victim.name} holding ${held} sessions; ${back().length} clients opened again, the last ` +
+    `${times[times.length - 1]} ms after the kill (median ${times[Math.floor(times.length / 2)]} ms); ` +
+    `resumes by node since ${JSON.stringify(resumes)}`);
+  await later(2000);
+  stopSending();
+  const { published } = await cluster.publisher.control('publish', 'on=0');
+  let server = null;
+  await waitFor(async () => {
+    server = await cluster.live()[0].control('log');
+    return drained(clients, server);
+  }, 20000, 'every message to arrive').catch((e) => log(e.message));
+  server = await cluster.live()[0].control('log');
+  const r = checkClients(clients, server, kills);
+  const sent = clients.reduce((s, c) => s + c.sent, 0);
+  const errors = clients.flatMap((c) => c.errors.filter((e) => e.code !== 'unknown_session')
+    .map((e) => `${c.id}: ${e.code} ${e.text}`));
+  log(`nginx: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${clients.length} clients, ${published} published, ` +
+    `${r.received} received, ${sent} sent, ${r.logged} logged (${r.markedRepeats} marked repeats, ` +
+    `${r.markedFirst} only marked); resets ${JSON.stringify(r.resets)}; lost ${r.lost}, duplicated ${r.duplicated}, ` +
+    `reordered ${r.reordered}, silent gaps ${r.silentGaps}`);
+  const detail = '\n' + r.failed.slice(0, 10).join('\n');
+  for (const c of clients.filter((x) => r.failed.some((f) => f.startsWith(x.id + ':'))).slice(0, 4)) {
+    const st = c.c.stats();
+    const unknown = c.errors.filter((e) => e.code === 'unknown_session').length;
+    log(`nginx: ${c.id} ${c.c.state} on ${c.c.transport}: ${c.opens} welcomes, ${unknown} polls or sends answered ` +
+      `unknown_session, sent ${c.sent}, logged ${(server.clients[c.id] || []).length}, unacked ${st.outbox}, ` +
+      `stream at ${c.lastI()}/${published}`);
+  }
+  assert.ok(held > 0, `${victim.name} held sessions when it was killed`);
+  assert.ok(Object.values(resumes).reduce((s, n) => s + n, 0) >= held, 'the other nodes resumed its sessions');
+  assert.equal(server.mismatch, 0, 'the application saw messages from another client');
+  assert.equal(server.app_errors, 0, 'the application could write its log');
+  assert.equal(r.lost, 0, `lost messages${detail}`);
+  assert.equal(r.duplicated, 0, `duplicated messages${detail}`);
+  assert.equal(r.reordered, 0, `reordered messages${detail}`);
+  assert.equal(r.silentGaps, 0, `gaps without a reset${detail}`);
+  assert.equal(r.badResets, 0, `resets without a reason${detail}`);
+  assert.equal(r.unexplained, 0, `messages only marked that the kill does not explain${detail}`);
+  assert.deepEqual(r.failed, [], 'every client clean');
+  assert.deepEqual(errors, [], 'no protocol errors');
+});
