@@ -72,6 +72,10 @@ test('kill -9 of a node behind nginx under load on both transports: nothing lost
   const sent = clients.reduce((s, c) => s + c.sent, 0);
   const errors = clients.flatMap((c) => c.errors.filter((e) => e.code !== 'unknown_session')
     .map((e) => `${c.id}: ${e.code} ${e.text}`));
+  const lp = clients.filter((c) => c.mode === 'longpoll');
+  const churn = lp.map((c) => c.errors.filter((e) => e.code === 'unknown_session').length);
+  log(`nginx: long-polling clients: ${lp.reduce((s, c) => s + c.opens, 0)} welcomes, ` +
+    `${churn.reduce((s, n) => s + n, 0)} polls or sends answered unknown_session (per client ${churn.join(' ')})`);
   log(`nginx: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${clients.length} clients, ${published} published, ` +
     `${r.received} received, ${sent} sent, ${r.logged} logged (${r.markedRepeats} marked repeats, ` +
     `${r.markedFirst} only marked); resets ${JSON.stringify(r.resets)}; lost ${r.lost}, duplicated ${r.duplicated}, ` +
@@ -82,8 +86,10 @@ test('kill -9 of a node behind nginx under load on both transports: nothing lost
     const unknown = c.errors.filter((e) => e.code === 'unknown_session').length;
     log(`nginx: ${c.id} ${c.c.state} on ${c.c.transport}: ${c.opens} welcomes, ${unknown} polls or sends answered ` +
       `unknown_session, sent ${c.sent}, logged ${(server.clients[c.id] || []).length}, unacked ${st.outbox}, ` +
-      `stream at ${c.lastI()}/${published}`);
+      `stream at ${c.lastI()}/${published}, last heard ${Date.now() - st.lastRx} ms ago, errors ` +
+      `${JSON.stringify(c.errors.slice(-3))}, opens at ${JSON.stringify(c.openTimes.map((o) => o.t - t0))}`);
   }
+  if (r.failed.length) log(`nginx: its logs end with:\n${nginx.logs().split('\n').slice(-40).join('\n')}`);
   assert.ok(held > 0, `${victim.name} held sessions when it was killed`);
   assert.ok(Object.values(resumes).reduce((s, n) => s + n, 0) >= held, 'the other nodes resumed its sessions');
   assert.equal(server.mismatch, 0, 'the application saw messages from another client');
