@@ -129,8 +129,8 @@ export function checkLog(sent, resets, entries, kills = []) {
 // Both directions for every client. `server` is a node's /control/log answer; `kills` maps a
 // client id to what it had sent and got acknowledged at each kill that hit it.
 export function checkClients(clients, server, kills = new Map()) {
-  const t = { clients: clients.length, received: 0, logged: 0, lost: 0, duplicated: 0, reordered: 0,
-    silentGaps: 0, badResets: 0, markedRepeats: 0, markedFirst: 0, unexplained: 0, maxSlack: 0,
+  const t = { clients: clients.length, received: 0, logged: 0, lost: 0, lostIn: 0, lostOut: 0, duplicated: 0,
+    reordered: 0, silentGaps: 0, badResets: 0, markedRepeats: 0, markedFirst: 0, unexplained: 0, maxSlack: 0,
     minSlack: Infinity, resets: {}, failed: [] };
   for (const c of clients) {
     const { log, slack } = firstStarts(c.log);
@@ -145,6 +145,8 @@ export function checkClients(clients, server, kills = new Map()) {
     t.logged += entries.length;
     for (const x of c.resets) t.resets[x.reason] = (t.resets[x.reason] || 0) + 1;
     for (const k of ['lost', 'duplicated', 'reordered', 'silentGaps', 'badResets']) t[k] += inbound[k] || 0;
+    t.lostIn += inbound.lost;
+    t.lostOut += outbound.lost;
     for (const k of ['lost', 'duplicated', 'reordered', 'badResets', 'markedRepeats', 'markedFirst', 'unexplained'])
       t[k] += outbound[k];
     const problems = [...inbound.problems, ...outbound.problems];
