@@ -100,6 +100,8 @@ test('the log checker fails on a lost, an unmarked repeat, a reordered and an un
   assert.equal(checkLog(6, [], ['1', '2', '4', '3', '5', '6'], kills).reordered, 1);
   assert.equal(checkLog(6, [], ['1', '2!', '3', '4', '5', '6'], kills).unexplained, 1, 'acknowledged, yet only marked');
   assert.equal(checkLog(6, [], ['1', '2', '3', '4', '5', '6!'], kills).unexplained, 1, 'sent after the kill, yet only marked');
+  const moved = checkLog(6, [], ['1', '2', '3', '4', '5', '6!'], kills, [{ acked: 5, sent: 6 }]);
+  assert.deepEqual([moved.spurious, moved.unexplained], [1, 0], 'only marked, in flight when the session moved');
   assert.equal(checkLog(3, [{ reason: 'expired', unsent: 1, sent: 2 }], ['1', '3']).problems.length, 0);
 });
 
@@ -139,7 +141,8 @@ test('kill -9 of two nodes under load on both transports: nothing lost, repeated
   log(`kill test: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${clients.length} clients ` +
     `(${WS} WebSocket, ${LP} long-polling), ${published} stream messages published, ` +
     `${r.received} received, ${sent} client messages sent, ${r.logged} logged ` +
-    `(${r.markedRepeats} marked repeats, ${r.markedFirst} first seen marked), ${cuts} reconnections, ` +
+    `(${r.markedRepeats} marked repeats, ${r.markedFirst} only marked, ${r.spurious} of them with no kill to ` +
+    `explain them), ${cuts} reconnections, ` +
     `drained ${drainMs} ms after the stream stopped; resets ${JSON.stringify(r.resets)}; ` +
     `stream start slack ${r.minSlack}..${r.maxSlack}; lost ${r.lost}, duplicated ${r.duplicated}, ` +
     `reordered ${r.reordered}, silent gaps ${r.silentGaps}; front ${JSON.stringify(front.stats)}`);

