@@ -111,11 +111,11 @@ test('kill -9 of two nodes under load on both transports: nothing lost, repeated
   for (let k = 0; k < LP; k++) clients.push(taggedClient(front.url, `k-lp-${k}`, 'longpoll'));
   await waitFor(() => clients.every((c) => c.opens > 0), 15000, 'every client to open');
   const stopSending = startSending(clients, SEND_MS);
-  await later(2500);
-  const first = await killBusiest('kill 1');
-  await later(2500);
-  const second = await killBusiest('kill 2');
   await later(2000);
+  const first = await killBusiest('kill 1');
+  await later(2000);
+  const second = await killBusiest('kill 2');
+  await later(1500);
   stopSending();
   const { published } = await cluster.publisher.control('publish', 'on=0');
   let server = null;

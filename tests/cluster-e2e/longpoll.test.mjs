@@ -14,7 +14,7 @@ import { startFront } from './front.mjs';
 import { later, startCluster } from './lib.mjs';
 
 const CLIENTS = 8;
-const SEND_MS = 4000;
+const SEND_MS = 3000;
 const log = (line) => console.log(line);
 
 let cluster;

@@ -196,20 +196,12 @@ test('a secret retired on one node, presented on another: the presenter gets wha
   assert.equal(treset && treset.reason, 'unknown', 'the thief got the answer any stranger gets');
 });
 
-// KNOWN BUG, reproduced here, not fixed (core/ and cluster/ belong to the cluster work):
-// n3 decides the resume is a fork (core/src/protocol.c, decide_resume: RESUME_FORKED) and
-// calls fy_session_end_locked, but the end is never stored: record_end
-// (core/src/session.c) refuses to end "a session another node serves now", and n2 owns it.
-// So only n3's own handle ends. The owner's connection on n2 is neither told nor closed and
-// goes on streaming, and the owner's newest secret still resumes the session on any node
-// but n3. docs/PROTOCOL.md: "the server ends the session with reason forked. The session's
+// The fork is decided on n3, which does not serve the session, and must reach n2, which
+// does: docs/PROTOCOL.md, "the server ends the session with reason forked. The session's
 // own connection, if any, gets reset forked and is closed, and a later resume with the
-// session's newest secret gets reset forked". Marked todo until the library is fixed:
-// it runs and reports, and fails nothing.
-test('... and the session ends as forked on every node', {
-  timeout: 30000,
-  todo: 'KNOWN BUG: a fork detected on a node that does not own the session is not stored (core/src/session.c record_end)',
-}, async () => {
+// session's newest secret gets reset forked". (Until ebede16 the end stayed on n3: the
+// owner's connection went on streaming and its newest secret resumed on any other node.)
+test('... and the session ends as forked on every node', { timeout: 30000 }, async () => {
   assert.ok(fork.owner, 'the fork was set up');
   const { s, owner, newest } = fork;
   const n1 = cluster.nodes[0];
