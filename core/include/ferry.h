@@ -80,8 +80,8 @@ extern "C" {
  * and the pkg-config version from these lines. */
 #define FERRY_VERSION_MAJOR 0
 #define FERRY_VERSION_MINOR 2
-#define FERRY_VERSION_PATCH 0
-#define FERRY_VERSION_STRING "0.2.0"
+#define FERRY_VERSION_PATCH 1
+#define FERRY_VERSION_STRING "0.2.1"
 /* One number, 0xMMmmpp, that compares in version order. */
 #define FERRY_VERSION_NUMBER \
     ((FERRY_VERSION_MAJOR << 16) | (FERRY_VERSION_MINOR << 8) | FERRY_VERSION_PATCH)
@@ -337,7 +337,7 @@ FERRY_API int ferry_hub_send(ferry_hub *hub, const char *session_id, const char 
 FERRY_API int ferry_hub_health(ferry_hub *hub);
 
 /* The cluster node name this hub was given (ferry_cluster_options.node), or "" without a
- * cluster. Valid while the hub lives. */
+ * cluster; NULL for NULL. Valid while the hub lives. */
 FERRY_API const char *ferry_hub_node(ferry_hub *hub);
 
 /* Limits and refusals, counted each time one is hit (by the session layer or a transport). */

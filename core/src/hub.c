@@ -71,7 +71,9 @@ int ferry_hub_health(ferry_hub *hub)
 
 const char *ferry_hub_node(ferry_hub *hub)
 {
-    return hub && hub->cluster ? hub->cluster->node : "";
+    if (!hub)
+        return NULL;
+    return hub->cluster ? hub->cluster->node : "";
 }
 
 int fy_hub_new_store(ferry_hub **out, const ferry_options *opt, const ferry_callbacks *cb,
