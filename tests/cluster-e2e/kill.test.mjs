@@ -15,12 +15,12 @@
 // Printed: the time from each kill until every client of that node had resumed, cuts,
 // messages both ways. E2E_DEBUG=1 prints the histories of the clients that failed.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 
-import { exitPromptly, waitFor } from '../chaos/lib.mjs';
+import { waitFor } from '../chaos/lib.mjs';
 import { ackedN, checkClients, checkLog, drained, startSending, taggedClient } from './clients.mjs';
 import { startFront } from './front.mjs';
-import { later, startCluster } from './lib.mjs';
+import { later, startCluster, teardown } from './lib.mjs';
 
 const WS = 12;
 const LP = 12;
@@ -36,17 +36,10 @@ before(async () => {
   front = await startFront(cluster.nodes, 'sticky');
 });
 
-after(async () => {
-  setTimeout(() => {
-    console.log('kill test: teardown stuck');
-    process.exit(1);
-  }, 20000).unref();
-  for (const c of clients) c.close();
-  await waitFor(() => clients.every((c) => c.inflight === 0), 5000, 'requests to settle').catch(() => {});
-  if (front) await front.close();
-  if (cluster) await cluster.stop();
-  exitPromptly();
-});
+teardown('kill test', () => ({
+  clients,
+  stops: [async () => front && front.close(), async () => cluster && cluster.stop()],
+}));
 
 // Who is on which node now, by the front's last route of each client.
 function placement(at) {

@@ -9,7 +9,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-import { freePort, root, startServer, waitFor } from '../chaos/lib.mjs';
+import { after } from 'node:test';
+
+import { exitPromptly, freePort, root, startServer, waitFor } from '../chaos/lib.mjs';
 
 export const out = path.join(root, 'build', 'cluster-e2e');
 
@@ -141,3 +143,21 @@ export async function startCluster(count, env = {}) {
 }
 
 export const later = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Every test file's teardown, registered with node:test's after(): the clients close (and
+// their last requests settle), then `stops` run in order (fronts, balancers, the cluster).
+// `parts` is called then, so it sees what the tests made. A teardown that hangs ends the
+// process after 20 s.
+export function teardown(label, parts) {
+  after(async () => {
+    setTimeout(() => {
+      console.log(`${label}: teardown stuck`);
+      process.exit(1);
+    }, 20000).unref();
+    const { clients = [], stops = [] } = parts();
+    for (const c of clients) c.close();
+    await waitFor(() => clients.every((c) => !c.inflight), 5000, 'requests to settle').catch(() => {});
+    for (const stop of stops) await stop();
+    exitPromptly();
+  });
+}

@@ -6,12 +6,12 @@
 // body), for comparison: requests, session moves and time, both printed. Last, round robin
 // again with a node killed halfway.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 
-import { exitPromptly, waitFor } from '../chaos/lib.mjs';
+import { waitFor } from '../chaos/lib.mjs';
 import { ackedN, checkClients, drained, startSending, taggedClient } from './clients.mjs';
 import { startFront } from './front.mjs';
-import { later, startCluster } from './lib.mjs';
+import { later, startCluster, teardown } from './lib.mjs';
 
 const CLIENTS = 8;
 const SEND_MS = 3000;
@@ -25,17 +25,10 @@ before(async () => {
   cluster = await startCluster(3);
 });
 
-after(async () => {
-  setTimeout(() => {
-    console.log('long-poll test: teardown stuck');
-    process.exit(1);
-  }, 20000).unref();
-  for (const c of all) c.close();
-  await waitFor(() => all.every((c) => c.inflight === 0), 5000, 'requests to settle').catch(() => {});
-  for (const f of fronts) await f.close();
-  if (cluster) await cluster.stop();
-  exitPromptly();
-});
+teardown('long-poll test', () => ({
+  clients: all,
+  stops: [...fronts.map((f) => () => f.close()), async () => cluster && cluster.stop()],
+}));
 
 // Times a client's consecutive requests went to different nodes.
 function hops(routes) {

@@ -18,12 +18,12 @@
 // unmarked twice, no stream message lost) is asserted here, and the delivery of every
 // client message is a todo until the library or the configuration changes.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 
-import { exitPromptly, waitFor } from '../chaos/lib.mjs';
+import { waitFor } from '../chaos/lib.mjs';
 import { startBalancer } from '../lb/lib.mjs';
 import { ackedN, checkClients, drained, startSending, taggedClient } from './clients.mjs';
-import { later, startCluster } from './lib.mjs';
+import { later, startCluster, teardown } from './lib.mjs';
 
 const log = (line) => console.log(line);
 let cluster;
@@ -35,17 +35,10 @@ before(async () => {
   nginx = await startBalancer('nginx', cluster.nodes);
 });
 
-after(async () => {
-  setTimeout(() => {
-    console.log('nginx kill test: teardown stuck');
-    process.exit(1);
-  }, 20000).unref();
-  for (const c of clients) c.close();
-  await waitFor(() => clients.every((c) => c.inflight === 0), 5000, 'requests to settle').catch(() => {});
-  if (nginx) await nginx.stop();
-  if (cluster) await cluster.stop();
-  exitPromptly();
-});
+teardown('nginx kill test', () => ({
+  clients,
+  stops: [async () => nginx && nginx.stop(), async () => cluster && cluster.stop()],
+}));
 
 let run = null;
 

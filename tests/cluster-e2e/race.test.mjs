@@ -5,10 +5,10 @@
 // decides which node gets what; the nodes, Redis and the stream are the real ones.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 
-import { exitPromptly, waitFor, WebSocket } from '../chaos/lib.mjs';
-import { later, startCluster } from './lib.mjs';
+import { waitFor, WebSocket } from '../chaos/lib.mjs';
+import { later, startCluster, teardown } from './lib.mjs';
 
 const log = (line) => console.log(line);
 let cluster;
@@ -18,15 +18,7 @@ before(async () => {
   cluster = await startCluster(3);
 });
 
-after(async () => {
-  setTimeout(() => {
-    console.log('race test: teardown stuck');
-    process.exit(1);
-  }, 20000).unref();
-  for (const r of raws) r.close();
-  if (cluster) await cluster.stop();
-  exitPromptly();
-});
+teardown('race test', () => ({ clients: raws, stops: [async () => cluster && cluster.stop()] }));
 
 const rid = () => randomBytes(16).toString('base64url');
 

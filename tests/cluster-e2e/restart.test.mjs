@@ -6,12 +6,12 @@
 // marked as repeated either; one that was in flight when its session moved sometimes does
 // (clients.mjs, KNOWN BUG): that is the todo below.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 
-import { exitPromptly, waitFor } from '../chaos/lib.mjs';
+import { waitFor } from '../chaos/lib.mjs';
 import { checkClients, drained, startSending, taggedClient } from './clients.mjs';
 import { startFront } from './front.mjs';
-import { later, startCluster } from './lib.mjs';
+import { later, startCluster, teardown } from './lib.mjs';
 
 const log = (line) => console.log(line);
 let cluster;
@@ -24,17 +24,10 @@ before(async () => {
   front = await startFront(cluster.nodes, 'sticky');
 });
 
-after(async () => {
-  setTimeout(() => {
-    console.log('restart test: teardown stuck');
-    process.exit(1);
-  }, 20000).unref();
-  for (const c of clients) c.close();
-  await waitFor(() => clients.every((c) => c.inflight === 0), 5000, 'requests to settle').catch(() => {});
-  if (front) await front.close();
-  if (cluster) await cluster.stop();
-  exitPromptly();
-});
+teardown('restart test', () => ({
+  clients,
+  stops: [async () => front && front.close(), async () => cluster && cluster.stop()],
+}));
 
 test('a node joins and another shuts down under load: nothing lost, nothing handed over twice', { timeout: 60000 }, async () => {
   const t0 = Date.now();
