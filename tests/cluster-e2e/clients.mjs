@@ -3,7 +3,7 @@
 // over what they received and what the application logged in Redis.
 import { checkInbound, REASONS } from '../chaos/check.mjs';
 import { ChaosClient } from '../chaos/fleet.mjs';
-import { WebSocket } from '../chaos/lib.mjs';
+import { waitFor, WebSocket } from '../chaos/lib.mjs';
 
 // A ChaosClient whose every upgrade and request carries `x-e2e-client: <id>`, with the time
 // of every 'open' (welcome) it had.
@@ -188,4 +188,29 @@ function lastUndropped(c) {
   for (const x of c.resets) for (let n = x.sent - x.unsent + 1; n <= x.sent; n++) dropped.add(n);
   for (let n = c.sent; n >= 1; n--) if (!dropped.has(n)) return n;
   return 0;
+}
+
+// The end of a run: the stream stops, everything is given `ms` to arrive, and every client
+// is checked (`kills` as checkClients takes it). Also returns how long the drain took, what
+// was sent, and the clients' errors but the unknown_session a moved long-poll session gets.
+export async function drainAndCheck(cluster, clients, { kills = new Map(), ms = 20000, log = () => {} } = {}) {
+  const { published } = await cluster.publisher.control('publish', 'on=0');
+  const t0 = Date.now();
+  let server = null;
+  await waitFor(async () => {
+    server = await cluster.live()[0].control('log');
+    return drained(clients, server);
+  }, ms, 'every message to arrive').catch((e) => log(e.message));
+  const drainMs = Date.now() - t0;
+  server = await cluster.live()[0].control('log');
+  return {
+    published,
+    server,
+    drainMs,
+    drainedAll: drained(clients, server),
+    r: checkClients(clients, server, kills),
+    sent: clients.reduce((n, c) => n + c.sent, 0),
+    errors: clients.flatMap((c) => c.errors.filter((e) => e.code !== 'unknown_session')
+      .map((e) => `${c.id}: ${e.code} ${e.text}`)),
+  };
 }

@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 
 import { waitFor } from '../chaos/lib.mjs';
-import { ackedN, checkClients, checkLog, drained, startSending, taggedClient } from './clients.mjs';
+import { ackedN, checkLog, drainAndCheck, startSending, taggedClient } from './clients.mjs';
 import { startFront } from './front.mjs';
 import { later, startCluster, teardown } from './lib.mjs';
 
@@ -110,27 +110,14 @@ test('kill -9 of two nodes under load on both transports: nothing lost, repeated
   const second = await killBusiest('kill 2');
   await later(1500);
   stopSending();
-  const { published } = await cluster.publisher.control('publish', 'on=0');
-  let server = null;
-  const drainedIn = Date.now();
-  await waitFor(async () => {
-    server = await cluster.live()[0].control('log');
-    return drained(clients, server);
-  }, 20000, 'every message to arrive').catch((e) => log(e.message));
-  const drainMs = Date.now() - drainedIn;
-  server = await cluster.live()[0].control('log');
-  assert.equal(server.published, published, 'the publisher stopped');
-
   // What each client had in flight at each kill that hit it.
   const kills = new Map();
   for (const k of [first, second]) {
     for (const c of k.affected) kills.set(c.id, [...(kills.get(c.id) || []), k.at.get(c.id)]);
   }
-  const r = checkClients(clients, server, kills);
-  const sent = clients.reduce((s, c) => s + c.sent, 0);
+  const { published, server, drainMs, r, sent, errors } = await drainAndCheck(cluster, clients, { kills, log });
+  assert.equal(server.published, published, 'the publisher stopped');
   const cuts = clients.reduce((s, c) => s + Math.max(0, c.opens - 1), 0);
-  const errors = clients.flatMap((c) => c.errors.filter((e) => e.code !== 'unknown_session')
-    .map((e) => `${c.id}: ${e.code} ${e.text}`));
   log(`kill test: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${clients.length} clients ` +
     `(${WS} WebSocket, ${LP} long-polling), ${published} stream messages published, ` +
     `${r.received} received, ${sent} client messages sent, ${r.logged} logged ` +

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 
 import { waitFor } from '../chaos/lib.mjs';
-import { ackedN, checkClients, drained, startSending, taggedClient } from './clients.mjs';
+import { ackedN, drainAndCheck, startSending, taggedClient } from './clients.mjs';
 import { startFront } from './front.mjs';
 import { later, startCluster, teardown } from './lib.mjs';
 
@@ -63,24 +63,13 @@ async function phase(mode, kill = false) {
     await later(SEND_MS);
   }
   stopSending();
-  const { published } = await cluster.publisher.control('publish', 'on=0');
-  const t1 = Date.now();
-  let server = null;
-  await waitFor(async () => {
-    server = await cluster.live()[0].control('log');
-    return drained(clients, server);
-  }, 40000, `${label}: every message to arrive`).catch((e) => log(e.message));
-  const drainMs = Date.now() - t1;
-  server = await cluster.live()[0].control('log');
+  const { published, server, drainMs, r, sent, errors } = await drainAndCheck(cluster, clients,
+    { kills, ms: 40000, log });
   const afterStats = await cluster.stats();
-  const r = checkClients(clients, server, kills);
   const resumes = Object.keys(afterStats).reduce((s, k) => s + afterStats[k].resumes - before[k].resumes, 0);
   const unknown = Object.keys(afterStats).reduce((s, k) => s + afterStats[k].unknown - before[k].unknown, 0);
   const requests = clients.reduce((s, c) => s + (front.routes.get(c.id) || []).length, 0);
   const moves = clients.reduce((s, c) => s + hops(front.routes.get(c.id) || []), 0);
-  const sent = clients.reduce((s, c) => s + c.sent, 0);
-  const errors = clients.flatMap((c) => c.errors.filter((e) => e.code !== 'unknown_session')
-    .map((e) => `${c.id}: ${e.code} ${e.text}`));
   // This phase's clients end their sessions, so the next phase counts only its own.
   for (const c of clients) c.close();
   await waitFor(() => clients.every((c) => c.inflight === 0), 5000, `${label}: requests to settle`).catch(() => {});

@@ -22,7 +22,7 @@ import { before, test } from 'node:test';
 
 import { waitFor } from '../chaos/lib.mjs';
 import { startBalancer } from '../lb/lib.mjs';
-import { ackedN, checkClients, drained, startSending, taggedClient } from './clients.mjs';
+import { ackedN, drainAndCheck, startSending, taggedClient } from './clients.mjs';
 import { later, startCluster, teardown } from './lib.mjs';
 
 const log = (line) => console.log(line);
@@ -68,17 +68,7 @@ test('kill -9 of a node behind nginx under load on both transports: nothing repe
     `resumes by node since ${JSON.stringify(resumes)}`);
   await later(1500);
   stopSending();
-  const { published } = await cluster.publisher.control('publish', 'on=0');
-  let server = null;
-  await waitFor(async () => {
-    server = await cluster.live()[0].control('log');
-    return drained(clients, server);
-  }, 20000, 'every message to arrive').catch((e) => log(e.message));
-  server = await cluster.live()[0].control('log');
-  const r = checkClients(clients, server, kills);
-  const sent = clients.reduce((s, c) => s + c.sent, 0);
-  const errors = clients.flatMap((c) => c.errors.filter((e) => e.code !== 'unknown_session')
-    .map((e) => `${c.id}: ${e.code} ${e.text}`));
+  const { published, server, r, sent, errors, drainedAll } = await drainAndCheck(cluster, clients, { kills, log });
   const lp = clients.filter((c) => c.mode === 'longpoll');
   const churn = lp.map((c) => c.errors.filter((e) => e.code === 'unknown_session').length);
   log(`nginx: long-polling clients: ${lp.reduce((s, c) => s + c.opens, 0)} welcomes, ` +
@@ -101,7 +91,7 @@ test('kill -9 of a node behind nginx under load on both transports: nothing repe
   assert.ok(Object.values(resumes).reduce((s, n) => s + n, 0) >= held, 'the other nodes resumed its sessions');
   assert.equal(server.mismatch, 0, 'the application saw messages from another client');
   assert.equal(server.app_errors, 0, 'the application could write its log');
-  run = { r, detail, drainedAll: drained(clients, server) };
+  run = { r, detail, drainedAll };
   assert.equal(r.lostIn, 0, `stream messages lost${detail}`);
   assert.equal(r.duplicated, 0, `duplicated messages${detail}`);
   assert.equal(r.reordered, 0, `reordered messages${detail}`);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 
 import { waitFor } from '../chaos/lib.mjs';
-import { checkClients, drained, startSending, taggedClient } from './clients.mjs';
+import { drainAndCheck, startSending, taggedClient } from './clients.mjs';
 import { startFront } from './front.mjs';
 import { later, startCluster, teardown } from './lib.mjs';
 
@@ -56,17 +56,7 @@ test('a node joins and another shuts down under load: nothing lost, nothing hand
   const times = affected.map((c) => resumedAt(c) - stoppedAt).sort((a, b) => a - b);
   await later(1500);
   stopSending();
-  const { published } = await cluster.publisher.control('publish', 'on=0');
-  let server = null;
-  await waitFor(async () => {
-    server = await cluster.live()[0].control('log');
-    return drained(clients, server);
-  }, 20000, 'every message to arrive').catch((e) => log(e.message));
-  server = await cluster.live()[0].control('log');
-  const r = checkClients(clients, server);
-  const sent = clients.reduce((s, c) => s + c.sent, 0);
-  const errors = clients.flatMap((c) => c.errors.filter((e) => e.code !== 'unknown_session')
-    .map((e) => `${c.id}: ${e.code} ${e.text}`));
+  const { published, server, r, sent, errors } = await drainAndCheck(cluster, clients, { log });
   log(`restart: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${clients.length} clients, n4 joined and took ${on4}; ` +
     `${victim.name} stopped in ${stopMs} ms with ${affected.length} clients, all back ${times[times.length - 1]} ms ` +
     `after the stop began (median ${times[Math.floor(times.length / 2)]} ms); ${published} published, ${r.received} received, ` +
