@@ -8,7 +8,8 @@
  *       when the session subscribed, then the stream topic "stream"; every client message
  *       {"c":id,"n":N} is appended to the Redis list <prefix>app:log:<id> as "N", or "N!"
  *       when ferry says it may have been handed over before
- *       (ferry_session_message_repeated)
+ *       (ferry_session_message_repeated); with "slow":ms the application then takes that
+ *       long over it
  *   the publisher (E2E_ROLE=publisher) serves no clients: it publishes {"i":k} to "stream",
  *       k = 1, 2, ... counting only publishes that returned FERRY_OK, and writes k to
  *       <prefix>app:published after each
@@ -157,6 +158,12 @@ static void on_message(ferry_session *s, json_t *data, void *ud)
     snprintf(v, sizeof v, "%lld%s", (long long)json_integer_value(n),
              ferry_session_message_repeated(s) ? "!" : "");
     app_push("log:", id, v);
+    /* {"slow":ms}: the application takes that long over the message, after logging it. */
+    json_int_t slow = json_integer_value(json_object_get(data, "slow"));
+    if (slow > 0 && slow <= 5000) {
+        struct timespec ts = {(time_t)(slow / 1000), (long)(slow % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static void *publisher(void *arg)
