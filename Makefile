@@ -61,8 +61,14 @@ TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
+<<<<<<< HEAD
         test-js test-demo test-install test-failmalloc test-chaos test-lb soak readme-picture test-asan test-tsan fuzz test-fuzz \
         bench-core bench bench-deps test-load demo demo-cluster clean
+=======
+        test-js test-demo test-install test-failmalloc test-chaos test-lb test-cluster-e2e soak readme-picture test-asan \
+        test-tsan fuzz test-fuzz \
+        bench-core bench bench-deps test-load demo clean
+>>>>>>> e2e
 
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
@@ -291,6 +297,7 @@ test: deps
 	$(MAKE) test-load
 	$(MAKE) test-chaos
 	$(MAKE) test-lb
+	$(MAKE) test-cluster-e2e
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-fuzz
@@ -374,6 +381,19 @@ test-lb: $(BUILD)/tests/lb_server js-client/node_modules/.package-lock.json
 # it found.
 test-chaos: lib js-client/node_modules/.package-lock.json
 	node --test tests/chaos/chaos.test.mjs tests/chaos/findings.test.mjs
+
+# Three cluster nodes, a publisher and a real redis-server behind a front the test runs:
+# kill -9 of nodes under load on both transports, long-polling with every request on another
+# node, and resumes racing across nodes (tests/cluster-e2e).
+$(BUILD)/tests/cluster-e2e-node: tests/cluster-e2e/node.c tests/lib/test_app.h $(BUILD)/libferry-cluster.a \
+                                  $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -Icore/include -Itransports/include -Icluster/include -Itests/lib \
+	  $(shell pkg-config --cflags hiredis) $< \
+	  $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
+
+test-cluster-e2e: $(BUILD)/tests/cluster-e2e-node js-client/node_modules/.package-lock.json
+	E2E_NODE_BIN=$(abspath $(BUILD))/tests/cluster-e2e-node node --test --test-concurrency=1 tests/cluster-e2e/*.test.mjs
 
 # Churn for SOAK_SECONDS; RSS, descriptors and threads must return to their baseline.
 SOAK_SECONDS ?= 1800

@@ -26,12 +26,15 @@ export class ChaosClient {
     this.opens = 0;
     this.closed = null;
     this.inflight = 0;     // HTTP requests not yet settled, so a test can wait for them
+    // options.fetch and options.WebSocket replace the defaults (a test that tags requests).
+    const fetchFn = options.fetch || fetch;
     const counted = (...args) => {
       this.inflight++;
-      return fetch(...args).finally(() => { this.inflight--; });
+      return fetchFn(...args).finally(() => { this.inflight--; });
     };
     this.c = ferry.connect(url, {
-      ...CLIENT_OPTIONS, ...options, transport, token: id, WebSocket, fetch: counted,
+      ...CLIENT_OPTIONS, ...options, transport, token: id, WebSocket: options.WebSocket || WebSocket,
+      fetch: counted,
     });
     this.c.on('message', (data) => {
       if (data && typeof data.i === 'number') this.log.push(data.i);

@@ -24,7 +24,7 @@ export function buildServer() {
   const pc = spawnSync('pkg-config', ['--cflags', '--libs', 'jansson', 'libsodium'], { encoding: 'utf8' });
   if (pc.status !== 0) throw new Error('pkg-config: ' + pc.stderr);
   const args = ['-std=c11', '-D_GNU_SOURCE', '-pthread', '-Wall', '-Wextra', '-Werror', '-O2', '-g',
-    '-Icore/include', '-Itransports/include', 'tests/chaos/server.c', 'build/libferry.a',
+    '-Icore/include', '-Itransports/include', '-Itests/lib', 'tests/chaos/server.c', 'build/libferry.a',
     ...pc.stdout.trim().split(/\s+/), '-lcivetweb', '-o', bin];
   const cc = spawnSync(process.env.CC || 'cc', args, { cwd: root, encoding: 'utf8' });
   if (cc.status !== 0) throw new Error('building the chaos server failed:\n' + cc.stderr);

@@ -21,7 +21,6 @@
  * CHAOS_TICK_MS override ferry's heartbeat, heartbeat timeout, resume window, poll hold, stall
  * timeout, how long an ended session is remembered, and the mount's tick. */
 #include <malloc.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -32,6 +31,7 @@
 #include <unistd.h>
 
 #include "ferry_civetweb.h"
+#include "test_app.h"
 
 static ferry_mount *mount;
 
@@ -97,19 +97,6 @@ static void on_message(ferry_session *s, json_t *data, void *ud)
     pthread_mutex_unlock(&log_lock);
 }
 
-/* The token is the client's id: it names the session's identity. */
-static int on_auth(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const char **reason,
-                   void *ud)
-{
-    (void)ud;
-    if (!a->token || !a->token[0]) {
-        *reason = "a client id is required";
-        return 1;
-    }
-    snprintf(identity, FERRY_IDENTITY_MAX, "%s", a->token);
-    return 0;
-}
-
 static void *publisher(void *arg)
 {
     long ms = *(long *)arg;
@@ -126,31 +113,6 @@ static void *publisher(void *arg)
         pthread_mutex_unlock(&stream_lock);
     }
     return NULL;
-}
-
-static long qnum(const struct mg_request_info *ri, const char *name, long def)
-{
-    char v[32];
-    const char *q = ri->query_string ? ri->query_string : "";
-    return mg_get_var(q, strlen(q), name, v, sizeof v) > 0 ? atol(v) : def;
-}
-
-static int reply(struct mg_connection *conn, const char *body)
-{
-    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                    "Connection: close\r\n\r\n%s", strlen(body), body);
-    return 200;
-}
-
-static int reply_json(struct mg_connection *conn, json_t *body)
-{
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (!text)
-        return 500;
-    int r = reply(conn, text);
-    free(text);
-    return r;
 }
 
 static int control_log(struct mg_connection *conn, int clear)
@@ -173,7 +135,7 @@ static int control_log(struct mg_connection *conn, int clear)
     json_decref(body);
     if (!text)
         return 500;
-    int r = reply(conn, text);
+    int r = test_app_reply(conn, text);
     free(text);
     return r;
 }
@@ -184,7 +146,7 @@ static int control(struct mg_connection *conn, void *cbdata)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *what = ri->local_uri + strlen("/control/");
     if (strcmp(what, "log") == 0)
-        return control_log(conn, (int)qnum(ri, "clear", 0));
+        return control_log(conn, (int)test_app_qnum(ri, "clear", 0));
     if (strcmp(what, "stats") == 0) {
         size_t attached, detached, expired;
         ferry_hub_counts(ferry_mount_hub(mount), &attached, &detached, &expired);
@@ -193,34 +155,27 @@ static int control(struct mg_connection *conn, void *cbdata)
         /* Heap in use, to tell a leak (it grows) from memory the allocator keeps (RSS
          * grows, this does not). */
         struct mallinfo2 mi = mallinfo2();
-        return reply_json(conn, json_pack("{sIsIsIsIsIsIsI}", "attached", (json_int_t)attached,
-                                          "detached", (json_int_t)detached, "expired",
-                                          (json_int_t)expired, "opened",
-                                          (json_int_t)st.sessions_opened, "resumes",
-                                          (json_int_t)st.resumes, "unknown",
-                                          (json_int_t)st.resume_failures[FERRY_REASON_UNKNOWN],
-                                          "heap_kb",
-                                          (json_int_t)((mi.uordblks + mi.hblkhd) / 1024)));
+        json_t *body = json_pack(
+            "{sIsIsIsIsIsIsI}", "attached", (json_int_t)attached, "detached",
+            (json_int_t)detached, "expired", (json_int_t)expired, "opened",
+            (json_int_t)st.sessions_opened, "resumes", (json_int_t)st.resumes, "unknown",
+            (json_int_t)st.resume_failures[FERRY_REASON_UNKNOWN], "heap_kb",
+            (json_int_t)((mi.uordblks + mi.hblkhd) / 1024));
+        return test_app_reply_json(conn, body);
     }
     if (strcmp(what, "publish") == 0) {
-        publishing = (int)qnum(ri, "on", 1);
+        publishing = (int)test_app_qnum(ri, "on", 1);
         return control_log(conn, 0);
     }
     if (strcmp(what, "ws") == 0) {
-        ferry_mount_set_websocket(mount, (int)qnum(ri, "on", 1));
-        return reply(conn, "{}");
+        ferry_mount_set_websocket(mount, (int)test_app_qnum(ri, "on", 1));
+        return test_app_reply(conn, "{}");
     }
     if (strcmp(what, "stop") == 0) {
         stopping = 1;
-        return reply(conn, "{}");
+        return test_app_reply(conn, "{}");
     }
     return 0;
-}
-
-static long env_ms(const char *name, long def)
-{
-    const char *v = getenv(name);
-    return v && *v ? atol(v) : def;
 }
 
 int main(void)
@@ -228,32 +183,14 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     clients = json_object();
     resets = json_object();
-    ferry_server_options so;
-    ferry_server_options_init(&so);
-    so.listen = "127.0.0.1:0";
-    so.max_connections = 400;
     struct mg_context *ctx;
-    if (ferry_server_start(&ctx, &so) != FERRY_OK)
+    if (test_app_server(&ctx) != FERRY_OK)
         return 1;
     ferry_options core;
-    ferry_options_init(&core);
     ferry_mount_options mo;
-    ferry_mount_options_init(&mo);
-    mo.core = &core;
-    mo.max_connections = 400;
-    mo.allowed_origins = "*"; /* reached through proxies */
-    mo.tick_ms = (uint32_t)env_ms("CHAOS_TICK_MS", 100);
-    mo.poll_timeout_ms = (uint32_t)env_ms("CHAOS_POLL_MS", mo.poll_timeout_ms);
-    core.resume_burst = 100000; /* every client resumes from 127.0.0.1 */
-    core.resume_rate = 100000;
-    core.max_sessions_per_identity = 0;
-    core.heartbeat_ms = (uint32_t)env_ms("CHAOS_HB_MS", core.heartbeat_ms);
-    core.heartbeat_timeout_ms = (uint32_t)env_ms("CHAOS_TIMEOUT_MS", core.heartbeat_timeout_ms);
-    core.resume_window_ms = (uint32_t)env_ms("CHAOS_WINDOW_MS", core.resume_window_ms);
-    core.stall_timeout_ms = (uint32_t)env_ms("CHAOS_STALL_MS", core.stall_timeout_ms);
-    core.tombstone_ms = (uint32_t)env_ms("CHAOS_TOMBSTONE_MS", core.tombstone_ms);
+    test_app_options(&core, &mo, "CHAOS_");
     ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,
-                          .on_message = on_message, .on_auth = on_auth};
+                          .on_message = on_message, .on_auth = test_app_auth};
     int rc = ferry_mount_new(&mount, ctx, &mo, &cb, NULL);
     if (rc != FERRY_OK) {
         fprintf(stderr, "chaos server: %s\n", ferry_strerror(rc));
@@ -261,21 +198,14 @@ int main(void)
         return 1;
     }
     mg_set_request_handler(ctx, "/control/", control, NULL);
-    long pub_ms = env_ms("CHAOS_PUB_MS", 5);
+    long pub_ms = test_app_env("CHAOS_PUB_MS", 5);
     pthread_t pub;
     pthread_create(&pub, NULL, publisher, &pub_ms);
     printf("port %d\n", ferry_server_port(ctx));
     fflush(stdout);
 
     /* Runs until /control/stop or until stdin closes (whoever started it is gone). */
-    struct pollfd pfd = {.fd = 0, .events = POLLIN};
-    while (!stopping) {
-        if (poll(&pfd, 1, 100) > 0) {
-            char buf[64];
-            if (read(0, buf, sizeof buf) <= 0)
-                stopping = 1;
-        }
-    }
+    test_app_wait(&stopping);
     pthread_join(pub, NULL);
     ferry_mount_free(mount);
     ferry_server_stop(ctx);
