@@ -61,14 +61,8 @@ TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
-<<<<<<< HEAD
-        test-js test-demo test-install test-failmalloc test-chaos test-lb soak readme-picture test-asan test-tsan fuzz test-fuzz \
+        test-js test-demo test-install test-failmalloc test-chaos test-lb test-cluster-e2e soak readme-picture test-asan test-tsan fuzz test-fuzz \
         bench-core bench bench-deps test-load demo demo-cluster clean
-=======
-        test-js test-demo test-install test-failmalloc test-chaos test-lb test-cluster-e2e soak readme-picture test-asan \
-        test-tsan fuzz test-fuzz \
-        bench-core bench bench-deps test-load demo clean
->>>>>>> e2e
 
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
