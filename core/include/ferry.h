@@ -423,10 +423,12 @@ FERRY_API int ferry_session_unsubscribe(ferry_session *s, const char *topic);
 
 /* Inside on_message: the client's seq of the message being handed over (docs/PROTOCOL.md),
  * and whether it may have been handed to the application before. That happens only in a
- * cluster, when the node delivering it died or lost Redis before it could record the
- * delivery; the client sends it again, and the next node hands it over with the same seq
- * and this flag set. An application that must act exactly once keys its effects on the
- * session ID and seq. Outside on_message, or for NULL: 0. */
+ * cluster, to the messages of one batch whose delivery was cut short: the node delivering
+ * it died, lost Redis, or let the session go to another node, before it could record how
+ * far it got. The client sends them again, and the next node hands each over with the same
+ * seq and this flag set, whether or not the first node had reached it. An application that
+ * must act exactly once keys its effects on the session ID and seq. Outside on_message, or
+ * for NULL: 0. */
 FERRY_API uint64_t ferry_session_message_seq(ferry_session *s);
 FERRY_API int ferry_session_message_repeated(ferry_session *s);
 

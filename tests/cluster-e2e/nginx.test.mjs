@@ -6,17 +6,10 @@
 // which client it sent where, so the node's share comes from its stats (sessions attached)
 // and every client's in-flight messages at the kill may explain a marked one.
 //
-// KNOWN BUG (reproduced below, marked todo): behind this configuration a long-polling
-// session can bounce between two nodes for good. Its handshakes (resumes included) carry no
-// session ID in a header, so nginx sends them to the node with the fewest connections; its
-// polls and sends go to the node its ID hashes to; that node does not hold the session, so
-// ferry answers them 404 (transports/src/longpoll.c, authorize: only sessions attached here
-// by a handshake are served), the client resumes, and the resume goes to the least loaded
-// node again. While the hashed node stays the busier one, the client's messages are never
-// delivered (they stay in its outbox) and it gets the stream only from the replays of its
-// welcomes, four or five a second. So the run's safety (nothing duplicated, reordered,
-// unmarked twice, no stream message lost) is asserted here, and the delivery of every
-// client message is a todo until the library or the configuration changes.
+// A long-polling session once bounced between two nodes for good here: its resumes went to
+// the node with the fewest connections and its polls to the node its ID hashes to, which
+// answered 404, and round again. A resume now names its session in its URL (?sid=) and
+// nginx hashes it with the polls; the last test below holds that.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 
@@ -101,9 +94,7 @@ test('kill -9 of a node behind nginx under load on both transports: nothing repe
   assert.deepEqual(errors, [], 'no protocol errors');
 });
 
-test('... and every client message delivered', {
-  todo: 'KNOWN BUG: a long-polling session can bounce between its hashed node and the least loaded one for good (see the top of this file)',
-}, () => {
+test('... and every client message delivered', () => {
   assert.ok(run, 'the kill test ran');
   assert.equal(run.r.lostOut, 0, `client messages never delivered${run.detail}`);
   assert.ok(run.drainedAll, 'everything drained');
@@ -119,7 +110,6 @@ test('... and every client message delivered', {
 // with a chance of about 1 in 16; 4 of 6 were stuck in a run of six).
 test('a long-polling session whose ID hashes to the busier node settles within 2 s', {
   timeout: 60000,
-  todo: 'KNOWN BUG: handshakes by least connections, polls and sends by session hash, and a poll on another node answered 404',
 }, async () => {
   await cluster.publisher.control('publish', 'on=0');
   const anchor = taggedClient(`${nginx.url}/ferry`, 'x-anchor', 'websocket');
