@@ -98,7 +98,10 @@ static void new_cluster_prefix(void)
              atomic_fetch_add(&clusters, 1));
 }
 
-static node node_start(const char *name, const char *addr, void (*tweak)(ferry_options *o))
+/* A node with the application `cb` (NULL: cbs) and a feed of at most feed_max entries (0:
+ * the default). */
+static node node_start_with(const char *name, const char *addr, void (*tweak)(ferry_options *o),
+                            const ferry_callbacks *cb, size_t feed_max)
 {
     node n = {0};
     ferry_cluster_options co;
@@ -107,6 +110,8 @@ static node node_start(const char *name, const char *addr, void (*tweak)(ferry_o
     co.node = name;
     co.prefix = cluster_prefix;
     co.connect_timeout_ms = 300;
+    if (feed_max)
+        co.feed_max = feed_max;
     ck_assert_int_eq(ferry_cluster_new(&n.c, &co), FERRY_OK);
     ferry_options o;
     ferry_options_init(&o);
@@ -114,10 +119,15 @@ static node node_start(const char *name, const char *addr, void (*tweak)(ferry_o
     o.resume_rate = 0;
     if (tweak)
         tweak(&o);
-    ck_assert_int_eq(ferry_hub_new(&n.hub, &o, &cbs, NULL), FERRY_OK);
+    ck_assert_int_eq(ferry_hub_new(&n.hub, &o, cb ? cb : &cbs, NULL), FERRY_OK);
     ck_assert_str_eq(ferry_hub_node(n.hub), name);
     ck_assert(eventually(hub_ready, n.hub));
     return n;
+}
+
+static node node_start(const char *name, const char *addr, void (*tweak)(ferry_options *o))
+{
+    return node_start_with(name, addr, tweak, NULL, 0);
 }
 
 static void node_stop(node *n)
@@ -569,20 +579,7 @@ START_TEST(inbound_messages_a_node_began_to_deliver_come_again_marked_on_the_nex
 {
     ferry_callbacks cb = cbs;
     cb.on_message = on_message_blocking;
-    node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
-    ferry_hub_free(a.hub); /* a again, with the blocking application */
-    ferry_cluster_free(a.c);
-    ferry_cluster_options co;
-    ferry_cluster_options_init(&co);
-    co.redis = shared_redis.addr;
-    co.node = "a";
-    co.prefix = cluster_prefix;
-    ck_assert_int_eq(ferry_cluster_new(&a.c, &co), 0);
-    ferry_options o;
-    ferry_options_init(&o);
-    o.cluster = a.c;
-    ck_assert_int_eq(ferry_hub_new(&a.hub, &o, &cb, NULL), 0);
-    ck_assert(eventually(hub_ready, a.hub));
+    node a = node_start_with("a", NULL, NULL, &cb, 0), b = node_start("b", NULL, NULL);
 
     client *c = cl_hello(a.hub);
     ck_assert_int_eq(cl_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":1},{\"t\":\"msg\",\"seq\":2,\"data\":2}]"), 0);
@@ -651,18 +648,7 @@ START_TEST(a_node_shutting_down_mid_batch_records_only_what_it_delivered)
     ferry_callbacks cb = cbs;
     cb.on_message = on_message_blocking;
     node b = node_start("b", NULL, NULL);
-    node a = {0};
-    ferry_cluster_options co;
-    ferry_cluster_options_init(&co);
-    co.redis = shared_redis.addr;
-    co.node = "a";
-    co.prefix = cluster_prefix;
-    ck_assert_int_eq(ferry_cluster_new(&a.c, &co), 0);
-    ferry_options o;
-    ferry_options_init(&o);
-    o.cluster = a.c;
-    ck_assert_int_eq(ferry_hub_new(&a.hub, &o, &cb, NULL), 0);
-    ck_assert(eventually(hub_ready, a.hub));
+    node a = node_start_with("a", NULL, NULL, &cb, 0);
     client *c = cl_hello(a.hub);
     ck_assert_int_eq(cl_send(c, "[{\"t\":\"msg\",\"seq\":1,\"data\":1},{\"t\":\"msg\",\"seq\":2,\"data\":2}]"), 0);
     json_decref(cl_drain(c));
@@ -861,19 +847,7 @@ END_TEST
 START_TEST(a_reader_that_falls_behind_the_trimmed_feed_lets_its_sessions_go)
 {
     node b = node_start("b", NULL, NULL);
-    node a = {0};
-    ferry_cluster_options co;
-    ferry_cluster_options_init(&co);
-    co.redis = shared_redis.addr;
-    co.node = "a";
-    co.prefix = cluster_prefix;
-    co.feed_max = 10;
-    ck_assert_int_eq(ferry_cluster_new(&a.c, &co), 0);
-    ferry_options o;
-    ferry_options_init(&o);
-    o.cluster = a.c;
-    ck_assert_int_eq(ferry_hub_new(&a.hub, &o, &cbs, NULL), 0);
-    ck_assert(eventually(hub_ready, a.hub));
+    node a = node_start_with("a", NULL, NULL, NULL, 10);
     client *c = cl_hello(b.hub);
     ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
     b.c->ops->stop(b.c); /* b's reader stalls (no Redis error) */
