@@ -248,6 +248,14 @@ static client *cl_hello(ferry_hub *hub)
     return c;
 }
 
+/* A new session subscribed to `topic` by its client. */
+static client *cl_subscribed(ferry_hub *hub, const char *topic)
+{
+    client *c = cl_hello(hub);
+    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"%s\"}", topic), 0);
+    return c;
+}
+
 /* The same client on a new connection to `hub`: resumes with its ack (`ack`, or its last
  * seq when negative); the frames of the answer. */
 static json_t *cl_resume(client *c, ferry_hub *hub, long long ack)
@@ -358,8 +366,7 @@ END_TEST
 START_TEST(a_session_resumes_on_another_node_with_its_outbox_and_subscriptions)
 {
     node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
-    client *c = cl_hello(a.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
+    client *c = cl_subscribed(a.hub, "t");
     publish_n(a.hub, "t", 1, 5);
     wait_msgs(c, 5);
     ck_assert_int_eq(cl_send(c, "{\"t\":\"ack\",\"ack\":3}"), 0);
@@ -447,8 +454,7 @@ START_TEST(a_node_behind_on_the_feed_adopts_without_repeating)
 {
     node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
     b.c->ops->stop(b.c);
-    client *c = cl_hello(a.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
+    client *c = cl_subscribed(a.hub, "t");
     publish_n(a.hub, "t", 1, 2);
     wait_msgs(c, 2);
     ck_assert_int_eq(cl_send(c, "{\"t\":\"ack\",\"ack\":2}"), 0);
@@ -508,8 +514,7 @@ END_TEST
 START_TEST(a_subscription_ended_on_one_node_stays_ended_on_the_next)
 {
     node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
-    client *c = cl_hello(a.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"x\"}"), 0);
+    client *c = cl_subscribed(a.hub, "x");
     ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"y\"}"), 0);
     publish_n(a.hub, "x", 1, 2);
     wait_msgs(c, 2);
@@ -730,8 +735,7 @@ START_TEST(a_retried_adoption_is_announced_and_the_old_node_ends_nothing)
     real_range = ops.range;
     ops.range = flaky_range;
     b.c->ops = &ops;
-    client *c = cl_hello(a.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
+    client *c = cl_subscribed(a.hub, "t");
     publish_n(a.hub, "t", 1, 2);
     wait_msgs(c, 2);
     client *old = cl_open(a.hub); /* keep a's link to watch it */
@@ -779,8 +783,7 @@ START_TEST(ended_subscriptions_are_pruned_only_against_the_stored_cursor)
 {
     atomic_store(&a_clock_off, 0);
     node a = node_start("a", NULL, a_tweak), b = node_start("b", NULL, NULL);
-    client *c = cl_hello(a.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"x\"}"), 0);
+    client *c = cl_subscribed(a.hub, "x");
     publish_n(a.hub, "x", 1, 1);
     wait_msgs(c, 1);
     ck_assert_int_eq(cl_send(c, "{\"t\":\"ack\",\"ack\":1}"), 0);
@@ -816,8 +819,7 @@ END_TEST
 START_TEST(a_cursor_taken_after_an_adoption_that_read_ahead_stays_valid)
 {
     node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL), d = node_start("d", NULL, NULL);
-    client *c = cl_hello(a.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
+    client *c = cl_subscribed(a.hub, "t");
     b.c->ops->stop(b.c); /* b's reader falls behind */
     publish_n(a.hub, "t", 1, 2);
     wait_msgs(c, 2);
@@ -848,8 +850,7 @@ START_TEST(a_reader_that_falls_behind_the_trimmed_feed_lets_its_sessions_go)
 {
     node b = node_start("b", NULL, NULL);
     node a = node_start_with("a", NULL, NULL, NULL, 10);
-    client *c = cl_hello(b.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
+    client *c = cl_subscribed(b.hub, "t");
     b.c->ops->stop(b.c); /* b's reader stalls (no Redis error) */
     publish_n(a.hub, "t", 1, 400);
     /* what a's trim does every few seconds with feed_max 10, at once: keep the newest 10
@@ -899,8 +900,7 @@ START_TEST(redis_down_fails_publishes_and_the_node_recovers_by_itself)
 {
     ck_assert_int_eq(rsrv_start(&own), 0);
     node a = node_start("a", own.addr, NULL);
-    client *c = cl_hello(a.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
+    client *c = cl_subscribed(a.hub, "t");
     publish_n(a.hub, "t", 1, 1);
     wait_msgs(c, 1);
 
@@ -958,8 +958,7 @@ END_TEST
 START_TEST(a_node_that_shuts_down_hands_its_sessions_on)
 {
     node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
-    client *c = cl_hello(a.hub);
-    ck_assert_int_eq(cl_send(c, "{\"t\":\"sub\",\"topic\":\"t\"}"), 0);
+    client *c = cl_subscribed(a.hub, "t");
     publish_n(b.hub, "t", 1, 3);
     wait_msgs(c, 3);
     ferry_hub_shutdown(a.hub);
