@@ -264,7 +264,7 @@ test-js: $(BUILD)/tests/js_server $(BUILD)/ferry.mjs js-client/node_modules/.pac
 # under the page); the screenshot goes to build/demo/.
 test-demo: $(BUILD)/examples/live-scores $(BUILD)/examples/live-scores-cluster \
            js-client/node_modules/.package-lock.json
-	node --test tests/demo/*.test.mjs
+	node --test --test-concurrency=2 tests/demo/*.test.mjs
 
 # Refreshes the README's picture of the demo (a deliberate step, never part of make test).
 readme-picture: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json

@@ -765,7 +765,7 @@ START_TEST(a_retried_adoption_is_announced_and_the_old_node_ends_nothing)
     f = cl_resume(c, b.hub, -1);
     ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
     json_decref(f);
-    free(old);
+    cl_free(old); /* its link was freed above */
     cl_free(c);
     node_stop(&a);
     node_stop(&b);
