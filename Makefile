@@ -337,9 +337,12 @@ $(BUILD)/bench/fyload: bench/fyload.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -O2 $< -o $@ $(DEP_LIBS)
 
-$(BUILD)/bench/ferry_bench: bench/servers/ferry_bench.c bench/servers/bench_ctl.h $(BUILD)/libferry.a
+# With REDIS=host:port NODE=name in its environment it is a cluster member.
+$(BUILD)/bench/ferry_bench: bench/servers/ferry_bench.c bench/servers/bench_ctl.h $(BUILD)/libferry.a \
+                            $(BUILD)/libferry-cluster.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -O2 $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
+	$(CC) $(ALL_CFLAGS) -Icluster/include -O2 $< $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a \
+	  -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
 
 $(BUILD)/bench/civetweb_bench: bench/servers/civetweb_bench.c bench/servers/bench_ctl.h
 	@mkdir -p $(@D)
