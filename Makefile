@@ -62,7 +62,7 @@ STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
         test-js test-demo test-install test-failmalloc test-chaos soak readme-picture test-asan test-tsan fuzz test-fuzz \
-        bench-core bench bench-deps test-load demo clean
+        bench-core bench bench-cluster bench-deps test-load demo clean
 
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
@@ -359,6 +359,13 @@ bench/peers/node_modules/.package-lock.json: bench/peers/package.json bench/peer
 bench: bench-deps $(BENCH_BIN) bench/peers/node_modules/.package-lock.json
 	node bench/run.mjs
 	node bench/report.mjs
+	node bench/cluster.mjs
+
+# ferry as a cluster: one node against three on one redis-server, kill -9 of a node beside
+# Socket.IO's Redis Streams adapter, Redis bytes (bench/cluster.mjs; QUICK=1 for a small
+# pass); rewrites the cluster part of docs/BENCHMARKS.md.
+bench-cluster: bench-deps $(BENCH_BIN) bench/peers/node_modules/.package-lock.json
+	node bench/cluster.mjs
 
 bench-deps:
 	@scripts/deps.sh bench

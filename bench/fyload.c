@@ -1564,6 +1564,17 @@ static bool run_step(const char *name, double rate, double secs, enum step_kind 
            (double)sum.h.max / 1000.0, scpu, cpu_user, cpu_sys,
            rcv > 0 ? scpu * 1e6 / rcv : 0, p1.rss_kb, p1.threads, sum.st.cpu_s,
            rcv > 0 ? sum.st.cpu_s * 1e6 / rcv : 0);
+    if (opt.npids > 1) { /* each process's share (null: not alive at both ends) */
+        printf(",\"cpu_s_by_pid\":[");
+        for (int i = 0; i < opt.npids; i++) {
+            if (p0.alive[i] && p1.alive[i])
+                printf("%s%.3f", i ? "," : "",
+                       p1.pid_user_s[i] + p1.pid_sys_s[i] - p0.pid_user_s[i] - p0.pid_sys_s[i]);
+            else
+                printf("%snull", i ? "," : "");
+        }
+        printf("]");
+    }
     if (sum.st.responses)
         printf(",\"responses\":%" PRIu64 ",\"msgs_per_response\":%.2f,\"rehandshakes\":%" PRIu64,
                sum.st.responses, rcv / (double)sum.st.responses, sum.st.rehandshakes);
