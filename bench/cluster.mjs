@@ -156,7 +156,13 @@ function redis(port, ...args) {
   });
 }
 
-const usedMemory = async (port) => Number(/used_memory:(\d+)/.exec(await redis(port, 'INFO', 'memory'))[1]);
+// INFO memory's used_memory less what the clients' buffers hold (they grow and shrink with
+// the traffic, not with what is stored).
+async function usedMemory(port) {
+  const info = await redis(port, 'INFO', 'memory');
+  const field = (k) => Number((new RegExp(`${k}:(\\d+)`).exec(info) || [0, 0])[1]);
+  return field('used_memory') - field('mem_clients_normal') - field('mem_clients_slaves');
+}
 
 async function startRedis(tag) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-redis-'));
@@ -348,8 +354,11 @@ async function bytesRecord(tags, c, base, mem) {
   let keyBytes = 0;
   for (const k of keys) keyBytes += await redis(rp, 'MEMORY', 'USAGE', k, 'SAMPLES', '0');
   const dbsize = await redis(rp, 'DBSIZE');
+  const feedUsage = feedEnd ? await redis(rp, 'MEMORY', 'USAGE', c.feed, 'SAMPLES', '0') : 0;
   const rec = { step: 'redis', ...tags, base, after_connect: mem.afterConnect, end, sessions: mem.sessions,
-    feed_at_connect: mem.feedAtConnect, feed_end: feedEnd, dbsize,
+    feed_at_connect: mem.feedAtConnect, feed_end: feedEnd, dbsize, feed_usage: feedUsage,
+    feed_usage_per_entry: feedEnd > mem.feedAtConnect
+      ? (feedUsage - (mem.feedUsageAtConnect || 0)) / (feedEnd - mem.feedAtConnect) : null,
     per_session: mem.sessions ? (mem.afterConnect - base) / mem.sessions : null,
     per_message: feedEnd > mem.feedAtConnect ? (end - mem.afterConnect) / (feedEnd - mem.feedAtConnect) : null,
     session_key_usage: keys.length ? keyBytes / keys.length : null, keys_sampled: keys.length };
@@ -399,29 +408,46 @@ async function kill(sys, rep) {
   }
 }
 
-// 1,000-byte messages into the feed, to count what a larger retained message costs.
+// One cluster, three measured runs: 100-byte then 1,000-byte messages into the feed (30
+// sessions, 1,000 publishes/s), enough of them to count what each retained one costs; then
+// a batch of sessions alone. Each run's baseline is taken once its sessions are connected,
+// after the runs before it, so that what the first commands of a node set up in Redis (its
+// connections, scripts) is not counted.
 async function bytes(rep) {
-  const tags = { scenario: 'bytes', system: 'cluster', n: 300, rep, payload: 1000 };
   const tag = `bytes-${rep}`;
   let c;
   try {
-    c = await startCluster(tag, 'ferry', [400, 400, 400]);
+    c = await startCluster(tag, 'ferry', [1100, 1100, 1100]);
     const rp = c.redis.port;
-    const base = await usedMemory(rp);
-    const args = ['--port', String(c.nodes[0].port), '--ports', c.nodes.map((x) => x.port).join(','),
-      '--proto', 'ferry-ws', '--conns', '300', '--hold', '1', '--rates', '200', '--step', quick ? '2' : '10',
-      '--size', '1000', '--label', 'bytes'];
-    const mem = {};
-    const r = await runLoad({ ...tags, scenario: 'bytes-load' }, args, async (rec) => {
-      if (rec.step !== 'connect') return;
-      mem.sessions = rec.connected;
-      mem.afterConnect = await usedMemory(rp);
-      mem.feedAtConnect = await redis(rp, 'XLEN', c.feed);
-    });
-    if (r.code !== 0) failed(tags, { code: r.code, signal: r.signal, error: r.error });
-    await bytesRecord(tags, c, base, mem);
+    const ports = c.nodes.map((x) => x.port).join(',');
+    const runs = [
+      { warmup: true, payload: 100, conns: 30, more: ['--rates', '1000', '--step', '2', '--size', '100'] },
+      { payload: 100, conns: 30, more: ['--rates', '1000', '--step', quick ? '2' : '10', '--size', '100'] },
+      { payload: 1000, conns: 30, more: ['--rates', '1000', '--step', quick ? '2' : '10', '--size', '1000'] },
+      { payload: null, conns: quick ? 300 : 3000, more: [] },
+    ];
+    for (const run of runs) {
+      const tags = { scenario: 'bytes', system: run.payload ? 'feed' : 'sessions', n: run.conns, rep, payload: run.payload };
+      const base = await usedMemory(rp);
+      const feedBase = await redis(rp, 'XLEN', c.feed);
+      const args = ['--port', String(c.nodes[0].port), '--ports', ports, '--proto', 'ferry-ws',
+        '--conns', String(run.conns), '--procs', '1', '--hold', '1', ...run.more, '--label', `bytes-${run.payload || 'sessions'}`];
+      const mem = {};
+      const r = await runLoad({ ...tags, scenario: 'bytes-load' }, args, async (rec) => {
+        if (rec.step !== 'connect') return;
+        mem.sessions = rec.connected;
+        mem.afterConnect = await usedMemory(rp);
+        mem.feedAtConnect = await redis(rp, 'XLEN', c.feed);
+        mem.feedUsageAtConnect = mem.feedAtConnect ? await redis(rp, 'MEMORY', 'USAGE', c.feed, 'SAMPLES', '0') : 0;
+      });
+      if (r.code !== 0) failed(tags, { code: r.code, signal: r.signal, error: r.error });
+      if (run.warmup) continue;
+      // the sessions' growth against the baseline before them; the messages' against the
+      // moment the sessions were in
+      await bytesRecord(tags, c, run.payload ? mem.afterConnect : base, run.payload ? mem : { ...mem, feedAtConnect: feedBase });
+    }
   } catch (e) {
-    failed(tags, { error: e.message });
+    failed({ scenario: 'bytes', rep }, { error: e.message });
   } finally {
     await stopCluster(c);
   }
@@ -592,16 +618,27 @@ function report(file) {
   if (by.length) {
     p('### Redis memory');
     p();
-    p('`INFO memory` `used_memory` differences: per session, after every session connected and subscribed to one ' +
-      'topic, before any cursor was written; per retained message, over the feed entries the run appended ' +
-      '(nothing was trimmed: the runs are shorter than the feed\'s 5 minutes); and `MEMORY USAGE` of up to 200 ' +
-      'session keys at the end of the run, their cursors written.');
+    p('Redis `used_memory` (`INFO memory`, less the clients\' buffers) measured by the script around the runs. ' +
+      '**Per session**: the growth while the sessions connected, each with its record and one subscription, ' +
+      'before any cursor was written (in the fan-out and kill runs this includes what the nodes\' first ' +
+      'commands set up in Redis; the "sessions alone" run is measured after other runs on the same nodes); beside it `MEMORY USAGE` of up to 200 session keys at the end of the run, ' +
+      'cursors written (the key alone, without the keyspace\'s and expiry table\'s share). **Per retained ' +
+      'message**: the growth over the feed entries a run appended with 30 sessions on the three nodes, 1,000 ' +
+      'publishes/s (nothing is trimmed: the runs are shorter than the feed\'s 5 minutes), and beside it the ' +
+      'growth of the feed\'s own `MEMORY USAGE` over the same entries. A first run of the same kind, not ' +
+      'counted, warms the nodes and Redis up.');
     p();
-    p('| run | sessions | bytes per session | MEMORY USAGE per session key | feed entries | payload | bytes per retained message |');
-    p('|---|---:|---:|---:|---:|---:|---:|');
-    for (const r of by)
-      p(`| ${r.system === 'cluster' && r.n === 300 ? '1 KB messages' : `${r.system} N=${fmt(r.n)}`} rep ${r.rep} | ${fmt(r.sessions)} | ` +
-        `${fmt(r.per_session)} | ${fmt(r.session_key_usage)} | ${fmt(r.feed_end - r.feed_at_connect)} | ${fmt(r.payload)} B | ${fmt(r.per_message)} |`);
+    p('| run | sessions | bytes per session | MEMORY USAGE per session key |');
+    p('|---|---:|---:|---:|');
+    const runName = (r) => (r.system === 'sessions' ? 'sessions alone, after the feed runs'
+      : r.system === 'cluster' ? 'fan-out, 3 nodes, as they connect' : `kill, ${r.system}, on one node`);
+    for (const r of by.filter((x) => x.system !== 'feed'))
+      p(`| ${runName(r)}, rep ${r.rep} | ${fmt(r.sessions)} | ${fmt(r.per_session)} | ${fmt(r.session_key_usage)} |`);
+    p();
+    p('| payload | feed entries | bytes per retained message (used_memory) | feed MEMORY USAGE per entry |');
+    p('|---:|---:|---:|---:|');
+    for (const r of by.filter((x) => x.system === 'feed'))
+      p(`| ${fmt(r.payload)} B | ${fmt(r.feed_end - r.feed_at_connect)} | ${fmt(r.per_message)} | ${fmt(r.feed_usage_per_entry)} |`);
     p();
   }
 
