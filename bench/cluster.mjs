@@ -17,9 +17,11 @@
 // "Cluster" part of docs/BENCHMARKS.md (between cluster:start and cluster:end) is written
 // from them, and `node bench/cluster.mjs --report FILE` writes it again from any such file.
 //
-// Environment: QUICK=1 (one small pass), REPS (2), STEP seconds per load step (5),
-// FANOUT_NS total sessions ("9000,18000"), KILL_N sessions on the killed node (10000),
-// SCENARIOS (fanout,kill,bytes), ONLY (kill systems: ferry-ws,ferry-lp,sio-ws,sio-ws-drop).
+// Environment: QUICK=1 (one small pass), REPS (2) for the fan-out, KILL_REPS (1), STEP
+// seconds per load step (5), FANOUT_NS total sessions ("9000,18000"), KILL_NS sessions on
+// the killed node ("1000,3000,10000": every system at the largest, ferry over WebSocket at
+// each), SCENARIOS (fanout,kill,bytes), ONLY (kill systems: ferry-ws,ferry-lp,sio-ws,
+// sio-ws-drop).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -34,7 +36,9 @@ const quick = process.env.QUICK === '1';
 const reps = Number(process.env.REPS || (quick ? 1 : 2));
 const step = Number(process.env.STEP || (quick ? 2 : 5));
 const fanNs = (process.env.FANOUT_NS || (quick ? '600' : '9000,18000')).split(',').map(Number);
-const killN = Number(process.env.KILL_N || (quick ? 600 : 10000));
+const killNs = (process.env.KILL_NS || (quick ? '600' : '1000,3000,10000')).split(',').map(Number);
+const killN = Math.max(...killNs);
+const killReps = Number(process.env.KILL_REPS || 1);
 const scenarios = (process.env.SCENARIOS || 'fanout,kill,bytes').split(',');
 const killSystems = (process.env.ONLY || 'ferry-ws,ferry-lp,sio-ws,sio-ws-drop').split(',');
 const out = process.env.OUT || path.join(build, 'cluster.jsonl');
@@ -243,7 +247,7 @@ function record(rec) {
 // Runs fyload; each JSON line is tagged, recorded and handed to onLine (which may be async:
 // its promise is awaited before the run counts as done). Resolves with the lines and the
 // exit status.
-function runLoad(tags, args, onLine) {
+function runLoad(tags, args, onLine, onErr) {
   const argv = [fyload, ...args];
   const [cmd, cargs] = pinned(genCpus, argv);
   const child = track(spawn(cmd, cargs, { stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -254,6 +258,7 @@ function runLoad(tags, args, onLine) {
   child.stderr.on('data', (d) => {
     process.stderr.write(d);
     errTail = (errTail + d).slice(-4096);
+    if (onErr) onErr(String(d));
   });
   child.stdout.on('data', (d) => {
     buf += d;
@@ -368,33 +373,47 @@ async function bytesRecord(tags, c, base, mem) {
 
 // Three nodes, every connection on the second; kill -9 it a third into the step (or, for
 // sio-ws-drop, the clients drop every connection instead and reconnect to the same node).
-async function kill(sys, rep) {
-  const tags = { scenario: 'kill', system: sys, n: killN, rep };
-  const tag = `kill-${sys}-${rep}`;
+async function kill(sys, rep, sessions) {
+  const tags = { scenario: 'kill', system: sys, n: sessions, rep };
+  const tag = `kill-${sys}-${sessions}-${rep}`;
   const ferry = sys.startsWith('ferry');
   let c;
   try {
     // The killed node holds N; the two others take half each when it dies.
-    const other = Math.ceil(killN * 0.55);
-    c = await startCluster(tag, ferry ? 'ferry' : 'sio', [other, killN, other]);
+    const other = Math.ceil(sessions * 0.55);
+    c = await startCluster(tag, ferry ? 'ferry' : 'sio', [other, sessions, other]);
     const [a, b, cc] = c.nodes;
     const rp = c.redis.port;
     const base = await usedMemory(rp);
     const pids = [a.pid, b.pid, cc.pid, c.redis.pid];
     const proto = ferry ? sys : 'sio-ws';
     const args = ['--port', String(a.port), '--ports', [b.port, cc.port, a.port].join(','), '--spread', '1',
-      '--pid', pids.join(','), '--proto', proto, '--conns', String(killN), '--procs', String(procsFor(killN)),
+      '--pid', pids.join(','), '--proto', proto, '--conns', String(sessions), '--procs', String(procsFor(sessions)),
       '--step', String(step + 1), '--label', sys];
     if (sys === 'sio-ws-drop') args.push('--storm', String(killRate));
     else args.push('--failover', String(killRate), '--kill', String(b.pid));
     const mem = {};
+    const resetSids = new Set();
     const r = await runLoad(tags, args, async (rec) => {
       if (rec.step !== 'connect') return;
       mem.sessions = rec.connected;
       mem.afterConnect = await usedMemory(rp);
       mem.feedAtConnect = await redis(rp, 'XLEN', c.feed);
+    }, (text) => {
+      for (const m of text.matchAll(/session (\S+): \{"t":"reset"/g)) resetSids.add(m[1]);
     });
     if (r.code !== 0) failed(tags, { code: r.code, signal: r.signal, error: r.error });
+    if (ferry) {
+      // what Redis holds for the sessions that got a reset, for the record of a bug
+      const first = await redis(rp, 'XRANGE', c.feed, '-', '+', 'COUNT', '1');
+      const evidence = { step: 'evidence', ...tags, floor: await redis(rp, 'GET', `${c.prefix}floor`),
+        first_entry: first[0] ? first[0][0] : null, feed_len: await redis(rp, 'XLEN', c.feed), sessions: [] };
+      for (const sid of resetSids) {
+        const [v, cur] = await redis(rp, 'HMGET', `${c.prefix}s:${sid}`, 'v', 'c');
+        evidence.sessions.push({ sid, v, c: cur });
+      }
+      record(evidence);
+    }
     if (ferry) await bytesRecord({ ...tags, scenario: 'bytes', payload: 100 }, c, base, mem);
     await sleep(300);
     const report = nodeReport(c, sys === 'sio-ws-drop' ? 0 : b.pid);
@@ -465,12 +484,12 @@ async function main() {
     await stopRedis(r);
   }
   record({ meta: true, date: new Date().toISOString(), cpu: os.cpus()[0].model, cores, node: process.version,
-    redis: redisVersion, reps, step, fanNs, killN, targets, killRate, serverCpus, genCpus, loadavg: os.loadavg(),
+    redis: redisVersion, reps, killReps, step, fanNs, killNs, killN, targets, killRate, serverCpus, genCpus, loadavg: os.loadavg(),
     scenarios, killSystems });
   const t0 = Date.now();
   const say = (s) => console.error(`cluster: ${s} (${Math.round((Date.now() - t0) / 1000)} s so far)`);
-  for (let rep = 1; rep <= reps; rep++) {
-    if (scenarios.includes('fanout'))
+  for (let rep = 1; rep <= Math.max(reps, killReps); rep++) {
+    if (scenarios.includes('fanout') && rep <= reps)
       for (const n of fanNs) {
         // alternate which goes first, so that a drift in the machine's load falls on both
         const order = rep % 2 ? [fanoutSingle, fanoutCluster] : [fanoutCluster, fanoutSingle];
@@ -479,11 +498,13 @@ async function main() {
           await f(n, rep);
         }
       }
-    if (scenarios.includes('kill'))
-      for (const sys of killSystems) {
-        say(`rep ${rep}/${reps} kill ${sys} N=${killN}`);
-        await kill(sys, rep);
-      }
+    if (scenarios.includes('kill') && rep <= killReps)
+      for (const n of killNs)
+        for (const sys of killSystems) {
+          if (n !== killN && sys !== 'ferry-ws') continue;
+          say(`rep ${rep}/${killReps} kill ${sys} N=${n}`);
+          await kill(sys, rep, n);
+        }
     if (scenarios.includes('bytes') && rep === 1) {
       say(`rep ${rep}/${reps} bytes`);
       await bytes(rep);
@@ -579,7 +600,7 @@ function report(file) {
   if (kills.length || killFails.length) {
     p('### kill -9 of a node');
     p();
-    p(`Three nodes on one redis-server, all ${fmt(meta.killN)} sessions on the second; ${meta.killRate} publishes/s from the ` +
+    p(`Three nodes on one redis-server, all N sessions on the second; ${meta.killRate} publishes/s from the ` +
       'first. A third into the step the generator kills the second with SIGKILL; each connection that loses it ' +
       'reconnects to one of the other two (alternately, as a load balancer would spread them) and resumes there. ' +
       '"Back" is from the kill until every connection was ready again; "resume" is per connection, from seeing its ' +
@@ -588,22 +609,23 @@ function report(file) {
       '"Socket.IO, clients drop" is the control: the same three Socket.IO nodes, the node kept alive and every ' +
       'connection closed by its client, then reconnected to the same node.');
     p();
-    p('| system | runs | back after (s) | resume p50 / p99 / max (ms) | resumed | reset | lost | duplicates | reordered | recovered |');
-    p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    p('| system | N | runs | back after (s) | resume p50 / p99 / max (ms) | resumed | reset | lost | duplicates | reordered | recovered |');
+    p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     const knames = { 'ferry-ws': 'ferry, WebSocket', 'ferry-lp': 'ferry, long-polling',
       'sio-ws': 'Socket.IO 4.8.4 + redis-streams-adapter 0.3.1', 'sio-ws-drop': 'Socket.IO, clients drop (control)' };
-    for (const sys of Object.keys(knames)) {
-      const l = kills.filter((r) => r.system === sys);
-      const f = killFails.filter((r) => r.system === sys);
+    const kns = [...new Set([...kills, ...killFails].map((r) => r.n))].sort((a, b) => a - b);
+    for (const kn of kns) for (const sys of Object.keys(knames)) {
+      const l = kills.filter((r) => r.system === sys && r.n === kn);
+      const f = killFails.filter((r) => r.system === sys && r.n === kn);
       if (!l.length && !f.length) continue;
-      p(`| ${knames[sys]} | ${l.length} of ${l.length + f.length} | ${mr(l.map((r) => r.back_s ?? r.reconnect_s), 2)} | ` +
+      p(`| ${knames[sys]} | ${fmt(kn)} | ${l.length} of ${l.length + f.length} | ${mr(l.map((r) => r.back_s ?? r.reconnect_s), 2)} | ` +
         `${l[0] && l[0].resume_p50_ms !== undefined ? `${mr(l.map((r) => r.resume_p50_ms))} / ${mr(l.map((r) => r.resume_p99_ms))} / ${mr(l.map((r) => r.resume_max_ms))}` : '–'} | ` +
         `${all(l.map((r) => r.resumed))} | ${all(l.map((r) => r.reset))} | ${all(l.map((r) => r.lost))} | ` +
         `${all(l.map((r) => r.dup))} | ${all(l.map((r) => r.ooo))} | ${all(l.map((r) => r.recovered))} |`);
     }
     p();
     p('Columns with one figure per run list every run.');
-    for (const f of killFails) p(`- ${knames[f.system]} run ${f.rep} did not finish: ${f.error || `exit ${f.code}`}${f.reconnected !== undefined ? `, ${f.reconnected} connections back` : ''}.`);
+    for (const f of killFails) p(`- ${knames[f.system]}, N = ${fmt(f.n)}, run ${f.rep} did not finish: ${f.error || `exit ${f.code}`}${f.reconnected !== undefined ? `, ${f.reconnected} connections back` : ''}.`);
     const deaths = recs.filter((r) => r.step === 'nodes').flatMap((r) => r.nodes.filter((x) => !x.killed && !x.alive).map((x) => `${x.node}`));
     if (deaths.length) p(`- Nodes that died without being killed: ${deaths.join(', ')}.`);
     const kx = kills.find((r) => r.system === 'ferry-ws');

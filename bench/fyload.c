@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -171,7 +172,9 @@ typedef struct conn {
     uint64_t lost_at;     /* when it lost its server, until it is ready on another (us) */
     uint8_t port_i;       /* which of opt.ports it uses */
     uint8_t tries;        /* ports tried since it lost its server */
+    uint8_t moves_ok;     /* times it moved and was ready again */
     char sid[48], secret[64];
+    char rid[24], rid_for[64]; /* ferry: the resume attempt ID, made for the secret rid_for */
     char pid[48], offset[48]; /* Socket.IO connection state recovery */
     buf post_q;           /* sio-poll: packets waiting for the POST connection */
 } conn;
@@ -363,13 +366,32 @@ static int send_http(conn *c, int which, const char *method, const char *target,
 }
 
 /* ---- handshakes per protocol ------------------------------------------------------------ */
+/* As the bundled client does (docs/PROTOCOL.md, "Attempt IDs"): every retry with one secret
+ * carries the same random attempt ID, a newer secret a new one. */
+static void ferry_rid(conn *c)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (c->rid[0] && !strcmp(c->rid_for, c->secret))
+        return;
+    unsigned char r[22];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        for (size_t i = 0; i < sizeof r; i++)
+            r[i] = (unsigned char)rand();
+    for (size_t i = 0; i < sizeof r; i++)
+        c->rid[i] = b64[r[i] & 63];
+    c->rid[sizeof r] = '\0';
+    snprintf(c->rid_for, sizeof c->rid_for, "%s", c->secret);
+}
+
 static int ferry_handshake_text(conn *c, char *out, size_t size)
 {
-    if (c->sid[0])
+    if (c->sid[0]) {
+        ferry_rid(c);
         return snprintf(out, size,
                         "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":%" PRIu64
-                        "}",
-                        c->sid, c->secret, c->fseq);
+                        ",\"rid\":\"%s\"}",
+                        c->sid, c->secret, c->fseq, c->rid);
+    }
     return snprintf(out, size, "{\"t\":\"hello\",\"v\":1}");
 }
 
@@ -440,6 +462,8 @@ static void became_ready(conn *c)
         h_add(&rh, now_us() - c->lost_at);
         st.moved++;
         st.moving--;
+        if (c->moves_ok < 255)
+            c->moves_ok++;
         c->lost_at = 0;
         c->tries = 0;
     }
@@ -495,9 +519,16 @@ static bool conn_move(conn *c)
 
 static void conn_fail_at(conn *c, const char *why, int line)
 {
-    static int shown;
-    if (conn_move(c))
+    static int shown, again;
+    bool was_moving = c->lost_at != 0, ready = c->state == C_READY;
+    if (conn_move(c)) {
+        /* Losing the first server is the expected part; say why a connection had to move
+         * again (its new server closed it or refused it). */
+        if ((was_moving || c->moves_ok) && again++ < 5)
+            fprintf(stderr, "fyload: connection %d moves again from state %s: %s (fyload.c:%d)\n",
+                    (int)(c - conns), ready ? "ready" : "connecting", why, line);
         return;
+    }
     if (c->lost_at) { /* it ran out of ports to try */
         st.moving--;
         c->lost_at = 0;
@@ -591,7 +622,22 @@ static void ferry_slow_frame(conn *c, const char *p, size_t n, uint64_t now)
         if (json_is_true(json_object_get(o, "resumed")))
             st.resumed++;
         became_ready(c);
+        /* A frame at once retires the secret the handshake presented, so that a late copy
+         * of the handshake cannot take the session over (the bundled client does the
+         * same; a poll does it on long-polling). */
+        if (opt.proto == P_FWS) {
+            char ackf[64];
+            int k = snprintf(ackf, sizeof ackf, "{\"t\":\"ack\",\"ack\":%" PRIu64 "}", c->fseq);
+            c->facked = c->fseq;
+            c->unacked = 0;
+            if (ws_send(c, 1, ackf, (size_t)k))
+                conn_fail(c);
+        }
     } else if (!strcmp(t, "reset")) {
+        static int shown;
+        if (shown++ < 5)
+            fprintf(stderr, "fyload: connection %d session %s: %.*s\n", (int)(c - conns), c->sid,
+                    (int)(n < 200 ? n : 200), p);
         st.reset++;
         c->fseq = c->facked = 0;
     } else if (!strcmp(t, "ping")) {
@@ -1402,7 +1448,7 @@ static void emit_common(const char *step)
 
 /* The failover step, after its kill: waits until the killed server is gone (its sockets
  * closed), then until every connection that lost it is ready on another; the time from
- * the kill until then goes to *back_s. Gives up after 120 s (exit 2), saying how far it
+ * the kill until then goes to *back_s. Gives up after 300 s (exit 2), saying how far it
  * got. */
 static stats wait_moved(const char *name, uint64_t t_kill, double *back_s)
 {
@@ -1432,8 +1478,8 @@ static stats wait_moved(const char *name, uint64_t t_kill, double *back_s)
                     " back, %d moving, after %.1f s\n", opt.label, name, s.losses, s.moved,
                     s.moving, (double)(now - t_kill) / 1e6);
         }
-        if (now - t_kill > 120000000u) {
-            fprintf(stderr, "fyload: %s: gave up after 120 s\n", name);
+        if (now - t_kill > 300000000u) {
+            fprintf(stderr, "fyload: %s: gave up after 300 s\n", name);
             gave_up(name, 0, now - t_kill);
             exit(2);
         }

@@ -3,6 +3,7 @@
  *
  *   ferry_bench [max_connections]      prints "port N" once listening on 127.0.0.1 (PORT, 0)
  *                                      WRITERS=n sets the mount's writer_threads
+ *                                      HANDSHAKE_MS=n its handshake_timeout_ms
  *
  * With REDIS=host:port in the environment the hub is a cluster member (ferry_cluster.h):
  * NODE names it (required then), PREFIX is the key prefix ("ferry:"). Without REDIS it is
@@ -94,6 +95,8 @@ int main(int argc, char **argv)
     mo.metrics_path = "/metrics";
     if (getenv("WRITERS")) /* for experiments: the mount's writer threads */
         mo.writer_threads = (unsigned)atoi(getenv("WRITERS"));
+    if (getenv("HANDSHAKE_MS")) /* for reproductions: how long a WebSocket may take to resume */
+        mo.handshake_timeout_ms = (uint32_t)atoi(getenv("HANDSHAKE_MS"));
     ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open};
     ferry_mount *m;
     int rc = ferry_mount_new(&m, ctx, &mo, &cb, NULL);
