@@ -21,7 +21,7 @@
 // seconds per load step (5), FANOUT_NS total sessions ("9000,18000"), KILL_NS sessions on
 // the killed node ("1000,3000,10000": every system at the largest, ferry over WebSocket at
 // each), SCENARIOS (fanout,kill,bytes), ONLY (kill systems: ferry-ws,ferry-lp,sio-ws,
-// sio-ws-drop).
+// sio-ws-drop), FANOUT_ONLY (single or cluster).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -208,12 +208,16 @@ function startServer(tag, argv, env) {
       const m = /port (\d+)/.exec(buf);
       if (m) {
         clearTimeout(timer);
-        resolve({ child, port: Number(m[1]), pid: child.pid, tag, errPath });
+        const srv = { child, port: Number(m[1]), pid: child.pid, tag, errPath, exit: null };
+        child.once('exit', (code, signal) => {
+          srv.exit = { code, signal };
+        });
+        resolve(srv);
       }
     });
-    child.on('exit', (code) => {
+    child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`${tag}: exited with ${code} before listening (${errPath})`));
+      reject(new Error(`${tag}: exited (${signal || code}) before listening (${errPath})`));
     });
   });
 }
@@ -294,7 +298,7 @@ function nodeReport(c, killedPid) {
   return c.nodes.map((n) => {
     const err = fs.existsSync(n.errPath) ? fs.readFileSync(n.errPath, 'utf8') : '';
     return { node: n.tag, pid: n.pid, killed: n.pid === killedPid,
-      alive: n.child.exitCode === null && n.child.signalCode === null,
+      alive: n.child.exitCode === null && n.child.signalCode === null, exit: n.exit,
       stderr_lines: err.split('\n').filter(Boolean).length, stderr_tail: err.split('\n').filter(Boolean).slice(-5) };
   });
 }
@@ -310,6 +314,11 @@ async function fanoutSingle(n, rep) {
       '--rates', targets.map((t) => (t / n).toFixed(3)).join(','), '--label', 'single'];
     const r = await runLoad(tags, args);
     if (r.code !== 0) failed(tags, { code: r.code, signal: r.signal, error: r.error });
+    if (srv.exit) {
+      const err = fs.readFileSync(srv.errPath, 'utf8').split('\n').filter(Boolean).slice(-5);
+      record({ step: 'server-exit', ...tags, ...srv.exit, stderr_tail: err });
+      console.error(`cluster: the single node exited during the run: ${JSON.stringify(srv.exit)} ${err.join(' | ')}`);
+    }
   } catch (e) {
     failed(tags, { error: e.message });
   } finally {
@@ -494,6 +503,7 @@ async function main() {
         // alternate which goes first, so that a drift in the machine's load falls on both
         const order = rep % 2 ? [fanoutSingle, fanoutCluster] : [fanoutCluster, fanoutSingle];
         for (const f of order) {
+          if (process.env.FANOUT_ONLY && process.env.FANOUT_ONLY !== (f === fanoutSingle ? 'single' : 'cluster')) continue;
           say(`rep ${rep}/${reps} fanout ${f === fanoutSingle ? 'single' : 'cluster'} N=${n}`);
           await f(n, rep);
         }
