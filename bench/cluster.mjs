@@ -288,6 +288,13 @@ function runLoad(tags, args, onLine, onErr) {
   });
 }
 
+// fyload exits 1 when some connections never connected, and carries on with the others.
+function loadFailure(r, n) {
+  const conn = r.lines.find((l) => l.step === 'connect');
+  const error = r.code === 1 && conn ? `${conn.connected} of ${n} connected, the steps ran with those` : r.error;
+  return { code: r.code, signal: r.signal, error };
+}
+
 function failed(tags, what) {
   console.error(`cluster: ${JSON.stringify(tags)} failed: ${what.error || what.code}`);
   record({ step: 'failed', ...tags, ...what });
@@ -303,6 +310,15 @@ function nodeReport(c, killedPid) {
   });
 }
 
+// Redis's own count of the commands a run sent: calls and microseconds per command.
+async function commandStats(port) {
+  const text = await redis(port, 'INFO', 'commandstats');
+  const stats = {};
+  for (const m of text.matchAll(/cmdstat_(\w+):calls=(\d+),usec=(\d+)/g))
+    stats[m[1]] = { calls: Number(m[2]), usec: Number(m[3]) };
+  return stats;
+}
+
 // ---- scenarios -----------------------------------------------------------------------------
 async function fanoutSingle(n, rep) {
   const tags = { scenario: 'fanout', system: 'single', n, rep };
@@ -313,7 +329,7 @@ async function fanoutSingle(n, rep) {
       '--conns', String(n), '--procs', String(procsFor(n)), '--hold', '2', '--step', String(step),
       '--rates', targets.map((t) => (t / n).toFixed(3)).join(','), '--label', 'single'];
     const r = await runLoad(tags, args);
-    if (r.code !== 0) failed(tags, { code: r.code, signal: r.signal, error: r.error });
+    if (r.code !== 0) failed(tags, loadFailure(r, tags.n));
     if (srv.exit) {
       const err = fs.readFileSync(srv.errPath, 'utf8').split('\n').filter(Boolean).slice(-5);
       record({ step: 'server-exit', ...tags, ...srv.exit, stderr_tail: err });
@@ -347,7 +363,7 @@ async function fanoutCluster(n, rep) {
       mem.afterConnect = await usedMemory(rp);
       mem.feedAtConnect = await redis(rp, 'XLEN', c.feed);
     });
-    if (r.code !== 0) failed(tags, { code: r.code, signal: r.signal, error: r.error });
+    if (r.code !== 0) failed(tags, loadFailure(r, tags.n));
     await bytesRecord({ ...tags, scenario: 'bytes', payload: 100 }, c, base, mem);
     record({ step: 'nodes', ...tags, nodes: nodeReport(c, 0) });
   } catch (e) {
@@ -411,12 +427,13 @@ async function kill(sys, rep, sessions) {
     }, (text) => {
       for (const m of text.matchAll(/session (\S+): \{"t":"reset"/g)) resetSids.add(m[1]);
     });
-    if (r.code !== 0) failed(tags, { code: r.code, signal: r.signal, error: r.error });
+    if (r.code !== 0) failed(tags, loadFailure(r, tags.n));
     if (ferry) {
       // what Redis holds for the sessions that got a reset, for the record of a bug
       const first = await redis(rp, 'XRANGE', c.feed, '-', '+', 'COUNT', '1');
       const evidence = { step: 'evidence', ...tags, floor: await redis(rp, 'GET', `${c.prefix}floor`),
-        first_entry: first[0] ? first[0][0] : null, feed_len: await redis(rp, 'XLEN', c.feed), sessions: [] };
+        first_entry: first[0] ? first[0][0] : null, feed_len: await redis(rp, 'XLEN', c.feed), sessions: [],
+        commandstats: await commandStats(rp) };
       for (const sid of resetSids) {
         const [v, cur] = await redis(rp, 'HMGET', `${c.prefix}s:${sid}`, 'v', 'c');
         evidence.sessions.push({ sid, v, c: cur });
@@ -468,7 +485,7 @@ async function bytes(rep) {
         mem.feedAtConnect = await redis(rp, 'XLEN', c.feed);
         mem.feedUsageAtConnect = mem.feedAtConnect ? await redis(rp, 'MEMORY', 'USAGE', c.feed, 'SAMPLES', '0') : 0;
       });
-      if (r.code !== 0) failed(tags, { code: r.code, signal: r.signal, error: r.error });
+      if (r.code !== 0) failed(tags, loadFailure(r, tags.n));
       if (run.warmup) continue;
       // the sessions' growth against the baseline before them; the messages' against the
       // moment the sessions were in
