@@ -20,7 +20,8 @@
 // Environment: QUICK=1 (one small pass), REPS (2) for the fan-out, KILL_REPS (1), STEP
 // seconds per load step (5), FANOUT_NS total sessions ("9000,18000"), KILL_NS sessions on
 // the killed node ("1000,3000,10000": every system at the largest, ferry over WebSocket at
-// each), SCENARIOS (fanout,kill,bytes), ONLY (kill systems: ferry-ws,ferry-lp,sio-ws,
+// each), FANOUT_BEYOND three nodes alone, once, with more sessions than one process holds
+// ("24000"), SCENARIOS (fanout,kill,bytes), ONLY (kill systems: ferry-ws,ferry-lp,sio-ws,
 // sio-ws-drop), FANOUT_ONLY (single or cluster).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -36,6 +37,8 @@ const quick = process.env.QUICK === '1';
 const reps = Number(process.env.REPS || (quick ? 1 : 2));
 const step = Number(process.env.STEP || (quick ? 2 : 5));
 const fanNs = (process.env.FANOUT_NS || (quick ? '600' : '9000,18000')).split(',').map(Number);
+// Three nodes only, once: more sessions than one process can hold (about 20,000 descriptors).
+const beyondNs = (process.env.FANOUT_BEYOND ?? (quick ? '' : '24000')).split(',').filter(Boolean).map(Number);
 const killNs = (process.env.KILL_NS || (quick ? '600' : '1000,3000,10000')).split(',').map(Number);
 const killN = Math.max(...killNs);
 const killReps = Number(process.env.KILL_REPS || 1);
@@ -510,7 +513,7 @@ async function main() {
     await stopRedis(r);
   }
   record({ meta: true, date: new Date().toISOString(), cpu: os.cpus()[0].model, cores, node: process.version,
-    redis: redisVersion, reps, killReps, step, fanNs, killNs, killN, targets, killRate, serverCpus, genCpus, loadavg: os.loadavg(),
+    redis: redisVersion, reps, killReps, step, fanNs, beyondNs, killNs, killN, targets, killRate, serverCpus, genCpus, loadavg: os.loadavg(),
     scenarios, killSystems });
   const t0 = Date.now();
   const say = (s) => console.error(`cluster: ${s} (${Math.round((Date.now() - t0) / 1000)} s so far)`);
@@ -524,6 +527,11 @@ async function main() {
           say(`rep ${rep}/${reps} fanout ${f === fanoutSingle ? 'single' : 'cluster'} N=${n}`);
           await f(n, rep);
         }
+      }
+    if (scenarios.includes('fanout') && rep === 1)
+      for (const n of beyondNs) {
+        say(`rep 1 fanout cluster N=${n}, beyond one process`);
+        await fanoutCluster(n, rep);
       }
     if (scenarios.includes('kill') && rep <= killReps)
       for (const n of killNs)
@@ -602,7 +610,7 @@ function report(file) {
             `${mr(list.map((r) => r.delivered_per_s))} | ${mr(list.map((r) => r.p50_ms), 1)} | ${mr(list.map((r) => r.p99_ms), 1)} | ` +
             `${fmt(list.reduce((a, r) => a + r.lost, 0))} / ${fmt(list.reduce((a, r) => a + r.dup, 0))} / ${fmt(list.reduce((a, r) => a + r.ooo, 0))} | ` +
             `${mr(list.map((r) => r.server_us_per_msg), 2)} | ${sys === 'single' ? '–' : `${mr(share, 1)} %`} | ` +
-            `${sys === 'single' ? '' : `${mr(ratios, 2)}×`} |`);
+            `${sys === 'single' || !ratios.some(Number.isFinite) ? '' : `${mr(ratios, 2)}×`} |`);
         }
       }
     }
