@@ -63,6 +63,18 @@ const ferryBench = path.join(build, 'ferry_bench');
 const procsFor = (n) => Math.max(1, Math.ceil(n / 4000));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// ---- threads: civetweb starts one per connection of capacity --------------------------------
+// ferry_server_start's num_threads for ferry_bench's capacity c (transports/src/server.c).
+const ferryThreads = (c) => Math.ceil((c + 64) * 1.125) + 16;
+// Whether `need` more threads fit under kernel.pid_max beside everything else running on the
+// machine (other people's work included), with a margin: a run that would exhaust it is
+// skipped, and says so, instead of making other processes' fork and pthread_create fail.
+function threadsFit(need) {
+  const pidMax = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  const running = Number(fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[3].split('/')[1]);
+  return { ok: running + need + 2000 <= pidMax, pidMax, running, need };
+}
+
 // ---- every child is ours to stop ------------------------------------------------------------
 const children = new Set();
 function track(child) {
@@ -323,9 +335,17 @@ async function commandStats(port) {
 }
 
 // ---- scenarios -----------------------------------------------------------------------------
+function skipped(tags, fit) {
+  const why = `skipped: ${fit.need} threads needed, ${fit.running} running, pid_max ${fit.pidMax}`;
+  console.error(`cluster: ${JSON.stringify(tags)} ${why}`);
+  record({ step: 'failed', ...tags, error: why });
+}
+
 async function fanoutSingle(n, rep) {
   const tags = { scenario: 'fanout', system: 'single', n, rep };
   let srv;
+  const fit = threadsFit(ferryThreads(n));
+  if (!fit.ok) return skipped(tags, fit);
   try {
     srv = await startServer(`fanout-single-${n}-${rep}`, [ferryBench, String(n)], {});
     const args = ['--port', String(srv.port), '--pid', String(srv.pid), '--proto', 'ferry-ws',
@@ -349,8 +369,10 @@ async function fanoutCluster(n, rep) {
   const tags = { scenario: 'fanout', system: 'cluster', n, rep };
   const tag = `fanout-cluster-${n}-${rep}`;
   let c;
+  const cap = Math.ceil(n / nodes.length);
+  const fit = threadsFit(3 * ferryThreads(cap));
+  if (!fit.ok) return skipped(tags, fit);
   try {
-    const cap = Math.ceil(n / nodes.length);
     c = await startCluster(tag, 'ferry', nodes.map(() => cap));
     const rp = c.redis.port;
     const base = await usedMemory(rp);
@@ -406,9 +428,11 @@ async function kill(sys, rep, sessions) {
   const tag = `kill-${sys}-${sessions}-${rep}`;
   const ferry = sys.startsWith('ferry');
   let c;
+  // The killed node holds N; the two others take half each when it dies.
+  const other = Math.ceil(sessions * 0.55);
+  const fit = threadsFit(ferry ? ferryThreads(sessions) + 2 * ferryThreads(other) : 100);
+  if (!fit.ok) return skipped(tags, fit);
   try {
-    // The killed node holds N; the two others take half each when it dies.
-    const other = Math.ceil(sessions * 0.55);
     c = await startCluster(tag, ferry ? 'ferry' : 'sio', [other, sessions, other]);
     const [a, b, cc] = c.nodes;
     const rp = c.redis.port;
