@@ -616,9 +616,9 @@ function report(file) {
     p('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     const ns = [...new Set(fan.map((r) => r.n))].sort((a, b) => a - b);
     for (const n of ns) {
-      const tgs = [...new Set(fan.filter((r) => r.n === n).map((r) => Math.round(r.rate * n)))].sort((a, b) => a - b);
+      const tgs = [...new Set(fan.filter((r) => r.n === n).map((r) => Math.round(r.rate * n / 1000) * 1000))].sort((a, b) => a - b);
       for (const t of tgs) {
-        const at = (sys) => fan.filter((r) => r.n === n && r.system === sys && Math.round(r.rate * n) === t);
+        const at = (sys) => fan.filter((r) => r.n === n && r.system === sys && Math.round(r.rate * n / 1000) * 1000 === t);
         const single = at('single');
         const clus = at('cluster');
         // the ratio within each repetition, then over repetitions
@@ -664,12 +664,13 @@ function report(file) {
       'reconnects to one of the other two (alternately, as a load balancer would spread them) and resumes there. ' +
       '"Back" is from the kill until every connection was ready again; "resume" is per connection, from seeing its ' +
       'connection end to being ready on the new node. "Lost" is every sequence number a connection never received, ' +
-      '"recovered" the messages published while a connection was away that it still received. ' +
+      '"recovered" the messages published while a connection was away that it still received; the step\'s ' +
+      'latency is over every message of the step, all connections, from its scheduled send time. ' +
       '"Socket.IO, clients drop" is the control: the same three Socket.IO nodes, the node kept alive and every ' +
       'connection closed by its client, then reconnected to the same node.');
     p();
-    p('| system | N | runs | back after (s) | resume p50 / p99 / max (ms) | resumed | reset | lost | duplicates | reordered | recovered |');
-    p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    p('| system | N | runs | back after (s) | resume p50 / p99 / max (ms) | resumed | reset | lost | duplicates | reordered | recovered | step latency p50 / p99 (ms) |');
+    p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     const knames = { 'ferry-ws': 'ferry, WebSocket', 'ferry-lp': 'ferry, long-polling',
       'sio-ws': 'Socket.IO 4.8.4 + redis-streams-adapter 0.3.1', 'sio-ws-drop': 'Socket.IO, clients drop (control)' };
     const kns = [...new Set([...kills, ...killFails].map((r) => r.n))].sort((a, b) => a - b);
@@ -680,7 +681,8 @@ function report(file) {
       p(`| ${knames[sys]} | ${fmt(kn)} | ${l.length} of ${l.length + f.length} | ${mr(l.map((r) => r.back_s ?? r.reconnect_s), 2)} | ` +
         `${l[0] && l[0].resume_p50_ms !== undefined ? `${mr(l.map((r) => r.resume_p50_ms))} / ${mr(l.map((r) => r.resume_p99_ms))} / ${mr(l.map((r) => r.resume_max_ms))}` : '–'} | ` +
         `${all(l.map((r) => r.resumed))} | ${all(l.map((r) => r.reset))} | ${all(l.map((r) => r.lost))} | ` +
-        `${all(l.map((r) => r.dup))} | ${all(l.map((r) => r.ooo))} | ${all(l.map((r) => r.recovered))} |`);
+        `${all(l.map((r) => r.dup))} | ${all(l.map((r) => r.ooo))} | ${all(l.map((r) => r.recovered))} | ` +
+        `${mr(l.map((r) => r.p50_ms))} / ${mr(l.map((r) => r.p99_ms))} |`);
     }
     p();
     p('Columns with one figure per run list every run.');
