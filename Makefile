@@ -62,7 +62,7 @@ STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
         test-js test-demo test-install test-failmalloc test-chaos test-lb test-cluster-e2e soak readme-picture test-asan test-tsan fuzz test-fuzz \
-        bench-core bench bench-deps test-load demo demo-cluster clean
+        bench-core bench bench-cluster bench-deps test-load demo demo-cluster clean
 
 all: lib
 lib: $(BUILD)/libferry.a $(BUILD)/libferry.so $(BUILD)/ferry.pc
@@ -341,9 +341,12 @@ $(BUILD)/bench/fyload: bench/fyload.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -O2 $< -o $@ $(DEP_LIBS)
 
-$(BUILD)/bench/ferry_bench: bench/servers/ferry_bench.c bench/servers/bench_ctl.h $(BUILD)/libferry.a
+# With REDIS=host:port NODE=name in its environment it is a cluster member.
+$(BUILD)/bench/ferry_bench: bench/servers/ferry_bench.c bench/servers/bench_ctl.h $(BUILD)/libferry.a \
+                            $(BUILD)/libferry-cluster.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -O2 $< $(BUILD)/libferry.a -o $@ $(DEP_LIBS)
+	$(CC) $(ALL_CFLAGS) -Icluster/include -O2 $< $(BUILD)/libferry-cluster.a $(BUILD)/libferry.a \
+	  -o $@ $(DEP_LIBS) $(CLUSTER_LIBS)
 
 $(BUILD)/bench/civetweb_bench: bench/servers/civetweb_bench.c bench/servers/bench_ctl.h
 	@mkdir -p $(@D)
@@ -360,6 +363,13 @@ bench/peers/node_modules/.package-lock.json: bench/peers/package.json bench/peer
 bench: bench-deps $(BENCH_BIN) bench/peers/node_modules/.package-lock.json
 	node bench/run.mjs
 	node bench/report.mjs
+	node bench/cluster.mjs
+
+# ferry as a cluster: one node against three on one redis-server, kill -9 of a node beside
+# Socket.IO's Redis Streams adapter, Redis bytes (bench/cluster.mjs; QUICK=1 for a small
+# pass); rewrites the cluster part of docs/BENCHMARKS.md.
+bench-cluster: bench-deps $(BENCH_BIN) bench/peers/node_modules/.package-lock.json
+	node bench/cluster.mjs
 
 bench-deps:
 	@scripts/deps.sh bench

@@ -12,9 +12,20 @@
  *   GET /bench/stop                 stop; answers {"first":F,"last":L}
  * Each message's payload is "<n> <scheduled send time, CLOCK_MONOTONIC us> xxxx...".
  *
- *   fyload --port P --proto ferry-ws --conns N [--procs K] [--pid SERVER_PID]
+ *   fyload --port P --proto ferry-ws --conns N [--procs K] [--pid SERVER_PID[,PID..]]
  *          [--hold S] [--rates r1,r2,..] [--step S] [--storm R] [--lp-rate R]
- *          [--label NAME] [--size B]
+ *          [--label NAME] [--size B] [--ports P1,P2,.. [--spread K]] [--failover R --kill PID]
+ *
+ * Several servers (a cluster): --ports lists them; connection i starts on the (i mod K)-th
+ * of the first K (--spread, all by default), and --port is the one the control requests go
+ * to. A connection that loses its server (not one a storm drops on purpose) moves to
+ * another port of the list, the next ones in turn by connection index so that the moved
+ * connections spread over the others as a load balancer would, and resumes its session
+ * there (ferry-ws, ferry-lp; sio-ws with whatever recovery the server offers). Its sequence
+ * checks go on across the move. --failover R --kill PID: a step that publishes R messages/s,
+ * kills PID with SIGKILL a third of the way in, waits until every connection is back and
+ * publishes another third; it reports the time from the kill until all were back and each
+ * moved connection's time from losing its server to being resumed.
  *
  * A ferry connection acknowledges as the bundled JS client does: after --ack-ms (2000, its
  * ackDelay) or once half the server's 64 KiB send window is unacknowledged.
@@ -36,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -118,10 +130,13 @@ static struct {
     int port;
     enum proto proto;
     int conns, procs;
-    int pid;
     double hold, step, storm, lp_rate;
     double rates[32];
     int nrates;
+    int ports[16], nports, spread; /* the servers connections use (ports[0] = port) */
+    int pids[16], npids;           /* the servers whose CPU, RSS and threads are read */
+    double failover;               /* the failover step's rate */
+    int kill_pid;                  /* the process it kills */
     int size;
     const char *label;
     const char *path;
@@ -154,7 +169,12 @@ typedef struct conn {
     uint64_t fseq, facked;/* ferry: highest seq received, highest acked */
     uint32_t unacked;     /* ferry-ws: bytes received since the last ack */
     uint64_t ready_at;    /* after a drop: when this connection was ready again (us) */
+    uint64_t lost_at;     /* when it lost its server, until it is ready on another (us) */
+    uint8_t port_i;       /* which of opt.ports it uses */
+    uint8_t tries;        /* ports tried since it lost its server */
+    uint8_t moves_ok;     /* times it moved and was ready again */
     char sid[48], secret[64];
+    char rid[24], rid_for[64]; /* ferry: the resume attempt ID, made for the secret rid_for */
     char pid[48], offset[48]; /* Socket.IO connection state recovery */
     buf post_q;           /* sio-poll: packets waiting for the POST connection */
 } conn;
@@ -163,6 +183,9 @@ typedef struct stats {
     uint64_t received, lost, dup, ooo, responses, resumed, reset, failed, errors;
     uint64_t rehandshakes; /* ferry-lp: polls answered 404, then resumed */
     uint64_t recovered;   /* messages that arrived in a resume's first batch */
+    uint64_t losses;      /* connections that lost their server (each time) */
+    uint64_t moved;       /* of those, back on another server */
+    int moving;           /* connections between losing their server and ready again */
     double ready_s;       /* seconds from the start of a connect/reconnect until all ready */
     double cpu_s;
     int ready;
@@ -178,6 +201,10 @@ static stats st;
 static hist hi;
 static uint32_t mask_state = 2463534242u;
 static struct sockaddr_in server;
+static int conn_base;          /* the global index of this worker's first connection */
+static int *moveq;             /* connections waiting to reconnect to another server (a ring) */
+static int moveq_head, moveq_len;
+static hist rh;                /* per moved connection: from losing its server to resumed */
 
 static int buf_put(buf *b, const void *d, size_t n)
 {
@@ -255,7 +282,9 @@ static int sock_open(conn *c, int which)
         return -1;
     int one = 1;
     setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(s->fd, (struct sockaddr *)&server, sizeof server) && errno != EINPROGRESS) {
+    struct sockaddr_in to = server;
+    to.sin_port = htons((uint16_t)opt.ports[c->port_i]);
+    if (connect(s->fd, (struct sockaddr *)&to, sizeof to) && errno != EINPROGRESS) {
         close(s->fd);
         s->fd = -1;
         return -1;
@@ -337,13 +366,32 @@ static int send_http(conn *c, int which, const char *method, const char *target,
 }
 
 /* ---- handshakes per protocol ------------------------------------------------------------ */
+/* As the bundled client does (docs/PROTOCOL.md, "Attempt IDs"): every retry with one secret
+ * carries the same random attempt ID, a newer secret a new one. */
+static void ferry_rid(conn *c)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (c->rid[0] && !strcmp(c->rid_for, c->secret))
+        return;
+    unsigned char r[22];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        for (size_t i = 0; i < sizeof r; i++)
+            r[i] = (unsigned char)rand();
+    for (size_t i = 0; i < sizeof r; i++)
+        c->rid[i] = b64[r[i] & 63];
+    c->rid[sizeof r] = '\0';
+    snprintf(c->rid_for, sizeof c->rid_for, "%s", c->secret);
+}
+
 static int ferry_handshake_text(conn *c, char *out, size_t size)
 {
-    if (c->sid[0])
+    if (c->sid[0]) {
+        ferry_rid(c);
         return snprintf(out, size,
                         "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":%" PRIu64
-                        "}",
-                        c->sid, c->secret, c->fseq);
+                        ",\"rid\":\"%s\"}",
+                        c->sid, c->secret, c->fseq, c->rid);
+    }
     return snprintf(out, size, "{\"t\":\"hello\",\"v\":1}");
 }
 
@@ -410,6 +458,15 @@ static void became_ready(conn *c)
 {
     if (c->state == C_READY)
         return;
+    if (c->lost_at) { /* back, on another server */
+        h_add(&rh, now_us() - c->lost_at);
+        st.moved++;
+        st.moving--;
+        if (c->moves_ok < 255)
+            c->moves_ok++;
+        c->lost_at = 0;
+        c->tries = 0;
+    }
     c->state = C_READY;
     if (!c->ever && dropping)
         c->fresh = true; /* it failed to connect at first: nothing before now is its loss */
@@ -419,11 +476,63 @@ static void became_ready(conn *c)
     nready++;
 }
 
+/* Failed, or (with several servers) waiting to reconnect to another: nothing more to do on
+ * its old socket. */
+static bool gone(const conn *c)
+{
+    return c->state == C_FAILED || c->state == C_IDLE;
+}
+
 static const char *state_names[] = {"idle", "tcp", "upgrade", "handshake", "ready", "failed"};
+
+/* With several servers (--ports), a connection that had been ready and lost its server goes
+ * to another: the first try spreads the moved connections over the other ports by index,
+ * later tries take the next port in turn, 2 rounds of the list at most. Returns false when
+ * it does not move (then it fails). */
+static bool conn_move(conn *c)
+{
+    if (opt.nports < 2 || !c->ever || c->tries >= 2 * opt.nports)
+        return false;
+    if (c->state == C_READY)
+        nready--;
+    else if (c->state != C_IDLE && c->state != C_FAILED)
+        inflight--;
+    if (!c->lost_at) {
+        c->lost_at = now_us();
+        st.losses++;
+        st.moving++;
+    }
+    int g = conn_base + (int)(c - conns);
+    int step = c->tries ? 1 : 1 + g % (opt.nports - 1);
+    c->port_i = (uint8_t)((c->port_i + step) % opt.nports);
+    c->tries++;
+    sock_close(&c->s[0]);
+    sock_close(&c->s[1]);
+    c->post_busy = c->poll_out = false;
+    c->post_q.len = 0;
+    c->unacked = 0;
+    c->facked = 0;
+    c->state = C_IDLE;
+    moveq[(moveq_head + moveq_len++) % nconns] = (int)(c - conns);
+    return true;
+}
 
 static void conn_fail_at(conn *c, const char *why, int line)
 {
-    static int shown;
+    static int shown, again;
+    bool was_moving = c->lost_at != 0, ready = c->state == C_READY;
+    if (conn_move(c)) {
+        /* Losing the first server is the expected part; say why a connection had to move
+         * again (its new server closed it or refused it). */
+        if ((was_moving || c->moves_ok) && again++ < 5)
+            fprintf(stderr, "fyload: connection %d moves again from state %s: %s (fyload.c:%d)\n",
+                    (int)(c - conns), ready ? "ready" : "connecting", why, line);
+        return;
+    }
+    if (c->lost_at) { /* it ran out of ports to try */
+        st.moving--;
+        c->lost_at = 0;
+    }
     if (shown++ < 5)
         fprintf(stderr, "fyload: connection %d failed in state %s: %s (fyload.c:%d)\n",
                 (int)(c - conns), state_names[c->state], why, line);
@@ -513,7 +622,22 @@ static void ferry_slow_frame(conn *c, const char *p, size_t n, uint64_t now)
         if (json_is_true(json_object_get(o, "resumed")))
             st.resumed++;
         became_ready(c);
+        /* A frame at once retires the secret the handshake presented, so that a late copy
+         * of the handshake cannot take the session over (the bundled client does the
+         * same; a poll does it on long-polling). */
+        if (opt.proto == P_FWS) {
+            char ackf[64];
+            int k = snprintf(ackf, sizeof ackf, "{\"t\":\"ack\",\"ack\":%" PRIu64 "}", c->fseq);
+            c->facked = c->fseq;
+            c->unacked = 0;
+            if (ws_send(c, 1, ackf, (size_t)k))
+                conn_fail(c);
+        }
     } else if (!strcmp(t, "reset")) {
+        static int shown;
+        if (shown++ < 5)
+            fprintf(stderr, "fyload: connection %d session %s: %.*s\n", (int)(c - conns), c->sid,
+                    (int)(n < 200 ? n : 200), p);
         st.reset++;
         c->fseq = c->facked = 0;
     } else if (!strcmp(t, "ping")) {
@@ -814,10 +938,10 @@ static int parse_main(conn *c, uint64_t now)
         }
         off += hl + len;
         on_ws_message(c, h[0] & 0x0f, (char *)h + hl, len, now);
-        if (c->state == C_FAILED)
+        if (gone(c))
             return 0;
     }
-    if (c->state != C_FAILED && c->s[0].fd >= 0)
+    if (!gone(c) && c->s[0].fd >= 0)
         buf_drop(in, off);
     return rc;
 }
@@ -825,7 +949,7 @@ static int parse_main(conn *c, uint64_t now)
 /* After a long-poll response: issue the next poll. */
 static void poll_again(conn *c)
 {
-    if (c->state == C_FAILED || c->poll_out)
+    if (gone(c) || c->poll_out)
         return;
     int rc = opt.proto == P_FLP ? lp_poll(c) : sio_poll(c);
     if (rc)
@@ -940,7 +1064,7 @@ static void on_event(conn *c, int which, uint32_t events)
         return;
     }
     int rc = parse_main(c, now);
-    if (c->state == C_FAILED)
+    if (gone(c))
         return;
     if (rc < 0) {
         conn_fail(c);
@@ -964,7 +1088,7 @@ typedef struct cmd {
 
 typedef struct report {
     stats st;
-    hist h;
+    hist h, rh;
 } report;
 
 static struct rusage ru0;
@@ -977,6 +1101,13 @@ static double ru_s(const struct rusage *r)
 
 static void ramp(void)
 {
+    while (moveq_len && inflight < opt.concurrency) {
+        conn *c = &conns[moveq[moveq_head]];
+        moveq_head = (moveq_head + 1) % nconns;
+        moveq_len--;
+        if (c->state == C_IDLE)
+            conn_start(c);
+    }
     while (phase_active && inflight < opt.concurrency && next_connect < nconns) {
         conn *c = &conns[next_connect++];
         if (c->state != C_READY)
@@ -991,12 +1122,16 @@ static void ramp(void)
     }
 }
 
-static void worker(int count)
+static void worker(int count, int base)
 {
     nconns = count;
+    conn_base = base;
     conns = calloc((size_t)count, sizeof *conns);
-    for (int i = 0; i < count; i++)
+    moveq = calloc((size_t)count, sizeof *moveq);
+    for (int i = 0; i < count; i++) {
         conns[i].s[0].fd = conns[i].s[1].fd = -1;
+        conns[i].port_i = (uint8_t)((base + i) % opt.spread);
+    }
     ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
     epoll_ctl(ep, EPOLL_CTL_ADD, ctl, &ev);
@@ -1023,11 +1158,15 @@ static void worker(int count)
                             c->post_q.len = 0;
                             c->unacked = 0;
                             c->facked = 0;
+                            c->lost_at = 0;
+                            c->tries = 0;
                             if (c->state == C_READY)
                                 nready--;
                             c->state = C_IDLE;
                         }
                         inflight = 0;
+                        moveq_len = 0;
+                        st.moving = 0;
                     }
                     if (k.op == CMD_CONNECT)
                         for (int j = 0; j < nconns; j++)
@@ -1045,9 +1184,12 @@ static void worker(int count)
                     send(ctl, &s, sizeof s, 0);
                 } else if (k.op == CMD_RESET) {
                     memset(&hi, 0, sizeof hi);
+                    memset(&rh, 0, sizeof rh);
                     uint64_t keep_failed = st.failed;
+                    int keep_moving = st.moving;
                     memset(&st, 0, sizeof st);
                     st.failed = keep_failed;
+                    st.moving = keep_moving;
                     getrusage(RUSAGE_SELF, &ru0);
                 } else if (k.op == CMD_REPORT) {
                     for (int j = 0; j < nconns; j++) {
@@ -1064,6 +1206,7 @@ static void worker(int count)
                     r.st.ready = nready;
                     r.st.cpu_s = ru_s(&ru) - ru_s(&ru0);
                     r.h = hi;
+                    r.rh = rh;
                     send(ctl, &r, sizeof r, 0);
                 }
                 continue;
@@ -1109,6 +1252,9 @@ static stats status_sum(void)
         sum.failed += s.failed;
         sum.resumed += s.resumed;
         sum.lost += s.lost;
+        sum.losses += s.losses;
+        sum.moved += s.moved;
+        sum.moving += s.moving;
     }
     return sum;
 }
@@ -1224,46 +1370,73 @@ static uint64_t json_u64(const char *text, const char *key)
     return p ? strtoull(p + strlen(key) + 1, NULL, 10) : 0; /* past the key and ':' */
 }
 
+/* The servers' CPU time, RSS and threads, summed over --pid's processes. */
 typedef struct proc_sample {
     double user_s, sys_s;
     long rss_kb, threads;
+    double pid_user_s[16], pid_sys_s[16];
+    bool alive[16];
 } proc_sample;
+
+/* One process's state letter from /proc/PID/stat ('Z' a zombie), 0 if it is gone. */
+static char proc_state(int pid, double *user_s, double *sys_s)
+{
+    char path[64], line[1024], state = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (fgets(line, sizeof line, f)) {
+        char *q = strrchr(line, ')');
+        unsigned long ut = 0, stt = 0;
+        /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+         * cmajflt utime stime */
+        if (q && sscanf(q + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &state,
+                        &ut, &stt) == 3 && user_s) {
+            long hz = sysconf(_SC_CLK_TCK);
+            *user_s = (double)ut / (double)hz;
+            *sys_s = (double)stt / (double)hz;
+        }
+    }
+    fclose(f);
+    return state;
+}
 
 static proc_sample proc_read(void)
 {
     proc_sample p = {0};
-    if (!opt.pid)
-        return p;
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", opt.pid);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (fgets(line, sizeof line, f)) {
-            char *q = strrchr(line, ')');
-            unsigned long ut = 0, stt = 0;
-            /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt
-             * cmajflt utime stime */
-            if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                            &stt) == 2) {
-                long hz = sysconf(_SC_CLK_TCK);
-                p.user_s = (double)ut / (double)hz;
-                p.sys_s = (double)stt / (double)hz;
+    for (int i = 0; i < opt.npids; i++) {
+        char st_ = proc_state(opt.pids[i], &p.pid_user_s[i], &p.pid_sys_s[i]);
+        p.alive[i] = st_ && st_ != 'Z';
+        if (!p.alive[i])
+            continue;
+        p.user_s += p.pid_user_s[i];
+        p.sys_s += p.pid_sys_s[i];
+        char path[64], line[1024];
+        snprintf(path, sizeof path, "/proc/%d/status", opt.pids[i]);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            while (fgets(line, sizeof line, f)) {
+                if (!strncmp(line, "VmRSS:", 6))
+                    p.rss_kb += atol(line + 6);
+                else if (!strncmp(line, "Threads:", 8))
+                    p.threads += atol(line + 8);
             }
+            fclose(f);
         }
-        fclose(f);
-    }
-    snprintf(path, sizeof path, "/proc/%d/status", opt.pid);
-    f = fopen(path, "r");
-    if (f) {
-        while (fgets(line, sizeof line, f)) {
-            if (!strncmp(line, "VmRSS:", 6))
-                p.rss_kb = atol(line + 6);
-            else if (!strncmp(line, "Threads:", 8))
-                p.threads = atol(line + 8);
-        }
-        fclose(f);
     }
     return p;
+}
+
+/* CPU seconds between two samples (user, system) over the processes alive in both. */
+static void proc_delta(const proc_sample *a, const proc_sample *b, double *user_s, double *sys_s)
+{
+    *user_s = *sys_s = 0;
+    for (int i = 0; i < opt.npids; i++)
+        if (a->alive[i] && b->alive[i]) {
+            *user_s += b->pid_user_s[i] - a->pid_user_s[i];
+            *sys_s += b->pid_sys_s[i] - a->pid_sys_s[i];
+        }
 }
 
 static void emit_common(const char *step)
@@ -1273,10 +1446,54 @@ static void emit_common(const char *step)
            opt.label, proto_names[opt.proto], opt.conns, connected_total, nworkers, step);
 }
 
+/* The failover step, after its kill: waits until the killed server is gone (its sockets
+ * closed), then until every connection that lost it is ready on another; the time from
+ * the kill until then goes to *back_s. Gives up after 300 s (exit 2), saying how far it
+ * got. */
+static stats wait_moved(const char *name, uint64_t t_kill, double *back_s)
+{
+    char state;
+    while ((state = proc_state(opt.kill_pid, NULL, NULL)) && state != 'Z' &&
+           now_us() - t_kill < 10000000u)
+        usleep(2000);
+    uint64_t dead = now_us(), back_at = 0, last_print = dead;
+    fprintf(stderr, "fyload: %s: %d gone after %.3f s\n", opt.label, opt.kill_pid,
+            (double)(dead - t_kill) / 1e6);
+    for (;;) {
+        stats s = status_sum();
+        uint64_t now = now_us();
+        if (s.losses > 0 && s.moving == 0) {
+            if (!back_at)
+                back_at = now;
+            if (now - dead >= 200000) { /* every connection had time to see its loss */
+                *back_s = (double)(back_at - t_kill) / 1e6;
+                return s;
+            }
+        } else {
+            back_at = 0;
+        }
+        if (now - last_print >= 1000000) {
+            last_print = now;
+            fprintf(stderr, "fyload: %s %s: %" PRIu64 " lost their server, %" PRIu64
+                    " back, %d moving, after %.1f s\n", opt.label, name, s.losses, s.moved,
+                    s.moving, (double)(now - t_kill) / 1e6);
+        }
+        if (now - t_kill > 300000000u) {
+            fprintf(stderr, "fyload: %s: gave up after 300 s\n", name);
+            gave_up(name, 0, now - t_kill);
+            exit(2);
+        }
+        usleep(10000);
+    }
+}
+
+enum step_kind { STEP_PLAIN, STEP_STORM, STEP_FAILOVER };
+
 /* Runs one publishing step: start at `rate`, run `secs`, stop, drain, report. Returns
  * false once the server is saturated (loss, p99 over a second, or under 80 % delivered). */
-static bool run_step(const char *name, double rate, double secs, bool storm)
+static bool run_step(const char *name, double rate, double secs, enum step_kind kind)
 {
+    bool storm = kind == STEP_STORM, failover = kind == STEP_FAILOVER;
     to_all(CMD_RESET, 0);
     status_sum(); /* every worker has reset before the clock starts */
     proc_sample p0 = proc_read();
@@ -1298,6 +1515,21 @@ static bool run_step(const char *name, double rate, double secs, bool storm)
         storm_ready_s = storm_sum.ready_s;
         end = now_us() + (uint64_t)(secs * 1e6 / 3);
     }
+    double back_s = 0;
+    stats moved_sum = {0};
+    if (failover) {
+        usleep((useconds_t)(secs * 1e6 / 3));
+        fprintf(stderr, "fyload: %s: kill -9 %d\n", opt.label, opt.kill_pid);
+        uint64_t t_kill = now_us();
+        if (kill(opt.kill_pid, SIGKILL)) {
+            perror("fyload: kill");
+            exit(2);
+        }
+        moved_sum = wait_moved(name, t_kill, &back_s);
+        fprintf(stderr, "fyload: %s: %" PRIu64 " connections back on other servers after %.3f s\n",
+                opt.label, moved_sum.moved, back_s);
+        end = now_us() + (uint64_t)(secs * 1e6 / 3);
+    }
     uint64_t last_print = now_us();
     while (now_us() < end) {
         usleep(100000);
@@ -1317,7 +1549,7 @@ static bool run_step(const char *name, double rate, double secs, bool storm)
     uint64_t first = json_u64(r, "\"first\""), last = json_u64(r, "\"last\"");
     uint64_t published = last >= first && last ? last - first + 1 : 0;
     int ready_now = status_sum().ready;
-    uint64_t expected = published * (uint64_t)(storm ? connected_total : ready_now);
+    uint64_t expected = published * (uint64_t)(storm || failover ? connected_total : ready_now);
     /* Drain: until everything arrived or nothing more arrives for 3 s (at most 30 s). */
     uint64_t seen = 0, since = now_us();
     for (;;) {
@@ -1355,9 +1587,14 @@ static bool run_step(const char *name, double rate, double secs, bool storm)
         sum.st.failed += one.st.failed;
         sum.st.ready += one.st.ready;
         sum.st.cpu_s += one.st.cpu_s;
+        sum.st.losses += one.st.losses;
+        sum.st.moved += one.st.moved;
         h_merge(&sum.h, &one.h);
+        h_merge(&sum.rh, &one.rh);
     }
-    double scpu = (p1.user_s + p1.sys_s) - (p0.user_s + p0.sys_s);
+    double cpu_user, cpu_sys;
+    proc_delta(&p0, &p1, &cpu_user, &cpu_sys);
+    double scpu = cpu_user + cpu_sys;
     double rcv = (double)sum.st.received;
     emit_common(name);
     printf(",\"rate\":%.3f,\"target\":%.0f,\"secs\":%.2f,\"published\":%" PRIu64
@@ -1370,9 +1607,20 @@ static bool run_step(const char *name, double rate, double secs, bool storm)
            rate, rate * connected_total, dur, published, expected, sum.st.received,
            sum.st.lost, sum.st.dup, sum.st.ooo, sum.st.errors, rcv / dur, h_pct(&sum.h, 50),
            h_pct(&sum.h, 90), h_pct(&sum.h, 99), h_pct(&sum.h, 99.9),
-           (double)sum.h.max / 1000.0, scpu, p1.user_s - p0.user_s, p1.sys_s - p0.sys_s,
+           (double)sum.h.max / 1000.0, scpu, cpu_user, cpu_sys,
            rcv > 0 ? scpu * 1e6 / rcv : 0, p1.rss_kb, p1.threads, sum.st.cpu_s,
            rcv > 0 ? sum.st.cpu_s * 1e6 / rcv : 0);
+    if (opt.npids > 1) { /* each process's share (null: not alive at both ends) */
+        printf(",\"cpu_s_by_pid\":[");
+        for (int i = 0; i < opt.npids; i++) {
+            if (p0.alive[i] && p1.alive[i])
+                printf("%s%.3f", i ? "," : "",
+                       p1.pid_user_s[i] + p1.pid_sys_s[i] - p0.pid_user_s[i] - p0.pid_sys_s[i]);
+            else
+                printf("%snull", i ? "," : "");
+        }
+        printf("]");
+    }
     if (sum.st.responses)
         printf(",\"responses\":%" PRIu64 ",\"msgs_per_response\":%.2f,\"rehandshakes\":%" PRIu64,
                sum.st.responses, rcv / (double)sum.st.responses, sum.st.rehandshakes);
@@ -1381,6 +1629,14 @@ static bool run_step(const char *name, double rate, double secs, bool storm)
                ",\"reset\":%" PRIu64 ",\"recovered\":%" PRIu64 ",\"failed\":%" PRIu64,
                storm_ready_s, storm_sum.ready, sum.st.resumed, sum.st.reset, sum.st.recovered,
                sum.st.failed);
+    if (failover)
+        printf(",\"killed\":%d,\"back_s\":%.3f,\"losses\":%" PRIu64 ",\"moved\":%" PRIu64
+               ",\"resume_p50_ms\":%.3f,\"resume_p99_ms\":%.3f,\"resume_max_ms\":%.3f"
+               ",\"resumed\":%" PRIu64 ",\"reset\":%" PRIu64 ",\"recovered\":%" PRIu64
+               ",\"failed\":%" PRIu64,
+               opt.kill_pid, back_s, sum.st.losses, sum.st.moved, h_pct(&sum.rh, 50),
+               h_pct(&sum.rh, 99), (double)sum.rh.max / 1000.0, sum.st.resumed, sum.st.reset,
+               sum.st.recovered, sum.st.failed);
     printf("}\n");
     fflush(stdout);
     fprintf(stderr,
@@ -1398,7 +1654,14 @@ static void usage(void)
     fprintf(stderr, "usage: fyload --port P --proto ferry-ws|ferry-lp|sio-ws|sio-poll|ws "
                     "--conns N [--procs K] [--pid PID] [--hold S] [--rates r1,r2] [--step S] "
                     "[--storm R] [--lp-rate R] [--size B] [--label NAME] [--path P] "
-                    "[--ack-ms MS] [--concurrency C]\n");
+                    "[--ack-ms MS] [--concurrency C] [--ports P1,P2,.. [--spread K]] "
+                    "[--failover R --kill PID]\n"
+                    "  --pid PID[,PID..]  servers whose CPU time, RSS and threads are summed\n"
+                    "  --ports LIST       servers the connections use (--port: the control one);\n"
+                    "                     a connection that loses its server resumes on another\n"
+                    "  --spread K         connections start on the first K ports (all)\n"
+                    "  --failover R       a step at R msgs/s that kills --kill PID (SIGKILL) a\n"
+                    "                     third in and times the connections' moves\n");
     exit(2);
 }
 
@@ -1422,8 +1685,19 @@ int main(int argc, char **argv)
             opt.conns = atoi(v);
         else if (!strcmp(a, "--procs"))
             opt.procs = atoi(v);
-        else if (!strcmp(a, "--pid"))
-            opt.pid = atoi(v);
+        else if (!strcmp(a, "--pid") || !strcmp(a, "--ports")) {
+            bool pids = !strcmp(a, "--pid");
+            int *to = pids ? opt.pids : opt.ports, *n = pids ? &opt.npids : &opt.nports;
+            char *dup = strdup(v), *save = NULL;
+            for (char *t = strtok_r(dup, ",", &save); t && *n < 16; t = strtok_r(NULL, ",", &save))
+                to[(*n)++] = atoi(t);
+            free(dup);
+        } else if (!strcmp(a, "--spread"))
+            opt.spread = atoi(v);
+        else if (!strcmp(a, "--failover"))
+            opt.failover = atof(v);
+        else if (!strcmp(a, "--kill"))
+            opt.kill_pid = atoi(v);
         else if (!strcmp(a, "--hold"))
             opt.hold = atof(v);
         else if (!strcmp(a, "--step"))
@@ -1451,7 +1725,14 @@ int main(int argc, char **argv)
         } else
             usage();
     }
-    if (opt.port <= 0 || opt.conns <= 0 || opt.procs < 1 || opt.procs > 64 || opt.size < 40)
+    if (opt.port <= 0 && opt.nports > 0)
+        opt.port = opt.ports[0];
+    if (opt.nports == 0)
+        opt.ports[opt.nports++] = opt.port;
+    if (opt.spread <= 0 || opt.spread > opt.nports)
+        opt.spread = opt.nports;
+    if (opt.port <= 0 || opt.conns <= 0 || opt.procs < 1 || opt.procs > 64 || opt.size < 40 ||
+        (opt.failover > 0 && (opt.kill_pid <= 0 || opt.nports < 2)))
         usage();
     if (!opt.label)
         opt.label = proto_names[opt.proto];
@@ -1468,6 +1749,7 @@ int main(int argc, char **argv)
             return 2;
         }
         int share = opt.conns / nworkers + (i < opt.conns % nworkers);
+        int base = i * (opt.conns / nworkers) + (i < opt.conns % nworkers ? i : opt.conns % nworkers);
         int sz = (int)sizeof(report) + 4096;
         for (int j = 0; j < 2; j++) {
             setsockopt(sv[j], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
@@ -1477,7 +1759,7 @@ int main(int argc, char **argv)
         if (p == 0) {
             close(sv[0]);
             ctl = sv[1];
-            worker(share);
+            worker(share, base);
             _exit(0);
         }
         close(sv[1]);
@@ -1513,7 +1795,9 @@ int main(int argc, char **argv)
         usleep((useconds_t)(opt.hold * 1e6));
         proc_sample b = proc_read();
         stats s = status_sum();
-        double cpu = (b.user_s + b.sys_s) - (a.user_s + a.sys_s);
+        double cu, cs;
+        proc_delta(&a, &b, &cu, &cs);
+        double cpu = cu + cs;
         emit_common("hold");
         printf(",\"secs\":%.1f,\"server_rss_kb_before\":%ld,\"server_rss_kb\":%ld,"
                "\"rss_per_conn_kb\":%.2f,\"rss_total_per_conn_kb\":%.2f,"
@@ -1527,12 +1811,14 @@ int main(int argc, char **argv)
                 opt.label, idle0.rss_kb, b.rss_kb, b.threads, 100.0 * cpu / opt.hold);
     }
     for (int i = 0; i < opt.nrates; i++)
-        if (!run_step("rate", opt.rates[i], opt.step, false))
+        if (!run_step("rate", opt.rates[i], opt.step, STEP_PLAIN))
             break; /* saturated: higher rates only take longer to say the same */
     if (opt.lp_rate > 0)
-        run_step("steady", opt.lp_rate, opt.step, false);
+        run_step("steady", opt.lp_rate, opt.step, STEP_PLAIN);
     if (opt.storm > 0)
-        run_step("storm", opt.storm, opt.step * 3, true);
+        run_step("storm", opt.storm, opt.step * 3, STEP_STORM);
+    if (opt.failover > 0)
+        run_step("failover", opt.failover, opt.step * 3, STEP_FAILOVER);
 
     to_all(CMD_QUIT, 0);
     for (int i = 0; i < nworkers; i++)

@@ -4,6 +4,10 @@
 //   node server.mjs sio            Socket.IO (both transports, library defaults)
 //   node server.mjs sio-recovery   Socket.IO with connection state recovery (resume storm)
 //   node server.mjs ws             ws: plain WebSocket at /ws
+//   node server.mjs sio-cluster    Socket.IO nodes sharing one Redis through
+//                                  @socket.io/redis-streams-adapter, with connection state
+//                                  recovery; REDIS=host:port, PREFIX names the stream, the
+//                                  channels and the session keys (default "sio")
 //
 // Listens on 127.0.0.1 (PORT, default 0 = any free port) and prints "port N".
 import http from 'node:http';
@@ -11,8 +15,8 @@ import { Server } from 'socket.io';
 import { WebSocketServer } from 'ws';
 
 const mode = process.argv[2];
-if (!['sio', 'sio-recovery', 'ws'].includes(mode)) {
-  console.error('usage: node server.mjs sio|sio-recovery|ws');
+if (!['sio', 'sio-recovery', 'sio-cluster', 'ws'].includes(mode)) {
+  console.error('usage: node server.mjs sio|sio-recovery|sio-cluster|ws');
   process.exit(2);
 }
 
@@ -88,6 +92,21 @@ if (mode === 'ws') {
   const opts = { maxHttpBufferSize: 1e6 };
   if (mode === 'sio-recovery')
     opts.connectionStateRecovery = { maxDisconnectionDuration: 120000, skipMiddlewares: true };
+  if (mode === 'sio-cluster') {
+    // As the adapter's README and Socket.IO's connection state recovery guide set it up: the
+    // adapter on a connected node-redis client, recovery on the server. Sessions are written
+    // to Redis when a socket disconnects (Socket.IO's _onclose calls persistSession), and a
+    // reconnecting client is restored on any node from that key and the stream.
+    const { createClient } = await import('redis');
+    const { createAdapter } = await import('@socket.io/redis-streams-adapter');
+    const prefix = process.env.PREFIX || 'sio';
+    const redis = createClient({ url: `redis://${process.env.REDIS || '127.0.0.1:6379'}` });
+    redis.on('error', (e) => console.error(`sio-cluster: redis: ${e.message}`));
+    await redis.connect();
+    opts.adapter = createAdapter(redis, { streamName: `${prefix}:stream`,
+      channelPrefix: `${prefix}:ch`, sessionKeyPrefix: `${prefix}:session:` });
+    opts.connectionStateRecovery = { maxDisconnectionDuration: 120000, skipMiddlewares: true };
+  }
   const io = new Server(server, opts);
   broadcast = (payload) => io.emit('m', payload);
 }
