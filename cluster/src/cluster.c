@@ -40,6 +40,7 @@
 #define RETRY_MS 200     /* between attempts while Redis is unreachable */
 #define EPOCH_MS 1000    /* how often the reader checks the epoch */
 #define TRIM_MS 5000     /* how often the reader trims the feed */
+#define CTL_MAX "100000" /* control entries (moves, ends) kept, about */
 
 typedef struct rcluster {
     ferry_cluster base;
@@ -47,7 +48,7 @@ typedef struct rcluster {
     char *redis, *password, *prefix;   /* copies of the options' strings */
     fy_redis *cmd;                     /* appends, ranges */
     fy_redis *rd;                      /* the reader's own connection */
-    char feed[KEY_MAX], epoch_key[KEY_MAX], floor_key[KEY_MAX];
+    char feed[KEY_MAX], ctl[KEY_MAX], epoch_key[KEY_MAX], floor_key[KEY_MAX];
     int trim_script;
     char epoch[33];                    /* the epoch this node joined ("" before) */
     ferry_hub *hub;
@@ -56,6 +57,7 @@ typedef struct rcluster {
     atomic_bool stop;
     atomic_int status;                 /* FERRY_OK or FERRY_ESTORE */
     fy_pos last;                       /* the reader's: the last entry read */
+    fy_pos ctl_last;                   /* the reader's: the last control entry read */
     bool ready;                        /* the reader's: last is set */
 } rcluster;
 
@@ -139,10 +141,11 @@ static int each_entry(const redisReply *list, fy_pos *last,
     return rc;
 }
 
-/* The newest entry's position ({0, 0} for an empty feed). 0 or FERRY_ESTORE. */
-static int feed_edge(rcluster *c, fy_redis *r, bool newest, fy_pos *out)
+/* The newest (or first) entry's position of a stream ({0, 0} for an empty one). 0 or
+ * FERRY_ESTORE. */
+static int stream_edge(fy_redis *r, const char *key, bool newest, fy_pos *out)
 {
-    const char *argv[] = {newest ? "XREVRANGE" : "XRANGE", c->feed, newest ? "+" : "-",
+    const char *argv[] = {newest ? "XREVRANGE" : "XRANGE", key, newest ? "+" : "-",
                           newest ? "-" : "+", "COUNT", "1"};
     redisReply *rep;
     int rc = fy_redis_command(r, &rep, 6, argv, NULL);
@@ -197,22 +200,36 @@ static int feed_to_hub(const fy_feed_entry *es, size_t n, void *ud)
     return 0;
 }
 
+static int control_to_hub(const fy_feed_entry *es, size_t n, void *ud)
+{
+    fy_hub_control(ud, es, n);
+    return 0;
+}
+
 /* One XREAD: 0 (entries handed to the hub, or none came) or FERRY_ESTORE. */
 static int read_once(rcluster *c)
 {
-    char from[48], count[16], block[16];
+    char from[48], ctl_from[48], count[16], block[16];
     pos_str(c->last, from);
+    pos_str(c->ctl_last, ctl_from);
     snprintf(count, sizeof count, "%d", READ_COUNT);
     snprintf(block, sizeof block, "%d", BLOCK_MS);
-    const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", c->feed, from};
+    const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", c->feed, c->ctl,
+                          from, ctl_from};
     redisReply *rep;
-    int rc = fy_redis_command(c->rd, &rep, 8, argv, NULL);
+    int rc = fy_redis_command(c->rd, &rep, 10, argv, NULL);
     if (rc)
         return rc;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
-        rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2 &&
-        rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
-        rc = each_entry(rep->element[0]->element[1], &c->last, feed_to_hub, c->hub);
+    /* [[key, entries], ...] for the streams that had some */
+    for (size_t i = 0; rc == 0 && rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+        const redisReply *s = rep->element[i];
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+            s->element[0]->type != REDIS_REPLY_STRING || s->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        bool feed = strcmp(s->element[0]->str, c->feed) == 0;
+        rc = each_entry(s->element[1], feed ? &c->last : &c->ctl_last,
+                        feed ? feed_to_hub : control_to_hub, c->hub);
+    }
     freeReplyObject(rep);
     return rc;
 }
@@ -264,7 +281,8 @@ static int reader_start(rcluster *c)
 {
     bool changed;
     int rc = epoch_check(c, &changed);
-    if (rc == 0 && (rc = feed_edge(c, c->rd, true, &c->last)) == 0) {
+    if (rc == 0 && (rc = stream_edge(c->rd, c->feed, true, &c->last)) == 0 &&
+        (rc = stream_edge(c->rd, c->ctl, true, &c->ctl_last)) == 0) {
         fy_hub_feed_start(c->hub, c->last);
         c->ready = true;
     }
@@ -279,7 +297,7 @@ static int feed_lost_entries(rcluster *c, bool *lost)
     fy_pos floor, newest;
     int rc = feed_floor(c, &floor);
     if (rc == 0)
-        rc = feed_edge(c, c->rd, true, &newest);
+        rc = stream_edge(c->rd, c->feed, true, &newest);
     if (rc == 0)
         *lost = fy_pos_cmp(floor, c->last) > 0 || fy_pos_cmp(newest, c->last) < 0;
     return rc;
@@ -316,7 +334,7 @@ static void *reader(void *arg)
         if (rc == 0 && (changed || lost)) {
             fy_log(FERRY_LOG_WARN, "cluster %s: the feed lost entries this node had not read; "
                    "letting every session go", c->base.node);
-            if (feed_edge(c, c->rd, true, &c->last) == 0)
+            if (stream_edge(c->rd, c->feed, true, &c->last) == 0)
                 fy_hub_feed_lost(c->hub, c->last);
         }
         if (rc == 0) {
@@ -375,10 +393,20 @@ static int c_append(ferry_cluster *base, int kind, const char *name, size_t name
 {
     rcluster *c = RC(base);
     char k = (char)kind;
-    const char *argv[] = {"XADD", c->feed, "*", "k", &k, "n", name, "b", body};
-    size_t len[] = {4, strlen(c->feed), 1, 1, 1, 1, name_len, 1, body_len};
+    /* Sessions moving and ending go to a stream of their own: a node rebuilding an outbox
+     * reads the feed's messages only, not one entry for every session that moved. */
+    bool ctl = kind == FY_FEED_MOVED || kind == FY_FEED_ENDED;
+    /* the feed is trimmed by the reader's trim (it keeps the floor); the control stream by
+     * its length, here */
+    const char *feed_argv[] = {"XADD", c->feed, "*", "k", &k, "n", name, "b", body};
+    size_t feed_len[] = {4, strlen(c->feed), 1, 1, 1, 1, name_len, 1, body_len};
+    const char *ctl_argv[] = {"XADD", c->ctl, "MAXLEN", "~", CTL_MAX, "*", "k", &k, "n", name,
+                              "b", body};
+    size_t ctl_len[] = {4, strlen(c->ctl), 6, 1, strlen(CTL_MAX), 1, 1, 1, 1, name_len, 1,
+                        body_len};
     redisReply *rep;
-    int rc = fy_redis_command(c->cmd, &rep, 9, argv, len);
+    int rc = ctl ? fy_redis_command(c->cmd, &rep, 12, ctl_argv, ctl_len)
+                 : fy_redis_command(c->cmd, &rep, 9, feed_argv, feed_len);
     if (rc) {
         atomic_store(&c->status, FERRY_ESTORE);
         return rc;
@@ -540,6 +568,7 @@ int ferry_cluster_new(ferry_cluster **out, const ferry_cluster_options *o)
     c->o.redis = c->o.password = c->o.prefix = c->o.node = NULL; /* the copies are used */
     snprintf(c->base.node, sizeof c->base.node, "%s", o->node);
     snprintf(c->feed, sizeof c->feed, "%sfeed", c->prefix);
+    snprintf(c->ctl, sizeof c->ctl, "%sctl", c->prefix);
     snprintf(c->epoch_key, sizeof c->epoch_key, "%sepoch", c->prefix);
     snprintf(c->floor_key, sizeof c->floor_key, "%sfloor", c->prefix);
     c->trim_script = fy_redis_script(c->cmd, trim_lua);

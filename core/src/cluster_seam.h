@@ -31,6 +31,7 @@
 enum {
     FY_FEED_TOPIC = 't',  /* name: the topic; body: the message */
     FY_FEED_DIRECT = 'd', /* name: the session ID; body: the message */
+    /* Control entries, in a stream apart from the feed (fy_hub_control): */
     FY_FEED_MOVED = 'm',  /* name: the session ID; body: the node that took the session over
                            * and the record's version then */
     FY_FEED_ENDED = 'e',  /* name: the session ID; body: the reason it ended, decided on a
@@ -78,6 +79,11 @@ struct ferry_cluster {
 /* Hands feed entries, in feed order, to the sessions of this node they match (cluster.h,
  * The feed). Called by the cluster's reader thread, with no lock held. */
 void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n);
+
+/* Hands control entries (FY_FEED_MOVED, FY_FEED_ENDED), read from a stream of their own,
+ * to this node: sessions it must let go of or end. Called by the reader thread, with no lock
+ * held. */
+void fy_hub_control(ferry_hub *hub, const fy_feed_entry *es, size_t n);
 
 /* The reader's first contact with Redis: the feed's newest entry, after which everything
  * this node opens starts. Until then the hub opens no session. */

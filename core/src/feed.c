@@ -228,10 +228,6 @@ void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n)
             feed_topic(hub, e);
         else if (e->kind == FY_FEED_DIRECT)
             feed_direct(hub, e);
-        else if (e->kind == FY_FEED_MOVED)
-            feed_moved(hub, e);
-        else if (e->kind == FY_FEED_ENDED)
-            feed_ended(hub, e);
         hub->feed_pos = e->pos;
     }
     pthread_cond_broadcast(&hub->feed_cond);
@@ -239,6 +235,18 @@ void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n)
     /* No fy_hub_drain here: on_close of a session this hands an end to waits for the
      * session's in_lock (a slow on_message), which must not hold up the whole feed; the
      * tick runs it. */
+}
+
+void fy_hub_control(ferry_hub *hub, const fy_feed_entry *es, size_t n)
+{
+    pthread_mutex_lock(&hub->pub_lock); /* a session let go drops its subscriptions in order */
+    for (size_t i = 0; i < n; i++) {
+        if (es[i].kind == FY_FEED_MOVED)
+            feed_moved(hub, &es[i]);
+        else if (es[i].kind == FY_FEED_ENDED)
+            feed_ended(hub, &es[i]);
+    }
+    pthread_mutex_unlock(&hub->pub_lock);
 }
 
 void fy_session_leave(ferry_session *s, int why)

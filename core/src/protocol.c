@@ -285,9 +285,8 @@ static void announce_move(ferry_hub *hub, ferry_session *s, uint64_t version)
     char body[FY_NODE_MAX + 24];
     fy_pos pos;
     int len = snprintf(body, sizeof body, "%s %" PRIu64, hub->cluster->node, version);
-    if (hub->cluster->ops->append(hub->cluster, FY_FEED_MOVED, s->id, strlen(s->id), body,
-                                  (size_t)len, &pos) == 0)
-        fy_hub_feed_appended(hub, pos);
+    hub->cluster->ops->append(hub->cluster, FY_FEED_MOVED, s->id, strlen(s->id), body,
+                              (size_t)len, &pos); /* a control entry: not in the feed */
 }
 
 /* Tries to resume. Returns 0 with *resumed set (and *why, the reset a new session gets
