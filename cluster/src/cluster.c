@@ -155,13 +155,11 @@ static int stream_edge(fy_redis *r, const char *key, bool newest, fy_pos *out)
     if (rep->type != REDIS_REPLY_ARRAY)
         rc = FERRY_ESTORE;
     else if (rep->elements == 1) {
-        fy_feed_entry e;
         const redisReply *x = rep->element[0];
         if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 &&
             x->element[0]->type == REDIS_REPLY_STRING &&
             !pos_parse(x->element[0]->str, x->element[0]->len, out))
             rc = FERRY_ESTORE;
-        (void)e;
     }
     freeReplyObject(rep);
     return rc;

@@ -95,9 +95,7 @@ int fy_hub_feed_push_locked(ferry_session *s, fy_msg *m, bool reserved)
         s->acked_pos = (fy_pos){m->pos_ms, m->pos_n};
         return 1;
     }
-    if (reserved) /* the fan-out's share covers it */
-        return fy_session_push_locked(s, m, true);
-    return fy_session_push_locked(s, m, false);
+    return fy_session_push_locked(s, m, reserved); /* reserved: the fan-out's share covers it */
 }
 
 /* A topic entry's name as a C string; false for one no node would have appended. */

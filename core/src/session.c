@@ -102,7 +102,7 @@ static int record_end(fy_rec *r, void *ctx)
 static void announce_end(ferry_session *s)
 {
     char body[48];
-    fy_pos pos; /* (pub_lock may be held here: the position is not noted) */
+    fy_pos pos; /* a control entry (cluster_seam.h): its position is not needed */
     int len = snprintf(body, sizeof body, "%d %" PRIu64, (int)s->end_reason, s->rec.version);
     s->hub->cluster->ops->append(s->hub->cluster, FY_FEED_ENDED, s->id, strlen(s->id), body,
                                  (size_t)len, &pos);

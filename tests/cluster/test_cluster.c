@@ -385,8 +385,6 @@ START_TEST(a_session_resumes_on_another_node_with_its_outbox_and_subscriptions)
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(c->msgs, 6), "data")), 5);
 
     /* a lets it go: its old connection is kicked as superseded */
-    struct want w = {old, 0};
-    (void)w;
     for (int i = 0; i < 500 && ferry_link_end_reason(old->link) == FERRY_LINK_OPEN; i++)
         sleep_ms(10);
     ck_assert_int_eq(ferry_link_end_reason(old->link), FERRY_LINK_SUPERSEDED);
