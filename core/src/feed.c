@@ -32,8 +32,10 @@ bool fy_hub_feed_pos(ferry_hub *hub, fy_pos *out)
 void fy_hub_feed_start(ferry_hub *hub, fy_pos newest)
 {
     pthread_mutex_lock(&hub->pub_lock);
-    if (!hub->feed_ready)
+    if (!hub->feed_ready) {
         hub->feed_pos = newest;
+        fy_recent_reset(&hub->recent, newest);
+    }
     hub->feed_ready = true;
     pthread_mutex_unlock(&hub->pub_lock);
 }
@@ -52,6 +54,7 @@ void fy_hub_feed_lost(ferry_hub *hub, fy_pos newest)
     hub->store->ops->each(hub->store, lose, hub);
     pthread_mutex_unlock(&hub->lock);
     hub->feed_pos = hub->appended = newest;
+    fy_recent_reset(&hub->recent, newest);
     pthread_cond_broadcast(&hub->feed_cond);
     pthread_mutex_unlock(&hub->pub_lock);
     fy_hub_drain(hub);
@@ -133,26 +136,24 @@ static void feed_lost(ferry_hub *hub, const char *topic)
     pthread_mutex_unlock(&hub->lock);
 }
 
-static void feed_topic(ferry_hub *hub, const fy_feed_entry *e)
+static void feed_topic(ferry_hub *hub, const fy_feed_entry *e, fy_msg *m)
 {
     char topic[129];
     size_t queued;
     if (!entry_topic(e, topic))
         return;
-    fy_msg *m = entry_msg(e);
     if (!m || fy_hub_fanout(hub, topic, m, true, &queued))
         feed_lost(hub, topic);
-    if (m)
-        fy_msg_unref(m);
 }
 
-static void feed_direct(ferry_hub *hub, const fy_feed_entry *e)
+static void feed_direct(ferry_hub *hub, const fy_feed_entry *e, fy_msg *m)
 {
     fy_store *st = hub->store;
     ferry_session *s = st->ops->local(st, e->name, e->name_len);
     if (!s)
         return;
-    fy_msg *m = entry_msg(e);
+    if (m)
+        fy_msg_ref_n(m, 1);
     pthread_mutex_lock(&s->lock);
     if (fy_hub_feed_push_locked(s, m, false) != 0 && m)
         fy_msg_unref(m);
@@ -222,10 +223,19 @@ void fy_hub_feed(ferry_hub *hub, const fy_feed_entry *es, size_t n)
         const fy_feed_entry *e = &es[i];
         if (fy_pos_cmp(e->pos, hub->feed_pos) <= 0)
             continue; /* handed out already */
-        if (e->kind == FY_FEED_TOPIC)
-            feed_topic(hub, e);
-        else if (e->kind == FY_FEED_DIRECT)
-            feed_direct(hub, e);
+        if (e->kind == FY_FEED_TOPIC || e->kind == FY_FEED_DIRECT) {
+            fy_msg *m = entry_msg(e);
+            if (e->kind == FY_FEED_TOPIC)
+                feed_topic(hub, e, m);
+            else
+                feed_direct(hub, e, m);
+            if (m) {
+                fy_recent_add(&hub->recent, e, m);
+                fy_msg_unref(m);
+            } else {
+                fy_recent_reset(&hub->recent, e->pos); /* what it holds must stay whole */
+            }
+        }
         hub->feed_pos = e->pos;
     }
     pthread_cond_broadcast(&hub->feed_cond);
@@ -276,23 +286,58 @@ bool fy_sub_rec_matches(const fy_subs_rec *r, const char *topic, size_t len, fy_
     return false;
 }
 
-/* Queues one replayed entry if it matches the session. */
-static int replay_one(const fy_feed_entry *e, void *ud)
+static bool entry_matches(const ferry_session *s, int kind, const char *name, size_t len,
+                          fy_pos pos)
 {
-    ferry_session *s = ud;
-    bool match = e->kind == FY_FEED_DIRECT
-                     ? e->name_len == strlen(s->id) && memcmp(e->name, s->id, e->name_len) == 0
-                     : e->kind == FY_FEED_TOPIC &&
-                           fy_sub_rec_matches(s->subs_rec, e->name, e->name_len, e->pos);
-    if (!match)
-        return 0;
-    fy_msg *m = entry_msg(e);
-    if (!m)
-        return FERRY_ENOMEM;
+    if (kind == FY_FEED_DIRECT)
+        return len == strlen(s->id) && memcmp(name, s->id, len) == 0;
+    return kind == FY_FEED_TOPIC && fy_sub_rec_matches(s->subs_rec, name, len, pos);
+}
+
+/* Queues one replayed message (a reference the push takes, or dropped here). */
+static int replay_push(ferry_session *s, fy_msg *m)
+{
     int rc = fy_hub_feed_push_locked(s, m, false);
     if (rc)
         fy_msg_unref(m);
     return rc < 0 ? rc : 0;
+}
+
+/* One entry read back from Redis, queued if it matches the session. */
+static int replay_one(const fy_feed_entry *e, void *ud)
+{
+    ferry_session *s = ud;
+    if (!entry_matches(s, e->kind, e->name, e->name_len, e->pos))
+        return 0;
+    fy_msg *m = entry_msg(e);
+    return m ? replay_push(s, m) : FERRY_ENOMEM;
+}
+
+/* One entry this node read last, the same. */
+static int replay_recent(const fy_recent_item *it, void *ud)
+{
+    ferry_session *s = ud;
+    if (!entry_matches(s, it->kind, it->name, it->name_len, it->pos))
+        return 0;
+    fy_msg_ref_n(it->m, 1);
+    return replay_push(s, it->m);
+}
+
+/* Numbers the entries after `from` up to `to` into the session's outbox: those this node
+ * has read from memory when it still holds them all, the rest (all of them, or those past
+ * this node's reader) from Redis. Returns as the seam's range does. pub_lock held. */
+static int replay(ferry_session *s, fy_pos from, fy_pos to)
+{
+    ferry_hub *hub = s->hub;
+    if (fy_recent_covers(&hub->recent, from)) {
+        bool beyond = fy_pos_cmp(to, hub->feed_pos) > 0;
+        int rc = fy_recent_each(&hub->recent, from, beyond ? hub->feed_pos : to, replay_recent, s);
+        if (rc || !beyond)
+            return rc;
+        if (fy_pos_cmp(from, hub->feed_pos) < 0)
+            from = hub->feed_pos;
+    }
+    return hub->cluster->ops->range(hub->cluster, from, to, replay_one, s);
 }
 
 /* How far an adoption must number from the feed itself: past this node's reader, and past
@@ -328,7 +373,7 @@ int fy_session_adopt_locked(ferry_session *s, uint64_t ack)
     if (fy_pos_cmp(s->rec.cur_pos, s->subs_rec->horizon) < 0)
         return FY_FEED_TRIMMED;
     fy_pos end = replay_end(s);
-    int rc = hub->cluster->ops->range(hub->cluster, s->rec.cur_pos, end, replay_one, s);
+    int rc = replay(s, s->rec.cur_pos, end);
     s->replayed_to = end;
     if (rc == FERRY_EFULL) /* the replay overflowed the outbox: the session ended so */
         rc = 0;

@@ -247,6 +247,7 @@ void ferry_hub_free(ferry_hub *hub)
     pthread_mutex_destroy(&hub->lock);
     pthread_mutex_destroy(&hub->pub_lock);
     pthread_cond_destroy(&hub->feed_cond);
+    fy_recent_free(&hub->recent);
     pthread_mutex_destroy(&hub->pend_lock);
     free(hub->fan);
     free(hub);

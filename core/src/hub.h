@@ -11,6 +11,7 @@
 #include "locks.h" /* the lock order */
 #include "map.h"
 #include "msg.h"
+#include "recent.h"
 #include "store.h"
 
 /* One subscriber in a publish's snapshot: a reference, and its unsubscribe count then. */
@@ -33,6 +34,7 @@ struct ferry_hub {
     fy_pos appended;           /* the last entry this node appended (pub_lock) */
     bool feed_ready;           /* fy_hub_feed_start has run (pub_lock) */
     pthread_cond_t feed_cond;  /* feed_pos moved (with pub_lock) */
+    fy_recent recent;          /* the feed entries read last, for adoptions (pub_lock) */
     uint64_t cursors_at;       /* hub clock of the last cursor round (the tick's thread) */
     fy_map topics;
     atomic_size_t live;        /* sessions not yet ended */

@@ -728,6 +728,79 @@ static bool key_exists(const char *sid)
     return e;
 }
 
+/* Makes a node forget the feed entries it read, as if they had fallen out of memory. */
+static void forget_recent(ferry_hub *hub)
+{
+    pthread_mutex_lock(&hub->pub_lock);
+    fy_recent_reset(&hub->recent, hub->feed_pos);
+    pthread_mutex_unlock(&hub->pub_lock);
+}
+
+static size_t recent_n(ferry_hub *hub)
+{
+    pthread_mutex_lock(&hub->pub_lock);
+    size_t n = hub->recent.n;
+    pthread_mutex_unlock(&hub->pub_lock);
+    return n;
+}
+
+static atomic_int range_calls;
+static int counted_range(ferry_cluster *c, fy_pos from, fy_pos to,
+                         int (*fn)(const fy_feed_entry *e, void *ud), void *ud)
+{
+    atomic_fetch_add(&range_calls, 1);
+    return real_range(c, from, to, fn, ud);
+}
+
+/* An adoption numbers the outbox from the entries the node read itself, without a round
+ * trip to Redis, and from Redis what the node no longer holds; both give the same stream. */
+START_TEST(an_adoption_numbers_from_memory_what_the_node_read)
+{
+    node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
+    static fy_cluster_ops ops;
+    ops = *b.c->ops;
+    real_range = ops.range;
+    ops.range = counted_range;
+    b.c->ops = &ops;
+    atomic_store(&range_calls, 0);
+    client *c = cl_subscribed(a.hub, "t"), *d = cl_subscribed(a.hub, "u");
+    publish_n(a.hub, "t", 1, 4);
+    publish_n(a.hub, "u", 1, 4);
+    ck_assert_int_eq(ferry_hub_send(a.hub, d->sid, "5", 1), FERRY_OK);
+    wait_msgs(c, 4);
+    wait_msgs(d, 5);
+    for (int i = 0; i < 500 && recent_n(b.hub) < 9; i++)
+        sleep_ms(10); /* until b has read all nine entries */
+    ck_assert_uint_eq(recent_n(b.hub), 9);
+
+    json_array_clear(c->msgs);
+    json_t *f = cl_resume(c, b.hub, 1); /* from memory */
+    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    json_decref(f);
+    ck_assert_int_eq(atomic_load(&range_calls), 0);
+    wait_msgs(c, 3);
+    assert_stream(c, 2, 2, 3);
+
+    forget_recent(b.hub);
+    json_array_clear(d->msgs);
+    f = cl_resume(d, b.hub, 2); /* from Redis */
+    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    json_decref(f);
+    ck_assert_int_eq(atomic_load(&range_calls), 1);
+    wait_msgs(d, 3);
+    ck_assert_uint_eq(json_array_size(d->msgs), 3); /* 3, 4 and the direct 5 */
+    for (int i = 0; i < 3; i++) {
+        json_t *m = json_array_get(d->msgs, (size_t)i);
+        ck_assert_int_eq(json_integer_value(json_object_get(m, "seq")), 3 + i);
+        ck_assert_int_eq(json_integer_value(json_object_get(m, "data")), 3 + i);
+    }
+    cl_free(c);
+    cl_free(d);
+    node_stop(&a);
+    node_stop(&b);
+}
+END_TEST
+
 START_TEST(a_retried_adoption_is_announced_and_the_old_node_ends_nothing)
 {
     atomic_store(&a_clock_off, 0);
@@ -744,6 +817,7 @@ START_TEST(a_retried_adoption_is_announced_and_the_old_node_ends_nothing)
     ferry_link *a_link = c->link;
     c->link = old->link;
     old->link = a_link;
+    forget_recent(b.hub); /* so that the adoption reads the feed from Redis */
     atomic_store(&range_fail, 1);
     json_t *f = cl_resume(c, b.hub, 2);
     ck_assert_ptr_nonnull(frame_of(f, "error", 0)); /* first try: store unavailable */
@@ -1083,6 +1157,7 @@ Suite *cluster_suite(void)
     tcase_add_test(tc, cluster_options_are_checked);
     tcase_add_test(tc, a_node_shutting_down_mid_batch_records_only_what_it_delivered);
     tcase_add_test(tc, a_retried_adoption_is_announced_and_the_old_node_ends_nothing);
+    tcase_add_test(tc, an_adoption_numbers_from_memory_what_the_node_read);
     tcase_add_test(tc, ended_subscriptions_are_pruned_only_against_the_stored_cursor);
     tcase_add_test(tc, a_cursor_taken_after_an_adoption_that_read_ahead_stays_valid);
     tcase_add_test(tc, a_reader_that_falls_behind_the_trimmed_feed_lets_its_sessions_go);
