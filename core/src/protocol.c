@@ -247,35 +247,43 @@ static int resume_find(ferry_link *l, const fy_frame *f, ferry_session **out)
     return rc ? fy_link_peer_error(l, rc, "session store unavailable", 0) : 0;
 }
 
-/* Finds the session a resume names and takes its lock, and in a cluster pub_lock first
- * when this node does not serve it (*pub): it is adopted then, its outbox rebuilt from the
- * feed and its subscriptions made with no entry handed out meanwhile. A handle this node
- * let go of while the lookup ran is looked up again. Returns 0 with *out locked (NULL for
- * an unknown ID), or an error queued for the peer. */
-static int resume_lock(ferry_link *l, const fy_frame *f, ferry_session **out, bool *pub)
+/* Finds the session a resume names and takes its lock. A handle this node let go of while
+ * the lookup ran is looked up again. Returns 0 with *out locked (NULL for an unknown ID), or
+ * an error queued for the peer. */
+static int resume_lock(ferry_link *l, const fy_frame *f, ferry_session **out)
 {
-    ferry_hub *hub = l->hub;
     for (int tries = 0; tries < 4; tries++) {
         int rc = resume_find(l, f, out);
         if (rc || !*out)
             return rc;
         ferry_session *s = *out;
         pthread_mutex_lock(&s->lock);
-        *pub = hub->cluster && !s->serving;
-        if (*pub) { /* pub_lock comes before the session's (locks.h) */
-            pthread_mutex_unlock(&s->lock);
-            pthread_mutex_lock(&hub->pub_lock);
-            pthread_mutex_lock(&s->lock);
-        }
-        if (!s->forgotten && (s->serving || *pub))
+        if (!s->forgotten)
             return 0;
         pthread_mutex_unlock(&s->lock);
-        if (*pub)
-            pthread_mutex_unlock(&hub->pub_lock);
         ferry_session_unref(s);
     }
     *out = NULL;
     return fy_link_peer_error(l, FERRY_ESTORE, "session store unavailable", 0);
+}
+
+/* A resume that made this node the session's owner (its record saved) adopts it: its outbox
+ * rebuilt from the feed and its subscriptions made with no entry handed out meanwhile, so
+ * under pub_lock, which comes before the session's lock (locks.h). The round trip of the
+ * save is behind it: when a node dies, thousands of adoptions queue here. Returns whether
+ * the session is as the save left it (else nothing is adopted: the client retries). Called
+ * and returns with s->lock held, and pub_lock too when true. */
+static bool adopt_lock(ferry_session *s)
+{
+    uint64_t version = s->rec.version;
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_lock(&s->hub->pub_lock);
+    pthread_mutex_lock(&s->lock);
+    if (!s->forgotten && !s->serving && s->state != FERRY_STATE_EXPIRED &&
+        s->rec.version == version)
+        return true;
+    pthread_mutex_unlock(&s->hub->pub_lock);
+    return false;
 }
 
 /* Tells the node that served the session before to let it go (its connection, outbox and
@@ -305,15 +313,14 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
     bool adopting = false;
     int rc;
     for (int tries = 0; tries < 4; tries++) {
-        if ((rc = resume_lock(l, f, &c.s, &adopting)) || !c.s)
+        if ((rc = resume_lock(l, f, &c.s)) || !c.s)
             return rc;
         rc = fy_session_update_locked(c.s, decide_resume, &c);
         if (rc || c.verdict != RESUME_AWAY)
             break;
         /* This node still served it, but another took it over: let it go, then adopt it. */
         pthread_mutex_unlock(&c.s->lock);
-        if (!adopting)
-            pthread_mutex_lock(&hub->pub_lock);
+        pthread_mutex_lock(&hub->pub_lock);
         pthread_mutex_lock(&hub->lock);
         fy_session_leave(c.s, FERRY_LINK_SUPERSEDED);
         pthread_mutex_unlock(&hub->lock);
@@ -323,6 +330,11 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
     }
     if (!c.s)
         return fy_link_peer_error(l, FERRY_ESTORE, "session store unavailable", 0);
+    if (rc == 0 && c.verdict == RESUME_OK && hub->cluster && !c.s->serving) {
+        adopting = adopt_lock(c.s);
+        if (!adopting) /* another resume or node moved the record on meanwhile */
+            rc = FERRY_ESTORE;
+    }
     if (rc)
         rc = fy_link_peer_error(l, rc, "session store unavailable", 0);
     else
