@@ -56,10 +56,12 @@ static bool is_retired(const fy_rec *r, const fy_hash *h, const fy_rid *rid, boo
 /* Issues the next secret (its plaintext into `secret`). Until the client uses it (any
  * frame on the new link), the one it presented keeps working: a welcome lost in flight must
  * not strand the session. For a new session (`f`, `presented` and `rid` NULL) it is random,
- * and so is the session's rotation key, made with it. For a resume (`f` the frame with the
- * secret presented and its attempt ID) it is derived from both with that key, so a retry of
- * the same attempt, or a late copy of it, is handed the same secret again instead of one
- * that would strand the secret the client already holds. */
+ * and so is the session's rotation key, made with it. For a resume with an attempt ID (`f`
+ * the frame, with the secret presented and its rid) it is derived from both with that key,
+ * so a retry of the same attempt, or a late copy of it, is handed the same secret again
+ * instead of one that would strand the secret the client already holds. Without an attempt
+ * ID it is random, as for a new session: two holders of one secret without rids would
+ * otherwise be handed the same secrets from then on, and never be told apart (forked). */
 static void rotate(fy_rec *r, const fy_frame *f, const fy_hash *presented, const fy_rid *rid,
                    char secret[FY_SECRET_LEN + 1])
 {
@@ -68,9 +70,12 @@ static void rotate(fy_rec *r, const fy_frame *f, const fy_hash *presented, const
         fy_token_new_key(r->key);
         r->has_key = true;
     }
-    if (!f || fy_token_next_secret(r->key, f->secret, f->secret_len, f->rid,
-                                   f->rid ? f->rid_len : 0, secret, &next) != 0)
-        fy_token_new_secret(secret, &next); /* a presented secret matched: never malformed */
+    /* a presented secret that matched is well formed: it derives */
+    bool derived = f && f->rid &&
+                   fy_token_next_secret(r->key, f->secret, f->secret_len, f->rid, f->rid_len,
+                                        secret, &next) == 0;
+    if (!derived)
+        fy_token_new_secret(secret, &next);
     if (presented && r->unconfirmed && fy_token_hash_eq(presented, &r->secret))
         retire(r, &r->confirmed, &r->confirmed_rid); /* proven now */
     r->confirmed = presented ? *presented : next;

@@ -32,7 +32,7 @@ void fy_token_new_secret(char out[FY_SECRET_LEN + 1], fy_hash *h);
 void fy_token_new_key(uint8_t key[FY_KEY_BYTES]);
 
 /* The secret that follows `presented` (`len` bytes, a well-formed secret) for the attempt
- * ID `rid` (`rid_len` bytes; NULL or empty when the resume had none): BLAKE2b keyed with
+ * ID `rid` (`rid_len` bytes; NULL or empty for none): BLAKE2b keyed with
  * the session's rotation key over the presented secret's bytes and the attempt ID, spelled
  * like fy_token_new_secret's, and the hash the server keeps of it. The same inputs give
  * the same secret, so a retry of one attempt is handed the secret its first try was; one

@@ -367,6 +367,38 @@ START_TEST(after_a_retry_a_late_copy_is_harmless_and_a_second_holder_forks)
 }
 END_TEST
 
+/* Without attempt IDs a resume's new secret stays random: two holders of one secret must
+ * not be handed the same secrets from then on. Here a thief resumes with the owner's
+ * secret, the owner resumes with it too before the thief has sent anything, and the
+ * thief's secret is then just wrong. */
+START_TEST(without_a_rid_a_second_holder_does_not_keep_step_with_the_owner)
+{
+    char sid[32], s0[64], mine[64], theirs[64];
+    json_t *f;
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *a = fc_hello(hub, sid, s0);
+    ck_assert_int_eq(fc_send(a, "{\"t\":\"ping\"}"), 0);
+    json_decref(fc_drain(a));
+    fake_conn *thief = resume_rid(hub, sid, s0, NULL, &f);
+    welcome_secret(f, theirs);
+    json_decref(f);
+    ck_assert(ferry_link_done(a->link));
+    fc_close(a);
+    fake_conn *b = resume_rid(hub, sid, s0, NULL, &f); /* the owner, kicked, resumes */
+    welcome_secret(f, mine);
+    json_decref(f);
+    ck_assert_str_ne(mine, theirs);
+    fc_close(thief);
+    thief = resume_rid(hub, sid, theirs, NULL, &f);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
+    json_decref(f);
+    ck_assert_int_eq(ferry_link_end_reason(b->link), FERRY_LINK_OPEN);
+    fc_close(thief);
+    fc_close(b);
+    hub_free(hub);
+}
+END_TEST
+
 START_TEST(a_bad_rid_is_bad_field)
 {
     ferry_hub *hub = hub_new(NULL);
@@ -447,6 +479,7 @@ Suite *wire_suite(void)
     tcase_add_test(tc, a_secret_never_used_and_superseded_is_just_wrong);
     tcase_add_test(tc, a_late_copy_before_any_frame_hands_out_the_same_secret);
     tcase_add_test(tc, after_a_retry_a_late_copy_is_harmless_and_a_second_holder_forks);
+    tcase_add_test(tc, without_a_rid_a_second_holder_does_not_keep_step_with_the_owner);
     tcase_add_test(tc, a_bad_rid_is_bad_field);
     tcase_add_test(tc, a_reply_can_come_before_the_ack_of_its_message);
     suite_add_tcase(s, tc);
