@@ -4,8 +4,9 @@
  * Durable and live state. A session is two things:
  *   - its durable record (fy_rec below): what a resume needs wherever it lands. The secret
  *     hashes and their rotation (the newest, the confirmed one and its attempt ID, the
- *     retired ones with theirs, the key new secrets are derived with), the identity, the inbound seq, and the end (tombstone)
- *     reason. It changes only through `save`, a compare-and-set on its version.
+ *     retired ones with theirs, the key new secrets are derived with), the identity, the
+ *     inbound seq, and the end (tombstone) reason. It changes only through `save`, a
+ *     compare-and-set on its version.
  *   - its live state (ferry_session, session.h): the attached link, wake and ack-window
  *     flags, timers, the in-process locks. It is this node's alone and never stored.
  * The session's ID is the store's key; it never changes.

@@ -1,7 +1,7 @@
-/* Session IDs and resume secrets, spelled base64url without padding. IDs and a new
- * session's secret are random bytes from libsodium; a resume's secret is derived from the
- * one presented (fy_token_next_secret). The server keeps only a BLAKE2b hash of each
- * secret. */
+/* Session IDs and resume secrets, spelled base64url without padding. IDs and secrets are
+ * random bytes from libsodium, but for a resume with an attempt ID, whose secret is derived
+ * from the one presented (fy_token_next_secret). The server keeps only a BLAKE2b hash of
+ * each secret. */
 #ifndef FY_TOKEN_H
 #define FY_TOKEN_H
 
