@@ -1,15 +1,20 @@
-/* fy_rec's stored form (store_redis.h), format 2, integers little-endian:
- *   u8  format (2)
- *   u8  flags: 1 unconfirmed, 2 confirmed_rid set
+/* fy_rec's stored form (store_redis.h), format 3, integers little-endian:
+ *   u8  format (3)
+ *   u8  flags: 1 unconfirmed, 2 confirmed_rid set, 4 has_key
  *   u64 in_seq, u64 in_pend
  *   u32 nretired (total ever retired)
  *   u8  end_reason
  *   u8  identity length L, then L bytes (no NUL)
  *   u8  owner length O, then O bytes (no NUL)
- *   32  secret, 32 confirmed, 32 confirmed_rid
+ *   32  secret, 32 confirmed, 32 confirmed_rid, 32 key (zeros when it has none)
  *   then min(nretired, FY_RETIRED) slots of the retired ring, in slot order:
  *   32  retired hash, u8 rid set, 32 rid hash
  * The version and the cursor are kept beside it, not in it.
+ *
+ * Format 2 is format 3 without the key (and without flag 4), as stored before sessions had
+ * a rotation key. It is still read, as a record with no key: the key is made by the
+ * session's next rotation and saved with it, in the same compare-and-set, so every node
+ * derives with the one that won. Records are always written in format 3.
  *
  * The subscriptions' stored form (fy_subs_rec), format 1:
  *   u8 format (1), u64 horizon ms, u64 horizon n, u8 count, then per subscription:
@@ -43,7 +48,8 @@ size_t fy_rec_encode(const fy_rec *r, unsigned char *buf)
     unsigned char *p = buf;
     size_t ilen = strnlen(r->identity, FERRY_IDENTITY_MAX - 1);
     *p++ = FY_REC_FORMAT;
-    *p++ = (unsigned char)((r->unconfirmed ? 1 : 0) | (r->confirmed_rid.set ? 2 : 0));
+    *p++ = (unsigned char)((r->unconfirmed ? 1 : 0) | (r->confirmed_rid.set ? 2 : 0) |
+                           (r->has_key ? 4 : 0));
     p = put_le(p, r->in_seq, 8);
     p = put_le(p, r->in_pend, 8);
     p = put_le(p, r->nretired, 4);
@@ -58,6 +64,11 @@ size_t fy_rec_encode(const fy_rec *r, unsigned char *buf)
     const fy_hash *h[] = {&r->secret, &r->confirmed, &r->confirmed_rid.h};
     for (int i = 0; i < 3; i++, p += FY_HASH_BYTES)
         memcpy(p, h[i]->b, FY_HASH_BYTES);
+    if (r->has_key)
+        memcpy(p, r->key, FY_KEY_BYTES);
+    else
+        memset(p, 0, FY_KEY_BYTES);
+    p += FY_KEY_BYTES;
     for (unsigned i = 0; i < kept(r->nretired); i++) {
         memcpy(p, r->retired[i].b, FY_HASH_BYTES);
         p += FY_HASH_BYTES;
@@ -71,11 +82,16 @@ size_t fy_rec_encode(const fy_rec *r, unsigned char *buf)
 bool fy_rec_decode(fy_rec *r, const unsigned char *buf, size_t len)
 {
     const size_t head = 2 + 8 + 8 + 4 + 1 + 1;
-    if (len < head || buf[0] != FY_REC_FORMAT || buf[1] > 3)
+    if (len < head || (buf[0] != FY_REC_FORMAT && buf[0] != 2))
+        return false;
+    bool keyed = buf[0] == FY_REC_FORMAT; /* format 2 has no key (see above) */
+    size_t keylen = keyed ? FY_KEY_BYTES : 0;
+    if (buf[1] > (keyed ? 7 : 3))
         return false;
     memset(r, 0, sizeof *r);
     r->unconfirmed = buf[1] & 1;
     r->confirmed_rid.set = (buf[1] & 2) != 0;
+    r->has_key = (buf[1] & 4) != 0;
     r->in_seq = get_le(buf + 2, 8);
     r->in_pend = get_le(buf + 10, 8);
     r->nretired = (unsigned)get_le(buf + 18, 4);
@@ -85,7 +101,7 @@ bool fy_rec_decode(fy_rec *r, const unsigned char *buf, size_t len)
         return false;
     size_t olen = buf[head + ilen];
     if (olen >= FY_NODE_MAX ||
-        len != head + ilen + 1 + olen + 3 * FY_HASH_BYTES +
+        len != head + ilen + 1 + olen + 3 * FY_HASH_BYTES + keylen +
                    kept(r->nretired) * (2 * FY_HASH_BYTES + 1))
         return false;
     const unsigned char *p = buf + head;
@@ -96,6 +112,9 @@ bool fy_rec_decode(fy_rec *r, const unsigned char *buf, size_t len)
     fy_hash *h[] = {&r->secret, &r->confirmed, &r->confirmed_rid.h};
     for (int i = 0; i < 3; i++, p += FY_HASH_BYTES)
         memcpy(h[i]->b, p, FY_HASH_BYTES);
+    if (r->has_key)
+        memcpy(r->key, p, FY_KEY_BYTES);
+    p += keylen;
     for (unsigned i = 0; i < kept(r->nretired); i++) {
         memcpy(r->retired[i].b, p, FY_HASH_BYTES);
         p += FY_HASH_BYTES;

@@ -33,12 +33,13 @@
 #include "redis.h"
 #include "store.h"
 
-/* The first byte of a stored record: its encoding's version. */
-#define FY_REC_FORMAT 2
+/* The first byte of a stored record: its encoding's version. Format 2 (before the
+ * rotation key) is still read (rec_codec.c). */
+#define FY_REC_FORMAT 3
 
 /* The longest encoded record, and subscription list. */
 #define FY_REC_MAX (2 + 8 + 8 + 4 + 1 + 1 + (FERRY_IDENTITY_MAX - 1) + 1 + (FY_NODE_MAX - 1) + \
-                    3 * FY_HASH_BYTES + FY_RETIRED * (2 * FY_HASH_BYTES + 1))
+                    3 * FY_HASH_BYTES + FY_KEY_BYTES + FY_RETIRED * (2 * FY_HASH_BYTES + 1))
 #define FY_SUBS_BYTES_MAX (18 + FY_SUBS_MAX * (1 + 128 + 32))
 
 typedef struct fy_store_redis_cfg {

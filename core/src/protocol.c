@@ -53,19 +53,34 @@ static bool is_retired(const fy_rec *r, const fy_hash *h, const fy_rid *rid, boo
     return hit;
 }
 
-/* Issues a fresh secret (its plaintext into `secret`). Until the client uses it (any frame
- * on the new link), the one it presented keeps working: a welcome lost in flight must not
- * strand the session. `presented` and `rid` are NULL for a new session. */
-static void rotate(fy_rec *r, const fy_hash *presented, const fy_rid *rid,
+/* Issues the next secret (its plaintext into `secret`). Until the client uses it (any
+ * frame on the new link), the one it presented keeps working: a welcome lost in flight must
+ * not strand the session. For a new session (`f`, `presented` and `rid` NULL) it is random,
+ * and so is the session's rotation key, made with it. For a resume with an attempt ID (`f`
+ * the frame, with the secret presented and its rid) it is derived from both with that key,
+ * so a retry of the same attempt, or a late copy of it, is handed the same secret again
+ * instead of one that would strand the secret the client already holds. Without an attempt
+ * ID it is random, as for a new session: two holders of one secret without rids would
+ * otherwise be handed the same secrets from then on, and never be told apart (forked). */
+static void rotate(fy_rec *r, const fy_frame *f, const fy_hash *presented, const fy_rid *rid,
                    char secret[FY_SECRET_LEN + 1])
 {
-    fy_hash fresh;
-    fy_token_new_secret(secret, &fresh);
+    fy_hash next;
+    if (!r->has_key) { /* a new session, or a record stored before it had one */
+        fy_token_new_key(r->key);
+        r->has_key = true;
+    }
+    /* a presented secret that matched is well formed: it derives */
+    bool derived = f && f->rid &&
+                   fy_token_next_secret(r->key, f->secret, f->secret_len, f->rid, f->rid_len,
+                                        secret, &next) == 0;
+    if (!derived)
+        fy_token_new_secret(secret, &next);
     if (presented && r->unconfirmed && fy_token_hash_eq(presented, &r->secret))
         retire(r, &r->confirmed, &r->confirmed_rid); /* proven now */
-    r->confirmed = presented ? *presented : fresh;
+    r->confirmed = presented ? *presented : next;
     r->confirmed_rid = rid ? *rid : (fy_rid){0};
-    r->secret = fresh;
+    r->secret = next;
     r->unconfirmed = presented != NULL;
 }
 
@@ -178,7 +193,7 @@ static int decide_resume(fy_rec *r, void *ctx)
         c->verdict = RESUME_BAD_ACK;
     } else {
         c->verdict = RESUME_OK;
-        rotate(r, &c->presented, &c->rid, c->secret);
+        rotate(r, c->f, &c->presented, &c->rid, c->secret);
         if (s->hub->cluster) /* this node serves it from now on */
             strcpy(r->owner, s->hub->cluster->node);
         return 1;
@@ -423,7 +438,7 @@ static int new_session(ferry_link *l, const char *identity, bool resume_failed,
         return fy_link_peer_error(l, FERRY_ENOMEM, "out of memory", 0);
     memcpy(s->identity, identity, sizeof s->identity);
     memcpy(s->rec.identity, identity, sizeof s->rec.identity);
-    rotate(&s->rec, NULL, NULL, secret);
+    rotate(&s->rec, NULL, NULL, NULL, secret);
     if (hub->cluster) { /* nothing before the feed's position now can be for it */
         strcpy(s->rec.owner, hub->cluster->node);
         if (!fy_hub_feed_pos(hub, &s->rec.cur_pos)) {

@@ -4,8 +4,9 @@
  * Durable and live state. A session is two things:
  *   - its durable record (fy_rec below): what a resume needs wherever it lands. The secret
  *     hashes and their rotation (the newest, the confirmed one and its attempt ID, the
- *     retired ones with theirs), the identity, the inbound seq, and the end (tombstone)
- *     reason. It changes only through `save`, a compare-and-set on its version.
+ *     retired ones with theirs, the key new secrets are derived with), the identity, the
+ *     inbound seq, and the end (tombstone) reason. It changes only through `save`, a
+ *     compare-and-set on its version.
  *   - its live state (ferry_session, session.h): the attached link, wake and ack-window
  *     flags, timers, the in-process locks. It is this node's alone and never stored.
  * The session's ID is the store's key; it never changes.
@@ -82,6 +83,11 @@ typedef struct fy_rec {
     fy_hash secret;            /* hash of the newest secret issued */
     fy_hash confirmed;         /* hash of the last secret the client proved it holds */
     fy_rid confirmed_rid;      /* the attempt ID of the resume that presented `confirmed` */
+    uint8_t key[FY_KEY_BYTES]; /* the rotation key a resume's new secret is derived with
+                                * (fy_token_next_secret): as secret as the record, never
+                                * sent or logged */
+    bool has_key;              /* false only for a record stored before it had one: the
+                                * next rotation makes it */
     bool unconfirmed;          /* the newest secret is unproven: `confirmed` still resumes */
     fy_hash retired[FY_RETIRED];  /* secrets replaced by a newer proven one: using one again
                                    * means a copy exists (forked) */

@@ -48,6 +48,33 @@ static bool decode_exact(const char *s, size_t len, uint8_t *bin, size_t want, s
     return got == want && end == s + len;
 }
 
+void fy_token_new_key(uint8_t key[FY_KEY_BYTES])
+{
+    randombytes_buf(key, FY_KEY_BYTES);
+}
+
+int fy_token_next_secret(const uint8_t key[FY_KEY_BYTES], const char *presented, size_t len,
+                         const char *rid, size_t rid_len, char out[FY_SECRET_LEN + 1],
+                         fy_hash *h)
+{
+    uint8_t raw[FY_SECRET_BYTES], next[FY_SECRET_BYTES];
+    crypto_generichash_state st;
+    if (!presented || !decode_exact(presented, len, raw, sizeof raw, FY_SECRET_LEN))
+        return -1;
+    /* The presented secret has a fixed length, so secret || rid is unambiguous. */
+    crypto_generichash_init(&st, key, FY_KEY_BYTES, sizeof next);
+    crypto_generichash_update(&st, raw, sizeof raw);
+    if (rid && rid_len)
+        crypto_generichash_update(&st, (const unsigned char *)rid, rid_len);
+    crypto_generichash_final(&st, next, sizeof next);
+    to_b64(out, FY_SECRET_LEN + 1, next, sizeof next);
+    hash_raw(next, sizeof next, h);
+    sodium_memzero(&st, sizeof st);
+    sodium_memzero(raw, sizeof raw);
+    sodium_memzero(next, sizeof next);
+    return 0;
+}
+
 bool fy_token_id_valid(const char *s, size_t len)
 {
     uint8_t raw[FY_ID_BYTES];

@@ -848,6 +848,108 @@ START_TEST(a_retried_adoption_is_announced_and_the_old_node_ends_nothing)
 }
 END_TEST
 
+/* A store whose next save, once armed, waits for the gate: a resume held up with its
+ * session's lock (as one waiting on Redis is). */
+static fy_store_ops gated_ops;
+static int (*real_save)(fy_store *st, ferry_session *s, const fy_rec *rec);
+static atomic_int save_armed, save_waiting, save_open;
+
+static int gated_save(fy_store *st, ferry_session *s, const fy_rec *rec)
+{
+    if (atomic_exchange(&save_armed, 0)) {
+        atomic_store(&save_waiting, 1);
+        while (!atomic_load(&save_open))
+            sleep_ms(1);
+    }
+    return real_save(st, s, rec);
+}
+
+static bool save_is_waiting(void *ud)
+{
+    (void)ud;
+    return atomic_load(&save_waiting);
+}
+
+static int cl_resume_rid(client *c, const char *rid, long long ack)
+{
+    return cl_send(c, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":%lld,"
+                      "\"rid\":\"%s\"}", c->sid, c->secret, ack, rid);
+}
+
+static void *send_stale_resume(void *ud)
+{
+    cl_resume_rid(ud, "a6Vq3m0Xr9Tz1LpK2wYb8Q", 2);
+    return NULL;
+}
+
+/* A resume that outlives its connection: the client's resume on node a is held up, the
+ * client gives up on it and resumes with the same secret and attempt ID on node b, which
+ * answers first. The stale resume on a then completes, before the client has sent anything
+ * on b: it is handed the secret b gave the client, so that secret still resumes the
+ * session, with nothing lost. */
+START_TEST(a_resume_completed_after_its_retry_on_another_node_strands_nothing)
+{
+    node a = node_start("a", NULL, NULL), b = node_start("b", NULL, NULL);
+    client *c = cl_subscribed(b.hub, "t");
+    publish_n(b.hub, "t", 1, 2);
+    wait_msgs(c, 2);
+    ferry_link_free(c->link); /* the connection is lost */
+    c->link = NULL;
+
+    gated_ops = *a.hub->store->ops;
+    real_save = gated_ops.save;
+    gated_ops.save = gated_save;
+    a.hub->store->ops = &gated_ops;
+    atomic_store(&save_waiting, 0);
+    atomic_store(&save_open, 0);
+    atomic_store(&save_armed, 1);
+    client *stale = cl_open(a.hub);
+    memcpy(stale->sid, c->sid, sizeof stale->sid);
+    memcpy(stale->secret, c->secret, sizeof stale->secret);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, send_stale_resume, stale), 0);
+    ck_assert(eventually(save_is_waiting, NULL));
+
+    /* the client's retry on b */
+    ck_assert_int_eq(ferry_link_new(&c->link, b.hub, &cl_ops, c), 0);
+    ck_assert_int_eq(cl_resume_rid(c, "a6Vq3m0Xr9Tz1LpK2wYb8Q", 2), 0);
+    json_t *f = cl_drain(c);
+    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    json_decref(f);
+    char s2[64];
+    memcpy(s2, c->secret, sizeof s2);
+
+    atomic_store(&save_open, 1); /* the stale resume completes on a */
+    pthread_join(t, NULL);
+    f = cl_drain(stale);
+    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    ck_assert_str_eq(str_of(frame_of(f, "welcome", 0), "secret"), s2);
+    json_decref(f);
+    cl_free(stale); /* its connection was already gone */
+
+    /* a took the session over: b lets the client's connection go, and the client resumes
+     * with the secret it holds */
+    for (int i = 0; i < 500 && ferry_link_end_reason(c->link) == FERRY_LINK_OPEN; i++)
+        sleep_ms(10);
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_SUPERSEDED);
+    ferry_link_free(c->link);
+    ck_assert_int_eq(ferry_link_new(&c->link, b.hub, &cl_ops, c), 0);
+    ck_assert_int_eq(cl_resume_rid(c, "Zk2Yb8Qa6Vq3m0Xr9Tz1Lp", 2), 0);
+    f = cl_drain(c);
+    ck_assert_uint_eq(count_of(f, "reset"), 0);
+    ck_assert(json_is_true(json_object_get(frame_of(f, "welcome", 0), "resumed")));
+    json_decref(f);
+    publish_n(a.hub, "t", 3, 3);
+    wait_msgs(c, 3);
+    assert_stream(c, 1, 1, 3);
+    ck_assert_int_eq(atomic_load(&opens), 1);
+    ck_assert_int_eq(atomic_load(&closes), 0);
+    cl_free(c);
+    node_stop(&a);
+    node_stop(&b);
+}
+END_TEST
+
 /* Ended subscriptions are pruned against the cursor Redis holds, not one the node computed
  * and may not have stored (the cursors call failed, or the node died before it ran). */
 static void drop_cursors(fy_store *st, const fy_cursor *c, size_t n)
@@ -1158,6 +1260,7 @@ Suite *cluster_suite(void)
     tcase_add_test(tc, a_node_shutting_down_mid_batch_records_only_what_it_delivered);
     tcase_add_test(tc, a_retried_adoption_is_announced_and_the_old_node_ends_nothing);
     tcase_add_test(tc, an_adoption_numbers_from_memory_what_the_node_read);
+    tcase_add_test(tc, a_resume_completed_after_its_retry_on_another_node_strands_nothing);
     tcase_add_test(tc, ended_subscriptions_are_pruned_only_against_the_stored_cursor);
     tcase_add_test(tc, a_cursor_taken_after_an_adoption_that_read_ahead_stays_valid);
     tcase_add_test(tc, a_reader_that_falls_behind_the_trimmed_feed_lets_its_sessions_go);

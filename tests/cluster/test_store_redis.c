@@ -55,6 +55,9 @@ static void fill_rec(fy_rec *r, unsigned nretired)
     fill_hash(&r->confirmed_rid.h, 3);
     r->confirmed_rid.set = true;
     r->unconfirmed = true;
+    for (int i = 0; i < FY_KEY_BYTES; i++)
+        r->key[i] = (uint8_t)(4 * 31 + i);
+    r->has_key = true;
     r->nretired = nretired;
     for (unsigned i = 0; i < FY_RETIRED && i < nretired; i++) {
         fill_hash(&r->retired[i], (unsigned char)(10 + i));
@@ -74,6 +77,8 @@ static void assert_rec_eq(const fy_rec *a, const fy_rec *b)
     ck_assert(memcmp(&a->confirmed_rid.h, &b->confirmed_rid.h, sizeof(fy_hash)) == 0);
     ck_assert_int_eq(a->confirmed_rid.set, b->confirmed_rid.set);
     ck_assert_int_eq(a->unconfirmed, b->unconfirmed);
+    ck_assert_int_eq(a->has_key, b->has_key);
+    ck_assert(memcmp(a->key, b->key, sizeof a->key) == 0);
     ck_assert_uint_eq(a->nretired, b->nretired);
     for (unsigned i = 0; i < FY_RETIRED && i < a->nretired; i++) {
         ck_assert(memcmp(&a->retired[i], &b->retired[i], sizeof(fy_hash)) == 0);
@@ -97,6 +102,37 @@ START_TEST(the_encoding_keeps_every_field_and_refuses_what_it_cannot_read)
         ck_assert(!fy_rec_decode(&b, buf, len - 1));
         buf[0] = FY_REC_FORMAT + 1;
         ck_assert(!fy_rec_decode(&b, buf, len));
+    }
+}
+END_TEST
+
+/* A record stored in format 2, before sessions had a rotation key, reads as one without a
+ * key (its next rotation makes one); a record without a key is written with flag 4 clear. */
+START_TEST(a_format_2_record_reads_without_a_key)
+{
+    for (unsigned n = 0; n <= FY_RETIRED + 1; n += FY_RETIRED / 2) {
+        fy_rec a = {0}, b;
+        fill_rec(&a, n);
+        unsigned char buf[FY_REC_MAX];
+        size_t len = fy_rec_encode(&a, buf);
+        /* format 2: the same without the key and its flag */
+        size_t key_at = 24 + strlen(a.identity) + 1 + strlen(a.owner) + 3 * FY_HASH_BYTES;
+        memmove(buf + key_at, buf + key_at + FY_KEY_BYTES, len - key_at - FY_KEY_BYTES);
+        len -= FY_KEY_BYTES;
+        buf[0] = 2;
+        buf[1] &= (unsigned char)~4u;
+        ck_assert(fy_rec_decode(&b, buf, len));
+        ck_assert(!b.has_key);
+        a.has_key = false;
+        memset(a.key, 0, sizeof a.key);
+        assert_rec_eq(&a, &b);
+        buf[1] |= 4; /* format 2 has no such flag */
+        ck_assert(!fy_rec_decode(&b, buf, len));
+        /* and back in format 3, still without one */
+        len = fy_rec_encode(&a, buf);
+        ck_assert_uint_eq(buf[0], FY_REC_FORMAT);
+        ck_assert(fy_rec_decode(&b, buf, len));
+        assert_rec_eq(&a, &b);
     }
 }
 END_TEST
@@ -473,6 +509,78 @@ START_TEST(a_session_resumes_on_another_node)
 }
 END_TEST
 
+/* The stored record of `sid` (test_redis_prefix), its bytes into buf; the length. */
+static size_t stored_rec(fy_redis *r, const char *sid, unsigned char buf[FY_REC_MAX])
+{
+    char key[160];
+    snprintf(key, sizeof key, "%ss:%s", test_redis_prefix(), sid);
+    const char *argv[] = {"HGET", key, "r"};
+    redisReply *rep = test_redis_cmd(r, 3, argv);
+    ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
+    ck_assert_uint_le(rep->len, FY_REC_MAX);
+    size_t len = rep->len;
+    memcpy(buf, rep->str, len);
+    freeReplyObject(rep);
+    return len;
+}
+
+static json_t *resume_with_rid(fake_conn *c, const char *sid, const char *secret)
+{
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\","
+                                "\"ack\":0,\"rid\":\"a6Vq3m0Xr9Tz1LpK2wYb8Q\"}", sid, secret), 0);
+    return fc_drain(c);
+}
+
+/* A record stored in format 2 (before the rotation key) is resumed: its first rotation
+ * makes the key and saves it in the same compare-and-set, so a retry of that resume on
+ * another node derives the same secret from the stored key. */
+START_TEST(a_record_stored_without_a_key_gets_one_with_its_next_rotation)
+{
+    nodes n = two_nodes(NULL, NULL, 0);
+    fy_redis *r = test_redis_pool(NULL);
+    char sid[32], secret[64], key[160];
+    fake_conn *a = fc_hello(n.a, sid, secret);
+    fc_close(a);
+    unsigned char buf[FY_REC_MAX];
+    size_t len = stored_rec(r, sid, buf);
+    ck_assert_uint_eq(buf[0], FY_REC_FORMAT);
+    ck_assert(buf[1] & 4);
+    /* rewritten as format 2: no key, no flag */
+    size_t key_at = 24 + 0 + 1 + 0 + 3 * FY_HASH_BYTES; /* no identity, no owner */
+    memmove(buf + key_at, buf + key_at + FY_KEY_BYTES, len - key_at - FY_KEY_BYTES);
+    len -= FY_KEY_BYTES;
+    buf[0] = 2;
+    buf[1] &= (unsigned char)~4u;
+    snprintf(key, sizeof key, "%ss:%s", test_redis_prefix(), sid);
+    const char *hset[] = {"HSET", key, "r", (const char *)buf};
+    size_t lens[] = {4, strlen(key), 1, len};
+    redisReply *rep;
+    ck_assert_int_eq(fy_redis_command(r, &rep, 4, hset, lens), 0);
+    freeReplyObject(rep);
+
+    fake_conn *b = fc_open(n.b);
+    json_t *f = resume_with_rid(b, sid, secret);
+    json_t *w = frame_of(f, "welcome", 0);
+    ck_assert(json_is_true(json_object_get(w, "resumed")));
+    char s1[64];
+    snprintf(s1, sizeof s1, "%s", str_of(w, "secret"));
+    json_decref(f);
+    len = stored_rec(r, sid, buf);
+    ck_assert_uint_eq(buf[0], FY_REC_FORMAT);
+    ck_assert(buf[1] & 4);
+    fc_close(b);
+    a = fc_open(n.a); /* the welcome was lost: the retry goes to the other node */
+    f = resume_with_rid(a, sid, secret);
+    w = frame_of(f, "welcome", 0);
+    ck_assert(json_is_true(json_object_get(w, "resumed")));
+    ck_assert_str_eq(str_of(w, "secret"), s1);
+    json_decref(f);
+    fc_close(a);
+    fy_redis_free(r);
+    free_nodes(&n);
+}
+END_TEST
+
 /* The bytes one session's record takes in Redis (docs/CLUSTER.md), printed, and bounded. */
 START_TEST(a_record_takes_under_a_kilobyte)
 {
@@ -556,6 +664,7 @@ Suite *store_redis_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_checked_fixture(tc, NULL, own_teardown);
     tcase_add_test(tc, the_encoding_keeps_every_field_and_refuses_what_it_cannot_read);
+    tcase_add_test(tc, a_format_2_record_reads_without_a_key);
     tcase_add_test(tc, a_record_saved_on_one_node_is_read_whole_on_another);
     tcase_add_test(tc, of_two_saves_from_one_version_on_two_nodes_exactly_one_wins);
     tcase_add_test(tc, of_many_nodes_racing_to_save_one_wins);
@@ -565,6 +674,7 @@ Suite *store_redis_suite(void)
     tcase_add_test(tc, records_expire_a_lease_after_the_last_refresh_and_tombstones_sooner);
     tcase_add_test(tc, a_record_its_node_abandoned_expires);
     tcase_add_test(tc, a_session_resumes_on_another_node);
+    tcase_add_test(tc, a_record_stored_without_a_key_gets_one_with_its_next_rotation);
     tcase_add_test(tc, a_record_takes_under_a_kilobyte);
     tcase_add_test(tc, many_records_cost_what_docs_cluster_says);
     suite_add_tcase(s, tc);

@@ -234,19 +234,38 @@ START_TEST(a_second_holder_still_forks_the_session)
 }
 END_TEST
 
+/* The secret of a welcome, copied into `out`. */
+static void welcome_secret(json_t *frames, char out[64])
+{
+    json_t *w = frame_of(frames, "welcome", 0);
+    ck_assert(json_is_true(json_object_get(w, "resumed")));
+    snprintf(out, 64, "%s", str_of(w, "secret"));
+}
+
+/* Within the rotation grace, a resume with another attempt ID (another holder of the
+ * secret, or the client after it gave up on an attempt) gets a secret of its own, and the
+ * one issued before, never used, is just wrong; a retry of that attempt gets its secret
+ * again. */
 START_TEST(a_secret_never_used_and_superseded_is_just_wrong)
 {
-    char sid[32], s0[64], s1[64];
+    char sid[32], s0[64], s1[64], s2[64], again[64];
     json_t *f;
     ferry_hub *hub = hub_new(NULL);
     fake_conn *a = fc_hello(hub, sid, s0);
     fc_close(a);
-    fake_conn *b = resume_rid(hub, sid, s0, NULL, &f); /* s1 issued; its welcome is lost */
-    snprintf(s1, sizeof s1, "%s", str_of(frame_of(f, "welcome", 0), "secret"));
+    fake_conn *b = resume_rid(hub, sid, s0, "attempt-one-0123456789", &f); /* s1; lost */
+    welcome_secret(f, s1);
     json_decref(f);
     fc_close(b);
-    fake_conn *c = resume_rid(hub, sid, s0, NULL, &f); /* s2 supersedes the unused s1 */
+    fake_conn *c = resume_rid(hub, sid, s0, "attempt-two-0123456789", &f);
+    welcome_secret(f, s2); /* s2 supersedes the unused s1 */
     json_decref(f);
+    ck_assert_str_ne(s2, s1);
+    fc_close(c);
+    c = resume_rid(hub, sid, s0, "attempt-two-0123456789", &f); /* its welcome lost too */
+    welcome_secret(f, again);
+    json_decref(f);
+    ck_assert_str_eq(again, s2);
     ck_assert_int_eq(fc_send(c, "{\"t\":\"ping\"}"), 0);
     json_decref(fc_drain(c));
     fake_conn *d = resume_rid(hub, sid, s1, NULL, &f);
@@ -255,6 +274,127 @@ START_TEST(a_secret_never_used_and_superseded_is_just_wrong)
     ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_OPEN);
     fc_close(d);
     fc_close(c);
+    d = resume_rid(hub, sid, s2, "attempt-three-0123456789", &f);
+    welcome_secret(f, again);
+    json_decref(f);
+    ck_assert_int_eq(app.closes, 0);
+    fc_close(d);
+    hub_free(hub);
+}
+END_TEST
+
+/* A client's first resume is slow; it gives up on it and retries on a new connection with
+ * the same secret and attempt ID, and gets s1. The first resume then completes, before the
+ * client has sent anything on the new connection (within the rotation grace): it is handed
+ * the same s1, so the secret the client holds still resumes the session. */
+START_TEST(a_late_copy_before_any_frame_hands_out_the_same_secret)
+{
+    char sid[32], s0[64], s1[64], late_secret[64];
+    const char *rid = "a6Vq3m0Xr9Tz1LpK2wYb8Q";
+    json_t *f;
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *a = fc_hello(hub, sid, s0);
+    fc_close(a);
+    fake_conn *b = resume_rid(hub, sid, s0, rid, &f); /* the retry: the client keeps it */
+    welcome_secret(f, s1);
+    json_decref(f);
+    fake_conn *late = resume_rid(hub, sid, s0, rid, &f); /* the first try, completing */
+    welcome_secret(f, late_secret);
+    json_decref(f);
+    ck_assert_str_eq(late_secret, s1);
+    /* It cannot be told from a retry after a lost welcome, so it takes the session over as
+     * one would: the client's connection is let go... */
+    ck_assert_int_eq(ferry_link_end_reason(b->link), FERRY_LINK_SUPERSEDED);
+    fc_close(late);
+    fc_close(b);
+    /* ...and the client resumes with the secret it holds. */
+    fake_conn *c = resume_rid(hub, sid, s1, "Zk2Yb8Qa6Vq3m0Xr9Tz1Lp", &f);
+    ck_assert_uint_eq(count_of(f, "reset"), 0);
+    welcome_secret(f, late_secret);
+    json_decref(f);
+    ck_assert_int_eq(app.opens, 1);
+    ck_assert_int_eq(app.resets, 0);
+    ck_assert_int_eq(app.closes, 0);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+/* A retry after a lost welcome gets the secret that welcome carried; once the client has
+ * used it, the old secret is retired: a late copy of the attempt (same attempt ID) is
+ * answered as a stranger and leaves the session alone, a second holder (another one) ends
+ * it as forked. */
+START_TEST(after_a_retry_a_late_copy_is_harmless_and_a_second_holder_forks)
+{
+    char sid[32], s0[64], s1[64], again[64];
+    const char *rid = "a6Vq3m0Xr9Tz1LpK2wYb8Q";
+    json_t *f;
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *a = fc_hello(hub, sid, s0);
+    fc_close(a);
+    fake_conn *b = resume_rid(hub, sid, s0, rid, &f); /* its welcome is lost */
+    welcome_secret(f, s1);
+    json_decref(f);
+    fc_close(b);
+    fake_conn *c = resume_rid(hub, sid, s0, rid, &f);
+    welcome_secret(f, again);
+    json_decref(f);
+    ck_assert_str_eq(again, s1);
+    ck_assert_int_eq(fc_send(c, "{\"t\":\"msg\",\"seq\":1,\"data\":1}"), 0); /* s0 retired */
+    json_decref(fc_drain(c));
+
+    fake_conn *late = resume_rid(hub, sid, s0, rid, &f);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
+    json_decref(f);
+    fc_close(late);
+    ck_assert_int_eq(ferry_link_end_reason(c->link), FERRY_LINK_OPEN);
+    ck_assert_int_eq(app.closes, 0);
+
+    fake_conn *thief = resume_rid(hub, sid, s0, "someone-else-0123456789", &f);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
+    json_decref(f);
+    fc_close(thief);
+    f = fc_drain(c);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "forked");
+    json_decref(f);
+    fc_close(c);
+    ck_assert_int_eq(app.last_close, FERRY_REASON_FORKED);
+    c = resume_rid(hub, sid, s1, "Zk2Yb8Qa6Vq3m0Xr9Tz1Lp", &f);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "forked");
+    json_decref(f);
+    fc_close(c);
+    hub_free(hub);
+}
+END_TEST
+
+/* Without attempt IDs a resume's new secret stays random: two holders of one secret must
+ * not be handed the same secrets from then on. Here a thief resumes with the owner's
+ * secret, the owner resumes with it too before the thief has sent anything, and the
+ * thief's secret is then just wrong. */
+START_TEST(without_a_rid_a_second_holder_does_not_keep_step_with_the_owner)
+{
+    char sid[32], s0[64], mine[64], theirs[64];
+    json_t *f;
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *a = fc_hello(hub, sid, s0);
+    ck_assert_int_eq(fc_send(a, "{\"t\":\"ping\"}"), 0);
+    json_decref(fc_drain(a));
+    fake_conn *thief = resume_rid(hub, sid, s0, NULL, &f);
+    welcome_secret(f, theirs);
+    json_decref(f);
+    ck_assert(ferry_link_done(a->link));
+    fc_close(a);
+    fake_conn *b = resume_rid(hub, sid, s0, NULL, &f); /* the owner, kicked, resumes */
+    welcome_secret(f, mine);
+    json_decref(f);
+    ck_assert_str_ne(mine, theirs);
+    fc_close(thief);
+    thief = resume_rid(hub, sid, theirs, NULL, &f);
+    ck_assert_str_eq(str_of(frame_of(f, "reset", 0), "reason"), "unknown");
+    json_decref(f);
+    ck_assert_int_eq(ferry_link_end_reason(b->link), FERRY_LINK_OPEN);
+    fc_close(thief);
+    fc_close(b);
     hub_free(hub);
 }
 END_TEST
@@ -337,6 +477,9 @@ Suite *wire_suite(void)
     tcase_add_test(tc, a_late_copy_of_a_resume_leaves_the_session_alone);
     tcase_add_test(tc, a_second_holder_still_forks_the_session);
     tcase_add_test(tc, a_secret_never_used_and_superseded_is_just_wrong);
+    tcase_add_test(tc, a_late_copy_before_any_frame_hands_out_the_same_secret);
+    tcase_add_test(tc, after_a_retry_a_late_copy_is_harmless_and_a_second_holder_forks);
+    tcase_add_test(tc, without_a_rid_a_second_holder_does_not_keep_step_with_the_owner);
     tcase_add_test(tc, a_bad_rid_is_bad_field);
     tcase_add_test(tc, a_reply_can_come_before_the_ack_of_its_message);
     suite_add_tcase(s, tc);

@@ -128,6 +128,7 @@ START_TEST(secret_rotates_and_a_retired_secret_forks_the_session)
     char s3[64];
     snprintf(s3, sizeof s3, "%s", str_of(frame_of(f, "welcome", 0), "secret"));
     json_decref(f);
+    ck_assert_str_ne(s3, s2); /* without an attempt ID, a fresh secret every time */
     /* The client uses the link (proving it has s3): s1 is retired. s2 was never used. */
     ck_assert_int_eq(fc_send(c, "{\"t\":\"ping\"}"), 0);
     json_decref(fc_drain(c));

@@ -59,6 +59,45 @@ START_TEST(secret_hash_matches_only_its_secret)
 }
 END_TEST
 
+/* A resume's next secret: spelled like a random one, the same for the same secret, attempt
+ * ID and key, and different when any of them differs. */
+START_TEST(a_next_secret_is_derived_from_the_secret_the_rid_and_the_key)
+{
+    uint8_t k1[FY_KEY_BYTES], k2[FY_KEY_BYTES];
+    char s[FY_SECRET_LEN + 1], a[FY_SECRET_LEN + 1], b[FY_SECRET_LEN + 1];
+    fy_hash h, ha, hb, p;
+    const char *rid = "a6Vq3m0Xr9Tz1LpK2wYb8Q";
+    fy_token_init();
+    fy_token_new_key(k1);
+    fy_token_new_key(k2);
+    ck_assert(memcmp(k1, k2, FY_KEY_BYTES) != 0);
+    fy_token_new_secret(s, &h);
+    ck_assert_int_eq(fy_token_next_secret(k1, s, strlen(s), rid, strlen(rid), a, &ha), 0);
+    ck_assert_uint_eq(strlen(a), FY_SECRET_LEN);
+    ck_assert(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+              FY_SECRET_LEN);
+    fy_token_hash_secret(a, strlen(a), &p); /* canonical: the server can check it later */
+    ck_assert(fy_token_hash_eq(&p, &ha));
+    ck_assert_str_ne(a, s);
+    ck_assert_int_eq(fy_token_next_secret(k1, s, strlen(s), rid, strlen(rid), b, &hb), 0);
+    ck_assert_str_eq(a, b); /* the same attempt: the same secret */
+    ck_assert(fy_token_hash_eq(&ha, &hb));
+    ck_assert_int_eq(fy_token_next_secret(k1, s, strlen(s), rid, strlen(rid) - 1, b, &hb), 0);
+    ck_assert_str_ne(a, b); /* another attempt ID */
+    ck_assert_int_eq(fy_token_next_secret(k1, s, strlen(s), NULL, 0, b, &hb), 0);
+    ck_assert_str_ne(a, b); /* none */
+    ck_assert_int_eq(fy_token_next_secret(k2, s, strlen(s), rid, strlen(rid), b, &hb), 0);
+    ck_assert_str_ne(a, b); /* another session's key */
+    char t[FY_SECRET_LEN + 1];
+    memcpy(t, s, sizeof t);
+    t[0] = t[0] == 'A' ? 'B' : 'A';
+    ck_assert_int_eq(fy_token_next_secret(k1, t, strlen(t), rid, strlen(rid), b, &hb), 0);
+    ck_assert_str_ne(a, b); /* another secret */
+    ck_assert_int_eq(fy_token_next_secret(k1, s, strlen(s) - 1, rid, strlen(rid), b, &hb), -1);
+    ck_assert_int_eq(fy_token_next_secret(k1, NULL, 0, rid, strlen(rid), b, &hb), -1);
+}
+END_TEST
+
 Suite *token_suite(void)
 {
     Suite *s = suite_create("token");
@@ -66,6 +105,7 @@ Suite *token_suite(void)
     tcase_add_test(tc, ids_are_canonical_and_distinct);
     tcase_add_test(tc, forged_and_truncated_ids_are_invalid);
     tcase_add_test(tc, secret_hash_matches_only_its_secret);
+    tcase_add_test(tc, a_next_secret_is_derived_from_the_secret_the_rid_and_the_key);
     suite_add_tcase(s, tc);
     return s;
 }
