@@ -232,8 +232,14 @@ test-core: $(BUILD)/test/core_tests $(BUILD)/test/transport_tests
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 
-test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport_tests \
-           $(BUILD)/asan/cluster_tests
+ASAN_BIN := $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport_tests \
+            $(BUILD)/asan/cluster_tests
+TSAN_BIN := $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests \
+            $(BUILD)/tsan/cluster_tests
+
+# Each sanitizer build compiles the whole library into each program: two at a time.
+test-asan:
+	@$(MAKE) --no-print-directory -j2 $(ASAN_BIN)
 	$(ASAN_ENV) $(BUILD)/asan/core_tests
 	$(ASAN_ENV) $(BUILD)/asan/cluster_tests
 	$(ASAN_ENV) $(BUILD)/asan/stress
@@ -243,8 +249,8 @@ test-asan: $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transport
 # mmap randomization.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=tests/tsan.supp"
 
-test-tsan: $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests \
-           $(BUILD)/tsan/cluster_tests
+test-tsan:
+	@$(MAKE) --no-print-directory -j2 $(TSAN_BIN)
 	$(TSAN_ENV) CK_FORK=no CK_RUN_SUITE=store setarch $$(uname -m) -R $(BUILD)/tsan/core_tests
 	$(TSAN_ENV) CK_FORK=no setarch $$(uname -m) -R $(BUILD)/tsan/cluster_tests
 	$(TSAN_ENV) setarch $$(uname -m) -R $(BUILD)/tsan/stress
@@ -315,15 +321,11 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
 
 # Each target runs for FUZZ_SECONDS from its seed corpus (tests/fuzz/corpus/<name>); new
 # inputs go to build/fuzz/corpus-<name>, never into the repository.
-fuzz: $(FUZZ_TARGETS)
-	@for t in $(FUZZ_TARGETS); do n=$${t##*/fuzz_}; mkdir -p $(BUILD)/fuzz/corpus-$$n; \
-	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
-	  $$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
-	    -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
-	    > $(BUILD)/fuzz/$$n.log 2>&1; rc=$$?; \
-	  grep -E "^#[0-9]+.*DONE|^stat::number_of_executed_units" $(BUILD)/fuzz/$$n.log; \
-	  if [ $$rc -ne 0 ]; then tail -n 60 $(BUILD)/fuzz/$$n.log; echo "fuzz: $$n FAILED"; exit 1; fi; \
-	done; echo "fuzz: every target passed"
+# The targets are built and run two at a time (scripts/fuzz-one.sh runs one).
+fuzz:
+	@$(MAKE) --no-print-directory -j2 $(FUZZ_TARGETS)
+	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P2 -I{} scripts/fuzz-one.sh {} $(FUZZ_SECONDS) $(BUILD)/fuzz
+	@echo "fuzz: every target passed"
 
 test-fuzz:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
