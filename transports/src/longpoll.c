@@ -293,6 +293,15 @@ static lp_sess *authorize(struct mg_connection *conn, ferry_mount *m)
         }
         ferry_buf_release(&out);
     }
+    if (rc == FERRY_ENOTFOUND && atomic_load(&m->drain_started)) {
+        /* A draining node holds no session it does not know already: the request was meant
+         * for another node (a balancer's hash), and 503 makes the balancer pass it on there
+         * (nginx proxy_next_upstream http_503); the client, alone, retries later. */
+        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
+        if (lp)
+            lp_unref(lp);
+        return NULL;
+    }
     fy_http_answer(conn, m, 404, NULL, FERRY_ENOTFOUND, LP_NOT_FOUND);
     if (lp)
         lp_unref(lp);
