@@ -808,14 +808,18 @@ function report(file) {
       'spread, in a random order), exits, and is started again on its port; the next node is drained once it ' +
       'listens again and a second has passed. Each connection let go resumes on another node (the load generator ' +
       'moves it, as a balancer would). "Drained" is from SIGTERM until the process was gone; "back" until every ' +
-      'connection it had was resumed elsewhere; "peak" the most connections resumed within one second.');
+      'connection it let go was resumed elsewhere; "peak" the most connections resumed within one second; "moved" ' +
+      'counts the connections that resumed elsewhere after it let them go (one it let go twice, once to a node ' +
+      'that was still draining, counts twice). Resume and message latencies are over the whole step: a message ' +
+      'waits while its connection moves.');
     q();
-    q('| sessions | spread | node | its connections | drained s | back s | peak back per s | lost / dup / ooo (whole step) | reset |');
-    q('|---:|---:|---|---:|---:|---:|---:|---:|---:|');
+    q('| sessions | spread | node | moved | drained s | back s | peak back per s | lost / dup / ooo (step) | reset | resume p50 / p99 s (step) | message p99 s (step) |');
+    q('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of rolls) {
       (r.drains || []).forEach((d, k) => {
         q(`| ${fmt(r.n)} | ${fmt(r.spread_ms / 1000, 1)} s | ${'abc'[k] || k} | ${fmt(d.moved)} | ${fmt(d.gone_s, 2)} | ${fmt(d.back_s, 2)} | ` +
-          `${fmt(d.peak_per_s)} | ${k ? '' : `${fmt(r.lost)} / ${fmt(r.dup)} / ${fmt(r.ooo)}`} | ${k ? '' : fmt(r.reset)} |`);
+          `${fmt(d.peak_per_s)} | ${k ? '' : `${fmt(r.lost)} / ${fmt(r.dup)} / ${fmt(r.ooo)}`} | ${k ? '' : fmt(r.reset)} | ` +
+          `${k ? '' : `${fmt(r.resume_p50_ms / 1000, 1)} / ${fmt(r.resume_p99_ms / 1000, 1)}`} | ${k ? '' : fmt(r.p99_ms / 1000, 1)} |`);
       });
     }
     q();

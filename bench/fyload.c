@@ -1455,6 +1455,30 @@ static void emit_common(const char *step)
            opt.label, proto_names[opt.proto], opt.conns, connected_total, nworkers, step);
 }
 
+/* The start time of process `pid` (clock ticks after boot, /proc/PID/stat), 0 if there is
+ * none. Its threads hold PIDs too: a server with thousands of threads that exits gives
+ * its PID back, and a server started next may take it for a thread, whose /proc entry
+ * then answers for it. The start time tells them apart. */
+static unsigned long long proc_start(int pid)
+{
+    char path[64], line[1024];
+    unsigned long long start = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (fgets(line, sizeof line, f)) {
+        char *q = strrchr(line, ')');
+        char state = 0;
+        /* after ")": fields 3 to 22, the last one starttime */
+        if (!q || sscanf(q + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+                                "%*d %*d %*d %*d %llu", &state, &start) != 2 || state == 'Z')
+            start = 0;
+    }
+    fclose(f);
+    return start;
+}
+
 /* One kill of the failover step (docs in the header). */
 typedef struct kill_rec {
     int pid;
@@ -1479,7 +1503,8 @@ static double peak_per_s(const uint64_t *t, const uint64_t *moved, int n)
  * 10 s for SIGKILL, 120 s for a drain), then until every connection that lost it is ready
  * on another; fills *k. Samples the connections back every 10 ms meanwhile, from the
  * signal on (a drain lets them go before it exits). Gives up after 300 s (exit 2). */
-static stats wait_moved(const char *name, int pid, uint64_t t_kill, kill_rec *k)
+static stats wait_moved(const char *name, int pid, unsigned long long started, uint64_t t_kill,
+                        kill_rec *k)
 {
     enum { NSAMPLES = 30000 };
     static uint64_t ts[NSAMPLES], mv[NSAMPLES];
@@ -1497,8 +1522,7 @@ static stats wait_moved(const char *name, int pid, uint64_t t_kill, kill_rec *k)
             mv[ns++] = s.moved - moved0;
         }
         if (!dead) {
-            char state = proc_state(pid, NULL, NULL);
-            if (!state || state == 'Z' || now - t_kill >= gone_limit) {
+            if (proc_start(pid) != started || now - t_kill >= gone_limit) {
                 dead = now;
                 fprintf(stderr, "fyload: %s: %d gone after %.3f s\n", opt.label, pid,
                         (double)(dead - t_kill) / 1e6);
@@ -1594,13 +1618,14 @@ static bool run_step(const char *name, double rate, double secs, enum step_kind 
                 usleep(1000000); /* the restarted server settles, as a deploy waits */
             }
             int pid = opt.kill_pids[k];
+            unsigned long long started = proc_start(pid);
             fprintf(stderr, "fyload: %s: kill -%s %d\n", opt.label, opt.drain ? "TERM" : "9", pid);
             uint64_t t_kill = now_us();
             if (kill(pid, opt.drain ? SIGTERM : SIGKILL)) {
                 perror("fyload: kill");
                 exit(2);
             }
-            wait_moved(name, pid, t_kill, &kills[k]);
+            wait_moved(name, pid, started, t_kill, &kills[k]);
             if (kills[k].back_s > back_s)
                 back_s = kills[k].back_s;
             fprintf(stderr, "fyload: %s: %" PRIu64 " connections back on other servers after %.3f s "
