@@ -148,7 +148,7 @@
   // a dead network would hold one of the few connections a browser opens to a host.
   function longPoll(url, fetchFn, timeout, cb) {
     var ctl = root.AbortController ? new AbortController() : null, dead = false, deadline = null,
-      busy = false, queue = null, one = false;
+      busy = false, queue = null, one = false, polling = false, doomed = false;
     var t = {
       kind: 'longpoll', polls: true, since: 0, asked: false, welcomed: false,
       open: function () {
@@ -181,10 +181,15 @@
           if (dead) return;
           if (!((r.status === 400 || r.status === 413) && refused(g.f, r.text))) {
             if (r.text) cb.text(t, r.text);
+            if (dead) return;
+            // 404: the link is gone; a session that ended gives its last frame (close
+            // shutdown, a reset) to one request only, maybe the poll in flight: hear it first.
+            if (r.status === 404 && polling) { busy = false; doomed = true; return; }
             if (r.status !== 200) return fail(); // resumes, resending what was not acked
           }
           if (dead) return;
           busy = false;
+          if (doomed) return fail();
           var q = queue;
           queue = null;
           if (q) cb.write(q);
@@ -210,12 +215,19 @@
 
     function poll() {
       t.since = Date.now();
+      polling = true;
       http('GET', url + '?ack=' + cb.acked(), null, true, false).then(function (r) {
+        polling = false;
         if (dead) return;
-        if (r.status !== 200) return fail(); // 404: the link is gone; a resume says why
+        // 404: the link is gone; a resume says why. The send in flight may carry the
+        // session's last frame (see send): hear it first.
+        if (r.status === 404 && busy) { doomed = true; return; }
+        if (r.status !== 200) return fail();
         cb.text(t, r.text);
-        if (!dead) poll();
-      }, fail);
+        if (dead) return;
+        if (doomed) return fail();
+        poll();
+      }, function () { polling = false; fail(); });
     }
 
     function http(method, u, body, auth, detached) {
