@@ -21,7 +21,10 @@ async function reconnectTimes(t, bye) {
       send(text) { this.sent.push(JSON.parse(text)); }
       close() {}
     }
-    const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: Fake, fetch, transport: 'websocket' });
+    // A short connect timeout: the connections nobody answers (the reconnects, and the one
+    // close() makes to say so) are given up soon, and the test process ends with them.
+    const c = ferry.connect('http://127.0.0.1:9/ferry', { WebSocket: Fake, fetch, transport: 'websocket',
+      connectTimeout: 300 });
     t.after(() => c.close());
     clients.push({ c, sockets });
   }
@@ -32,7 +35,7 @@ async function reconnectTimes(t, bye) {
   await waitFor(() => clients.every(({ c }) => c.state === 'open'), 2000, 'every client open');
   const t0 = Date.now();
   for (const { sockets } of clients) bye(sockets[0]);
-  await waitFor(() => clients.every(({ sockets }) => sockets.length === 2), 5000, 'every reconnect');
+  await waitFor(() => clients.every(({ sockets }) => sockets.length >= 2), 5000, 'every reconnect');
   return clients.map(({ sockets }) => sockets[1].at - t0);
 }
 
