@@ -368,8 +368,9 @@ bench: bench-deps $(BENCH_BIN) bench/peers/node_modules/.package-lock.json
 	node bench/cluster.mjs
 
 # ferry as a cluster: one node against three on one redis-server, kill -9 of a node beside
-# Socket.IO's Redis Streams adapter, Redis bytes (bench/cluster.mjs; QUICK=1 for a small
-# pass); rewrites the cluster part of docs/BENCHMARKS.md.
+# Socket.IO's Redis Streams adapter, Redis bytes, a rolling restart (bench/cluster.mjs;
+# QUICK=1 for a small pass, SCENARIOS=rolling for that alone); rewrites the cluster part of
+# docs/BENCHMARKS.md.
 bench-cluster: bench-deps $(BENCH_BIN) bench/peers/node_modules/.package-lock.json
 	node bench/cluster.mjs
 
@@ -378,7 +379,8 @@ bench-deps:
 
 # nginx and HAProxy from the templates in examples/cluster/ in front of ferry nodes:
 # WebSocket and long-polling through them, heartbeats, the client's address, stickiness by
-# session, a dead node, a draining node (tests/lb, docs/CLUSTER.md; about 20 s).
+# session, a dead node, a draining node, a node that drains before a restart (tests/lb,
+# docs/CLUSTER.md; about 25 s).
 test-lb: $(BUILD)/tests/lb_server js-client/node_modules/.package-lock.json
 	node --test tests/lb/*.test.mjs
 

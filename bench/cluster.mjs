@@ -10,6 +10,12 @@
 //           same scenario, and, as their control, the same nodes with the connections
 //           dropped by the clients instead (the node lives and saves their sessions).
 //   bytes   Redis memory per session and per retained message (INFO memory, MEMORY USAGE).
+//   rolling a rolling restart: N sessions over three nodes, a fourth process publishing;
+//           each node in turn gets SIGTERM (ferry_mount_drain over DRAIN_SPREAD_MS), exits
+//           and is started again on its port, the load generator moving each connection
+//           let go to another node: time per node drained, the most connections back in a
+//           second, lost, duplicated, reordered. Written between cluster-rolling:start and
+//           cluster-rolling:end, so that a run of it alone leaves the other parts as they are.
 //
 // Every server (redis-server included) is started here on 127.0.0.1 and a free port, pinned
 // to the first half of the CPUs, the load generator to the rest, and stopped on exit, also
@@ -22,7 +28,8 @@
 // the killed node ("1000,3000,10000": every system at the largest, ferry over WebSocket at
 // each), FANOUT_BEYOND three nodes alone, once, with more sessions than one process holds
 // ("24000"), SCENARIOS (fanout,kill,bytes), ONLY (kill systems: ferry-ws,ferry-lp,sio-ws,
-// sio-ws-drop), FANOUT_ONLY (single or cluster).
+// sio-ws-drop), FANOUT_ONLY (single or cluster), ROLL_N sessions of the rolling restart
+// ("10000"), DRAIN_SPREAD_MS its nodes' spread ("5000"). SCENARIOS=rolling runs it alone.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -42,7 +49,9 @@ const beyondNs = (process.env.FANOUT_BEYOND ?? (quick ? '' : '24000')).split(','
 const killNs = (process.env.KILL_NS || (quick ? '600' : '1000,3000,10000')).split(',').map(Number);
 const killN = Math.max(...killNs);
 const killReps = Number(process.env.KILL_REPS || 1);
-const scenarios = (process.env.SCENARIOS || 'fanout,kill,bytes').split(',');
+const scenarios = (process.env.SCENARIOS || 'fanout,kill,bytes,rolling').split(',');
+const rollN = Number(process.env.ROLL_N || (quick ? 600 : 10000));
+const rollSpread = Number(process.env.DRAIN_SPREAD_MS || (quick ? 1000 : 5000));
 const killSystems = (process.env.ONLY || 'ferry-ws,ferry-lp,sio-ws,sio-ws-drop').split(',');
 const out = process.env.OUT || path.join(build, 'cluster.jsonl');
 const logs = path.join(build, 'cluster-logs');
@@ -480,6 +489,59 @@ async function kill(sys, rep, sessions) {
   }
 }
 
+// A rolling restart: nodes a, b, c hold the sessions (a third each at first), p publishes and
+// holds none. fyload drains a, b and c in turn (SIGTERM, --drain); each node that exits is
+// started again here on its port, with the same settings, and fyload waits for that before
+// the next. A node may hold about three quarters of the sessions on the way.
+async function rolling(rep, sessions) {
+  const tags = { scenario: 'rolling', system: 'ferry-ws', n: sessions, rep, spread_ms: rollSpread };
+  const tag = `rolling-${sessions}-${rep}`;
+  const cap = Math.ceil(sessions * 0.8);
+  const fit = threadsFit(3 * ferryThreads(cap) + ferryThreads(100));
+  if (!fit.ok) return skipped(tags, fit);
+  let r = null;
+  const list = [];
+  let restarting = true;
+  const restarts = [];
+  try {
+    r = await startRedis(tag);
+    const env = { REDIS: `127.0.0.1:${r.port}`, PREFIX: `${tag}:` };
+    const start = async (name, capacity, port, more = {}) => {
+      const srv = await startServer(`${tag}-${name}${port ? '-again' : ''}`, [ferryBench, String(capacity)],
+        { ...env, NODE: name, ...more, ...(port ? { PORT: String(port) } : {}) });
+      srv.name = name;
+      srv.child.once('exit', () => {
+        if (!restarting || !more.DRAIN_SPREAD_MS) return;
+        const at = Date.now();
+        restarts.push(start(name, capacity, srv.port, more).then((again) => {
+          list.push(again);
+          return { node: name, restart_ms: Date.now() - at };
+        }));
+      });
+      return srv;
+    };
+    const p = await start('p', 100, 0);
+    list.push(p);
+    for (const name of ['a', 'b', 'c']) list.push(await start(name, cap, 0, { DRAIN_SPREAD_MS: String(rollSpread) }));
+    const [, a, b, c] = list;
+    const args = ['--port', String(p.port), '--ports', [a.port, b.port, c.port].join(','), '--spread', '3',
+      '--pid', [a.pid, b.pid, c.pid, r.pid].join(','), '--proto', 'ferry-ws', '--conns', String(sessions),
+      '--procs', String(procsFor(sessions)), '--step', String(step + 1), '--failover', String(killRate),
+      '--kill', [a.pid, b.pid, c.pid].join(','), '--drain', '1', '--label', 'ferry-ws-rolling'];
+    const res = await runLoad(tags, args);
+    if (res.code !== 0) failed(tags, loadFailure(res, tags.n));
+    restarting = false;
+    record({ step: 'restarts', ...tags, restarts: await Promise.all(restarts) });
+  } catch (e) {
+    failed(tags, { error: e.message });
+  } finally {
+    restarting = false;
+    await Promise.allSettled(restarts);
+    await Promise.all(list.map((s) => stop(s.child)));
+    await stopRedis(r);
+  }
+}
+
 // One cluster, three measured runs: 100-byte then 1,000-byte messages into the feed (30
 // sessions, 1,000 publishes/s), enough of them to count what each retained one costs; then
 // a batch of sessions alone. Each run's baseline is taken once its sessions are connected,
@@ -567,6 +629,10 @@ async function main() {
     if (scenarios.includes('bytes') && rep === 1) {
       say(`rep ${rep}/${reps} bytes`);
       await bytes(rep);
+    }
+    if (scenarios.includes('rolling') && rep === 1) {
+      say(`rep ${rep} rolling restart N=${rollN}`);
+      await rolling(rep, rollN);
     }
   }
   say(`done, results in ${out}`);
@@ -725,14 +791,59 @@ function report(file) {
     p();
   }
 
-  const text = fs.readFileSync(doc, 'utf8');
-  const start = '<!-- cluster:start -->';
-  const end = '<!-- cluster:end -->';
-  const i = text.indexOf(start);
-  const j = text.indexOf(end);
-  const body = `${start}\n${o.join('\n').trimEnd()}\n${end}`;
-  const next = i >= 0 && j > i ? text.slice(0, i) + body + text.slice(j + end.length) : `${text.trimEnd()}\n\n${body}\n`;
-  fs.writeFileSync(doc, next);
+  // rolling restart: a block of its own
+  const ro = [];
+  const rolls = recs.filter((r) => r.scenario === 'rolling' && r.step === 'failover');
+  const rollFails = recs.filter((r) => r.scenario === 'rolling' && (r.step === 'failed' || r.finished === false));
+  if (rolls.length || rollFails.length) {
+    const q = (s = '') => ro.push(s);
+    q('### Rolling restart');
+    q();
+    q(`Generated by \`SCENARIOS=rolling make bench-cluster\` (\`bench/cluster.mjs\`) on ${meta.date ? meta.date.slice(0, 16).replace('T', ' ') : '?'} UTC: ` +
+      `${meta.cpu || '?'}, ${meta.cores} cores, Redis ${meta.redis}; servers on CPU ${meta.serverCpus}, the load generator on CPU ${meta.genCpus}.`);
+    q();
+    q('N WebSocket sessions over three nodes (a third each), a fourth process publishing ' +
+      `${meta.killRate} messages/s to all of them, on one redis-server. A third into the step each node in turn gets ` +
+      'SIGTERM: it drains (`ferry_mount_drain`: new connections refused, its connections let go with 1012 over the ' +
+      'spread, in a random order), exits, and is started again on its port; the next node is drained once it ' +
+      'listens again and a second has passed. Each connection let go resumes on another node (the load generator ' +
+      'moves it, as a balancer would). "Drained" is from SIGTERM until the process was gone; "back" until every ' +
+      'connection it let go was resumed elsewhere; "peak" the most connections resumed within one second; "moved" ' +
+      'counts the connections that resumed elsewhere after it let them go (one it let go twice, once to a node ' +
+      'that was still draining, counts twice). Resume and message latencies are over the whole step: a message ' +
+      'waits while its connection moves.');
+    q();
+    q('| sessions | spread | node | moved | drained s | back s | peak back per s | lost / dup / ooo (step) | reset | resume p50 / p99 s (step) | message p99 s (step) |');
+    q('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const r of rolls) {
+      (r.drains || []).forEach((d, k) => {
+        q(`| ${fmt(r.n)} | ${fmt(r.spread_ms / 1000, 1)} s | ${'abc'[k] || k} | ${fmt(d.moved)} | ${fmt(d.gone_s, 2)} | ${fmt(d.back_s, 2)} | ` +
+          `${fmt(d.peak_per_s)} | ${k ? '' : `${fmt(r.lost)} / ${fmt(r.dup)} / ${fmt(r.ooo)}`} | ${k ? '' : fmt(r.reset)} | ` +
+          `${k ? '' : `${fmt(r.resume_p50_ms / 1000, 1)} / ${fmt(r.resume_p99_ms / 1000, 1)}`} | ${k ? '' : fmt(r.p99_ms / 1000, 1)} |`);
+      });
+    }
+    q();
+    for (const f of rollFails) q(`- N = ${fmt(f.n)}, run ${f.rep} did not finish: ${f.error || `exit ${f.code}`}.`);
+    const rs = recs.find((r) => r.scenario === 'rolling' && r.step === 'restarts');
+    if (rs) q(`Each node started again in ${rs.restarts.map((x) => `${fmt(x.restart_ms)} ms`).join(', ')} (until it listened).`);
+    if (rolls[0]) q(`\n\`${rolls[0].argv}\` against \`REDIS=127.0.0.1:R NODE=a|b|c DRAIN_SPREAD_MS=${rolls[0].spread_ms} build/bench/ferry_bench ${Math.ceil(rolls[0].n * 0.8)}\` ` +
+      '(three processes, each started again on its port when it exits) and a fourth, `NODE=p`, the control port, that publishes.');
+    q();
+  }
+
+  let text = fs.readFileSync(doc, 'utf8');
+  const put = (name, lines) => {
+    const start = `<!-- ${name}:start -->`;
+    const end = `<!-- ${name}:end -->`;
+    const i = text.indexOf(start);
+    const j = text.indexOf(end);
+    const body = `${start}\n${lines.join('\n').trimEnd()}\n${end}`;
+    text = i >= 0 && j > i ? text.slice(0, i) + body + text.slice(j + end.length) : `${text.trimEnd()}\n\n${body}\n`;
+  };
+  // A run of the rolling restart alone leaves the rest of the cluster part as it was.
+  if (recs.some((r) => ['fanout', 'kill', 'bytes', 'bytes-load'].includes(r.scenario))) put('cluster', o);
+  if (ro.length) put('cluster-rolling', ro);
+  fs.writeFileSync(doc, text);
   console.error(`cluster: wrote the cluster part of ${doc} from ${file}`);
 }
 

@@ -14,7 +14,8 @@
  *
  *   fyload --port P --proto ferry-ws --conns N [--procs K] [--pid SERVER_PID[,PID..]]
  *          [--hold S] [--rates r1,r2,..] [--step S] [--storm R] [--lp-rate R]
- *          [--label NAME] [--size B] [--ports P1,P2,.. [--spread K]] [--failover R --kill PID]
+ *          [--label NAME] [--size B] [--ports P1,P2,.. [--spread K]]
+ *          [--failover R --kill PID[,PID..] [--drain 1]]
  *
  * Several servers (a cluster): --ports lists them; connection i starts on the (i mod K)-th
  * of the first K (--spread, all by default), and --port is the one the control requests go
@@ -25,7 +26,13 @@
  * checks go on across the move. --failover R --kill PID: a step that publishes R messages/s,
  * kills PID with SIGKILL a third of the way in, waits until every connection is back and
  * publishes another third; it reports the time from the kill until all were back and each
- * moved connection's time from losing its server to being resumed.
+ * moved connection's time from losing its server to being resumed. --kill PID1,PID2,..
+ * kills them one after another, each once every connection is back from the one before.
+ * --drain 1: a rolling restart instead: SIGTERM (a server that drains, ferry_mount_drain,
+ * lets its connections go over its spread, then exits), and before the next one, every
+ * port of --ports accepting connections again (whoever runs the servers restarts the one
+ * that exited on its port). Each kill's record in "drains": when its server was gone, when
+ * every connection was back, and the most connections back within one second.
  *
  * A ferry connection acknowledges as the bundled JS client does: after --ack-ms (2000, its
  * ackDelay) or once half the server's 64 KiB send window is unacknowledged.
@@ -136,7 +143,9 @@ static struct {
     int ports[16], nports, spread; /* the servers connections use (ports[0] = port) */
     int pids[16], npids;           /* the servers whose CPU, RSS and threads are read */
     double failover;               /* the failover step's rate */
-    int kill_pid;                  /* the process it kills */
+    int kill_pid;                  /* the process it kills (kill_pids[0]) */
+    int kill_pids[16], nkill;      /* --kill: each in turn */
+    bool drain;                    /* --drain: SIGTERM, and each node comes back between */
     int size;
     const char *label;
     const char *path;
@@ -1446,27 +1455,86 @@ static void emit_common(const char *step)
            opt.label, proto_names[opt.proto], opt.conns, connected_total, nworkers, step);
 }
 
-/* The failover step, after its kill: waits until the killed server is gone (its sockets
- * closed), then until every connection that lost it is ready on another; the time from
- * the kill until then goes to *back_s. Gives up after 300 s (exit 2), saying how far it
- * got. */
-static stats wait_moved(const char *name, uint64_t t_kill, double *back_s)
+/* The start time of process `pid` (clock ticks after boot, /proc/PID/stat), 0 if there is
+ * none. Its threads hold PIDs too: a server with thousands of threads that exits gives
+ * its PID back, and a server started next may take it for a thread, whose /proc entry
+ * then answers for it. The start time tells them apart. */
+static unsigned long long proc_start(int pid)
 {
-    char state;
-    while ((state = proc_state(opt.kill_pid, NULL, NULL)) && state != 'Z' &&
-           now_us() - t_kill < 10000000u)
-        usleep(2000);
-    uint64_t dead = now_us(), back_at = 0, last_print = dead;
-    fprintf(stderr, "fyload: %s: %d gone after %.3f s\n", opt.label, opt.kill_pid,
-            (double)(dead - t_kill) / 1e6);
+    char path[64], line[1024];
+    unsigned long long start = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (fgets(line, sizeof line, f)) {
+        char *q = strrchr(line, ')');
+        char state = 0;
+        /* after ")": fields 3 to 22, the last one starttime */
+        if (!q || sscanf(q + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+                                "%*d %*d %*d %*d %llu", &state, &start) != 2 || state == 'Z')
+            start = 0;
+    }
+    fclose(f);
+    return start;
+}
+
+/* One kill of the failover step (docs in the header). */
+typedef struct kill_rec {
+    int pid;
+    double gone_s, back_s, peak_per_s;
+    uint64_t moved;
+} kill_rec;
+
+/* The most of `moved` gained within any second, from samples (t us, moved) in order. */
+static double peak_per_s(const uint64_t *t, const uint64_t *moved, int n)
+{
+    uint64_t best = 0;
+    for (int i = 0, j = 0; i < n; i++) {
+        while (t[i] - t[j] > 1000000u)
+            j++;
+        if (moved[i] - moved[j] > best)
+            best = moved[i] - moved[j];
+    }
+    return (double)best;
+}
+
+/* After the signal to `pid` at t_kill: waits until its server is gone (its sockets closed;
+ * 10 s for SIGKILL, 120 s for a drain), then until every connection that lost it is ready
+ * on another; fills *k. Samples the connections back every 10 ms meanwhile, from the
+ * signal on (a drain lets them go before it exits). Gives up after 300 s (exit 2). */
+static stats wait_moved(const char *name, int pid, unsigned long long started, uint64_t t_kill,
+                        kill_rec *k)
+{
+    enum { NSAMPLES = 30000 };
+    static uint64_t ts[NSAMPLES], mv[NSAMPLES];
+    int ns = 0;
+    stats base = status_sum();
+    uint64_t losses0 = base.losses, moved0 = base.moved;
+    uint64_t gone_limit = opt.drain ? 120000000u : 10000000u;
+    uint64_t dead = 0, back_at = 0, last_print = t_kill;
+    k->pid = pid;
     for (;;) {
         stats s = status_sum();
         uint64_t now = now_us();
-        if (s.losses > 0 && s.moving == 0) {
+        if (ns < NSAMPLES) {
+            ts[ns] = now;
+            mv[ns++] = s.moved - moved0;
+        }
+        if (!dead) {
+            if (proc_start(pid) != started || now - t_kill >= gone_limit) {
+                dead = now;
+                fprintf(stderr, "fyload: %s: %d gone after %.3f s\n", opt.label, pid,
+                        (double)(dead - t_kill) / 1e6);
+            }
+        } else if (s.losses > losses0 && s.moving == 0) {
             if (!back_at)
                 back_at = now;
             if (now - dead >= 200000) { /* every connection had time to see its loss */
-                *back_s = (double)(back_at - t_kill) / 1e6;
+                k->gone_s = (double)(dead - t_kill) / 1e6;
+                k->back_s = (double)(back_at - t_kill) / 1e6;
+                k->moved = s.moved - moved0;
+                k->peak_per_s = peak_per_s(ts, mv, ns);
                 return s;
             }
         } else {
@@ -1475,8 +1543,8 @@ static stats wait_moved(const char *name, uint64_t t_kill, double *back_s)
         if (now - last_print >= 1000000) {
             last_print = now;
             fprintf(stderr, "fyload: %s %s: %" PRIu64 " lost their server, %" PRIu64
-                    " back, %d moving, after %.1f s\n", opt.label, name, s.losses, s.moved,
-                    s.moving, (double)(now - t_kill) / 1e6);
+                    " back, %d moving, after %.1f s\n", opt.label, name, s.losses - losses0,
+                    s.moved - moved0, s.moving, (double)(now - t_kill) / 1e6);
         }
         if (now - t_kill > 300000000u) {
             fprintf(stderr, "fyload: %s: gave up after 300 s\n", name);
@@ -1484,6 +1552,31 @@ static stats wait_moved(const char *name, uint64_t t_kill, double *back_s)
             exit(2);
         }
         usleep(10000);
+    }
+}
+
+/* Until every port of --ports accepts a connection again (a drained server restarted),
+ * 60 s at most. */
+static void wait_ports_up(void)
+{
+    uint64_t t0 = now_us();
+    for (int i = 0; i < opt.nports; i++) {
+        for (;;) {
+            struct sockaddr_in a = server;
+            a.sin_port = htons((uint16_t)opt.ports[i]);
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            bool up = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+            if (fd >= 0)
+                close(fd);
+            if (up)
+                break;
+            if (now_us() - t0 > 60000000u) {
+                fprintf(stderr, "fyload: %s: port %d still closed after 60 s\n", opt.label,
+                        opt.ports[i]);
+                exit(2);
+            }
+            usleep(50000);
+        }
     }
 }
 
@@ -1516,18 +1609,29 @@ static bool run_step(const char *name, double rate, double secs, enum step_kind 
         end = now_us() + (uint64_t)(secs * 1e6 / 3);
     }
     double back_s = 0;
-    stats moved_sum = {0};
+    static kill_rec kills[16];
     if (failover) {
         usleep((useconds_t)(secs * 1e6 / 3));
-        fprintf(stderr, "fyload: %s: kill -9 %d\n", opt.label, opt.kill_pid);
-        uint64_t t_kill = now_us();
-        if (kill(opt.kill_pid, SIGKILL)) {
-            perror("fyload: kill");
-            exit(2);
+        for (int k = 0; k < opt.nkill; k++) {
+            if (k && opt.drain) {
+                wait_ports_up();
+                usleep(1000000); /* the restarted server settles, as a deploy waits */
+            }
+            int pid = opt.kill_pids[k];
+            unsigned long long started = proc_start(pid);
+            fprintf(stderr, "fyload: %s: kill -%s %d\n", opt.label, opt.drain ? "TERM" : "9", pid);
+            uint64_t t_kill = now_us();
+            if (kill(pid, opt.drain ? SIGTERM : SIGKILL)) {
+                perror("fyload: kill");
+                exit(2);
+            }
+            wait_moved(name, pid, started, t_kill, &kills[k]);
+            if (kills[k].back_s > back_s)
+                back_s = kills[k].back_s;
+            fprintf(stderr, "fyload: %s: %" PRIu64 " connections back on other servers after %.3f s "
+                    "(gone after %.3f s, at most %.0f back in a second)\n", opt.label,
+                    kills[k].moved, kills[k].back_s, kills[k].gone_s, kills[k].peak_per_s);
         }
-        moved_sum = wait_moved(name, t_kill, &back_s);
-        fprintf(stderr, "fyload: %s: %" PRIu64 " connections back on other servers after %.3f s\n",
-                opt.label, moved_sum.moved, back_s);
         end = now_us() + (uint64_t)(secs * 1e6 / 3);
     }
     uint64_t last_print = now_us();
@@ -1637,6 +1741,11 @@ static bool run_step(const char *name, double rate, double secs, enum step_kind 
                opt.kill_pid, back_s, sum.st.losses, sum.st.moved, h_pct(&sum.rh, 50),
                h_pct(&sum.rh, 99), (double)sum.rh.max / 1000.0, sum.st.resumed, sum.st.reset,
                sum.st.recovered, sum.st.failed);
+    for (int k = 0; failover && k < opt.nkill; k++)
+        printf("%s{\"pid\":%d,\"gone_s\":%.3f,\"back_s\":%.3f,\"peak_per_s\":%.0f,"
+               "\"moved\":%" PRIu64 "}%s", k ? "," : ",\"drains\":[", kills[k].pid,
+               kills[k].gone_s, kills[k].back_s, kills[k].peak_per_s, kills[k].moved,
+               k == opt.nkill - 1 ? "]" : "");
     printf("}\n");
     fflush(stdout);
     fprintf(stderr,
@@ -1655,13 +1764,16 @@ static void usage(void)
                     "--conns N [--procs K] [--pid PID] [--hold S] [--rates r1,r2] [--step S] "
                     "[--storm R] [--lp-rate R] [--size B] [--label NAME] [--path P] "
                     "[--ack-ms MS] [--concurrency C] [--ports P1,P2,.. [--spread K]] "
-                    "[--failover R --kill PID]\n"
+                    "[--failover R --kill PID[,PID..] [--drain 1]]\n"
                     "  --pid PID[,PID..]  servers whose CPU time, RSS and threads are summed\n"
                     "  --ports LIST       servers the connections use (--port: the control one);\n"
                     "                     a connection that loses its server resumes on another\n"
                     "  --spread K         connections start on the first K ports (all)\n"
                     "  --failover R       a step at R msgs/s that kills --kill PID (SIGKILL) a\n"
-                    "                     third in and times the connections' moves\n");
+                    "                     third in and times the connections' moves; several\n"
+                    "                     PIDs one after another\n"
+                    "  --drain 1          SIGTERM instead (a drain), each server back on its\n"
+                    "                     port before the next\n");
     exit(2);
 }
 
@@ -1685,9 +1797,10 @@ int main(int argc, char **argv)
             opt.conns = atoi(v);
         else if (!strcmp(a, "--procs"))
             opt.procs = atoi(v);
-        else if (!strcmp(a, "--pid") || !strcmp(a, "--ports")) {
-            bool pids = !strcmp(a, "--pid");
-            int *to = pids ? opt.pids : opt.ports, *n = pids ? &opt.npids : &opt.nports;
+        else if (!strcmp(a, "--pid") || !strcmp(a, "--ports") || !strcmp(a, "--kill")) {
+            bool pids = !strcmp(a, "--pid"), kills = !strcmp(a, "--kill");
+            int *to = pids ? opt.pids : kills ? opt.kill_pids : opt.ports;
+            int *n = pids ? &opt.npids : kills ? &opt.nkill : &opt.nports;
             char *dup = strdup(v), *save = NULL;
             for (char *t = strtok_r(dup, ",", &save); t && *n < 16; t = strtok_r(NULL, ",", &save))
                 to[(*n)++] = atoi(t);
@@ -1696,8 +1809,8 @@ int main(int argc, char **argv)
             opt.spread = atoi(v);
         else if (!strcmp(a, "--failover"))
             opt.failover = atof(v);
-        else if (!strcmp(a, "--kill"))
-            opt.kill_pid = atoi(v);
+        else if (!strcmp(a, "--drain"))
+            opt.drain = atoi(v) != 0;
         else if (!strcmp(a, "--hold"))
             opt.hold = atof(v);
         else if (!strcmp(a, "--step"))
@@ -1727,6 +1840,7 @@ int main(int argc, char **argv)
     }
     if (opt.port <= 0 && opt.nports > 0)
         opt.port = opt.ports[0];
+    opt.kill_pid = opt.nkill ? opt.kill_pids[0] : 0;
     if (opt.nports == 0)
         opt.ports[opt.nports++] = opt.port;
     if (opt.spread <= 0 || opt.spread > opt.nports)

@@ -94,8 +94,9 @@
   //   send(frames) sends frames, in the batches cb.split(frames, one) makes
   //   bye()        says close to the server, the way the transport can
   //   close()      drops the connection; nothing is called back from it afterwards
-  // It calls back cb.text(t, text) with what the server sent and cb.lost(t, silent) when the
-  // connection is gone (silent: a WebSocket that never heard a word from the server).
+  // It calls back cb.text(t, text) with what the server sent and cb.lost(t, silent, code) when
+  // the connection is gone (silent: a WebSocket that never heard a word from the server;
+  // code: a WebSocket's close code).
 
   function webSocket(url, Ctor, timeout, cb) {
     var ws = null, heard = false, dead = false, deadline = null;
@@ -115,7 +116,10 @@
           clearTimeout(deadline);
           cb.text(t, ev.data);
         };
-        ws.onclose = ws.onerror = fail; // fail() shuts the socket, which detaches them
+        // fail() shuts the socket, which detaches them. The close code tells a server that
+        // is going away (1012 service restart, 1001 going away) from a lost connection.
+        ws.onclose = function (ev) { fail(ev && ev.code); };
+        ws.onerror = function () { fail(); };
       },
       send: function (frames) {
         var groups = cb.split(frames, false);
@@ -129,10 +133,10 @@
         if (ws) shut(ws);
       }
     };
-    function fail() {
+    function fail(code) {
       if (dead) return;
       t.close();
-      cb.lost(t, !heard);
+      cb.lost(t, !heard, code);
     }
     return t;
   }
@@ -144,7 +148,7 @@
   // a dead network would hold one of the few connections a browser opens to a host.
   function longPoll(url, fetchFn, timeout, cb) {
     var ctl = root.AbortController ? new AbortController() : null, dead = false, deadline = null,
-      busy = false, queue = null, one = false;
+      busy = false, queue = null, one = false, polling = false, doomed = false;
     var t = {
       kind: 'longpoll', polls: true, since: 0, asked: false, welcomed: false,
       open: function () {
@@ -177,10 +181,15 @@
           if (dead) return;
           if (!((r.status === 400 || r.status === 413) && refused(g.f, r.text))) {
             if (r.text) cb.text(t, r.text);
+            if (dead) return;
+            // 404: the link is gone; a session that ended gives its last frame (close
+            // shutdown, a reset) to one request only, maybe the poll in flight: hear it first.
+            if (r.status === 404 && polling) { busy = false; doomed = true; return; }
             if (r.status !== 200) return fail(); // resumes, resending what was not acked
           }
           if (dead) return;
           busy = false;
+          if (doomed) return fail();
           var q = queue;
           queue = null;
           if (q) cb.write(q);
@@ -206,12 +215,19 @@
 
     function poll() {
       t.since = Date.now();
+      polling = true;
       http('GET', url + '?ack=' + cb.acked(), null, true, false).then(function (r) {
+        polling = false;
         if (dead) return;
-        if (r.status !== 200) return fail(); // 404: the link is gone; a resume says why
+        // 404: the link is gone; a resume says why. The send in flight may carry the
+        // session's last frame (see send): hear it first.
+        if (r.status === 404 && busy) { doomed = true; return; }
+        if (r.status !== 200) return fail();
         cb.text(t, r.text);
-        if (!dead) poll();
-      }, fail);
+        if (dead) return;
+        if (doomed) return fail();
+        poll();
+      }, function () { polling = false; fail(); });
     }
 
     function http(method, u, body, auth, detached) {
@@ -300,6 +316,7 @@
       resetReason = null,    // a reset or shutdown frame's reason and ack, for the welcome after
       resetAck = null,
       refusal = null,        // the code of an error that refused the last handshake
+      restart = false,       // the server let the connection go because it is going away
       attempt = 0,
       wsFailed = o.transport === 'longpoll',
       conn = null,           // the transport of the connection, see above
@@ -392,9 +409,10 @@
         }
         if (t === conn) receive(t, frames);
       },
-      lost: function (t, silent) {
+      lost: function (t, silent, code) {
         if (t === probe) return probeDone(t);
         if (t !== conn) return;
+        if (code === 1012 || code === 1001) restart = true;
         // Not a word from the server: long-polling at once, on the same session. A server
         // that answered (a refusal) has shown that WebSocket works: retry it after a backoff.
         if (silent && o.transport === 'auto') { wsFailed = true; fire('connect'); }
@@ -607,6 +625,7 @@
           if (f.reason !== 'shutdown') return fire('end', f);
           // The server is stopping: the session is gone, as after a reset. Start anew once
           // it is back; the reset event comes with the new session's welcome.
+          restart = true;
           // falls through
         case 'reset':
           // In a handshake's answer a welcome for a new session follows; on a welcomed
@@ -729,11 +748,16 @@
     // The connection is gone: reconnect after a jittered backoff and resume. A refusal that
     // retrying soon will not change (origin, credentials, a malformed handshake) waits
     // longer, between maxDelay / 2 and maxDelay; a full server (capacity, rate_limited) and
-    // every other failure follow the growing backoff.
+    // every other failure follow the growing backoff. A server going away (WebSocket 1012 or
+    // 1001, close shutdown) lets many clients go at once: their first retry is spread over
+    // the backoff's third step (minDelay * 4, 1 s by default), not the first, so that they
+    // do not all come back within minDelay of each other.
     function lost(to) {
       drop();
       transport = null;
       setState(to);
+      if (restart && attempt < 2) attempt = 2;
+      restart = false;
       var ms = backoff(attempt++, o.minDelay, o.maxDelay);
       if (refusal && !/^(capacity|rate_limited|internal)$/.test(refusal))
         ms = (o.maxDelay + backoff(0, o.maxDelay, o.maxDelay)) / 2;

@@ -2,13 +2,16 @@
 # The live-scores demo as a cluster (make demo-cluster): redis-server, the publisher (the one
 # process that simulates the matches), three web nodes and nginx in front, all on 127.0.0.1.
 # It prints the URL and every process id; `kill -9` a node's pid and the page moves to
-# another node. Ctrl-C (or SIGTERM) stops them all.
+# another node; `kill` (SIGTERM) a node's pid and it drains (its pages move to the other
+# nodes a few at a time, over DRAIN_SPREAD_MS) and exits, as in a rolling deploy. Ctrl-C (or
+# SIGTERM to this script) stops them all, each node draining first.
 #
 # The environment changes it (tests/demo/cluster.test.mjs runs it on free ports):
 #   PORT=8080                 nginx's port, where the page is
 #   DEMO_DIR=build/demo-cluster  Redis's socket and data, nginx's files, the logs
 #   NODES=3                   how many web nodes
 #   SPEED, DEMO_CONTROLS      passed on to the publisher and the nodes (server.c)
+#   DRAIN_SPREAD_MS=2000, DRAIN_NOTICE_MS=0  a node's drain on SIGTERM (server.c)
 # Redis listens on a unix socket in DEMO_DIR only, and the nodes on free ports, so only
 # PORT can collide with something else.
 set -eu
@@ -125,7 +128,8 @@ echo "  publisher  pid $pub_pid  $(sed 's/^live-scores: //' "$dir/publisher.out"
 printf '%s' "$listing"
 echo "  nginx      pid $nginx_pid  round robin over the nodes ($dir/nginx.conf)"
 echo "Kill the node serving the page (the page says which): kill -9 <its pid>. The page moves"
-echo "to another node and misses nothing. Ctrl-C stops everything."
+echo "to another node and misses nothing. kill <its pid> drains it first, as a deploy does."
+echo "Ctrl-C stops everything."
 echo "demo-cluster: ready"
 # Until a signal; a node killed meanwhile leaves the others running.
 while :; do

@@ -4,6 +4,8 @@
  *   ferry_bench [max_connections]      prints "port N" once listening on 127.0.0.1 (PORT, 0)
  *                                      WRITERS=n sets the mount's writer_threads
  *                                      HANDSHAKE_MS=n its handshake_timeout_ms
+ *                                      DRAIN_SPREAD_MS=n: SIGTERM drains it first
+ *                                      (ferry_mount_drain over n ms, deadline n + 30 s)
  *
  * With REDIS=host:port in the environment the hub is a cluster member (ferry_cluster.h):
  * NODE names it (required then), PREFIX is the key prefix ("ferry:"). Without REDIS it is
@@ -22,8 +24,7 @@ static atomic_ulong publish_failed; /* publishes that returned an error: their n
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    quit = 1;
+    quit = sig;
 }
 
 static void on_open(ferry_session *s, void *ud)
@@ -123,6 +124,15 @@ int main(int argc, char **argv)
     fflush(stdout);
     while (!quit)
         pause();
+    if (quit == SIGTERM && getenv("DRAIN_SPREAD_MS")) {
+        ferry_drain_options d;
+        ferry_drain_options_init(&d);
+        d.spread_ms = (uint32_t)atoi(getenv("DRAIN_SPREAD_MS"));
+        d.deadline_ms = d.spread_ms + 30000;
+        int drc = ferry_mount_drain(m, &d);
+        if (drc != FERRY_OK)
+            fprintf(stderr, "ferry_bench: drain: %s\n", ferry_strerror(drc));
+    }
     bench_ctl_stop();
     ferry_mount_free(m);
     ferry_server_stop(ctx);

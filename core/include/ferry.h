@@ -125,6 +125,8 @@ typedef enum ferry_error {
                               * initialization); nothing was changed; the log says what */
     FERRY_ELISTEN = -22,     /* ferry_server_start: civetweb did not start listening (address
                               * in use, a listen string it rejects); the log says why */
+    FERRY_ETIMEDOUT = -23,   /* ferry_mount_drain: its deadline passed with clients still
+                              * connected */
 } ferry_error;
 /* Numbers are stable: a code keeps its number for ever, and a retired number is never
  * given to another code. New codes take the next number down. */

@@ -158,6 +158,17 @@ FERRY_API ferry_link_end ferry_link_end_reason(ferry_link *l);
  * client's to pull) or FERRY_EINVAL (`l` NULL, or `secret` NULL with `len` not 0). */
 FERRY_API int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len);
 
+/* This node is going away (a drain, ferry_civetweb.h's ferry_mount_drain): lets the link's
+ * client go. In a cluster the session is kept (in the store) and detached here, and the link
+ * is done with FERRY_LINK_RESTART: the client resumes on another node with nothing lost.
+ * Without a cluster the session ends with reason shutdown (on_close runs) and its `close`
+ * `shutdown` frame is the link's last, then it is done with FERRY_LINK_ENDED. A link without
+ * a session yet is done with FERRY_LINK_RESTART. Either way the transport is kicked, and
+ * closes once it has written what it pulls. Any thread but inside a ferry callback (it may
+ * run on_close). Returns FERRY_OK, FERRY_ECLOSED (the link was already done; nothing
+ * changed) or FERRY_EINVAL (NULL). */
+FERRY_API int ferry_link_shutdown(ferry_link *l);
+
 /* The ID of the link's session (NUL-terminated, 22 characters), or NULL before a handshake.
  * Valid until ferry_link_free. NULL for NULL. */
 FERRY_API const char *ferry_link_session_id(ferry_link *l);

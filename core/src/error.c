@@ -27,6 +27,7 @@ const char *ferry_strerror(int err)
     case FERRY_ESTORE: return "session store failed";
     case FERRY_EINTERNAL: return "a library ferry depends on failed to start";
     case FERRY_ELISTEN: return "the server could not start listening";
+    case FERRY_ETIMEDOUT: return "the deadline passed first";
     default: return "unknown error";
     }
 }

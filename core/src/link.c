@@ -429,6 +429,29 @@ int ferry_link_check_secret(ferry_link *l, const char *secret, size_t len)
     return rc;
 }
 
+int ferry_link_shutdown(ferry_link *l)
+{
+    if (!l)
+        return FERRY_EINVAL;
+    ferry_hub *hub = l->hub;
+    ferry_session *s = lock_bound(l);
+    bool done = l->done;
+    if (!done && (!s || s->link != l)) /* no session, or no longer its session's */
+        fy_link_kick_locked(l, FERRY_LINK_RESTART);
+    pthread_mutex_unlock(&l->lock);
+    if (!done && s && s->link == l) {
+        uint64_t now = fy_hub_now(hub);
+        if (hub->cluster) /* kept: the client resumes it on another node */
+            fy_session_detach_locked(s, now, FERRY_LINK_RESTART);
+        else /* the session goes with the process: its close "shutdown" frame is the last */
+            fy_session_end_locked(s, FERRY_REASON_SHUTDOWN, now);
+    }
+    if (s)
+        pthread_mutex_unlock(&s->lock);
+    fy_hub_drain(hub);
+    return done ? FERRY_ECLOSED : FERRY_OK;
+}
+
 const char *ferry_link_session_id(ferry_link *l)
 {
     if (!l)

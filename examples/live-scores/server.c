@@ -12,6 +12,11 @@
  *   NO_WEBSOCKET=1     long-polling only, to show the fallback
  *   DEMO_CONTROLS=1    test-only endpoints under /control/ (drop every connection, the log,
  *                      the matches now, pause the matches)
+ *   DRAIN_SPREAD_MS=2000  on SIGTERM the server drains before it exits (ferry_mount_drain):
+ *   DRAIN_NOTICE_MS=0     it answers draining on /ferry/health for the notice, then lets
+ *                      its pages go over the spread (in a cluster they resume on another
+ *                      node; alone they reconnect once it is back), 0 to 600000 each.
+ *                      SIGINT (Ctrl-C) stops at once.
  *
  * A value it cannot use (PORT=abc, SPEED=0, a www-dir that is not a directory) stops it at
  * once with a message naming the setting, and exit status 2.
@@ -165,6 +170,7 @@ typedef struct settings {
     double speed;
     const char *www;
     const char *redis, *node, *prefix; /* a cluster's (REDIS set) */
+    ferry_drain_options drain;         /* on SIGTERM */
 } settings;
 
 /* Reads a number from the environment variable `name` into *out, default `def`. False,
@@ -227,10 +233,17 @@ static bool read_role(settings *st)
 
 static bool read_settings(int argc, char **argv, settings *st)
 {
-    double port, speed;
+    double port, speed, spread, notice;
     if (!env_number("PORT", 8080, 0, 65535, true, &port) ||
-        !env_number("SPEED", 0.5, 0.01, 100, false, &speed) || !read_role(st))
+        !env_number("SPEED", 0.5, 0.01, 100, false, &speed) ||
+        !env_number("DRAIN_SPREAD_MS", 2000, 0, 600000, true, &spread) ||
+        !env_number("DRAIN_NOTICE_MS", 0, 0, 600000, true, &notice) || !read_role(st))
         return false;
+    ferry_drain_options_init(&st->drain);
+    st->drain.spread_ms = (uint32_t)spread;
+    st->drain.notice_ms = (uint32_t)notice;
+    /* Clients told to go last have a few seconds to leave. */
+    st->drain.deadline_ms = st->drain.notice_ms + st->drain.spread_ms + 5000;
     st->port = (long)port;
     st->speed = speed;
     st->www = argc > 1 ? argv[1] : "examples/live-scores/www";
@@ -403,6 +416,14 @@ int main(int argc, char **argv)
     announce(ctx, &st);
     int sig;
     sigwait(&sigs, &sig);
+    if (sig == SIGTERM && mount) {
+        /* A deploy's stop: out of the balancer, then the pages go a few at a time. */
+        printf("live-scores: draining over %u ms\n", st.drain.notice_ms + st.drain.spread_ms);
+        fflush(stdout);
+        int drc = ferry_mount_drain(mount, &st.drain);
+        printf("live-scores: drained%s\n", drc == FERRY_OK ? "" : " (deadline passed)");
+        fflush(stdout);
+    }
     if (simulating)
         scores_stop();
     ferry_mount_free(mount);

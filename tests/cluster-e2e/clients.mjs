@@ -6,11 +6,14 @@ import { ChaosClient } from '../chaos/fleet.mjs';
 import { waitFor, WebSocket } from '../chaos/lib.mjs';
 
 // A ChaosClient whose every upgrade and request carries `x-e2e-client: <id>`, with the time
-// of every 'open' (welcome) it had.
+// of every 'open' (welcome) it had, and of every close of its WebSockets with the code
+// (`wsCloses`, [{t, code}]).
 export function taggedClient(url, id, transport, options = {}) {
+  const wsCloses = [];
   class Tagged extends WebSocket {
     constructor(u, protocols) {
       super(u, protocols || [], { headers: { 'x-e2e-client': id } });
+      this.on('close', (code) => wsCloses.push({ t: Date.now(), code }));
     }
   }
   const tagged = (u, init = {}) => fetch(u, { ...init, headers: { ...(init.headers || {}), 'x-e2e-client': id } });
@@ -18,6 +21,7 @@ export function taggedClient(url, id, transport, options = {}) {
   // With what the client had sent and got acknowledged when it was welcomed (after the
   // welcome's ack): a resume moves the session, and what was in flight may come marked.
   c.openTimes = [];
+  c.wsCloses = wsCloses;
   c.c.on('open', (e) => c.openTimes.push({ t: Date.now(), resumed: e.resumed, acked: ackedN(c), sent: c.sent }));
   return c;
 }

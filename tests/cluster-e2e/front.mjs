@@ -8,7 +8,11 @@
 //           connection to it (no keep-alive reuse), so a long-polling session's polls and
 //           sends each land on another node
 // A node that refuses a connection is taken for dead (a passive health check) and the
-// request goes to the next one; a request whose node dies while it is under way fails, as
+// request goes to the next one; with `health` (ms), the front also asks every node's
+// /ferry/health that often, as HAProxy's configuration does (examples/cluster/haproxy.cfg.in):
+// a node that answers 503 (draining) gets no request at all until it answers 200 again
+// (one answer either way, where HAProxy waits for two), and a node taken for dead that
+// answers 200 (restarted) is back; a request whose node dies while it is under way fails, as
 // behind a real balancer. Clients name themselves in an `x-e2e-client` header, so that
 // `routes` can tell which node served which client when.
 import { createHash } from 'node:crypto';
@@ -37,15 +41,39 @@ function score(sid, name) {
   return createHash('sha1').update(`${sid}/${name}`).digest().readUInt32BE(0);
 }
 
-export async function startFront(nodes, mode) {
+export async function startFront(nodes, mode, { health = 0 } = {}) {
   const agent = new http.Agent({ keepAlive: mode === 'sticky', maxSockets: Infinity });
   const down = new Set();
+  const draining = new Set();
+  let checks = null;
+  if (health) {
+    const check = (n) => new Promise((resolve) => {
+      const req = http.get({ host: '127.0.0.1', port: n.port, path: '/ferry/health', agent: false }, (res) => {
+        res.resume();
+        if (res.statusCode === 200) {
+          draining.delete(n.name);
+          down.delete(n.name);
+        } else {
+          draining.add(n.name);
+        }
+        resolve();
+      });
+      req.setTimeout(1000, () => req.destroy());
+      req.on('error', () => resolve());
+    });
+    const round = async () => {
+      await Promise.all(nodes.map(check));
+      if (checks) checks = setTimeout(round, health);
+    };
+    checks = setTimeout(round, 0);
+  }
   const stats = { requests: 0, upgrades: 0, failed: 0, errors: {}, retried: 0, byNode: {} };
   const routes = new Map(); // client id -> [{t, node, kind}]
   const sockets = new Set();
   let turn = 0;
 
-  const alive = (tried) => nodes.filter((n) => n.alive !== false && !down.has(n.name) && !tried.has(n.name));
+  const alive = (tried) => nodes.filter((n) => n.alive !== false && !down.has(n.name) && !draining.has(n.name) &&
+    !tried.has(n.name));
   function pick(req, tried, body) {
     const list = alive(tried);
     if (!list.length) return null;
@@ -170,7 +198,10 @@ export async function startFront(nodes, mode) {
       const list = (routes.get(id) || []).filter((r) => r.t <= before);
       return list.length ? list[list.length - 1].node : null;
     },
+    draining,
     close() {
+      clearTimeout(checks);
+      checks = null;
       return new Promise((resolve) => {
         for (const s of sockets) s.destroy();
         agent.destroy();

@@ -90,7 +90,8 @@ export const NODE_ENV = {
 // server (it prints its port, and exits when its stdin closes).
 export async function startNode(bin, name, env) {
   const server = await startServer(bin, { ...NODE_ENV, ...env, E2E_NODE: name });
-  const child = track(server.child);
+  let child = track(server.child);
+  let stop = server.stop;
   const node = {
     ...server,
     name,
@@ -105,7 +106,21 @@ export async function startNode(bin, name, env) {
     async stop() {
       if (!node.alive) return;
       node.alive = false;
-      await server.stop();
+      await stop();
+    },
+    // As a deploy stops a node: SIGTERM, which drains it (node.c), and its exit. The node
+    // counts as alive while it drains: it still serves the clients it has not let go.
+    async term() {
+      child.kill('SIGTERM');
+      await exited(child);
+      node.alive = false;
+    },
+    // The same program started again on the same port, under the same name.
+    async restart() {
+      const again = await startServer(bin, { ...NODE_ENV, ...env, E2E_NODE: name, E2E_PORT: String(node.port) });
+      child = track(again.child);
+      stop = again.stop;
+      Object.assign(node, { pid: again.pid, child: again.child, control: again.control, alive: true });
     },
   };
   return node;

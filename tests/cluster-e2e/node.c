@@ -27,6 +27,10 @@
  *   POST /control/publish?on=0|1  pause or resume the stream (publisher)
  *   POST /control/stop            exit (so does closing stdin)
  *
+ * SIGTERM drains the node (ferry_mount_drain with E2E_DRAIN_NOTICE_MS, E2E_DRAIN_SPREAD_MS
+ * and E2E_DRAIN_DEADLINE_MS: 0, 1000 and 10000), then it exits as on stop. E2E_PORT: the
+ * port to listen on (0, the default: any free one), so that a node restarts where it was.
+ *
  * Environment: E2E_REDIS (host:port, required), E2E_NODE (the node name, required),
  * E2E_PREFIX (the key prefix, "e2e:"), E2E_PUB_MS (5, ms between stream messages), and
  * E2E_HB_MS, E2E_TIMEOUT_MS, E2E_WINDOW_MS, E2E_STALL_MS, E2E_TOMBSTONE_MS, E2E_POLL_MS,
@@ -55,6 +59,7 @@ static const char *prefix;
 static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int publishing = 1;
 static atomic_int stopping;
+static atomic_int terminated;     /* SIGTERM: drain, then stop */
 static atomic_llong published;    /* the publisher's last k published OK */
 static atomic_llong publish_failed;
 static atomic_llong app_errors;   /* Redis commands of the application that failed */
@@ -276,6 +281,37 @@ static int control(struct mg_connection *conn, void *cbdata)
     return r;
 }
 
+static void on_term(int sig)
+{
+    (void)sig;
+    atomic_store(&terminated, 1);
+    atomic_store(&stopping, 1);
+}
+
+/* test_app_server's settings on E2E_PORT. */
+static int start_server(struct mg_context **ctx)
+{
+    ferry_server_options so;
+    ferry_server_options_init(&so);
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%ld", test_app_env("E2E_PORT", 0));
+    so.listen = listen;
+    so.max_connections = 400;
+    return ferry_server_start(ctx, &so);
+}
+
+static void drain(ferry_mount *m)
+{
+    ferry_drain_options o;
+    ferry_drain_options_init(&o);
+    o.notice_ms = (uint32_t)test_app_env("E2E_DRAIN_NOTICE_MS", 0);
+    o.spread_ms = (uint32_t)test_app_env("E2E_DRAIN_SPREAD_MS", 1000);
+    o.deadline_ms = (uint32_t)test_app_env("E2E_DRAIN_DEADLINE_MS", 10000);
+    int rc = ferry_mount_drain(m, &o);
+    if (rc != FERRY_OK)
+        fprintf(stderr, "e2e node: drain: %s\n", ferry_strerror(rc));
+}
+
 int main(void)
 {
     const char *role = getenv("E2E_ROLE");
@@ -301,7 +337,7 @@ int main(void)
     if (ferry_cluster_new(&cluster, &co) != FERRY_OK)
         return 1;
     struct mg_context *ctx;
-    if (test_app_server(&ctx) != FERRY_OK)
+    if (start_server(&ctx) != FERRY_OK)
         return 1;
     ferry_options core;
     ferry_mount_options mo;
@@ -329,7 +365,12 @@ int main(void)
     fflush(stdout);
 
     /* Runs until /control/stop or until stdin closes (whoever started it is gone). */
+    struct sigaction sa = {.sa_handler = on_term};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
     test_app_wait(&stopping);
+    if (atomic_load(&terminated) && !is_publisher)
+        drain(m);
     if (is_publisher)
         pthread_join(pub, NULL);
     pthread_mutex_lock(&control_lock);

@@ -68,6 +68,7 @@ static const struct {
     {FERRY_ENOTFOUND, -15},  {FERRY_EFULL, -16},     {FERRY_EFORBIDDEN, -17},
     {FERRY_EAUTH, -18},      {FERRY_ERATE, -19},     {FERRY_ESTORE, -20},
     {FERRY_EINTERNAL, -21},  {FERRY_ELISTEN, -22},
+    {FERRY_ETIMEDOUT, -23},
 };
 
 START_TEST(error_numbers_are_stable_unique_and_named)

@@ -7,9 +7,14 @@
  *   GET  /control/refused                   {"origin": N, "auth": N}: requests refused so far
  *   GET  /control/sessions                  {"attached": N, "detached": N, "ended": N}
  *                                           for their Origin, handshakes for their token
+ *   POST /control/drain?spread=MS           ferry_mount_drain on a thread (deadline MS +
+ *                                           10 s), then the mount freed and mounted anew,
+ *                                           as a server that stops and starts again
+ *   GET  /control/drained                   {"rc": the drain's result, or null before}
  * Environment: FERRY_WINDOW_MS, FERRY_HB_MS, FERRY_TIMEOUT_MS override those options;
  * FERRY_ORIGINS sets allowed_origins (default "*"). */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +25,14 @@
 static ferry_mount *mount;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *received;
+/* The mount is replaced after a drain: controls use it under mount_lock. */
+static pthread_mutex_t mount_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mg_context *ctx;
+static ferry_mount_options mo;
+static ferry_callbacks cb;
+static pthread_t drainer;
+static bool drain_begun;
+static int drain_rc = 1; /* 1: not done */
 
 static void on_open(ferry_session *s, void *ud)
 {
@@ -80,11 +93,54 @@ static int reply(struct mg_connection *conn, const char *body)
     return 200;
 }
 
+static void *drain_main(void *arg)
+{
+    ferry_drain_options *o = arg;
+    int rc = ferry_mount_drain(mount, o);
+    pthread_mutex_lock(&mount_lock);
+    ferry_mount_free(mount);
+    if (ferry_mount_new(&mount, ctx, &mo, &cb, NULL) != 0)
+        exit(1);
+    drain_rc = rc;
+    pthread_mutex_unlock(&mount_lock);
+    return NULL;
+}
+
+static int control_locked(struct mg_connection *conn, const struct mg_request_info *ri,
+                          const char *what);
+
 static int control(struct mg_connection *conn, void *cbdata)
 {
     (void)cbdata;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *what = ri->local_uri + strlen("/control/");
+    if (strcmp(what, "drain") == 0) {
+        static ferry_drain_options o;
+        if (!drain_begun) {
+            ferry_drain_options_init(&o);
+            o.spread_ms = (uint32_t)qnum(ri, "spread", 0);
+            o.deadline_ms = o.spread_ms + 10000;
+            drain_begun = pthread_create(&drainer, NULL, drain_main, &o) == 0;
+        }
+        return reply(conn, "{}");
+    }
+    pthread_mutex_lock(&mount_lock);
+    int r = control_locked(conn, ri, what);
+    pthread_mutex_unlock(&mount_lock);
+    return r;
+}
+
+static int control_locked(struct mg_connection *conn, const struct mg_request_info *ri,
+                          const char *what)
+{
+    if (strcmp(what, "drained") == 0) {
+        char body[32];
+        if (drain_rc == 1)
+            snprintf(body, sizeof body, "{\"rc\":null}");
+        else
+            snprintf(body, sizeof body, "{\"rc\":%d}", drain_rc);
+        return reply(conn, body);
+    }
     if (strcmp(what, "publish") == 0) {
         long n = qnum(ri, "n", 1), from = qnum(ri, "from", 1), ms = qnum(ri, "ms", 0);
         for (long i = from; i < from + n; i++) {
@@ -145,12 +201,10 @@ int main(int argc, char **argv)
     so.listen = "127.0.0.1:0";
     so.max_connections = 200;
     so.document_root = argc > 1 ? argv[1] : NULL;
-    struct mg_context *ctx;
     if (ferry_server_start(&ctx, &so) != FERRY_OK)
         return 1;
-    ferry_options core;
+    static ferry_options core;
     ferry_options_init(&core);
-    ferry_mount_options mo;
     ferry_mount_options_init(&mo);
     mo.core = &core;
     mo.max_connections = 200;
@@ -161,9 +215,9 @@ int main(int argc, char **argv)
     core.resume_window_ms = env_ms("FERRY_WINDOW_MS", core.resume_window_ms);
     core.heartbeat_ms = env_ms("FERRY_HB_MS", core.heartbeat_ms);
     core.heartbeat_timeout_ms = env_ms("FERRY_TIMEOUT_MS", core.heartbeat_timeout_ms);
-    ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,
-                          .on_message = on_message, .on_subscribe = on_subscribe,
-                          .on_auth = on_auth};
+    cb = (ferry_callbacks){.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,
+                           .on_message = on_message, .on_subscribe = on_subscribe,
+                           .on_auth = on_auth};
     if (ferry_mount_new(&mount, ctx, &mo, &cb, NULL) != 0)
         return 1;
     mg_set_request_handler(ctx, "/control/", control, NULL);
@@ -173,6 +227,8 @@ int main(int argc, char **argv)
     char buf[64];
     while (fread(buf, 1, sizeof buf, stdin) > 0)
         ;
+    if (drain_begun)
+        pthread_join(drainer, NULL);
     ferry_mount_free(mount);
     ferry_server_stop(ctx);
     json_decref(received);

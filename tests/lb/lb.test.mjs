@@ -205,6 +205,35 @@ test('nginx passes over a node that cannot reach Redis', withScope(async (s) => 
     lb.logs().includes(`"${nodes[0].addr}, ${nodes[1].addr}"`), 'one handshake met node a first');
 }));
 
+// A node that drains (ferry_mount_drain) before a restart refuses new connections with 503
+// and answers draining on its health check: nginx passes each refused request on to the other
+// node (proxy_next_upstream http_503) and keeps the node out for fail_timeout; HAProxy's
+// check takes it out. Either way no new client lands on it, on either transport, and none of
+// them sees an error.
+for (const kind of ['nginx', 'haproxy']) {
+  test(`${kind}: once the check has run, a new client never lands on a draining node`, withScope(async (s) => {
+    const { nodes, lb } = await s.start(kind, 2);
+    if (kind === 'haproxy') await waitFor(async () => Object.values(await lb.servers()).every((st) => st === 'UP'), 5000, 'both UP');
+    await nodes[0].shutdown();
+    assert.deepEqual(await health(nodes[0]), { status: 503, body: { status: 'draining', node: '' } });
+    if (kind === 'haproxy') await waitFor(async () => (await lb.servers()).n1 === 'DOWN', 5000, 'n1 DOWN');
+    const cs = [];
+    for (let k = 0; k < 6; k++) {
+      cs.push(s.client(lb, { transport: 'websocket', token: `dws${k}` }));
+      cs.push(s.client(lb, { transport: 'longpoll', token: `dlp${k}` }));
+    }
+    await Promise.all(cs.map((c) => c.opened()));
+    assert.equal((await nodes[0].info()).opened, 0, 'no session on the draining node');
+    assert.equal((await nodes[1].info()).opened, 12);
+    for (const c of cs) {
+      assert.equal(c.seen.opens.length, 1, 'each client welcomed at its first attempt');
+      assert.deepEqual(c.seen.errors, []);
+    }
+    assert.deepEqual(cs.map((c) => c.client.transport).sort(),
+      [...Array(6).fill('longpoll'), ...Array(6).fill('websocket')], 'each on its own transport');
+  }));
+}
+
 describe('haproxy health checks', () => {
   test('a node that cannot reach Redis is out of rotation', withScope(async (s) => {
     const { nodes, lb } = await redisLess(s, 'haproxy');

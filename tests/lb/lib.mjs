@@ -86,6 +86,8 @@ async function startNode(name, env) {
     info: () => control('info'),
     publish: (n) => control('publish', `n=${n}`),
     drain: (on) => control('drain', `on=${on ? 1 : 0}`),
+    // ferry_mount_drain, as a deploy's stop begins it; it runs on in the node.
+    shutdown: (spread = 0) => control('shutdown', `spread=${spread}`),
     stop,
     // Dies at once, as a crashed node would.
     kill() {

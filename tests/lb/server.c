@@ -10,6 +10,7 @@
  *                                 "opened":K,"resumes":R,"attached":A}
  *   POST /control/publish?n=K    publishes {"node":N,"i":1..K} to "lb"
  *   POST /control/drain?on=0|1   ferry_mount_set_draining
+ *   POST /control/shutdown?spread=MS  ferry_mount_drain on a thread of its own (deadline 30 s)
  *
  * It exits when its stdin closes.
  *
@@ -19,6 +20,7 @@
  * LB_REDIS_PREFIX its keys' prefix. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,15 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *peers; /* token -> the address on_auth saw */
 static json_t *lp;    /* session ID -> long-poll requests with credentials */
 static long long published;
+static pthread_t drainer;
+static bool draining;
+
+static void *drain_main(void *arg)
+{
+    ferry_drain_options *o = arg;
+    ferry_mount_drain(mount, o);
+    return NULL;
+}
 
 static int on_auth(const ferry_auth *a, char identity[FERRY_IDENTITY_MAX], const char **reason,
                    void *ud)
@@ -146,6 +157,12 @@ static int control(struct mg_connection *conn, void *cbdata)
         publish(qnum(ri, "n", 1));
     else if (strcmp(what, "drain") == 0)
         ferry_mount_set_draining(mount, (int)qnum(ri, "on", 1));
+    else if (strcmp(what, "shutdown") == 0 && !draining) {
+        static ferry_drain_options o;
+        ferry_drain_options_init(&o);
+        o.spread_ms = (uint32_t)qnum(ri, "spread", 0);
+        draining = pthread_create(&drainer, NULL, drain_main, &o) == 0;
+    }
     else
         return 0;
     return reply(conn, "application/json", "{}");
@@ -231,6 +248,8 @@ int main(void)
     char buf[64];
     while (read(0, buf, sizeof buf) > 0)
         continue;
+    if (draining)
+        pthread_join(drainer, NULL);
     ferry_mount_free(mount);
     ferry_cluster_free(core.cluster);
     ferry_server_stop(ctx);

@@ -145,5 +145,6 @@ Suite *diag_suite(void);
 Suite *protocol_suite(void);
 Suite *api_suite(void);
 Suite *health_suite(void);
+Suite *drain_suite(void);
 
 #endif

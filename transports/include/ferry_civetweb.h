@@ -121,12 +121,68 @@ FERRY_API void ferry_mount_set_websocket(ferry_mount *m, int on);
  *   503 {"status":"store_unavailable","node":"<name>"}  while ferry_hub_health is FERRY_ESTORE
  * draining wins when both hold. <name> is ferry_hub_node ("" without a cluster).
  *
- * ferry_mount_set_draining marks the node as draining (on != 0) or ready again (0). For now
- * it is only that flag: it changes what <prefix>/health answers, so that a load balancer's
- * health check stops sending this node new clients, and nothing else. Sessions,
- * connections, resumes and new handshakes (hello) are all served as before; a client that
- * reaches the node anyway is welcome. Any thread; takes no lock. NULL: nothing. */
+ * ferry_mount_set_draining marks the node as draining (on != 0) or ready again (0). It is
+ * only that flag: it changes what <prefix>/health answers, so that a load balancer's health
+ * check stops sending this node new clients, and nothing else. Sessions, connections,
+ * resumes and new handshakes (hello) are all served as before; a client that reaches the
+ * node anyway is welcome. To take a node out for a restart, ferry_mount_drain does the rest
+ * (it answers draining from its start whatever this flag says, and for good). Any thread;
+ * takes no lock. NULL: nothing. */
 FERRY_API void ferry_mount_set_draining(ferry_mount *m, int on);
+
+/* How ferry_mount_drain spreads its clients' departure. A sized struct (ferry.h, "Sized
+ * structs"): fill it with ferry_drain_options_init. */
+typedef struct ferry_drain_options {
+    size_t size;          /* sizeof(ferry_drain_options) of the header built against */
+    /* How long <prefix>/health answers draining before the first client is told to go, so
+     * that a balancer's active health check has taken the node out by then and sends the
+     * clients that reconnect elsewhere: HAProxy with the shipped configuration (inter 1s,
+     * fall 2) needs 3000. Balancers without active checks (nginx open source) do not need
+     * it. (0) */
+    uint32_t notice_ms;
+    /* The attached clients are told to go over this period after the notice, one by one,
+     * in a random order, evenly with jitter (client k of n in the k-th n-th of the period,
+     * at a random point of it): the rest of the cluster sees about n / spread_ms * 1000
+     * reconnects a second from this node, never all at once. 0: all at once. (10000) */
+    uint32_t spread_ms;
+    /* ferry_mount_drain returns at the latest this long after it was called, whether every
+     * client has left or not; at least notice_ms + spread_ms. (30000) */
+    uint32_t deadline_ms;
+} ferry_drain_options;
+
+/* Fills `o` with the defaults above and sets its size. NULL: nothing. */
+FERRY_API void ferry_drain_options_init(ferry_drain_options *o);
+
+/* Drains the node before it stops (a rolling deploy, SIGTERM), and blocks until its clients
+ * have left or the deadline passes. Then the caller frees the mount (ferry_mount_free).
+ *   1. From the start <prefix>/health answers 503 draining, and the node refuses new
+ *      connections: WebSocket upgrades and long-poll handshakes (hello and resume) get 503
+ *      with Retry-After and [], before any session is touched. A client retries after a
+ *      backoff, and a balancer passes the request on (nginx: proxy_next_upstream http_503)
+ *      or, once its health check has run, sends it elsewhere. Polls and sends of the
+ *      node's long-polling sessions go on until those are told to go.
+ *   2. After notice_ms, every attached client is told to go, spread over spread_ms. In a
+ *      cluster its session is kept: a WebSocket is closed with 1012 "service restart", a
+ *      long-polling client's held poll ends ([]) and its next request gets 404; each
+ *      resumes on another node with nothing lost or repeated. Without a cluster the
+ *      process takes its sessions with it: each ends with reason shutdown (on_close runs),
+ *      its client gets `close` `shutdown` (then WebSocket 1000, or on the poll that
+ *      fetches it), and reconnects after a backoff to start a new session.
+ *   3. It waits until no WebSocket is open, no poll is held and every long-poll client has
+ *      been given what it was owed (its final frame), or until deadline_ms after the call.
+ * Detached sessions are left as they are (ferry_mount_free ends or leaves them). The node
+ * stays draining: it cannot be made ready again (free it and mount anew).
+ * `o` may be NULL (the defaults); it is copied. Any thread but a civetweb worker's or a
+ * ferry callback's (it waits for connections those threads serve, and may run on_close),
+ * and never at the same time as ferry_mount_free. A second call, from another thread while
+ * the first runs or after it, tells nobody anything more: it waits for the same departure
+ * until its own deadline. Returns:
+ *   FERRY_OK         every client left
+ *   FERRY_ETIMEDOUT  the deadline passed first (some clients are still connected;
+ *                    ferry_mount_free closes them all at once)
+ *   FERRY_EINVAL     `m` is NULL; `o` has a size of 0 or larger than this library's;
+ *                    deadline_ms is below notice_ms + spread_ms (logged) */
+FERRY_API int ferry_mount_drain(ferry_mount *m, const ferry_drain_options *o);
 
 /* Closes every connection, WebSocket (1012) and long-poll alike, and keeps every session:
  * clients reconnect and resume. For shedding load before a restart, and for tests. NULL:
@@ -135,7 +191,9 @@ FERRY_API void ferry_mount_drop_connections(ferry_mount *m);
 
 /* Removes the handlers, closes every connection ferry holds (clients see close code 1001 or
  * an empty poll), stops the threads, ends every session (on_close with
- * FERRY_REASON_SHUTDOWN) and frees the mount. Call it before mg_stop. NULL is a no-op. */
+ * FERRY_REASON_SHUTDOWN; in a cluster none ends: clients see 1012 and resume elsewhere) and
+ * frees the mount. Call it before mg_stop, after ferry_mount_drain for a stop that spreads
+ * its clients' departure. NULL is a no-op. */
 FERRY_API void ferry_mount_free(ferry_mount *m);
 
 /* For applications without a civetweb context yet. A sized struct (ferry.h, "Sized

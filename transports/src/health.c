@@ -19,7 +19,8 @@ const char *fy_health(ferry_mount *m, int *status, bool *store_up)
 {
     int store_rc = ferry_hub_health(m->hub);
     *store_up = store_rc == FERRY_OK;
-    return fy_health_of(atomic_load(&m->draining), store_rc, status);
+    bool draining = atomic_load(&m->draining) || atomic_load(&m->drain_started);
+    return fy_health_of(draining, store_rc, status);
 }
 
 int fy_health_handler(struct mg_connection *conn, void *cbdata)

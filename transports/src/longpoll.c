@@ -293,6 +293,15 @@ static lp_sess *authorize(struct mg_connection *conn, ferry_mount *m)
         }
         ferry_buf_release(&out);
     }
+    if (rc == FERRY_ENOTFOUND && atomic_load(&m->drain_started)) {
+        /* A draining node holds no session it does not know already: the request was meant
+         * for another node (a balancer's hash), and 503 makes the balancer pass it on there
+         * (nginx proxy_next_upstream http_503); the client, alone, retries later. */
+        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL);
+        if (lp)
+            lp_unref(lp);
+        return NULL;
+    }
     fy_http_answer(conn, m, 404, NULL, FERRY_ENOTFOUND, LP_NOT_FOUND);
     if (lp)
         lp_unref(lp);
@@ -466,6 +475,8 @@ static void lp_dispatch(struct mg_connection *conn, ferry_mount *m)
         preflight(conn, m);
     else if (!fy_origin_check(m, conn, "a long-poll request", m->lp_path))
         fy_origin_refuse(conn, m, NULL);
+    else if (strcmp(method, "POST") == 0 && !has_creds && atomic_load(&m->drain_started))
+        fy_http_answer(conn, m, 503, NULL, FERRY_OK, NULL); /* draining: elsewhere, please */
     else if (strcmp(method, "POST") == 0 && !has_creds)
         handshake(conn, m);
     else if (strcmp(method, "GET") == 0)
@@ -545,4 +556,56 @@ void fy_lp_stop(ferry_mount *m)
     pthread_mutex_unlock(&m->lp_lock);
     mg_set_request_handler(m->ctx, m->lp_path, NULL, NULL);
     lp_sweep(m, true, false);
+}
+
+/* Every entry of the table, a reference taken on each, into *list; false if out of
+ * memory (those appended stay). The links are asked about outside lp_lock, which comes
+ * after ferry's locks nowhere and before them nowhere either. */
+static bool lp_collect_all(ferry_mount *m, fy_client **list, size_t *n, size_t *cap)
+{
+    bool ok = true;
+    pthread_mutex_lock(&m->lp_lock);
+    for (lp_sess *lp = m->lp_all; lp && ok; lp = lp->next) {
+        if ((ok = fy_client_room(list, n, cap))) {
+            fy_ref(&lp->refs);
+            (*list)[(*n)++] = (fy_client){.lp = lp};
+        }
+    }
+    pthread_mutex_unlock(&m->lp_lock);
+    return ok;
+}
+
+bool fy_lp_collect(ferry_mount *m, fy_client **list, size_t *n, size_t *cap)
+{
+    size_t from = *n;
+    bool ok = lp_collect_all(m, list, n, cap);
+    size_t kept = from;
+    for (size_t i = from; i < *n; i++) {
+        if (ferry_link_done((*list)[i].lp->link))
+            lp_unref((*list)[i].lp);
+        else
+            (*list)[kept++] = (*list)[i];
+    }
+    *n = kept;
+    return ok;
+}
+
+void fy_lp_let_go(lp_sess *lp)
+{
+    /* Kicks the link: a held poll ends at once, with the session's close "shutdown" frame
+     * (one node) or [] (a cluster: the next request gets 404, and the client resumes). */
+    ferry_link_shutdown(lp->link);
+    lp_unref(lp);
+}
+
+size_t fy_lp_live(ferry_mount *m)
+{
+    fy_client *list = NULL;
+    size_t n = 0, cap = 0;
+    bool ok = fy_lp_collect(m, &list, &n, &cap);
+    for (size_t i = 0; i < n; i++)
+        lp_unref(list[i].lp);
+    free(list);
+    /* Out of memory: not known to be none. */
+    return n + atomic_load(&m->held_polls) + !ok;
 }

@@ -36,6 +36,8 @@ struct ferry_mount {
     atomic_bool stopping;
     atomic_bool ws_off;          /* ferry_mount_set_websocket(m, 0) */
     atomic_bool draining;        /* ferry_mount_set_draining(m, 1) */
+    atomic_bool drain_started;   /* ferry_mount_drain: new connections refused, for good */
+    atomic_bool drain_spread;    /* and every client attached then was told to go */
     atomic_bool published;       /* see fy_mount_enter */
     atomic_int busy;             /* civetweb callbacks running now */
 
@@ -165,7 +167,32 @@ bool fy_ws_stop(ferry_mount *m);
 void fy_ws_close_all(ferry_mount *m, int code, const char *why);
 void fy_ws_reap(ferry_mount *m); /* closes WebSockets past the handshake deadline (timer) */
 
+/* A client a drain tells to go: a WebSocket or a long-poll session, with a reference. */
+typedef struct fy_client {
+    ws_conn *ws;
+    lp_sess *lp;
+} fy_client;
+
+/* drain.c: makes room for one more client in such a list; false if out of memory. */
+bool fy_client_room(fy_client **list, size_t *n, size_t *cap);
+
+/* ws_close.c: appends every open WebSocket to *list (growing it; *n its length, *cap its
+ * room), a reference taken on each; false if out of memory (those appended stay). */
+bool fy_ws_collect(ferry_mount *m, fy_client **list, size_t *n, size_t *cap);
+/* Tells a WebSocket's client to go (ferry_link_shutdown) and drops the reference. */
+void fy_ws_let_go(ws_conn *ws);
+/* Open WebSockets, closing ones included. */
+size_t fy_ws_open(ferry_mount *m);
+
 /* longpoll.c */
+/* The same for long-poll sessions whose link is not done; fy_lp_let_go drops the reference
+ * too. */
+bool fy_lp_collect(ferry_mount *m, fy_client **list, size_t *n, size_t *cap);
+void fy_lp_let_go(lp_sess *lp);
+
+/* Long-poll sessions still owed something (their link is not done) plus held polls. */
+size_t fy_lp_live(ferry_mount *m);
+
 int fy_lp_start(ferry_mount *m);
 void fy_lp_stop(ferry_mount *m);
 void fy_lp_reap(ferry_mount *m); /* frees long-poll sessions ferry is done with (timer) */
@@ -183,7 +210,7 @@ bool fy_lp_credentials(const char *h, char sid[32], const char **secret);
 bool fy_http_get_or_head(struct mg_connection *conn, const ferry_mount *m, bool *head);
 
 /* health.c: <prefix>/health. The node's state by precedence: "draining" while
- * ferry_mount_set_draining is on, else "store_unavailable" while the hub's store_rc
+ * ferry_mount_set_draining is on or since ferry_mount_drain began, else "store_unavailable" while the hub's store_rc
  * (ferry_hub_health) is not FERRY_OK, else "ready"; *status is 503, 503 or 200. */
 const char *fy_health_of(bool draining, int store_rc, int *status);
 /* The same for the mount now; *store_up tells whether the hub reaches its store. */

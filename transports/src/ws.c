@@ -193,7 +193,7 @@ static void refuse(struct mg_connection *conn, ferry_mount *m, int status)
 static int connect_impl(const struct mg_connection *c, ferry_mount *m)
 {
     struct mg_connection *conn = (struct mg_connection *)c;
-    if (atomic_load(&m->stopping)) {
+    if (atomic_load(&m->stopping) || atomic_load(&m->drain_started)) {
         refuse(conn, m, 503);
         return 1;
     }

@@ -194,3 +194,33 @@ bool fy_ws_stop(ferry_mount *m)
     m->writers = writers;
     return all_gone;
 }
+
+bool fy_ws_collect(ferry_mount *m, fy_client **list, size_t *n, size_t *cap)
+{
+    bool ok = true;
+    pthread_mutex_lock(&m->wlock);
+    for (ws_conn *ws = m->all_ws; ws && ok; ws = ws->next) {
+        if ((ok = fy_client_room(list, n, cap))) {
+            fy_ref(&ws->refs);
+            (*list)[(*n)++] = (fy_client){.ws = ws};
+        }
+    }
+    pthread_mutex_unlock(&m->wlock);
+    return ok;
+}
+
+void fy_ws_let_go(ws_conn *ws)
+{
+    /* Its session's end or its restart kicks the link, which wakes a writer: the writer
+     * sends what is due (a close "shutdown" frame) and the close code. */
+    ferry_link_shutdown(ws->link);
+    fy_ws_unref(ws);
+}
+
+size_t fy_ws_open(ferry_mount *m)
+{
+    pthread_mutex_lock(&m->wlock);
+    size_t n = m->nws;
+    pthread_mutex_unlock(&m->wlock);
+    return n;
+}
