@@ -1499,17 +1499,16 @@ static double peak_per_s(const uint64_t *t, const uint64_t *moved, int n)
     return (double)best;
 }
 
-/* After the signal to `pid` at t_kill: waits until its server is gone (its sockets closed;
- * 10 s for SIGKILL, 120 s for a drain), then until every connection that lost it is ready
- * on another; fills *k. Samples the connections back every 10 ms meanwhile, from the
+/* After the signal to `pid` at t_kill (`base`: the counts just before it): waits until its
+ * server is gone (its sockets closed; 10 s for SIGKILL, 120 s for a drain), then until
+ * every connection that lost it is ready on another; fills *k. Samples the connections back every 10 ms meanwhile, from the
  * signal on (a drain lets them go before it exits). Gives up after 300 s (exit 2). */
 static stats wait_moved(const char *name, int pid, unsigned long long started, uint64_t t_kill,
-                        kill_rec *k)
+                        stats base, kill_rec *k)
 {
     enum { NSAMPLES = 30000 };
     static uint64_t ts[NSAMPLES], mv[NSAMPLES];
     int ns = 0;
-    stats base = status_sum();
     uint64_t losses0 = base.losses, moved0 = base.moved;
     uint64_t gone_limit = opt.drain ? 120000000u : 10000000u;
     uint64_t dead = 0, back_at = 0, last_print = t_kill;
@@ -1620,12 +1619,14 @@ static bool run_step(const char *name, double rate, double secs, enum step_kind 
             int pid = opt.kill_pids[k];
             unsigned long long started = proc_start(pid);
             fprintf(stderr, "fyload: %s: kill -%s %d\n", opt.label, opt.drain ? "TERM" : "9", pid);
+            /* counted before the signal: connections may see the loss before wait_moved runs */
+            stats base = status_sum();
             uint64_t t_kill = now_us();
             if (kill(pid, opt.drain ? SIGTERM : SIGKILL)) {
                 perror("fyload: kill");
                 exit(2);
             }
-            wait_moved(name, pid, started, t_kill, &kills[k]);
+            wait_moved(name, pid, started, t_kill, base, &kills[k]);
             if (kills[k].back_s > back_s)
                 back_s = kills[k].back_s;
             fprintf(stderr, "fyload: %s: %" PRIu64 " connections back on other servers after %.3f s "
