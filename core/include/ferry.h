@@ -417,9 +417,10 @@ typedef struct ferry_stats {
     /* From when the hub took a message (ferry_hub_publish, ferry_hub_send,
      * ferry_session_send; in a cluster, when the feed reader handed it to this node) to
      * when a transport pulled it to write it to a connection for the first time (replays
-     * not counted). Sampled: each thread observes the first of every 16 batches it pulls
-     * that hold a message sent for the first time, as the age of the oldest such message
-     * in it; so count is about a sixteenth of those batches, not a count of messages. */
+     * not counted). Sampled: each connection (link) observes the first of every 16
+     * batches pulled from it that hold a message sent for the first time, as the age of
+     * the oldest such message in it; so count is about a sixteenth of those batches, not
+     * a count of messages. */
     ferry_histogram publish_to_write;
     /* In a cluster: the round-trip time of each Redis command (from sending it to its
      * reply; the feed reader's blocking read is not one), and the commands that failed

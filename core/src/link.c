@@ -279,9 +279,8 @@ static int pull_final(fy_pull *p)
 }
 #undef EMIT
 
-/* publish_to_write (ferry_stats) observes one pulled batch in this many, per thread. */
+/* publish_to_write (ferry_stats) observes one pulled batch in this many, per link. */
 #define FY_PULL_SAMPLE 16
-static _Thread_local unsigned pull_sample;
 
 /* Everything was encoded: consume it from the link and the outbox. Both locks held. */
 static void pull_commit(fy_pull *p)
@@ -305,9 +304,9 @@ static void pull_commit(fy_pull *p)
             atomic_fetch_add_explicit(&hub->msgs_out, p->seq - p->seq0, memory_order_relaxed);
         }
         /* Sampled: the first of every FY_PULL_SAMPLE batches with new messages that a
-         * thread pulls, its oldest new message's wait. A clock read per pull costs as much
-         * as a tenth of a one-message pull; this costs a thread-local increment. */
-        if (p->first_born && pull_sample++ % FY_PULL_SAMPLE == 0) {
+         * link pulls, its oldest new message's wait. A clock read per pull costs as much
+         * as a fifth of a one-message pull; this costs an increment. */
+        if (p->first_born && l->new_batches++ % FY_PULL_SAMPLE == 0) {
             uint64_t now = fy_mono_ns();
             fy_hist_observe(&hub->pub_write, now > p->first_born ? now - p->first_born : 0);
         }

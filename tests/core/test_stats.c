@@ -52,8 +52,8 @@ static void one_batch(fake_conn *c, ferry_session *s, long wait_ms)
     json_decref(f);
 }
 
-/* One observation per 16 pulled batches with new messages (per thread), its value the
- * oldest new message's wait; replays and pulls with nothing new add none. */
+/* One observation per 16 pulled batches with new messages per link, the first included,
+ * its value the oldest new message's wait; replays and pulls with nothing new add none. */
 START_TEST(publish_to_write_samples_batches_at_first_send)
 {
     ferry_hub *hub = hub_new(NULL);
@@ -63,37 +63,53 @@ START_TEST(publish_to_write_samples_batches_at_first_send)
     ck_assert_uint_eq(st.publish_to_write.count, 0);
     ck_assert_uint_eq(st.publish_to_write.le[FERRY_HISTOGRAM_BUCKETS - 1], 0);
 
-    /* 16 batches whose message waited 6 ms each: exactly one observed, whichever it was,
-     * above the 5 ms bucket and within 10 s. */
-    for (int i = 0; i < 16; i++)
-        one_batch(c, s, 6);
+    /* The link's first batch: three messages, the first of which waited 30 ms. */
+    ck_assert_int_eq(ferry_session_send(s, "1", 1), 0);
+    sleep_ms(30);
+    ck_assert_int_eq(ferry_session_send(s, "2", 1), 0);
+    ck_assert_int_eq(ferry_session_send(s, "3", 1), 0);
+    json_t *f = fc_pull(c, 0);
+    ck_assert_uint_eq(count_of(f, "msg"), 3);
+    json_decref(f);
     st = stats_of(hub);
     ck_assert_uint_eq(st.publish_to_write.count, 1);
     ck_assert_uint_eq(st.publish_to_write.le[FERRY_HISTOGRAM_BUCKETS - 1], 1);
-    ck_assert_uint_eq(st.publish_to_write.le[bucket_at(0.005)], 0);
+    ck_assert_uint_eq(st.publish_to_write.le[bucket_at(0.025)], 0);
     ck_assert_uint_eq(st.publish_to_write.le[bucket_at(10)], 1);
-    ck_assert_uint_ge(st.publish_to_write.sum_ns, 6000000u);
+    ck_assert_uint_ge(st.publish_to_write.sum_ns, 30000000u);
     ck_assert_uint_lt(st.publish_to_write.sum_ns, 10000000000u);
 
     /* Replays of what was sent, and pulls with nothing due, are not first writes. */
     for (int i = 0; i < 32; i++) {
-        json_t *f = fc_pull(c, FERRY_PULL_REPLAY);
-        ck_assert_uint_eq(count_of(f, "msg"), 16);
+        f = fc_pull(c, FERRY_PULL_REPLAY);
+        ck_assert_uint_eq(count_of(f, "msg"), 3);
         json_decref(f);
         json_decref(fc_pull(c, 0));
     }
     ck_assert_uint_eq(stats_of(hub).publish_to_write.count, 1);
 
-    /* 16 more batches, pulled at once: one more observation, under 5 ms. */
-    ck_assert_int_eq(fc_send(c, "{\"t\":\"ack\",\"ack\":16}"), 0);
-    json_decref(fc_drain(c));
-    for (int i = 0; i < 16; i++)
+    /* Batches 2 to 16 are not observed; the 17th is, at once: under 5 ms. */
+    for (int i = 2; i <= 16; i++)
         one_batch(c, s, 0);
+    ck_assert_uint_eq(stats_of(hub).publish_to_write.count, 1);
+    one_batch(c, s, 0);
     st = stats_of(hub);
     ck_assert_uint_eq(st.publish_to_write.count, 2);
     ck_assert_uint_eq(st.publish_to_write.le[bucket_at(0.005)], 1);
+
+    /* A publish to a topic pulled by two new connections: each one's first batch counts. */
+    fake_conn *d1 = fc_hello(hub, NULL, NULL);
+    ck_assert_int_eq(ferry_session_subscribe(app.last_session, "t"), 0);
+    fake_conn *d2 = fc_hello(hub, NULL, NULL);
+    ck_assert_int_eq(ferry_session_subscribe(app.last_session, "t"), 0);
+    ck_assert_int_eq(ferry_hub_publish(hub, "t", "5", 1, NULL), 0);
+    json_decref(fc_drain(d1));
+    json_decref(fc_drain(d2));
+    ck_assert_uint_eq(stats_of(hub).publish_to_write.count, 4);
     ferry_session_unref(s);
     fc_close(c);
+    fc_close(d1);
+    fc_close(d2);
     hub_free(hub);
 }
 END_TEST

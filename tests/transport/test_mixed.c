@@ -313,9 +313,9 @@ START_TEST(metrics_in_prometheus_text)
     ck_assert_int_eq(sample(r.body, "ferry_slow_consumers_cut_total"), 0);
     ck_assert_int_eq(sample(r.body, "ferry_resets_total{reason=\"overflow\"}"), 0);
     ck_assert_int_eq(sample(r.body, "ferry_draining"), 0);
-    /* The echo and the publish were written by fresh writer threads, whose first batch is
-     * always observed (one in 16 after that): at least one observation, every one in the
-     * +Inf bucket; no Redis without a cluster. */
+    /* A connection's first batch with a new message is always observed (one in 16 after
+     * that): the echo's at least, every observation in the +Inf bucket; no Redis without
+     * a cluster. */
     long long writes = sample(r.body, "ferry_publish_to_write_seconds_count");
     ck_assert_int_ge(writes, 1);
     ck_assert_int_eq(sample(r.body, "ferry_publish_to_write_seconds_bucket{le=\"+Inf\"}"), writes);
