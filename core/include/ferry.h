@@ -47,8 +47,8 @@
  * every struct an application allocates. Sized structs (ferry_options, ferry_callbacks,
  * ferry_stats, ferry_link_ops, ferry_mount_options, ferry_server_options) grow only at
  * their end: see "Sized structs" below. ferry_auth is allocated by ferry and only read by
- * callbacks, so it too may grow at its end. ferry_buf and ferry_bucket (ferry_transport.h)
- * are fixed.
+ * callbacks, so it too may grow at its end. ferry_histogram, and ferry_buf and ferry_bucket
+ * (ferry_transport.h), are fixed.
  *
  * Sized structs. Each option or callback struct begins with `size_t size`, which its init
  * function (ferry_options_init, ferry_callbacks_init, ...) sets to sizeof the struct this

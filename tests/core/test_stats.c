@@ -1,6 +1,7 @@
 /* ferry_hub_stats beyond the counters: reset frames by reason, and the publish-to-write
  * histogram (ferry_histogram). */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -160,6 +161,16 @@ START_TEST(resets_are_counted_by_reason)
     st = stats_of(hub);
     ck_assert_uint_eq(st.resets[FERRY_REASON_SERVER], 0);
     ck_assert_uint_eq(st.resets[FERRY_REASON_UNKNOWN] + st.resets[FERRY_REASON_OVERFLOW], 2);
+    /* A ferry_stats from a header before these fields is filled up to its size only. */
+    struct {
+        ferry_stats st;
+        uint64_t canary;
+    } old = {.st = {.size = offsetof(ferry_stats, resets)}, .canary = 0x5a5a};
+    memset(old.st.resets, 0x77, sizeof old.st - offsetof(ferry_stats, resets));
+    ck_assert_int_eq(ferry_hub_stats(hub, &old.st), FERRY_OK);
+    ck_assert_uint_eq(old.st.limits[FERRY_LIMIT_OUTBOX], 1);
+    ck_assert_uint_eq(old.st.resets[FERRY_REASON_UNKNOWN], 0x7777777777777777u);
+    ck_assert_uint_eq(old.canary, 0x5a5a);
     /* No cluster: no Redis measured. */
     ck_assert_uint_eq(st.redis_rtt.count, 0);
     ck_assert_uint_eq(st.redis_errors, 0);
