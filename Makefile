@@ -61,7 +61,7 @@ TR_TEST_SRC := $(wildcard tests/transport/*.c) tests/lib/fyc.c
 STRESS_SRC := tests/stress/stress.c
 
 .PHONY: all lib cluster test-cluster examples install uninstall check test deps deps-simulate check-core check-transports test-core \
-        test-js test-demo test-install test-failmalloc test-chaos test-lb test-cluster-e2e soak readme-picture test-asan test-tsan fuzz test-fuzz \
+        test-js test-demo test-ops test-install test-failmalloc test-chaos test-lb test-cluster-e2e soak readme-picture test-asan test-tsan fuzz test-fuzz \
         bench-core bench bench-cluster bench-deps test-load demo demo-cluster clean
 
 all: lib
@@ -272,6 +272,15 @@ test-demo: $(BUILD)/examples/live-scores $(BUILD)/examples/live-scores-cluster \
            js-client/node_modules/.package-lock.json
 	node --test --test-concurrency=2 tests/demo/*.test.mjs
 
+# examples/ops/: the Prometheus configurations and alerting rules checked by promtool, the
+# rules' unit tests, and Debian's prometheus scraping the cluster demo on loopback
+# (tests/ops; about 10 s).
+test-ops: $(BUILD)/examples/live-scores-cluster js-client/node_modules/.package-lock.json
+	promtool check config examples/ops/prometheus.yml examples/ops/prometheus-cluster.yml
+	promtool check rules examples/ops/ferry-alerts.yml
+	cd examples/ops && promtool test rules ferry-alerts.test.yml
+	node --test tests/ops/*.test.mjs
+
 # Refreshes the README's picture of the demo (a deliberate step, never part of make test).
 readme-picture: $(BUILD)/examples/live-scores js-client/node_modules/.package-lock.json
 	DEMO_SCREENSHOT=$(CURDIR)/docs/live-scores.png node --test tests/demo/demo.test.mjs
@@ -294,6 +303,7 @@ test: deps
 	$(MAKE) test-install
 	$(MAKE) test-js
 	$(MAKE) test-demo
+	$(MAKE) test-ops
 	$(MAKE) test-load
 	$(MAKE) test-chaos
 	$(MAKE) test-lb

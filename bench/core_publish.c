@@ -2,7 +2,9 @@
  * publish and distinct encoded messages per publish. One thread, attached sessions with a
  * transport that only counts wakes. Between timed rounds every session pulls and acks, as a
  * transport would, so outboxes start each round empty; the pull is timed separately.
- *   build/bench/core_publish [sessions ...]     (default: 1 100 1000 10000) */
+ *   build/bench/core_publish [sessions ...]     (default: 1 100 1000 10000)
+ * PER_ROUND=n in the environment publishes n messages per round (50), so each pull takes n:
+ * PER_ROUND=1 is a fan-out where every pull writes one message (the per-batch costs show). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 #include "session.h" /* to show that every outbox holds the same encoded message */
 
 #define ROUNDS 20
-#define PER_ROUND 50
+static int per_round = 50; /* PER_ROUND */
 
 static size_t wakes;
 
@@ -50,7 +52,7 @@ static void run(size_t n)
     ferry_options o;
     ferry_options_init(&o);
     o.max_sessions = n;
-    o.outbox_max_msgs = PER_ROUND;
+    o.outbox_max_msgs = (size_t)per_round;
     ferry_hub *hub;
     ferry_link **links = calloc(n, sizeof *links);
     ferry_session **sessions = calloc(n, sizeof *sessions);
@@ -75,7 +77,7 @@ static void run(size_t n)
     size_t enqueued = 0, pulled = 0, distinct = 0, body = 0;
     for (int r = 0; r < ROUNDS; r++) {
         double t0 = now_s();
-        for (int k = 0; k < PER_ROUND; k++) {
+        for (int k = 0; k < per_round; k++) {
             size_t q;
             ferry_hub_publish(hub, "scores", payload, sizeof payload - 1, &q);
             enqueued += q;
@@ -104,7 +106,7 @@ static void run(size_t n)
             ferry_link_recv(links[i], ack, (size_t)len);
         }
     }
-    size_t publishes = (size_t)ROUNDS * PER_ROUND;
+    size_t publishes = (size_t)ROUNDS * (size_t)per_round;
     printf("{\"sessions\":%zu,\"publishes\":%zu,\"enqueues\":%zu,\"enqueues_per_s\":%.0f,"
            "\"ns_per_enqueue\":%.1f,\"encoded_bytes_per_publish\":%zu,"
            "\"distinct_messages_per_publish\":%zu,\"pulled_frames\":%zu,\"ns_per_pulled_frame\":%.1f}\n",
@@ -121,6 +123,9 @@ static void run(size_t n)
 
 int main(int argc, char **argv)
 {
+    const char *pr = getenv("PER_ROUND");
+    if (pr && atoi(pr) > 0)
+        per_round = atoi(pr);
     size_t def[] = {1, 100, 1000, 10000};
     if (argc > 1) {
         for (int i = 1; i < argc; i++)

@@ -12,6 +12,8 @@
 #   NODES=3                   how many web nodes
 #   SPEED, DEMO_CONTROLS      passed on to the publisher and the nodes (server.c)
 #   DRAIN_SPREAD_MS=2000, DRAIN_NOTICE_MS=0  a node's drain on SIGTERM (server.c)
+# It writes DEMO_DIR/prometheus-targets.json, the nodes' metrics addresses for Prometheus
+# (examples/ops/prometheus-cluster.yml).
 # Redis listens on a unix socket in DEMO_DIR only, and the nodes on free ports, so only
 # PORT can collide with something else.
 set -eu
@@ -104,16 +106,24 @@ start publisher NODE=pub ROLE=publisher PORT=0
 pub_pid=$started
 : > "$dir/nodes.conf"
 listing=""
+targets=""
 i=1
 while [ $i -le "$nodes" ]; do
     start "n$i" NODE="n$i" PORT=0
     node_pids="$node_pids $started"
     node_port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$dir/n$i.out")
     echo "server 127.0.0.1:$node_port max_fails=0;" >> "$dir/nodes.conf"
+    targets="$targets${targets:+,}
+  {\"targets\": [\"127.0.0.1:$node_port\"], \"labels\": {\"node\": \"n$i\"}}"
     listing="$listing  node n$i     pid $started  http://127.0.0.1:$node_port/
 "
     i=$((i + 1))
 done
+
+# Where Prometheus finds the nodes (examples/ops/prometheus-cluster.yml reads it): written
+# whole, then renamed, so that it never reads half of it.
+printf '[%s\n]\n' "$targets" > "$dir/prometheus-targets.json.tmp"
+mv "$dir/prometheus-targets.json.tmp" "$dir/prometheus-targets.json"
 
 sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" examples/live-scores/nginx.conf.in > "$dir/nginx.conf"
 rm -f "$dir/nginx.pid"

@@ -50,6 +50,7 @@ if [ "$mode" = all ]; then
     need libhiredis-dev hiredis pc hiredis            # the cluster layer (cluster/)
     need redis-server redis-server has redis-server   # its tests start their own
     need chromium chromium test -x /usr/bin/chromium
+    need prometheus prometheus has promtool           # make test-ops: promtool and prometheus
     need clang clang has clang
     need libclang-rt-14-dev libfuzzer \
         first /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a
@@ -83,10 +84,10 @@ fi
 echo "deps: missing:$why" >&2
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    # Debian's nginx, haproxy and redis-server packages start their service when installed;
-    # the tests start their own on free loopback ports and use only the binaries. A
-    # policy-rc.d that denies every start keeps them stopped; one already there (as in
-    # containers) is left alone.
+    # Debian's nginx, haproxy, redis-server and prometheus packages start their service when
+    # installed; the tests start their own on free loopback ports and use only the
+    # binaries. A policy-rc.d that denies every start keeps them stopped; one already there
+    # (as in containers) is left alone.
     policy=/usr/sbin/policy-rc.d
     own_policy=false
     if [ ! -e "$policy" ]; then
@@ -114,6 +115,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         # their own, on a free loopback port.
         if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi
         if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi ;;
+    esac
+    case "$pkgs" in
+    *prometheus*)
+        # Debian's prometheus package starts a server on port 9090 when installed; the tests
+        # start their own, on a free loopback port.
+        if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus 2>/dev/null || true; fi ;;
     esac
     case "$pkgs" in
     *haproxy*)

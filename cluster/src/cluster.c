@@ -56,6 +56,7 @@ typedef struct rcluster {
     bool running;
     atomic_bool stop;
     atomic_int status;                 /* FERRY_OK or FERRY_ESTORE */
+    fy_redis_meter meter;              /* every pool's commands, the store's included */
     fy_pos last;                       /* the reader's: the last entry read */
     fy_pos ctl_last;                   /* the reader's: the last control entry read */
     bool ready;                        /* the reader's: last is set */
@@ -215,7 +216,7 @@ static int read_once(rcluster *c)
     const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", c->feed, c->ctl,
                           from, ctl_from};
     redisReply *rep;
-    int rc = fy_redis_command(c->rd, &rep, 10, argv, NULL);
+    int rc = fy_redis_command_blocking(c->rd, &rep, 10, argv, NULL);
     if (rc)
         return rc;
     /* [[key, entries], ...] for the streams that had some */
@@ -359,7 +360,7 @@ static int c_store(ferry_cluster *base, fy_store **out)
     fy_store_redis_cfg cfg = {
         .redis = {.addr = c->redis, .password = c->password, .db = c->o.database,
                   .connect_timeout_ms = c->o.connect_timeout_ms,
-                  .command_timeout_ms = c->o.command_timeout_ms},
+                  .command_timeout_ms = c->o.command_timeout_ms, .meter = &c->meter},
         .prefix = c->prefix,
         .lease_ms = c->o.lease_ms};
     return fy_store_redis_new(out, &cfg);
@@ -481,6 +482,11 @@ static int c_status(ferry_cluster *base)
     return atomic_load(&RC(base)->status);
 }
 
+static fy_redis_meter *c_meter(ferry_cluster *base)
+{
+    return &RC(base)->meter;
+}
+
 static const fy_cluster_ops redis_cluster_ops = {
     .store = c_store,
     .start = c_start,
@@ -488,6 +494,7 @@ static const fy_cluster_ops redis_cluster_ops = {
     .append = c_append,
     .range = c_range,
     .status = c_status,
+    .meter = c_meter,
 };
 
 static bool node_ok(const char *node)
@@ -551,7 +558,7 @@ int ferry_cluster_new(ferry_cluster **out, const ferry_cluster_options *o)
     c->prefix = dup_or_null(c->o.prefix ? c->o.prefix : "ferry:", &fail);
     fy_redis_cfg cmd = {.addr = c->redis, .password = c->password, .db = c->o.database,
                         .connect_timeout_ms = c->o.connect_timeout_ms,
-                        .command_timeout_ms = c->o.command_timeout_ms};
+                        .command_timeout_ms = c->o.command_timeout_ms, .meter = &c->meter};
     fy_redis_cfg rd = cmd;
     rd.pool = 1;
     rd.command_timeout_ms = c->o.command_timeout_ms + BLOCK_MS;

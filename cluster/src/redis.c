@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "ferry.h"
+#include "hist.h"
 #include "log.h"
 
 typedef struct conn {
@@ -27,6 +28,7 @@ struct fy_redis {
     char *password;
     int db;
     struct timeval connect_tv, command_tv;
+    fy_redis_meter *meter; /* or NULL */
     unsigned n;
     atomic_uint next;    /* round robin over conns */
     atomic_bool down;    /* the last connect or command failed: "lost" was logged */
@@ -95,6 +97,7 @@ int fy_redis_new(fy_redis **out, const fy_redis_cfg *cfg)
         return rc;
     }
     r->db = cfg->db;
+    r->meter = cfg->meter;
     r->connect_tv = tv_ms(cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 1000);
     r->command_tv = tv_ms(cfg->command_timeout_ms ? cfg->command_timeout_ms : 1000);
     r->n = n;
@@ -283,9 +286,26 @@ static void give(conn *k, sigpipe_guard *g)
     sigpipe_restore(g);
 }
 
+static void count_error(fy_redis *r)
+{
+    if (r->meter)
+        atomic_fetch_add_explicit(&r->meter->errors, 1, memory_order_relaxed);
+}
+
+/* The time since `t0` (fy_mono_ns) as one round trip, when a command got its reply. */
+static void count_rtt(fy_redis *r, uint64_t t0, bool replied)
+{
+    if (r->meter && replied) {
+        uint64_t now = fy_mono_ns();
+        fy_hist_observe(&r->meter->rtt, now > t0 ? now - t0 : 0);
+    }
+}
+
 /* The answer for a reply: an error reply is freed and FERRY_ESTORE. */
 static int answer(fy_redis *r, redisReply *rep, redisReply **out)
 {
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        count_error(r);
     if (!rep)
         return FERRY_ESTORE;
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -299,15 +319,31 @@ static int answer(fy_redis *r, redisReply *rep, redisReply **out)
     return 0;
 }
 
-int fy_redis_command(fy_redis *r, redisReply **reply, int argc, const char **argv,
-                     const size_t *argvlen)
+/* One command; `timed`: its round trip goes into the meter. */
+static int command(fy_redis *r, bool timed, redisReply **reply, int argc, const char **argv,
+                   const size_t *argvlen)
 {
     *reply = NULL;
     sigpipe_guard g;
     conn *k = take(r, &g);
+    uint64_t t0 = timed && r->meter ? fy_mono_ns() : 0;
     redisReply *rep = k ? run(r, k, argc, argv, argvlen) : NULL;
+    if (timed)
+        count_rtt(r, t0, rep != NULL);
     give(k, &g);
     return answer(r, rep, reply);
+}
+
+int fy_redis_command(fy_redis *r, redisReply **reply, int argc, const char **argv,
+                     const size_t *argvlen)
+{
+    return command(r, true, reply, argc, argv, argvlen);
+}
+
+int fy_redis_command_blocking(fy_redis *r, redisReply **reply, int argc, const char **argv,
+                              const size_t *argvlen)
+{
+    return command(r, false, reply, argc, argv, argvlen);
 }
 
 int fy_redis_script(fy_redis *r, const char *src)
@@ -374,7 +410,9 @@ int fy_redis_eval(fy_redis *r, int script, redisReply **reply, int nkeys, int ar
     *reply = NULL;
     sigpipe_guard g;
     conn *k = take(r, &g);
+    uint64_t t0 = r->meter ? fy_mono_ns() : 0;
     redisReply *rep = k ? eval_on(r, k, script, nkeys, argc, argv, argvlen) : NULL;
+    count_rtt(r, t0, rep != NULL);
     give(k, &g);
     return answer(r, rep, reply);
 }
@@ -409,9 +447,13 @@ int fy_redis_pipeline(fy_redis *r, size_t n, int argc, const char **argv,
         return 0;
     sigpipe_guard g;
     conn *k = take(r, &g);
+    uint64_t t0 = r->meter ? fy_mono_ns() : 0;
     bool ok = k && pipeline_on(r, k, n, argc, argv, argvlen);
+    count_rtt(r, t0, ok);
     give(k, &g);
     if (ok)
         came_back(r);
+    else
+        count_error(r);
     return ok ? 0 : FERRY_ESTORE;
 }

@@ -5,6 +5,11 @@
  * unix socket ("/run/redis/redis.sock"). Optional password (AUTH) and database (SELECT),
  * sent on every connect. The password is never logged, nor any command's arguments.
  *
+ * Measuring. With a meter (fy_redis_cfg.meter), each command's round trip (from sending it
+ * to its last reply, once connected: not the wait for a pooled connection, nor a connect)
+ * goes into the meter's histogram, and each command that returns FERRY_ESTORE counts one
+ * error.
+ *
  * Failure. A command whose connection fails (refused, reset, timed out, a protocol error)
  * returns FERRY_ESTORE, and that connection is dropped; the next command on it connects
  * again (once, bounded by connect_timeout_ms) before it runs. A command never retries by
@@ -33,6 +38,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "cluster_seam.h" /* fy_redis_meter */
 #include "ferry.h"
 
 typedef struct fy_redis fy_redis;
@@ -44,6 +50,9 @@ typedef struct fy_redis_cfg {
     unsigned connect_timeout_ms; /* 0: 1000 */
     unsigned command_timeout_ms; /* 0: 1000 */
     unsigned pool;               /* connections; 0: 4 */
+    /* Where every command's round trip and failure is counted (several pools may share
+     * one); NULL: nowhere. Must outlive the pool. */
+    fy_redis_meter *meter;
 } fy_redis_cfg;
 
 /* A pool for `cfg` (copied). It does not connect yet: the first command does, so a node
@@ -59,6 +68,12 @@ void fy_redis_free(fy_redis *r);
  * FERRY_ENOMEM. */
 int fy_redis_command(fy_redis *r, redisReply **reply, int argc, const char **argv,
                      const size_t *argvlen);
+
+/* fy_redis_command for a command that waits on the server for something to happen (XREAD
+ * BLOCK): its time is not a round trip, so it is not counted in the meter's rtt; a failure
+ * is counted as an error all the same. */
+int fy_redis_command_blocking(fy_redis *r, redisReply **reply, int argc, const char **argv,
+                              const size_t *argvlen);
 
 /* Lua scripts run by EVALSHA, so that a round trip carries the script's SHA1, not its
  * text. A pool registers up to FY_REDIS_SCRIPTS of them; the first use of one loads it

@@ -47,8 +47,8 @@
  * every struct an application allocates. Sized structs (ferry_options, ferry_callbacks,
  * ferry_stats, ferry_link_ops, ferry_mount_options, ferry_server_options) grow only at
  * their end: see "Sized structs" below. ferry_auth is allocated by ferry and only read by
- * callbacks, so it too may grow at its end. ferry_buf and ferry_bucket (ferry_transport.h)
- * are fixed.
+ * callbacks, so it too may grow at its end. ferry_histogram, and ferry_buf and ferry_bucket
+ * (ferry_transport.h), are fixed.
  *
  * Sized structs. Each option or callback struct begins with `size_t size`, which its init
  * function (ferry_options_init, ferry_callbacks_init, ...) sets to sizeof the struct this
@@ -378,6 +378,23 @@ FERRY_API uint64_t ferry_hub_limit_hits(ferry_hub *hub, ferry_limit l);
 #define FERRY_STATS_LIMITS 32
 #define FERRY_STATS_REASONS 16
 
+/* A latency histogram, as ferry_stats carries them: fixed buckets whose upper bounds are
+ * ferry_histogram_bound(0 .. FERRY_HISTOGRAM_BUCKETS - 1): 100 µs, 250 µs, 500 µs, 1 ms,
+ * 2.5 ms, 5 ms, 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 500 ms, 1 s, 2.5 s, 5 s, 10 s, and +Inf
+ * last. Its layout and the bounds are fixed within a soname. */
+#define FERRY_HISTOGRAM_BUCKETS 17
+typedef struct ferry_histogram {
+    uint64_t count;  /* observations */
+    uint64_t sum_ns; /* their sum, in nanoseconds */
+    /* Cumulative, as Prometheus's `le` buckets: le[i] counts the observations of at most
+     * ferry_histogram_bound(i) seconds; le[FERRY_HISTOGRAM_BUCKETS - 1] == count. */
+    uint64_t le[FERRY_HISTOGRAM_BUCKETS];
+} ferry_histogram;
+
+/* The upper bound of bucket `i` in seconds (INFINITY for the last), or -1 for an `i` out of
+ * range. Any thread; never fails. */
+FERRY_API double ferry_histogram_bound(int i);
+
 /* A snapshot of the hub's counters and gauges, for metrics. A sized struct the caller
  * allocates: set size (ferry_stats st = {.size = sizeof st}); ferry fills only that many
  * bytes, so an application built against an older header gets the fields it knows. */
@@ -395,6 +412,23 @@ typedef struct ferry_stats {
     size_t outbox_messages, outbox_bytes;         /* unacknowledged, in every outbox now */
     uint64_t limits[FERRY_STATS_LIMITS];          /* as ferry_hub_limit_hits
                                                    * (FERRY_LIMIT_COUNT used) */
+    /* reset frames handed to transports, by reason (FERRY_REASON_COUNT used): the answers
+     * to resumes that failed (as resume_failures, when the reset went out) and the final
+     * frames of attached sessions that ended for overflow, expired or forked */
+    uint64_t resets[FERRY_STATS_REASONS];
+    /* From when the hub took a message (ferry_hub_publish, ferry_hub_send,
+     * ferry_session_send; in a cluster, when the feed reader handed it to this node) to
+     * when a transport pulled it to write it to a connection for the first time (replays
+     * not counted). Sampled: each connection (link) observes the first of every 16
+     * batches pulled from it that hold a message sent for the first time, as the age of
+     * the oldest such message in it; so count is about a sixteenth of those batches, not
+     * a count of messages. */
+    ferry_histogram publish_to_write;
+    /* In a cluster: the round-trip time of each Redis command (from sending it to its
+     * reply; the feed reader's blocking read is not one), and the commands that failed
+     * (no connection, an I/O error or timeout, or an error reply). All 0 without one. */
+    ferry_histogram redis_rtt;
+    uint64_t redis_errors;
 } ferry_stats;
 
 /* Fills the first out->size bytes of *out (the size field is left as it is). Walks every

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "ferry.h"
+#include "hist.h"
 #include "store.h"
 
 /* An entry's kind. */
@@ -50,6 +51,13 @@ typedef struct fy_feed_entry {
     size_t body_len;
 } fy_feed_entry;
 
+/* What a cluster measures of its Redis, for ferry_stats (redis_rtt, redis_errors): updated
+ * by the cluster's connections with atomics, read by ferry_hub_stats. */
+typedef struct fy_redis_meter {
+    fy_hist rtt;                 /* each command's round trip */
+    atomic_uint_fast64_t errors; /* commands that failed */
+} fy_redis_meter;
+
 typedef struct fy_cluster_ops {
     /* The hub's session store (store.h), which the hub then owns. 0 or FERRY_ENOMEM. */
     int (*store)(ferry_cluster *c, fy_store **out);
@@ -69,6 +77,9 @@ typedef struct fy_cluster_ops {
                  int (*fn)(const fy_feed_entry *e, void *ud), void *ud);
     /* FERRY_OK while the node reaches Redis, else FERRY_ESTORE. Never blocks. */
     int (*status)(ferry_cluster *c);
+    /* The cluster's Redis measurements, valid while it lives; NULL if it keeps none. May be
+     * NULL (a cluster that measures nothing). Never blocks. */
+    fy_redis_meter *(*meter)(ferry_cluster *c);
 } fy_cluster_ops;
 
 struct ferry_cluster {

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "ferry.h"
+#include "hist.h"
 #include "locks.h" /* the lock order */
 #include "map.h"
 #include "msg.h"
@@ -46,6 +47,8 @@ struct ferry_hub {
     atomic_size_t outbox_bytes;  /* in every outbox together */
     atomic_uint_fast64_t opened, resumes, resume_failures[FERRY_REASON_COUNT];
     atomic_uint_fast64_t msgs_in, bytes_in, msgs_out, bytes_out, upgrades, fallbacks;
+    atomic_uint_fast64_t resets[FERRY_REASON_COUNT]; /* reset frames pulled, by reason */
+    fy_hist pub_write;           /* taken to first pulled (ferry_stats.publish_to_write) */
     pthread_mutex_t ident_lock;  /* a leaf lock: the per-identity counts */
     fy_map idents;               /* identity -> live sessions */
     pthread_mutex_t rate_lock; /* a leaf lock: the resume buckets */

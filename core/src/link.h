@@ -47,6 +47,7 @@ struct ferry_link {
     uint64_t welcome_ack;
     char secret[FY_SECRET_LEN + 1]; /* plaintext until the welcome is pulled, then wiped */
     int transport;             /* FERRY_TRANSPORT_* */
+    unsigned new_batches;      /* pulled batches with new messages (publish_to_write) */
     const char *peer_addr;     /* ferry_link_set_peer */
     const char *(*header)(void *ctx, const char *name);
     void *header_ctx;

@@ -6,6 +6,7 @@
 
 #include "ferry.h"
 #include "frame.h"
+#include "hist.h"
 
 int fy_msg_new(fy_msg **out, const char *topic, const char *json, size_t len, size_t max_depth,
                size_t max_bytes)
@@ -31,6 +32,7 @@ int fy_msg_new(fy_msg **out, const char *topic, const char *json, size_t len, si
         return FERRY_ENOMEM;
     atomic_init(&m->refs, 1);
     m->pos_ms = m->pos_n = 0;
+    m->born_ns = fy_mono_ns();
     char *p = m->body;
     if (topic) {
         memcpy(p, "\"topic\":\"", 9);
@@ -52,6 +54,7 @@ fy_msg *fy_msg_from_body(const char *body, size_t len)
         return NULL;
     atomic_init(&m->refs, 1);
     m->pos_ms = m->pos_n = 0;
+    m->born_ns = fy_mono_ns();
     memcpy(m->body, body, len);
     m->len = len;
     return m;

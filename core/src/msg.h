@@ -11,6 +11,7 @@
 typedef struct fy_msg {
     atomic_size_t refs;
     uint64_t pos_ms, pos_n; /* in a cluster, its feed position (cluster.h); else 0 */
+    uint64_t born_ns;       /* when the hub took it (fy_mono_ns), for publish_to_write */
     size_t len;
     char body[];
 } fy_msg;

@@ -1081,11 +1081,22 @@ START_TEST(redis_down_fails_publishes_and_the_node_recovers_by_itself)
     client *c = cl_subscribed(a.hub, "t");
     publish_n(a.hub, "t", 1, 1);
     wait_msgs(c, 1);
+    /* Redis measured (ferry_stats): round trips, each within the 1 s command timeout, and
+     * no error yet. */
+    ferry_stats st = {.size = sizeof st};
+    ck_assert_int_eq(ferry_hub_stats(a.hub, &st), FERRY_OK);
+    ck_assert_uint_gt(st.redis_rtt.count, 2);
+    ck_assert_uint_eq(st.redis_rtt.le[FERRY_HISTOGRAM_BUCKETS - 1], st.redis_rtt.count);
+    ck_assert_uint_eq(st.redis_rtt.le[12], st.redis_rtt.count); /* le 1 s */
+    ck_assert_uint_gt(st.redis_rtt.sum_ns, 0);
+    ck_assert_uint_eq(st.redis_errors, 0);
 
     rsrv_stop(&own);
     ck_assert_int_eq(ferry_hub_publish(a.hub, "t", "2", 1, NULL), FERRY_ESTORE);
     ck_assert_int_eq(ferry_hub_send(a.hub, c->sid, "2", 1), FERRY_ESTORE);
     ck_assert(eventually(unhealthy, a.hub));
+    ck_assert_int_eq(ferry_hub_stats(a.hub, &st), FERRY_OK);
+    ck_assert_uint_ge(st.redis_errors, 2); /* the publish and the send at least */
     ck_assert(!ferry_link_done(c->link)); /* attached sessions keep their connection */
 
     ck_assert_int_eq(rsrv_start(&own), 0); /* back, empty: it lost its data */

@@ -69,5 +69,6 @@ Suite *wire_suite(void);
 Suite *race_suite(void);
 Suite *store_suite(void);
 Suite *abi_suite(void);
+Suite *stats_suite(void);
 
 #endif

@@ -15,6 +15,7 @@ int main(void)
     srunner_add_suite(sr, race_suite());
     srunner_add_suite(sr, store_suite());
     srunner_add_suite(sr, abi_suite());
+    srunner_add_suite(sr, stats_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

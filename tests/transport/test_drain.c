@@ -93,6 +93,8 @@ START_TEST(drain_closes_every_client_spread_and_refuses_new_ones)
     long waited = 0;
     while (status_of(s, "GET", "/ferry/health", NULL, NULL) != 503 && waited++ < 1000)
         usleep(1000);
+    ck_assert_int_eq(ts_metric(s, "ferry_draining"), 1);
+    ck_assert_int_eq(ts_metric(s, "ferry_ready"), 0);
     ck_assert_int_eq(status_of(s, "POST", "/ferry/lp", NULL, "{\"t\":\"hello\",\"v\":1}"), 503);
     fyc_ws ws;
     int st = 0;

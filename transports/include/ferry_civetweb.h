@@ -100,12 +100,18 @@ FERRY_API int ferry_mount_new(ferry_mount **out, struct mg_context *ctx,
 /* The mount's hub: publish, send, counts. Valid until ferry_mount_free. NULL for NULL. */
 FERRY_API ferry_hub *ferry_mount_hub(ferry_mount *m);
 
-/* Appends the mount's metrics to `out` in the Prometheus text format (version 0.0.4):
- * sessions by state, connections by transport, held polls, messages and bytes in and out,
- * sessions opened, resumes by outcome, upgrades and fallbacks, outbox depth, limits hit by
- * kind, slow consumers cut, and whether the node is ready (ferry_ready: 1 when
- * <prefix>/health answers 200) and reaches its session store (ferry_store_up). Any thread.
- * Returns FERRY_OK, FERRY_ENOMEM or FERRY_EINVAL (NULL). */
+/* Appends the mount's metrics to `out` (the caller's buffer; on failure it is left as it
+ * was) in the Prometheus text format (version 0.0.4): sessions by state, connections by
+ * transport, held polls, messages and bytes in and out, sessions opened, resumes by
+ * outcome, reset frames by reason (ferry_resets_total), upgrades and fallbacks, outbox
+ * depth, limits hit by kind, slow consumers cut, whether the node is ready (ferry_ready: 1
+ * when <prefix>/health answers 200), reaches its session store (ferry_store_up) and is
+ * draining (ferry_draining), the publish-to-write latency histogram
+ * (ferry_publish_to_write_seconds), and for a cluster member its Redis round-trip
+ * histogram and failed commands (ferry_redis_round_trip_seconds, ferry_redis_errors_total).
+ * docs/OPERATIONS.md ("Metrics") describes every series. Walks the node's session table
+ * once (ferry_hub_stats): call it at scrape rate. Any thread. Returns FERRY_OK,
+ * FERRY_ENOMEM or FERRY_EINVAL (NULL). */
 FERRY_API int ferry_mount_metrics(ferry_mount *m, ferry_buf *out);
 
 /* Turns WebSocket off or on at run time. Off: upgrades are answered 404, as by a server
@@ -127,7 +133,8 @@ FERRY_API void ferry_mount_set_websocket(ferry_mount *m, int on);
  * resumes and new handshakes (hello) are all served as before; a client that reaches the
  * node anyway is welcome. To take a node out for a restart, ferry_mount_drain does the rest
  * (it answers draining from its start whatever this flag says, and for good). Any thread;
- * takes no lock. NULL: nothing. */
+ * takes no lock. NULL: nothing. The metric ferry_draining shows the node draining, by
+ * this flag or by ferry_mount_drain. */
 FERRY_API void ferry_mount_set_draining(ferry_mount *m, int on);
 
 /* How ferry_mount_drain spreads its clients' departure. A sized struct (ferry.h, "Sized

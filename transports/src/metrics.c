@@ -1,5 +1,6 @@
-/* Prometheus text format (0.0.4) for a mount: the hub's counters and gauges, plus the
- * transports' own connection gauges. */
+/* Prometheus text format (0.0.4) for a mount: the hub's counters, gauges and histograms,
+ * plus the transports' own connection gauges and the drain flag. docs/OPERATIONS.md
+ * ("Metrics") lists every series. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,48 @@ static void header(ferry_buf *out, const char *name, const char *type, const cha
 {
     if (!*rc)
         *rc = ferry_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A histogram's _bucket, _sum and _count lines (its HELP and TYPE already written). */
+static int put_histogram(ferry_buf *out, const char *name, const ferry_histogram *h)
+{
+    for (int i = 0; i < FERRY_HISTOGRAM_BUCKETS; i++) {
+        int rc = i == FERRY_HISTOGRAM_BUCKETS - 1
+                     ? ferry_buf_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, h->le[i])
+                     : ferry_buf_printf(out, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
+                                        ferry_histogram_bound(i), h->le[i]);
+        if (rc)
+            return rc;
+    }
+    return ferry_buf_printf(out, "%s_sum %.9f\n%s_count %" PRIu64 "\n", name,
+                            (double)h->sum_ns / 1e9, name, h->count);
+}
+
+/* What an operator alerts on beyond the counters above: resets by reason, the drain flag,
+ * publish-to-write latency, and a cluster's Redis. */
+static int put_operations(ferry_mount *m, ferry_buf *out, const ferry_stats *st)
+{
+    int rc = 0;
+    header(out, "ferry_resets_total", "counter", "Reset frames sent to clients, by reason: failed resumes, and attached sessions that overflowed, expired or forked.", &rc);
+    for (int r = FERRY_REASON_UNKNOWN; !rc && r < FERRY_REASON_COUNT; r++)
+        rc = ferry_buf_printf(out, "ferry_resets_total{reason=\"%s\"} %" PRIu64 "\n",
+                              ferry_reason_str((ferry_reason)r), st->resets[r]);
+    header(out, "ferry_draining", "gauge", "1 while the node drains (ferry_mount_drain) or is marked draining (ferry_mount_set_draining): it asks its load balancer for no new clients.", &rc);
+    if (!rc)
+        rc = ferry_buf_printf(out, "ferry_draining %d\n",
+                              atomic_load(&m->draining) || atomic_load(&m->drain_started));
+    header(out, "ferry_publish_to_write_seconds", "histogram", "From the hub taking a message to a transport pulling it to write for the first time; one observation per batch (its oldest new message).", &rc);
+    if (!rc)
+        rc = put_histogram(out, "ferry_publish_to_write_seconds", &st->publish_to_write);
+    if (rc || !ferry_hub_node(m->hub)[0]) /* no cluster: no Redis */
+        return rc;
+    header(out, "ferry_redis_round_trip_seconds", "histogram", "Round-trip time of each Redis command of this node (the feed's blocking read excluded).", &rc);
+    if (!rc)
+        rc = put_histogram(out, "ferry_redis_round_trip_seconds", &st->redis_rtt);
+    header(out, "ferry_redis_errors_total", "counter", "Redis commands that failed: no connection, an I/O error or timeout, or an error reply.", &rc);
+    if (!rc)
+        rc = ferry_buf_printf(out, "ferry_redis_errors_total %" PRIu64 "\n", st->redis_errors);
+    return rc;
 }
 
 int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)
@@ -88,6 +131,8 @@ int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)
     bool store_up;
     fy_health(m, &health, &store_up);
     PUT("ferry_ready %d\nferry_store_up %d\n", health == 200, store_up);
+    if (put_operations(m, out, &st))
+        goto fail;
     return 0;
 fail:
     out->len = start;
