@@ -286,16 +286,18 @@ static int resume_lock(ferry_link *l, const fy_frame *f, ferry_session **out)
  * rebuilt from the feed and its subscriptions made with no entry handed out meanwhile, so
  * under pub_lock, which comes before the session's lock (locks.h). The round trip of the
  * save is behind it: when a node dies, thousands of adoptions queue here. Returns whether
- * the session is as the save left it (else nothing is adopted: the client retries). Called
- * and returns with s->lock held, and pub_lock too when true. */
+ * the session is as the save left it, and the node reads the feed (a node that has just
+ * started serves before its reader's first contact with Redis, and the feed position it
+ * then starts from would skip what the session missed); else nothing is adopted and the
+ * client retries. Called and returns with s->lock held, and pub_lock too when true. */
 static bool adopt_lock(ferry_session *s)
 {
     uint64_t version = s->rec.version;
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_lock(&s->hub->pub_lock);
     pthread_mutex_lock(&s->lock);
-    if (!s->forgotten && !s->serving && s->state != FERRY_STATE_EXPIRED &&
-        s->rec.version == version)
+    if (s->hub->feed_ready && !s->forgotten && !s->serving &&
+        s->state != FERRY_STATE_EXPIRED && s->rec.version == version)
         return true;
     pthread_mutex_unlock(&s->hub->pub_lock);
     return false;
@@ -347,7 +349,7 @@ static int try_resume(ferry_link *l, const fy_frame *f, const char *identity, ui
         return fy_link_peer_error(l, FERRY_ESTORE, "session store unavailable", 0);
     if (rc == 0 && c.verdict == RESUME_OK && hub->cluster && !c.s->serving) {
         adopting = adopt_lock(c.s);
-        if (!adopting) /* another resume or node moved the record on meanwhile */
+        if (!adopting) /* not reading the feed yet, or the record moved on meanwhile */
             rc = FERRY_ESTORE;
     }
     if (rc)
