@@ -4,18 +4,12 @@
  *
  *   civetweb_bench [max_connections]   prints "port N" once listening on 127.0.0.1 (PORT, 0)
  */
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include "bench_ctl.h"
 
-static volatile sig_atomic_t quit;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    quit = 1;
-}
 
 /* Open connections; writers and the close handler hold `lock`, so a connection is never
  * written after civetweb has started to reuse its slot. */
@@ -71,6 +65,14 @@ static void publish(const char *payload, size_t len, void *ud)
 
 int main(int argc, char **argv)
 {
+    /* Blocked in every thread (civetweb's and ferry's inherit the mask) and taken by
+     * sigwait: delivered to one of thousands of other threads, a handler would not wake
+     * the main thread. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     size_t max = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
     char listen[64], threads[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%s", getenv("PORT") ? getenv("PORT") : "0");
@@ -88,13 +90,11 @@ int main(int argc, char **argv)
     }
     mg_set_websocket_handler(ctx, "/ws", NULL, on_ready, on_data, on_close, NULL);
     bench_ctl_mount(ctx, publish, NULL);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     struct mg_server_port ports[1];
     printf("port %d\n", mg_get_server_ports(ctx, 1, ports) > 0 ? ports[0].port : -1);
     fflush(stdout);
-    while (!quit)
-        pause();
+    int quit;
+    sigwait(&sigs, &quit);
     bench_ctl_stop();
     mg_stop(ctx);
     free(reg.c);

@@ -11,6 +11,7 @@
  * NODE names it (required then), PREFIX is the key prefix ("ferry:"). Without REDIS it is
  * the single-node library, as before.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -19,13 +20,7 @@
 #include "ferry_civetweb.h"
 #include "ferry_cluster.h"
 
-static volatile sig_atomic_t quit;
 static atomic_ulong publish_failed; /* publishes that returned an error: their n never arrives */
-
-static void on_signal(int sig)
-{
-    quit = sig;
-}
 
 static void on_open(ferry_session *s, void *ud)
 {
@@ -67,6 +62,14 @@ static ferry_cluster *cluster_from_env(bool *ok)
 
 int main(int argc, char **argv)
 {
+    /* Blocked in every thread (civetweb's and ferry's inherit the mask) and taken by
+     * sigwait: delivered to one of thousands of other threads, a handler would not wake
+     * the main thread. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     size_t max = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%s", getenv("PORT") ? getenv("PORT") : "0");
@@ -118,12 +121,10 @@ int main(int argc, char **argv)
         }
         usleep(100000);
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     printf("port %d\n", ferry_server_port(ctx));
     fflush(stdout);
-    while (!quit)
-        pause();
+    int quit;
+    sigwait(&sigs, &quit);
     if (quit == SIGTERM && getenv("DRAIN_SPREAD_MS")) {
         ferry_drain_options d;
         ferry_drain_options_init(&d);
