@@ -528,8 +528,23 @@ async function rolling(rep, sessions) {
       '--pid', [a.pid, b.pid, c.pid, r.pid].join(','), '--proto', 'ferry-ws', '--conns', String(sessions),
       '--procs', String(procsFor(sessions)), '--step', String(step + 1), '--failover', String(killRate),
       '--kill', [a.pid, b.pid, c.pid].join(','), '--drain', '1', '--label', 'ferry-ws-rolling'];
-    const res = await runLoad(tags, args);
+    const gaps = new Set();
+    const res = await runLoad(tags, args, null, (text) => {
+      for (const m of text.matchAll(/session (\S+): messages/g)) gaps.add(m[1]);
+    });
     if (res.code !== 0) failed(tags, loadFailure(res, tags.n));
+    if (gaps.size) { // what Redis holds for the sessions that missed messages
+      const evidence = { step: 'evidence', ...tags, sessions: [] };
+      for (const sid of gaps) {
+        const [v, cur, owner, subs] = await redis(r.port, 'HMGET', `${env.PREFIX}s:${sid}`, 'v', 'c', 'o', 'u');
+        evidence.sessions.push({ sid, v, c: cur, o: owner, u: subs });
+      }
+      const feed = await redis(r.port, 'XRANGE', `${env.PREFIX}feed`, '-', '+');
+      const ctl = await redis(r.port, 'XRANGE', `${env.PREFIX}ctl`, '-', '+');
+      evidence.ctl = ctl.filter(([, f]) => gaps.has(String(f[3]))).map(([id, f]) => `${id} ${f[1]} ${f[3]} ${f[5]}`);
+      evidence.feed = feed.map(([id, f]) => `${id} ${f[1]} ${String(f[3]).slice(0, 24)} ${String(f[5]).slice(0, 40)}`);
+      record(evidence);
+    }
     restarting = false;
     record({ step: 'restarts', ...tags, restarts: await Promise.all(restarts) });
   } catch (e) {

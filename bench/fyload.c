@@ -575,6 +575,11 @@ static void app_payload(conn *c, const char *p, const char *end, uint64_t now)
     if (n == c->last_n + 1) {
         c->last_n = n;
     } else if (n > c->last_n + 1) {
+        static int shown;
+        if (shown++ < 5) /* the evidence of a gap: which session, which messages */
+            fprintf(stderr, "fyload: connection %d, session %s: messages %" PRIu64 " to %" PRIu64
+                    " missing (port %d, seq %" PRIu64 ")\n", (int)(c - conns), c->sid,
+                    c->last_n + 1, n - 1, opt.ports[c->port_i], c->fseq);
         st.lost += n - c->last_n - 1;
         c->last_n = n;
     } else if (n == c->last_n) {
