@@ -214,7 +214,8 @@ for (const kind of ['nginx', 'haproxy']) {
   test(`${kind}: once the check has run, a new client never lands on a draining node`, withScope(async (s) => {
     const { nodes, lb } = await s.start(kind, 2);
     if (kind === 'haproxy') await waitFor(async () => Object.values(await lb.servers()).every((st) => st === 'UP'), 5000, 'both UP');
-    await nodes[0].shutdown();
+    await nodes[0].shutdown(); // the drain begins on a thread of the node's own, soon after
+    await waitFor(async () => (await health(nodes[0])).status === 503, 5000, 'n1 answers 503');
     assert.deepEqual(await health(nodes[0]), { status: 503, body: { status: 'draining', node: '' } });
     if (kind === 'haproxy') await waitFor(async () => (await lb.servers()).n1 === 'DOWN', 5000, 'n1 DOWN');
     const cs = [];
