@@ -327,15 +327,21 @@ static int rs_save(fy_store *st, ferry_session *s, const fy_rec *rec)
     return save_with(st, s, rec, NULL);
 }
 
-/* This node lets go of a session another node serves now: the handle only. */
+/* This node lets go of a session another node serves now: the handle only. Every caller
+ * has left the session first; one that a resume adopted since (the tick decided to let an
+ * idle handle go while a resume of it waited for pub_lock) is served here now, and kept. */
 static void rs_forget(fy_store *st, ferry_session *s)
 {
     pthread_mutex_lock(&s->lock);
-    bool counted = s->state != FERRY_STATE_EXPIRED && !s->forgotten;
+    bool held = !s->serving && !s->forgotten;
+    bool counted = held && s->state != FERRY_STATE_EXPIRED;
+    if (held)
+        s->forgotten = true;
     pthread_mutex_unlock(&s->lock);
     if (counted) /* handle_from and store_new counted it */
         atomic_fetch_sub(&st->hub->live, 1);
-    let_go(RS(st), s);
+    if (held)
+        fy_handles_del(&RS(st)->handles, s);
 }
 
 static ferry_session *rs_local(fy_store *st, const char *id, size_t len)

@@ -859,6 +859,103 @@ START_TEST(a_node_not_yet_reading_the_feed_adopts_nothing)
 }
 END_TEST
 
+/* The tick lets go of a handle this node does not serve (its resume window passed) while a
+ * resume of it, saved, waits for pub_lock and then adopts it: the handle stays in the store,
+ * so that direct sends still find it and its cursor is still written. */
+static fy_store_ops rv_ops;
+static void (*rv_real_forget)(fy_store *st, ferry_session *s);
+static int (*rv_real_save)(fy_store *st, ferry_session *s, const fy_rec *rec);
+static atomic_int rv_forget_armed, rv_forget_waiting, rv_forget_open, rv_saved;
+static void rv_gated_forget(fy_store *st, ferry_session *s)
+{
+    if (atomic_exchange(&rv_forget_armed, 0)) {
+        atomic_store(&rv_forget_waiting, 1);
+        while (!atomic_load(&rv_forget_open))
+            sleep_ms(1);
+    }
+    rv_real_forget(st, s);
+}
+static int rv_noting_save(fy_store *st, ferry_session *s, const fy_rec *rec)
+{
+    int rc = rv_real_save(st, s, rec);
+    atomic_store(&rv_saved, 1);
+    return rc;
+}
+static bool rv_flag(void *ud)
+{
+    return atomic_load((atomic_int *)ud) != 0;
+}
+static void *rv_resume(void *ud)
+{
+    client *c = ud;
+    cl_send(c, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":%lld}", c->sid,
+            c->secret, (long long)c->last_seq);
+    return NULL;
+}
+static void *rv_tick(void *ud)
+{
+    ferry_hub_tick(ud);
+    return NULL;
+}
+static int rv_resumed = -1;
+static bool rv_welcomed(void *ud)
+{
+    json_t *f = cl_drain(ud);
+    json_t *w = frame_of(f, "welcome", 0);
+    if (w)
+        rv_resumed = json_is_true(json_object_get(w, "resumed"));
+    json_decref(f);
+    return rv_resumed >= 0;
+}
+
+START_TEST(a_handle_the_tick_lets_go_while_it_is_adopted_stays_in_the_store)
+{
+    atomic_store(&a_clock_off, 0);
+    node a = node_start("a", NULL, NULL), b = node_start("b", NULL, a_tweak);
+    client *c = cl_subscribed(a.hub, "t");
+    publish_n(a.hub, "t", 1, 2);
+    wait_msgs(c, 2);
+    ferry_link_free(c->link); /* the client resumes on b */
+    ck_assert_int_eq(ferry_link_new(&c->link, b.hub, &cl_ops, c), 0);
+    rv_ops = *b.hub->store->ops;
+    rv_real_forget = rv_ops.forget;
+    rv_ops.forget = rv_gated_forget;
+    rv_real_save = rv_ops.save;
+    rv_ops.save = rv_noting_save;
+    b.hub->store->ops = &rv_ops;
+
+    pthread_mutex_lock(&b.hub->pub_lock); /* busy a moment (the reader, other adoptions) */
+    pthread_t r, t;
+    ck_assert_int_eq(pthread_create(&r, NULL, rv_resume, c), 0);
+    ck_assert(eventually(rv_flag, &rv_saved)); /* saved; now waits in adopt_lock */
+    sleep_ms(50);
+    atomic_store(&a_clock_off, 121000);       /* the handle's resume window passes */
+    b.hub->cursors_at = ferry_hub_now(b.hub); /* no cursor round this tick */
+    atomic_store(&rv_forget_armed, 1);
+    ck_assert_int_eq(pthread_create(&t, NULL, rv_tick, b.hub), 0);
+    ck_assert(eventually(rv_flag, &rv_forget_waiting)); /* the tick decided: let go */
+    pthread_mutex_unlock(&b.hub->pub_lock);
+    ck_assert(eventually(rv_welcomed, c)); /* adopted meanwhile */
+    ck_assert_int_eq(rv_resumed, 1);
+    atomic_store(&rv_forget_open, 1);
+    pthread_join(t, NULL);
+    pthread_join(r, NULL);
+
+    ck_assert_int_eq(ferry_hub_send(a.hub, c->sid, "100", 3), FERRY_OK);
+    publish_n(a.hub, "t", 3, 3);
+    sleep_ms(300);
+    json_decref(cl_drain(c));
+    ck_assert_msg(json_array_size(c->msgs) == 4, "%zu messages, not 4 (the direct send is lost)",
+                  json_array_size(c->msgs));
+    ferry_session *h = b.hub->store->ops->local(b.hub->store, c->sid, strlen(c->sid));
+    ck_assert_msg(h != NULL, "b serves the session, but its store no longer holds the handle");
+    ferry_session_unref(h);
+    cl_free(c);
+    node_stop(&a);
+    node_stop(&b);
+}
+END_TEST
+
 START_TEST(a_retried_adoption_is_announced_and_the_old_node_ends_nothing)
 {
     atomic_store(&a_clock_off, 0);
@@ -1330,6 +1427,7 @@ Suite *cluster_suite(void)
     tcase_add_test(tc, a_retried_adoption_is_announced_and_the_old_node_ends_nothing);
     tcase_add_test(tc, an_adoption_numbers_from_memory_what_the_node_read);
     tcase_add_test(tc, a_node_not_yet_reading_the_feed_adopts_nothing);
+    tcase_add_test(tc, a_handle_the_tick_lets_go_while_it_is_adopted_stays_in_the_store);
     tcase_add_test(tc, a_resume_completed_after_its_retry_on_another_node_strands_nothing);
     tcase_add_test(tc, ended_subscriptions_are_pruned_only_against_the_stored_cursor);
     tcase_add_test(tc, a_cursor_taken_after_an_adoption_that_read_ahead_stays_valid);
