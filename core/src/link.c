@@ -252,7 +252,7 @@ static int pull_messages(fy_pull *p)
             break;
         }
         EMIT(p, fy_enc_msg(p->b, p->seq, m));
-        if (!p->first_born && p->seq >= out->next_send)
+        if (!p->first_born && p->seq > out->high_sent)
             p->first_born = m->born_ns;
         inflight += m->len + FY_OUTBOX_OVERHEAD;
         p->seq++;

@@ -115,6 +115,35 @@ START_TEST(publish_to_write_samples_batches_at_first_send)
 }
 END_TEST
 
+/* What a resume sends again is not a first write: it would add the whole time the client
+ * was away, once per resumed connection. */
+START_TEST(a_resumes_resend_is_not_a_first_write)
+{
+    char sid[32], secret[64];
+    ferry_hub *hub = hub_new(NULL);
+    fake_conn *a = fc_hello(hub, sid, secret);
+    ferry_session *s = ferry_session_ref(app.last_session);
+    ck_assert_int_eq(ferry_session_send(s, "1", 1), 0);
+    json_t *f = fc_pull(a, 0);
+    ck_assert_uint_eq(count_of(f, "msg"), 1);
+    json_decref(f);
+    ck_assert_uint_eq(stats_of(hub).publish_to_write.count, 1);
+    fc_close(a);
+    sleep_ms(300);
+    fake_conn *b = fc_open(hub);
+    fc_send(b, "{\"t\":\"resume\",\"v\":1,\"sid\":\"%s\",\"secret\":\"%s\",\"ack\":0}", sid, secret);
+    f = fc_drain(b);
+    ck_assert_uint_eq(count_of(f, "msg"), 1); /* sent again */
+    json_decref(f);
+    ferry_stats st = stats_of(hub);
+    ck_assert_uint_eq(st.publish_to_write.count, 1);
+    ck_assert_uint_lt(st.publish_to_write.sum_ns, 250000000u);
+    ferry_session_unref(s);
+    fc_close(b);
+    hub_free(hub);
+}
+END_TEST
+
 static void tiny_outbox(ferry_options *o)
 {
     o->outbox_max_msgs = 2;
@@ -186,6 +215,7 @@ Suite *stats_suite(void)
     tcase_add_test(tc, histogram_bounds_are_fixed);
     tcase_add_test(tc, publish_to_write_samples_batches_at_first_send);
     tcase_add_test(tc, resets_are_counted_by_reason);
+    tcase_add_test(tc, a_resumes_resend_is_not_a_first_write);
     suite_add_tcase(s, tc);
     return s;
 }
