@@ -184,7 +184,7 @@
             if (dead) return;
             // 404: the link is gone; a session that ended gives its last frame (close
             // shutdown, a reset) to one request only, maybe the poll in flight: hear it first.
-            if (r.status === 404 && polling) { busy = false; doomed = true; return; }
+            if (r.status === 404 && polling) { busy = false; return doom(); }
             if (r.status !== 200) return fail(); // resumes, resending what was not acked
           }
           if (dead) return;
@@ -213,6 +213,14 @@
       cb.lost(t, false);
     }
 
+    // The other request may carry the session's last frame; wait for it a moment only (a
+    // held poll on another node may hold on for its whole timeout).
+    function doom() {
+      doomed = true;
+      clearTimeout(deadline);
+      deadline = setTimeout(fail, 1000);
+    }
+
     function poll() {
       t.since = Date.now();
       polling = true;
@@ -221,7 +229,7 @@
         if (dead) return;
         // 404: the link is gone; a resume says why. The send in flight may carry the
         // session's last frame (see send): hear it first.
-        if (r.status === 404 && busy) { doomed = true; return; }
+        if (r.status === 404 && busy) return doom();
         if (r.status !== 200) return fail();
         cb.text(t, r.text);
         if (dead) return;
