@@ -262,9 +262,10 @@ js-client/node_modules/.package-lock.json: js-client/package.json js-client/pack
 	@touch $@
 
 # First tsc checks ferry.d.ts and ferry.d.mts against test/types.ts and test/types-esm.mts.
+# The files mostly wait on timers and sockets: three at a time (each starts its own servers).
 test-js: $(BUILD)/tests/js_server $(BUILD)/ferry.mjs js-client/node_modules/.package-lock.json
 	cd js-client && node_modules/.bin/tsc -p test/tsconfig.json
-	cd js-client && FERRY_MJS=$(abspath $(BUILD))/ferry.mjs node --test test/*.test.mjs
+	cd js-client && FERRY_MJS=$(abspath $(BUILD))/ferry.mjs node --test --test-concurrency=3 test/*.test.mjs
 
 # The live-scores demo end to end in chromium, on one node and as a cluster (a node killed
 # under the page); the screenshot goes to build/demo/.
