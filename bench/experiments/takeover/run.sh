@@ -1,0 +1,13 @@
+#!/bin/sh
+# run.sh MODE THREADS N PIPE [SPLIT]  (MODE: takeover | threaded)
+set -e
+cd "$(dirname "$0")"
+gcc -O2 -Wall -Wextra -o /tmp/takeover_server takeover_server.c -lcivetweb -lpthread
+gcc -O2 -Wall -Wextra -o /tmp/takeover_client takeover_client.c
+PORT=18716
+/tmp/takeover_server $PORT "$2" "$1" 2>/tmp/takeover_server.log &
+SP=$!
+sleep 0.5
+/tmp/takeover_client $PORT $SP "$3" "$4" $5 || echo "client exit $?"
+kill -USR1 $SP; sleep 0.3; kill $SP; wait $SP 2>/dev/null || true
+cat /tmp/takeover_server.log
