@@ -4,7 +4,8 @@ set -e
 cd "$(dirname "$0")"
 gcc -O2 -Wall -Wextra -o /tmp/takeover_server takeover_server.c -lcivetweb -lpthread
 gcc -O2 -Wall -Wextra -o /tmp/takeover_client takeover_client.c
-PORT=18716
+# a free port on 127.0.0.1 (PORT overrides)
+PORT=${PORT:-$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')}
 /tmp/takeover_server $PORT "$2" "$1" 2>/tmp/takeover_server.log &
 SP=$!
 sleep 0.5

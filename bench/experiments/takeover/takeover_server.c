@@ -1,4 +1,4 @@
-/* Feasibility spike for issue 16: take a WebSocket's socket over from
+/* Feasibility experiment: take a WebSocket's socket over from
  * civetweb 1.15 and serve it from one epoll thread.
  *
  *   takeover_server PORT THREADS MODE
