@@ -8,29 +8,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const require = createRequire(path.join(root, 'js-client/package.json'));
-const ferry = require('./ferry.js');
-const WebSocket = require('ws');
+import { ferry, freePort, root, WebSocket } from '../chaos/lib.mjs';
+
 const dir = path.join(root, 'build/ops-test');
 const rules = path.join(root, 'examples/ops/ferry-alerts.yml');
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(what, ms, fn) {
   const end = Date.now() + ms;
