@@ -3,7 +3,7 @@
  *
  * The reader checks what a frame's header alone can tell: masking (a client's frames must be
  * masked), reserved bits (no extension is negotiated), reserved opcodes, control frames
- * (at most 125 bytes, never fragmented) and the length encoding. A data frame whose claimed
+ * (at most 125 bytes, never fragmented) and the length (minimally encoded, below 2^63). A data frame whose claimed
  * length is over the cap is announced at its header and its payload skipped unread, never
  * buffered. What needs more than one frame (fragment order, reassembly, UTF-8 of a whole
  * message) is the caller's. */
@@ -21,7 +21,7 @@
 typedef struct fy_wsr {
     ferry_buf part;          /* payload of a frame split across feeds, unmasked so far */
     uint64_t left;           /* payload bytes of the current frame still to come */
-    unsigned char hdr[14];   /* the current frame's header, as far as it has come */
+    unsigned char hdr[14];   /* the current frame's header (its mask included) */
     unsigned char hlen;      /* bytes in hdr */
     unsigned char bits;      /* the current frame's FIN bit and opcode */
     unsigned char state;     /* internal */

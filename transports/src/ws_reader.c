@@ -1,0 +1,192 @@
+#include <string.h>
+
+#include "ws_reader.h"
+
+enum { ST_HEADER = 0, ST_PAYLOAD, ST_SKIP };
+
+void fy_wsr_init(fy_wsr *r)
+{
+    memset(r, 0, sizeof *r);
+}
+
+void fy_wsr_free(fy_wsr *r)
+{
+    ferry_buf_release(&r->part);
+    fy_wsr_init(r);
+}
+
+static void unmask(char *p, size_t n, const unsigned char *mask, unsigned phase)
+{
+    unsigned char *u = (unsigned char *)p;
+    for (size_t i = 0; i < n; i++)
+        u[i] ^= mask[(phase + i) & 3];
+}
+
+/* The header's total size once its first two bytes are in. */
+static size_t header_size(const unsigned char *h)
+{
+    unsigned n = h[1] & 0x7F;
+    return 2 + (n == 126 ? 2 : n == 127 ? 8 : 0) + 4;
+}
+
+/* Checks a complete header and reads its length; NULL if it is acceptable, else why not. */
+static const char *check_header(const unsigned char *h, uint64_t *len)
+{
+    int op = h[0] & 0x0F;
+    if (h[0] & 0x70)
+        return "reserved bits set";
+    if ((op >= 3 && op <= 7) || op >= 0xB)
+        return "reserved opcode";
+    if (!(h[1] & 0x80))
+        return "unmasked client frame";
+    uint64_t n = h[1] & 0x7F;
+    if (n == 126) {
+        n = (uint64_t)h[2] << 8 | h[3];
+        if (n < 126)
+            return "length not minimally encoded";
+    } else if (n == 127) {
+        n = 0;
+        for (int i = 0; i < 8; i++)
+            n = n << 8 | h[2 + i];
+        if (n >> 63)
+            return "length over 2^63";
+        if (n <= 0xFFFF)
+            return "length not minimally encoded";
+    }
+    if (op & 0x8) {
+        if (!(h[0] & 0x80))
+            return "fragmented control frame";
+        if (n > 125)
+            return "control frame over 125 bytes";
+    }
+    *len = n;
+    return NULL;
+}
+
+int fy_wsr_feed(fy_wsr *r, char *data, size_t len, size_t cap, fy_wsr_frame_fn fn, void *ud,
+                const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    while (len > 0) {
+        if (r->state == ST_HEADER) {
+            size_t need = r->hlen < 2 ? 2 : header_size(r->hdr);
+            size_t n = need - r->hlen < len ? need - r->hlen : len;
+            memcpy(r->hdr + r->hlen, data, n);
+            r->hlen = (unsigned char)(r->hlen + n);
+            data += n;
+            len -= n;
+            if (r->hlen == 2)
+                need = header_size(r->hdr);
+            if (r->hlen < need)
+                continue;
+            uint64_t plen;
+            if ((*why = check_header(r->hdr, &plen)) != NULL)
+                return FY_WSR_PROTOCOL;
+            r->bits = r->hdr[0] & (FY_WSR_FIN | 0x0F);
+            r->left = plen;
+            r->mpos = 0;
+            r->hlen = 0;
+            int op = r->bits & 0x0F;
+            if (op <= 2 && plen > cap) {
+                r->state = ST_SKIP;
+                int rc = fn(ud, r->bits, NULL, plen);
+                if (rc)
+                    return rc;
+                continue;
+            }
+            if (plen == 0) {
+                int rc = fn(ud, r->bits, (char *)r->hdr, 0);
+                if (rc)
+                    return rc;
+                continue;
+            }
+            r->state = ST_PAYLOAD;
+        } else if (r->state == ST_SKIP) {
+            size_t n = r->left < len ? (size_t)r->left : len;
+            data += n;
+            len -= n;
+            r->left -= n;
+            if (r->left == 0)
+                r->state = ST_HEADER;
+        } else {
+            /* hdr keeps the frame's header until the next one begins */
+            const unsigned char *mask = r->hdr + header_size(r->hdr) - 4;
+            size_t n = r->left < len ? (size_t)r->left : len;
+            char *payload;
+            size_t plen;
+            if (r->part.len == 0 && n == r->left) {
+                /* The whole payload is here: unmask it where it lies. */
+                unmask(data, n, mask, 0);
+                payload = data;
+                plen = n;
+            } else {
+                if (r->part.len == 0 && ferry_buf_reserve(&r->part, (size_t)r->left)) {
+                    *why = "out of memory";
+                    return FY_WSR_NOMEM;
+                }
+                memcpy(r->part.data + r->part.len, data, n);
+                unmask(r->part.data + r->part.len, n, mask, r->mpos);
+                r->part.len += n;
+                r->mpos = (unsigned char)((r->mpos + n) & 3);
+                if (n < r->left) {
+                    r->left -= n;
+                    data += n;
+                    len -= n;
+                    continue;
+                }
+                payload = r->part.data;
+                plen = r->part.len;
+            }
+            data += n;
+            len -= n;
+            r->left = 0;
+            r->state = ST_HEADER;
+            int rc = fn(ud, r->bits, payload, plen);
+            if (payload == r->part.data)
+                ferry_buf_release(&r->part); /* split frames are rare: hold nothing between */
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+bool fy_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        size_t n;
+        unsigned lo = 0x80, hi = 0xBF; /* the range of the second byte */
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            if (c == 0xE0)
+                lo = 0xA0; /* overlong below U+0800 */
+            else if (c == 0xED)
+                hi = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            if (c == 0xF0)
+                lo = 0x90; /* overlong below U+10000 */
+            else if (c == 0xF4)
+                hi = 0x8F; /* above U+10FFFF */
+        } else {
+            return false;
+        }
+        if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+            return false;
+        for (size_t i = 2; i < n; i++)
+            if ((p[i] & 0xC0) != 0x80)
+                return false;
+        p += n;
+    }
+    return true;
+}
