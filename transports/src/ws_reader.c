@@ -29,8 +29,9 @@ static size_t header_size(const unsigned char *h)
     return 2 + (n == 126 ? 2 : n == 127 ? 8 : 0) + 4;
 }
 
-/* Checks a complete header and reads its length; NULL if it is acceptable, else why not. */
-static const char *check_header(const unsigned char *h, uint64_t *len)
+/* What the first two bytes alone break, or NULL: checked as soon as they are in, so that a
+ * short bad frame is refused without waiting for bytes that may never come. */
+static const char *check_start(const unsigned char *h)
 {
     int op = h[0] & 0x0F;
     if (h[0] & 0x70)
@@ -39,6 +40,18 @@ static const char *check_header(const unsigned char *h, uint64_t *len)
         return "reserved opcode";
     if (!(h[1] & 0x80))
         return "unmasked client frame";
+    if (op & 0x8) {
+        if (!(h[0] & 0x80))
+            return "fragmented control frame";
+        if ((h[1] & 0x7F) > 125)
+            return "control frame over 125 bytes";
+    }
+    return NULL;
+}
+
+/* The payload length of a complete header, or why it is refused. */
+static const char *read_length(const unsigned char *h, uint64_t *len)
+{
     uint64_t n = h[1] & 0x7F;
     if (n == 126) {
         n = (uint64_t)h[2] << 8 | h[3];
@@ -53,14 +66,75 @@ static const char *check_header(const unsigned char *h, uint64_t *len)
         if (n <= 0xFFFF)
             return "length not minimally encoded";
     }
-    if (op & 0x8) {
-        if (!(h[0] & 0x80))
-            return "fragmented control frame";
-        if (n > 125)
-            return "control frame over 125 bytes";
-    }
     *len = n;
     return NULL;
+}
+
+/* Takes header bytes. Returns 0 (more to come, or a frame begun), a frame callback's
+ * non-zero answer, or FY_WSR_PROTOCOL. */
+static int take_header(fy_wsr *r, char **data, size_t *len, size_t cap,
+                       fy_wsr_frame_fn fn, void *ud, const char **why)
+{
+    size_t need = r->hlen < 2 ? 2 : header_size(r->hdr);
+    size_t n = need - r->hlen < *len ? need - r->hlen : *len;
+    memcpy(r->hdr + r->hlen, *data, n);
+    r->hlen = (unsigned char)(r->hlen + n);
+    *data += n;
+    *len -= n;
+    if (r->hlen == 2 && n > 0 && (*why = check_start(r->hdr)) != NULL)
+        return FY_WSR_PROTOCOL;
+    if (r->hlen < 2 || r->hlen < header_size(r->hdr))
+        return 0;
+    uint64_t plen;
+    if ((*why = read_length(r->hdr, &plen)) != NULL)
+        return FY_WSR_PROTOCOL;
+    r->bits = r->hdr[0] & (FY_WSR_FIN | 0x0F);
+    r->left = plen;
+    r->mpos = 0;
+    r->hlen = 0;
+    if ((r->bits & 0x0F) <= 2 && plen > cap) {
+        r->state = ST_SKIP;
+        return fn(ud, r->bits, NULL, plen);
+    }
+    if (plen == 0)
+        return fn(ud, r->bits, (char *)r->hdr, 0);
+    r->state = ST_PAYLOAD;
+    return 0;
+}
+
+/* Takes payload bytes; calls fn once the frame is whole. Returns 0, fn's non-zero answer,
+ * or FY_WSR_NOMEM. */
+static int take_payload(fy_wsr *r, char **data, size_t *len, fy_wsr_frame_fn fn, void *ud,
+                        const char **why)
+{
+    /* hdr keeps the frame's header until the next one begins */
+    const unsigned char *mask = r->hdr + header_size(r->hdr) - 4;
+    size_t n = r->left < *len ? (size_t)r->left : *len;
+    char *payload = *data;
+    if (r->part.len == 0 && n == r->left) {
+        unmask(payload, n, mask, 0); /* the whole payload is here: unmask it where it lies */
+    } else {
+        if (r->part.len == 0 && ferry_buf_reserve(&r->part, (size_t)r->left)) {
+            *why = "out of memory";
+            return FY_WSR_NOMEM;
+        }
+        memcpy(r->part.data + r->part.len, *data, n);
+        unmask(r->part.data + r->part.len, n, mask, r->mpos);
+        r->part.len += n;
+        r->mpos = (unsigned char)((r->mpos + n) & 3);
+        payload = r->part.data;
+    }
+    *data += n;
+    *len -= n;
+    r->left -= n;
+    if (r->left > 0)
+        return 0;
+    r->state = ST_HEADER;
+    size_t plen = payload == r->part.data ? r->part.len : n;
+    int rc = fn(ud, r->bits, payload, plen);
+    if (payload == r->part.data)
+        ferry_buf_release(&r->part); /* split frames are rare: hold nothing between them */
+    return rc;
 }
 
 int fy_wsr_feed(fy_wsr *r, char *data, size_t len, size_t cap, fy_wsr_frame_fn fn, void *ud,
@@ -70,39 +144,9 @@ int fy_wsr_feed(fy_wsr *r, char *data, size_t len, size_t cap, fy_wsr_frame_fn f
     if (!why)
         why = &dummy;
     while (len > 0) {
+        int rc = 0;
         if (r->state == ST_HEADER) {
-            size_t need = r->hlen < 2 ? 2 : header_size(r->hdr);
-            size_t n = need - r->hlen < len ? need - r->hlen : len;
-            memcpy(r->hdr + r->hlen, data, n);
-            r->hlen = (unsigned char)(r->hlen + n);
-            data += n;
-            len -= n;
-            if (r->hlen == 2)
-                need = header_size(r->hdr);
-            if (r->hlen < need)
-                continue;
-            uint64_t plen;
-            if ((*why = check_header(r->hdr, &plen)) != NULL)
-                return FY_WSR_PROTOCOL;
-            r->bits = r->hdr[0] & (FY_WSR_FIN | 0x0F);
-            r->left = plen;
-            r->mpos = 0;
-            r->hlen = 0;
-            int op = r->bits & 0x0F;
-            if (op <= 2 && plen > cap) {
-                r->state = ST_SKIP;
-                int rc = fn(ud, r->bits, NULL, plen);
-                if (rc)
-                    return rc;
-                continue;
-            }
-            if (plen == 0) {
-                int rc = fn(ud, r->bits, (char *)r->hdr, 0);
-                if (rc)
-                    return rc;
-                continue;
-            }
-            r->state = ST_PAYLOAD;
+            rc = take_header(r, &data, &len, cap, fn, ud, why);
         } else if (r->state == ST_SKIP) {
             size_t n = r->left < len ? (size_t)r->left : len;
             data += n;
@@ -111,44 +155,10 @@ int fy_wsr_feed(fy_wsr *r, char *data, size_t len, size_t cap, fy_wsr_frame_fn f
             if (r->left == 0)
                 r->state = ST_HEADER;
         } else {
-            /* hdr keeps the frame's header until the next one begins */
-            const unsigned char *mask = r->hdr + header_size(r->hdr) - 4;
-            size_t n = r->left < len ? (size_t)r->left : len;
-            char *payload;
-            size_t plen;
-            if (r->part.len == 0 && n == r->left) {
-                /* The whole payload is here: unmask it where it lies. */
-                unmask(data, n, mask, 0);
-                payload = data;
-                plen = n;
-            } else {
-                if (r->part.len == 0 && ferry_buf_reserve(&r->part, (size_t)r->left)) {
-                    *why = "out of memory";
-                    return FY_WSR_NOMEM;
-                }
-                memcpy(r->part.data + r->part.len, data, n);
-                unmask(r->part.data + r->part.len, n, mask, r->mpos);
-                r->part.len += n;
-                r->mpos = (unsigned char)((r->mpos + n) & 3);
-                if (n < r->left) {
-                    r->left -= n;
-                    data += n;
-                    len -= n;
-                    continue;
-                }
-                payload = r->part.data;
-                plen = r->part.len;
-            }
-            data += n;
-            len -= n;
-            r->left = 0;
-            r->state = ST_HEADER;
-            int rc = fn(ud, r->bits, payload, plen);
-            if (payload == r->part.data)
-                ferry_buf_release(&r->part); /* split frames are rare: hold nothing between */
-            if (rc)
-                return rc;
+            rc = take_payload(r, &data, &len, fn, ud, why);
         }
+        if (rc)
+            return rc;
     }
     return 0;
 }
