@@ -176,20 +176,27 @@ void fyc_resp_free(fyc_resp *r)
     r->body = NULL;
 }
 
-int fyc_ws_open(fyc_ws *ws, int port, const char *path, const char *headers, int *status)
+static int ws_open(fyc_ws *ws, int port, const char *path, const char *headers,
+                   const void *after, size_t after_len, int *status)
 {
     memset(ws, 0, sizeof *ws);
     *status = 0;
     ws->fd = fyc_connect(port);
     if (ws->fd < 0)
         return -1;
-    char req[2048];
+    char req[8192];
     int rl = snprintf(req, sizeof req,
                       "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                       "Sec-WebSocket-Version: 13\r\n%s\r\n",
                       path, port, headers ? headers : "");
-    if (write_all(ws->fd, req, (size_t)rl)) {
+    if (rl < 0 || (size_t)rl + after_len > sizeof req) {
+        fyc_ws_drop(ws);
+        return -1;
+    }
+    if (after_len)
+        memcpy(req + rl, after, after_len);
+    if (write_all(ws->fd, req, (size_t)rl + after_len)) {
         fyc_ws_drop(ws);
         return -1;
     }
@@ -216,6 +223,22 @@ int fyc_ws_open(fyc_ws *ws, int port, const char *path, const char *headers, int
     return 0;
 }
 
+int fyc_ws_open(fyc_ws *ws, int port, const char *path, const char *headers, int *status)
+{
+    return ws_open(ws, port, path, headers, NULL, 0, status);
+}
+
+int fyc_ws_open_pipelined(fyc_ws *ws, int port, const char *path, const void *after,
+                          size_t len, int *status)
+{
+    return ws_open(ws, port, path, NULL, after, len, status);
+}
+
+int fyc_ws_raw(fyc_ws *ws, const void *p, size_t len)
+{
+    return write_all(ws->fd, p, len);
+}
+
 static size_t put_header(unsigned char *h, int opcode, bool fin, unsigned long long len)
 {
     size_t n = 2;
@@ -236,11 +259,8 @@ static size_t put_header(unsigned char *h, int opcode, bool fin, unsigned long l
     return n;
 }
 
-int fyc_ws_send(fyc_ws *ws, int opcode, bool fin, const void *data, size_t len)
+size_t fyc_ws_frame(unsigned char *f, int opcode, bool fin, const void *data, size_t len)
 {
-    unsigned char *f = malloc(14 + len);
-    if (!f)
-        return -1;
     size_t hl = put_header(f, opcode, fin, len);
     unsigned char mask[4];
     for (int i = 0; i < 4; i++)
@@ -248,7 +268,15 @@ int fyc_ws_send(fyc_ws *ws, int opcode, bool fin, const void *data, size_t len)
     memcpy(f + hl, mask, 4);
     for (size_t i = 0; i < len; i++)
         f[hl + 4 + i] = ((const unsigned char *)data)[i] ^ mask[i & 3];
-    int rc = write_all(ws->fd, f, hl + 4 + len);
+    return hl + 4 + len;
+}
+
+int fyc_ws_send(fyc_ws *ws, int opcode, bool fin, const void *data, size_t len)
+{
+    unsigned char *f = malloc(14 + len);
+    if (!f)
+        return -1;
+    int rc = write_all(ws->fd, f, fyc_ws_frame(f, opcode, fin, data, len));
     free(f);
     return rc;
 }

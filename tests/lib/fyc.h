@@ -35,6 +35,14 @@ typedef struct fyc_ws {
 /* Opens a WebSocket to `path`. `headers` are extra request lines (e.g. an Origin) or NULL.
  * Returns 0 on 101; otherwise -1 with *status set to the HTTP status (0 on network error). */
 int fyc_ws_open(fyc_ws *ws, int port, const char *path, const char *headers, int *status);
+/* Like fyc_ws_open, but sends `after` (`len` bytes: frames, or part of one) in the same
+ * write as the upgrade request, as a client that does not wait for the 101 would. */
+int fyc_ws_open_pipelined(fyc_ws *ws, int port, const char *path, const void *after,
+                          size_t len, int *status);
+/* A masked frame into `out` (room for len + 14 bytes); returns its size. */
+size_t fyc_ws_frame(unsigned char *out, int opcode, bool fin, const void *data, size_t len);
+/* Writes raw bytes to the connection. Returns 0 or -1. */
+int fyc_ws_raw(fyc_ws *ws, const void *p, size_t len);
 /* Sends one masked frame. Returns 0 or -1. */
 int fyc_ws_send(fyc_ws *ws, int opcode, bool fin, const void *data, size_t len);
 int fyc_ws_text(fyc_ws *ws, const char *text);

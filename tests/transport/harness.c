@@ -99,6 +99,12 @@ static struct mg_context *start_recording(tserver *t)
     return mg_start(&cbs, t, opts);
 }
 
+unsigned ts_event_threads(void)
+{
+    const char *v = getenv("FERRY_TEST_EVENT_THREADS");
+    return v ? (unsigned)atoi(v) : 0;
+}
+
 static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording)
 {
     tserver *t = calloc(1, sizeof *t);
@@ -122,6 +128,8 @@ static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording)
     mo.core = &core; /* tweaks change it through ts_core */
     mo.max_connections = 32;
     mo.tick_ms = 50;
+    /* The suites run once on civetweb's workers and once on event loops. */
+    mo.event_threads = ts_event_threads();
     if (tweak)
         tweak(&mo);
     ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open, .on_reset = on_reset,

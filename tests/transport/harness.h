@@ -33,6 +33,8 @@ tserver *ts_start(void (*tweak)(ferry_mount_options *o));
  * s->requests, under s->lock, before ferry sees it. */
 tserver *ts_start_recording(void (*tweak)(ferry_mount_options *o));
 void ts_stop(tserver *s);
+/* FERRY_TEST_EVENT_THREADS: the event_threads every server of the run starts with (0). */
+unsigned ts_event_threads(void);
 size_t ts_received(tserver *s);
 /* Waits for the application to have received n client messages and checks they are
  * {"c":1}..{"c":n}, in order, once each. */
@@ -146,5 +148,6 @@ Suite *protocol_suite(void);
 Suite *api_suite(void);
 Suite *health_suite(void);
 Suite *drain_suite(void);
+Suite *loop_suite(void);
 
 #endif

@@ -71,6 +71,15 @@ typedef struct ferry_mount_options {
      * rules of prefix, and not one of the mount's own endpoints (<prefix>/health, ...);
      * NULL: not served (the application can render them itself). */
     const char *metrics_path;
+    /* Serve WebSockets from this many event-loop threads instead of a civetweb worker
+     * thread each (at most 64; 0: civetweb's workers). After civetweb's handshake the
+     * connection's socket is taken off the worker, which returns to civetweb's pool, and
+     * read and written by ferry's own RFC 6455 reader and writer; everything the client
+     * sees is the same. TLS connections stay on the workers (terminate TLS in front, at
+     * nginx or HAProxy, to use it). max_connections still bounds them; civetweb's
+     * num_threads then no longer needs to. docs/TRANSPORTS.md has the costs and limits.
+     * (0) */
+    unsigned event_threads;
 } ferry_mount_options;
 
 /* Fills `o` with the defaults above (core NULL: ferry_options_init's) and sets its size.
@@ -84,11 +93,11 @@ FERRY_API void ferry_mount_options_init(ferry_mount_options *o);
  *   FERRY_EINVAL    `out` or `ctx` is NULL; `o`, o->core or `cb` has a size of 0 or larger
  *                   than this library's; prefix or metrics_path breaks the rules above;
  *                   max_connections, poll_timeout_ms, writer_threads, tick_ms,
- *                   handshake_timeout_ms or control_burst is 0; `core` is refused as by
- *                   ferry_hub_new; an allowed_origins entry is not scheme://host[:port], or
- *                   "*" is not alone; real_ip_header is not a header name; or the context
- *                   answers CORS preflights itself (set its access_control_allow_methods
- *                   to "")
+ *                   handshake_timeout_ms or control_burst is 0; event_threads is over 64;
+ *                   `core` is refused as by ferry_hub_new; an allowed_origins entry is not
+ *                   scheme://host[:port], or "*" is not alone; real_ip_header is not a
+ *                   header name; or the context answers CORS preflights itself (set its
+ *                   access_control_allow_methods to "")
  *   FERRY_EINTERNAL libsodium failed to initialize
  *   FERRY_ENOMEM    out of memory, or a thread could not be started
  * Process-wide effect: on Linux 6.17 and later it enlarges the process's private futex

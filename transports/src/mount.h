@@ -50,6 +50,10 @@ struct ferry_mount {
     ws_conn *all_ws;             /* every open WebSocket, for unmount (wlock) */
     size_t nws;                  /* (wlock) */
     pthread_cond_t ws_gone;      /* signalled when nws drops (wlock) */
+    struct fy_loop *loops;       /* opt.event_threads event loops (ws_loop.c), or NULL */
+    atomic_uint next_loop;       /* round robin over them */
+    atomic_size_t on_loops;      /* WebSockets an event loop serves now */
+    atomic_ullong handoffs[3];   /* taken, stayed on a worker, lost in the handoff */
 
     /* Long-poll sessions by session ID: a tree (tsearch) and a list of the same entries. */
     pthread_mutex_t lp_lock;

@@ -184,6 +184,10 @@ int fy_mount_options_check(struct mg_context *ctx, const ferry_mount_options *o)
             return FERRY_EINVAL;
         }
     }
+    if (o->event_threads > 64) {
+        ferry_log(FERRY_LOG_ERROR, WHO "event_threads %u is over 64", o->event_threads);
+        return FERRY_EINVAL;
+    }
     if (ferry_options_check(o->core, "ferry_mount_new", "core."))
         return FERRY_EINVAL;
     if (o->allowed_origins && !origins_ok(o->allowed_origins))

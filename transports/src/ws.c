@@ -22,8 +22,8 @@ void fy_ws_unref(ws_conn *ws)
     if (!fy_unref(&ws->refs))
         return;
     ferry_link_free(ws->link);
-    ferry_buf_release(&ws->out);
     ferry_buf_release(&ws->msg);
+    fy_loop_release(ws);
     pthread_mutex_destroy(&ws->lock);
     free(ws);
 }
@@ -55,6 +55,10 @@ static const ferry_link_ops ws_ops = {sizeof ws_ops, ws_wake, ws_wake};
  * a short write leaves half a frame on the wire). ws->lock held. */
 static bool write_frame(ws_conn *ws, const char *p, size_t len)
 {
+    if (ws->fd >= 0)
+        return fy_loop_write_locked(ws, p, len);
+    if (!ws->conn)
+        return false;
     mg_lock_connection(ws->conn);
     int w = mg_write(ws->conn, p, len);
     mg_unlock_connection(ws->conn);
@@ -86,7 +90,7 @@ static char *frame_header(char *payload, size_t len, int opcode)
 /* Sends a close frame and tells civetweb to end the connection. ws->lock held. */
 void fy_ws_close_locked(ws_conn *ws, int code, const char *why)
 {
-    if (!ws->conn || ws->closing)
+    if (!fy_ws_live_locked(ws) || ws->closing)
         return;
     char buf[WS_HEADROOM + 125];
     size_t wl = strlen(why) > 120 ? 120 : strlen(why);
@@ -105,11 +109,13 @@ void fy_ws_close_locked(ws_conn *ws, int code, const char *why)
 }
 
 /* Tells civetweb to end the connection. For a server WebSocket this only flags the read
- * loop, which ends after the frame it is reading or at its next poll timeout. ws->lock
- * held. */
+ * loop, which ends after the frame it is reading or at its next poll timeout. A socket an
+ * event loop serves is shut down instead. ws->lock held. */
 void fy_ws_let_go_locked(ws_conn *ws)
 {
-    if (ws->conn && !ws->let_go) {
+    if (!ws->conn && ws->fd >= 0) {
+        fy_loop_shut_locked(ws, true);
+    } else if (ws->conn && !ws->let_go) {
         ws->let_go = true;
         mg_close_connection(ws->conn);
     }
@@ -122,18 +128,19 @@ static void close_from_reader(ws_conn *ws, int code, const char *why)
     pthread_mutex_unlock(&ws->lock);
 }
 
-/* Writes everything due, then closes if ferry is done with the link. */
-static void flush(ws_conn *ws)
+/* Writes everything due, then closes if ferry is done with the link. `out` is the writer's
+ * buffer. */
+static void flush(ws_conn *ws, ferry_buf *out)
 {
     pthread_mutex_lock(&ws->lock);
-    while (ws->conn && !ws->closing) {
-        ws->out.len = 0;
-        if (ferry_buf_reserve(&ws->out, WS_HEADROOM)) {
+    while (fy_ws_live_locked(ws) && !ws->closing) {
+        out->len = 0;
+        if (ferry_buf_reserve(out, WS_HEADROOM)) {
             fy_ws_close_locked(ws, WS_CLOSE_INTERNAL, "out of memory");
             break;
         }
-        ws->out.len = WS_HEADROOM;
-        int n = ferry_link_pull(ws->link, &ws->out, 0);
+        out->len = WS_HEADROOM;
+        int n = ferry_link_pull(ws->link, out, 0);
         if (n < 0) {
             fy_ws_close_locked(ws, WS_CLOSE_INTERNAL, "out of memory");
             break;
@@ -145,9 +152,9 @@ static void flush(ws_conn *ws)
             }
             break;
         }
-        size_t plen = ws->out.len - WS_HEADROOM;
-        char *f = frame_header(ws->out.data + WS_HEADROOM, plen, WS_OP_TEXT);
-        if (!write_frame(ws, f, (size_t)(ws->out.data + ws->out.len - f))) {
+        size_t plen = out->len - WS_HEADROOM;
+        char *f = frame_header(out->data + WS_HEADROOM, plen, WS_OP_TEXT);
+        if (!write_frame(ws, f, (size_t)(out->data + out->len - f))) {
             ws->closing = true; /* unacked messages stay in the outbox for a resume */
             ws->closing_at = ferry_hub_now(ws->m->hub);
             fy_ws_let_go_locked(ws);
@@ -159,6 +166,7 @@ static void flush(ws_conn *ws)
 static void *writer_main(void *arg)
 {
     ferry_mount *m = arg;
+    ferry_buf out = {0}; /* one buffer for every connection this writer writes */
     pthread_mutex_lock(&m->wlock);
     for (;;) {
         while (!m->ready_head && m->writers)
@@ -172,7 +180,7 @@ static void *writer_main(void *arg)
         ws->queued = false;
         ws->flushing = true;
         pthread_mutex_unlock(&m->wlock);
-        flush(ws);
+        flush(ws, &out);
         pthread_mutex_lock(&m->wlock);
         ws->flushing = false;
         pthread_mutex_unlock(&m->wlock);
@@ -180,6 +188,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&m->wlock);
     }
     pthread_mutex_unlock(&m->wlock);
+    ferry_buf_release(&out);
     return NULL;
 }
 
@@ -227,6 +236,7 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
     }
     ferry_link_set_transport(ws->link, FERRY_TRANSPORT_WEBSOCKET);
     ws->m = m;
+    ws->fd = -1;
     ws->opened_ms = ferry_hub_now(m->hub);
     ferry_bucket_init(&ws->ctl, m->opt.control_burst, ws->opened_ms);
     atomic_init(&ws->refs, 1);
@@ -251,19 +261,62 @@ static void ready_impl(struct mg_connection *conn, ferry_mount *m)
     pthread_mutex_lock(&ws->lock);
     ws->conn = conn;
     pthread_mutex_unlock(&ws->lock);
-    /* The upgrade request's headers stay readable for the connection's life. */
-    ferry_link_set_peer(ws->link, fy_peer_addr(m, conn), fy_conn_header, conn);
+    /* The upgrade request's headers stay readable for the connection's life, unless an
+     * event loop takes it (which copies them). */
+    if (!m->loops || !fy_loop_take(ws, conn))
+        ferry_link_set_peer(ws->link, fy_peer_addr(m, conn), fy_conn_header, conn);
     pthread_mutex_lock(&m->wlock);
     ws->ready = true;
     pthread_mutex_unlock(&m->wlock);
 }
 
-static int data_impl(struct mg_connection *conn, int bits, char *data, size_t len, ferry_mount *m)
+/* A text frame or a continuation: reassembled within the cap, checked for UTF-8, given to
+ * the link whole. Always 1: the connection reads on. */
+static int text_frame(ws_conn *ws, int op, bool fin, char *data, size_t len)
 {
-    ws_conn *ws = mg_get_user_connection_data(conn);
-    size_t limit = m->core.max_frame_bytes;
+    size_t limit = ws->m->core.max_frame_bytes;
+    if ((op == WS_OP_TEXT) == ws->in_msg) {
+        close_from_reader(ws, WS_CLOSE_PROTOCOL, "bad fragmentation");
+        return 1;
+    }
+    if (ws->discarding || len > limit || ws->msg.len + len > limit) {
+        /* Refused with error too_big once (the link counts it); the connection stays, and
+         * the rest of a fragmented message is dropped unread. */
+        if (!ws->discarding && ferry_link_too_big(ws->link, ws->msg.len + len) == FERRY_ECLOSED)
+            ws_wake(ws);
+        ws->msg.len = 0;
+        ws->in_msg = ws->discarding = !fin;
+        return 1;
+    }
+    if (!(op == WS_OP_TEXT && fin)) {
+        if (ferry_buf_reserve(&ws->msg, len)) {
+            close_from_reader(ws, WS_CLOSE_INTERNAL, "out of memory");
+            return 1;
+        }
+        memcpy(ws->msg.data + ws->msg.len, data, len);
+        ws->msg.len += len;
+        ws->in_msg = !fin;
+        if (!fin)
+            return 1;
+        data = ws->msg.data;
+        len = ws->msg.len;
+    }
+    int rc = FERRY_OK;
+    if (fy_utf8_valid(data, len))
+        rc = ferry_link_recv(ws->link, data, len);
+    else
+        close_from_reader(ws, WS_CLOSE_INVALID_DATA, "text is not UTF-8");
+    if (data == ws->msg.data)
+        ferry_buf_release(&ws->msg); /* fragmented messages are rare: hold nothing */
+    if (rc == FERRY_ECLOSED)
+        ws_wake(ws); /* ferry is done with the link: let a writer close it */
+    return 1;
+}
+
+int fy_ws_frame(ws_conn *ws, int bits, char *data, size_t len)
+{
+    ferry_mount *m = ws->m;
     int op = bits & 0xF;
-    bool fin = bits & 0x80;
 
     /* Our close frame is out: drop everything but the peer's answer (see close_locked). */
     if (atomic_load(&ws->closing) && op != WS_OP_CLOSE)
@@ -271,38 +324,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
     switch (op) {
     case WS_OP_TEXT:
     case WS_OP_CONT:
-        if ((op == WS_OP_TEXT) == ws->in_msg) {
-            close_from_reader(ws, WS_CLOSE_PROTOCOL, "bad fragmentation");
-            return 1;
-        }
-        if (ws->discarding || len > limit || ws->msg.len + len > limit) {
-            /* Refused with error too_big once (the link counts it); the connection stays,
-             * and the rest of a fragmented message is dropped unread. */
-            if (!ws->discarding && ferry_link_too_big(ws->link, ws->msg.len + len) == FERRY_ECLOSED)
-                ws_wake(ws);
-            ws->msg.len = 0;
-            ws->in_msg = ws->discarding = !fin;
-            return 1;
-        }
-        int rc;
-        if (op == WS_OP_TEXT && fin) {
-            rc = ferry_link_recv(ws->link, data, len);
-        } else {
-            if (ferry_buf_reserve(&ws->msg, len)) {
-                close_from_reader(ws, WS_CLOSE_INTERNAL, "out of memory");
-                return 1;
-            }
-            memcpy(ws->msg.data + ws->msg.len, data, len);
-            ws->msg.len += len;
-            ws->in_msg = !fin;
-            if (!fin)
-                return 1;
-            rc = ferry_link_recv(ws->link, ws->msg.data, ws->msg.len);
-            ws->msg.len = 0;
-        }
-        if (rc == FERRY_ECLOSED)
-            ws_wake(ws); /* ferry is done with the link: let a writer close it */
-        return 1;
+        return text_frame(ws, op, bits & 0x80, data, len);
     case WS_OP_PING: {
         if (!control_allowed(ws)) {
             ferry_hub_count_limit(m->hub, FERRY_LIMIT_CONTROL_RATE);
@@ -314,7 +336,7 @@ static int data_impl(struct mg_connection *conn, int bits, char *data, size_t le
         memcpy(buf + WS_HEADROOM, data, n);
         char *f = frame_header(buf + WS_HEADROOM, n, WS_OP_PONG);
         pthread_mutex_lock(&ws->lock);
-        if (ws->conn && !ws->closing)
+        if (fy_ws_live_locked(ws) && !ws->closing)
             write_frame(ws, f, (size_t)(buf + WS_HEADROOM + n - f));
         pthread_mutex_unlock(&ws->lock);
         return 1;
@@ -371,7 +393,9 @@ static void close_impl(const struct mg_connection *conn, ferry_mount *m)
 {
     (void)m;
     ws_conn *ws = mg_get_user_connection_data(conn);
-    if (ws)
+    if (ws && ws->take)
+        fy_loop_abandon(ws); /* civetweb ended it before handing it over */
+    else if (ws)
         fy_ws_finish(ws);
 }
 
@@ -398,7 +422,8 @@ static int on_data(struct mg_connection *conn, int bits, char *data, size_t len,
      * without a close handler), its last unref is ordered after everything read here. */
     ws_conn *ws = mg_get_user_connection_data(conn);
     fy_ref(&ws->refs);
-    int r = data_impl(conn, bits, data, len, m);
+    int r = ws->take ? fy_loop_handoff_frame(ws, conn, bits, data, len)
+                     : fy_ws_frame(ws, bits, data, len);
     fy_ws_unref(ws);
     fy_mount_leave(m);
     return r;
@@ -413,6 +438,8 @@ static void on_close(const struct mg_connection *conn, void *cbdata)
 
 int fy_ws_start(ferry_mount *m)
 {
+    if (fy_loop_start(m) != FERRY_OK)
+        return FERRY_ENOMEM;
     for (unsigned i = 0; i < m->opt.writer_threads; i++) {
         if (pthread_create(&m->writers[i], NULL, writer_main, m) != 0) {
             m->nwriters = i;

@@ -75,12 +75,13 @@ static bool find_socket_locked(ws_conn *ws, bool shut)
  * shut-down socket has no peer name.) ws->lock held. */
 static bool reap_closing_locked(ws_conn *ws)
 {
-    if (!ws->closing || !ws->conn)
+    if (!ws->closing || !fy_ws_live_locked(ws))
         return false;
     uint64_t waited = ferry_hub_since(ws->m->hub, ws->closing_at);
     if (waited >= WS_LINGER_MS)
         fy_ws_let_go_locked(ws);
-    if (waited < WS_LINGER_MS + 2000)
+    /* A socket an event loop serves is shut down by then, and closed by the loop. */
+    if (waited < WS_LINGER_MS + 2000 || !ws->conn)
         return false;
     if (mg_get_user_connection_data(ws->conn) != ws)
         return true;
@@ -192,6 +193,10 @@ bool fy_ws_stop(ferry_mount *m)
     for (unsigned i = 0; i < m->nwriters; i++)
         pthread_join(writers[i], NULL);
     m->writers = writers;
+    fy_loop_stop(m); /* closes what the loops still serve */
+    pthread_mutex_lock(&m->wlock);
+    all_gone = m->nws == 0;
+    pthread_mutex_unlock(&m->wlock);
     return all_gone;
 }
 
