@@ -146,5 +146,6 @@ Suite *protocol_suite(void);
 Suite *api_suite(void);
 Suite *health_suite(void);
 Suite *drain_suite(void);
+Suite *wsreader_suite(void);
 
 #endif
