@@ -428,6 +428,24 @@ START_TEST(wsr_an_unmasked_client_frame_is_a_protocol_error)
 }
 END_TEST
 
+/* An unmasked header has no mask key: its second byte tells all, and the reader must not
+ * wait for four more bytes that a client sending a short frame may never send. */
+START_TEST(wsr_a_short_unmasked_frame_is_refused_without_waiting_for_more_bytes)
+{
+    static const unsigned char empty_text[] = {0x81, 0x00};
+    static const unsigned char ping_hi[] = {0x89, 0x02, 'h', 'i'};
+    static const unsigned char bin_3[] = {0x82, 0x03, 1, 2, 3};
+    const struct { const unsigned char *d; size_t n; } cases[] = {
+        {empty_text, sizeof empty_text}, {ping_hi, sizeof ping_hi}, {bin_3, sizeof bin_3}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bytes b = {0};
+        put(&b, cases[i].d, cases[i].n);
+        expect_protocol_error(&b, 100);
+        free(b.d);
+    }
+}
+END_TEST
+
 START_TEST(wsr_any_rsv_bit_is_a_protocol_error)
 {
     rng_seed(7);
@@ -948,6 +966,7 @@ Suite *wsreader_suite(void)
     tcase_add_test(t, wsr_several_frames_in_one_feed_are_delivered_in_order);
     tcase_add_test(t, wsr_a_callback_returning_non_zero_stops_the_feed_which_returns_it);
     tcase_add_test(t, wsr_an_unmasked_client_frame_is_a_protocol_error);
+    tcase_add_test(t, wsr_a_short_unmasked_frame_is_refused_without_waiting_for_more_bytes);
     tcase_add_test(t, wsr_any_rsv_bit_is_a_protocol_error);
     tcase_add_test(t, wsr_reserved_opcodes_are_protocol_errors);
     tcase_add_test(t, wsr_control_frames_carry_up_to_125_bytes_whatever_the_cap);
