@@ -149,5 +149,6 @@ Suite *api_suite(void);
 Suite *health_suite(void);
 Suite *drain_suite(void);
 Suite *loop_suite(void);
+Suite *wsreader_suite(void);
 
 #endif
