@@ -226,9 +226,15 @@ $(BUILD)/asan/failmalloc: $(FM_SRC) tests/failmalloc/*.h tests/core/helpers.h $(
 test-failmalloc: $(BUILD)/asan/failmalloc
 	$(ASAN_ENV) $(BUILD)/asan/failmalloc
 
+# The transport suites run on event loops (the default), and those about WebSockets again
+# on civetweb's workers (event_threads 0), the path TLS connections take.
+WORKER_SUITES := websocket protocol mixed drain
+
 test-core: $(BUILD)/test/core_tests $(BUILD)/test/transport_tests
 	$(BUILD)/test/core_tests
 	$(BUILD)/test/transport_tests
+	@for s in $(WORKER_SUITES); do echo "on civetweb's workers: $$s"; \
+	  FERRY_TEST_EVENT_THREADS=0 CK_RUN_SUITE=$$s $(BUILD)/test/transport_tests || exit 1; done
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 

@@ -41,11 +41,12 @@ const ratio = (a, b, d = 2) => (Number.isFinite(a) && Number.isFinite(b) && a &&
 const sel = (q) => recs.filter((r) => Object.entries(q).every(([key, v]) => r[key] === v));
 const reps = [...new Set(recs.map((r) => r.rep))].sort();
 const ns = [...new Set(recs.map((r) => r.n))].sort((a, b) => a - b);
-const wsSystems = ['ferry-ws', 'sio-ws', 'ws', 'civetweb'];
+const wsSystems = ['ferry-ws', 'ferry-ws-workers', 'sio-ws', 'ws', 'civetweb'];
 // The storm's systems, as bench/run.mjs runs them: each gets a row, finished or not.
-const stormSystems = ['ferry-ws', 'ferry-lp', 'sio-ws-recovery', 'ws', 'civetweb'];
+const stormSystems = ['ferry-ws', 'ferry-ws-workers', 'ferry-lp', 'sio-ws-recovery', 'ws', 'civetweb'];
 const names = {
-  'ferry-ws': 'ferry, WebSocket', 'ferry-lp': 'ferry, long-polling',
+  'ferry-ws': 'ferry, WebSocket (event loops)', 'ferry-ws-workers': 'ferry, WebSocket on civetweb workers',
+  'ferry-lp': 'ferry, long-polling',
   'sio-ws': 'Socket.IO 4.8.4, WebSocket', 'sio-poll': 'Socket.IO 4.8.4, polling',
   'sio-ws-recovery': 'Socket.IO 4.8.4 + state recovery', ws: 'ws 8.23.0 (Node)',
   civetweb: 'civetweb 1.15 alone',

@@ -37,7 +37,12 @@ const genCpus = cores > 1 ? `${half}-${cores - 1}` : null;
 const node = process.execPath;
 const peer = path.join(root, 'bench', 'peers', 'server.mjs');
 const systems = {
-  'ferry-ws': { proto: 'ferry-ws', server: (n) => [path.join(build, 'ferry_bench'), String(n)] },
+  // WebSockets on event loops (the default); civetweb sized for handshakes only.
+  'ferry-ws': { proto: 'ferry-ws', server: (n) => [path.join(build, 'ferry_bench'), String(n)],
+    env: { SERVER_WORKERS: '256' } },
+  // The same server with every WebSocket on a civetweb worker (event_threads 0), as before.
+  'ferry-ws-workers': { proto: 'ferry-ws', server: (n) => [path.join(build, 'ferry_bench'), String(n)],
+    env: { EVENT_THREADS: '0' } },
   'ferry-lp': { proto: 'ferry-lp', server: (n) => [path.join(build, 'ferry_bench'), String(n)] },
   'sio-ws': { proto: 'sio-ws', server: () => [node, peer, 'sio'] },
   'sio-poll': { proto: 'sio-poll', server: () => [node, peer, 'sio'] },
@@ -52,7 +57,7 @@ const ladder = quick ? [5000, 20000] : [25000, 50000, 100000, 150000, 200000, 30
 function scenarios() {
   const list = [];
   for (const n of ns) {
-    for (const sys of ['ferry-ws', 'sio-ws', 'ws', 'civetweb'])
+    for (const sys of ['ferry-ws', 'ferry-ws-workers', 'sio-ws', 'ws', 'civetweb'])
       list.push({ scenario: 'fanout', sys, n, args: ['--hold', String(quick ? 1 : 5), '--rates',
         ladder.map((t) => (t / n).toFixed(3)).join(',')] });
     // Long-polling: one broadcast a second to everyone.
@@ -61,7 +66,7 @@ function scenarios() {
   }
   // Resume storm at the largest N: every connection dropped at once while 1 broadcast/s goes on.
   const n = Math.max(...ns);
-  for (const sys of ['ferry-ws', 'ferry-lp', 'sio-ws-recovery', 'ws', 'civetweb'])
+  for (const sys of ['ferry-ws', 'ferry-ws-workers', 'ferry-lp', 'sio-ws-recovery', 'ws', 'civetweb'])
     list.push({ scenario: 'storm', sys, n, args: ['--storm', '2'] });
   return list.filter((s) => (!only || only.includes(s.sys)) &&
     (!onlyScenarios || onlyScenarios.includes(s.scenario)));
@@ -73,7 +78,8 @@ function pinned(cpus, argv) {
 
 function startServer(sys, n) {
   const [cmd, args] = pinned(serverCpus, systems[sys].server(n));
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORT: '0' } });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...(systems[sys].env || {}), PORT: '0' } });
   return new Promise((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`${sys}: server did not start`)), 60000);

@@ -77,6 +77,10 @@ int main(int argc, char **argv)
     ferry_server_options_init(&so);
     so.listen = listen;
     so.max_connections = max + 64;
+    /* With every client on a WebSocket served by event loops, civetweb's workers only do
+     * handshakes: SERVER_WORKERS sizes the context for that many held connections instead. */
+    if (getenv("SERVER_WORKERS"))
+        so.max_connections = strtoul(getenv("SERVER_WORKERS"), NULL, 10);
     struct mg_context *ctx;
     if (ferry_server_start(&ctx, &so) != FERRY_OK) {
         fprintf(stderr, "ferry_bench: cannot listen on %s\n", listen);
@@ -99,6 +103,8 @@ int main(int argc, char **argv)
     mo.metrics_path = "/metrics";
     if (getenv("WRITERS")) /* for experiments: the mount's writer threads */
         mo.writer_threads = (unsigned)atoi(getenv("WRITERS"));
+    if (getenv("EVENT_THREADS")) /* 0: every WebSocket on a civetweb worker */
+        mo.event_threads = (unsigned)atoi(getenv("EVENT_THREADS"));
     if (getenv("HANDSHAKE_MS")) /* for reproductions: how long a WebSocket may take to resume */
         mo.handshake_timeout_ms = (uint32_t)atoi(getenv("HANDSHAKE_MS"));
     ferry_callbacks cb = {.size = sizeof cb, .on_open = on_open};

@@ -102,7 +102,9 @@ static struct mg_context *start_recording(tserver *t)
 unsigned ts_event_threads(void)
 {
     const char *v = getenv("FERRY_TEST_EVENT_THREADS");
-    return v ? (unsigned)atoi(v) : 0;
+    ferry_mount_options d;
+    ferry_mount_options_init(&d);
+    return v ? (unsigned)atoi(v) : d.event_threads;
 }
 
 static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording)

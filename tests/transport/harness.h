@@ -33,7 +33,8 @@ tserver *ts_start(void (*tweak)(ferry_mount_options *o));
  * s->requests, under s->lock, before ferry sees it. */
 tserver *ts_start_recording(void (*tweak)(ferry_mount_options *o));
 void ts_stop(tserver *s);
-/* FERRY_TEST_EVENT_THREADS: the event_threads every server of the run starts with (0). */
+/* The event_threads every server of the run starts with: FERRY_TEST_EVENT_THREADS, else the
+ * default. */
 unsigned ts_event_threads(void);
 size_t ts_received(tserver *s);
 /* Waits for the application to have received n client messages and checks they are

@@ -71,14 +71,13 @@ typedef struct ferry_mount_options {
      * rules of prefix, and not one of the mount's own endpoints (<prefix>/health, ...);
      * NULL: not served (the application can render them itself). */
     const char *metrics_path;
-    /* Serve WebSockets from this many event-loop threads instead of a civetweb worker
-     * thread each (at most 64; 0: civetweb's workers). After civetweb's handshake the
-     * connection's socket is taken off the worker, which returns to civetweb's pool, and
-     * read and written by ferry's own RFC 6455 reader and writer; everything the client
-     * sees is the same. TLS connections stay on the workers (terminate TLS in front, at
-     * nginx or HAProxy, to use it). max_connections still bounds them; civetweb's
-     * num_threads then no longer needs to. docs/TRANSPORTS.md has the costs and limits.
-     * (0) */
+    /* WebSockets are served by this many event-loop threads (at most 64), not by a civetweb
+     * worker thread each. After civetweb's handshake the connection's socket is taken off
+     * the worker, which returns to civetweb's pool, and read and written by ferry's own
+     * RFC 6455 reader and writer; what the client sees is the same. TLS connections stay on
+     * the workers (terminate TLS in front, at nginx or HAProxy). 0: every WebSocket on a
+     * worker, as civetweb serves them. max_connections still bounds them.
+     * docs/TRANSPORTS.md has the costs and limits. (2) */
     unsigned event_threads;
 } ferry_mount_options;
 

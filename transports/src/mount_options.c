@@ -21,6 +21,7 @@ void ferry_mount_options_init(ferry_mount_options *o)
     o->handshake_timeout_ms = 10000;
     o->control_burst = 20;
     o->control_rate = 5;
+    o->event_threads = 2;
 }
 
 /* A path civetweb matches literally: "/a/b", no trailing '/', no "//", and none of the

@@ -162,8 +162,10 @@ bool fy_loop_take(ws_conn *ws, struct mg_connection *conn)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     int fd = ri->is_ssl ? -1 : find_fd(ri);
     if (fd < 0) {
-        static atomic_bool told;
-        if (!ri->is_ssl && !atomic_exchange(&told, true))
+        /* A client already gone has no peer address either: only a run of misses before
+         * the first success says the layout is not recognised. */
+        static atomic_int misses;
+        if (!ri->is_ssl && atomic_load(&fd_offset) < 0 && atomic_fetch_add(&misses, 1) == 15)
             ferry_log(FERRY_LOG_WARN, "event_threads: this civetweb build's connection layout "
                                       "is not recognised; WebSockets stay on its workers");
         atomic_fetch_add(&m->handoffs[1], 1);
