@@ -78,9 +78,9 @@ int main(int argc, char **argv)
     so.listen = listen;
     so.max_connections = max + 64;
     /* With every client on a WebSocket served by event loops, civetweb's workers only do
-     * handshakes: SERVER_WORKERS sizes the context for that many held connections instead. */
+     * handshakes: SERVER_WORKERS of them are enough. */
     if (getenv("SERVER_WORKERS"))
-        so.max_connections = strtoul(getenv("SERVER_WORKERS"), NULL, 10);
+        so.worker_threads = strtoul(getenv("SERVER_WORKERS"), NULL, 10);
     struct mg_context *ctx;
     if (ferry_server_start(&ctx, &so) != FERRY_OK) {
         fprintf(stderr, "ferry_bench: cannot listen on %s\n", listen);

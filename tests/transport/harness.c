@@ -107,7 +107,7 @@ unsigned ts_event_threads(void)
     return v ? (unsigned)atoi(v) : d.event_threads;
 }
 
-static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording)
+static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording, size_t workers)
 {
     tserver *t = calloc(1, sizeof *t);
     pthread_mutex_init(&t->lock, NULL);
@@ -116,6 +116,7 @@ static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording)
     ferry_server_options_init(&so);
     so.listen = "127.0.0.1:0";
     so.max_connections = 64;
+    so.worker_threads = workers;
     if (recording)
         t->ctx = start_recording(t);
     else
@@ -143,12 +144,17 @@ static tserver *start(void (*tweak)(ferry_mount_options *o), bool recording)
 
 tserver *ts_start(void (*tweak)(ferry_mount_options *o))
 {
-    return start(tweak, false);
+    return start(tweak, false, 0);
+}
+
+tserver *ts_start_workers(void (*tweak)(ferry_mount_options *o), size_t workers)
+{
+    return start(tweak, false, workers);
 }
 
 tserver *ts_start_recording(void (*tweak)(ferry_mount_options *o))
 {
-    return start(tweak, true);
+    return start(tweak, true, 0);
 }
 
 void ts_stop(tserver *t)

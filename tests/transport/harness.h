@@ -28,6 +28,8 @@ typedef struct tserver {
 
 /* Starts a server; `tweak` may change the mount options (short timeouts, limits). */
 tserver *ts_start(void (*tweak)(ferry_mount_options *o));
+/* The same on a context with `workers` civetweb worker threads (worker_threads). */
+tserver *ts_start_workers(void (*tweak)(ferry_mount_options *o), size_t workers);
 /* The same on a civetweb context of its own that records every request it receives (method,
  * URI and query string as civetweb parsed them, and the Authorization header) in
  * s->requests, under s->lock, before ferry sees it. */

@@ -44,12 +44,12 @@ static bool ends(fyc_ws *ws, int ms)
     return r == -1;
 }
 
-/* civetweb has 88 workers here (ferry_server_start with max_connections 64): on them, the
- * 89th WebSocket would wait for a worker. On an event loop each one's worker is back in the
- * pool once the handshake is done. */
+/* civetweb has 8 workers here (worker_threads): on them, the 9th WebSocket would wait for a
+ * worker. On an event loop each one's worker is back in the pool once the handshake is
+ * done. */
 START_TEST(more_websockets_than_civetweb_has_workers_are_all_served)
 {
-    tserver *s = ts_start(on_loops_wide);
+    tserver *s = ts_start_workers(on_loops_wide, 8);
     enum { N = 120 };
     tc *c = calloc(N, sizeof *c);
     for (int i = 0; i < N; i++) {

@@ -219,6 +219,12 @@ typedef struct ferry_server_options {
     const char *document_root;   /* a directory of static files to serve, or NULL */
     size_t max_connections;      /* as in ferry_mount_options; sizes num_threads (1000) */
     uint32_t request_timeout_ms; /* bounds header reads and blocked writes (10000) */
+    /* civetweb's worker threads, all started at once. 0: max_connections + 1/8 + 16, enough
+     * for every connection to hold one (a held poll, a TLS WebSocket, or any WebSocket with
+     * event_threads 0). WebSockets on event loops hold one only during their handshake: when
+     * most clients use WebSocket, size this for the polls you expect plus headroom (each
+     * idle worker costs about 20 KB resident). (0) */
+    size_t worker_threads;
 } ferry_server_options;
 
 /* Fills `o` with the defaults above and sets its size. NULL: nothing. */

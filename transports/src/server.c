@@ -103,8 +103,11 @@ int ferry_server_start(struct mg_context **out, const ferry_server_options *opt)
     if (o->document_root && !root_ok(o->document_root))
         return FERRY_EINVAL;
     char threads[32], timeout[32], backlog[32];
-    /* A worker per WebSocket or held poll, plus headroom for sends, handshakes, files. */
-    snprintf(threads, sizeof threads, "%zu", o->max_connections + o->max_connections / 8 + 16);
+    /* A worker per held poll or WebSocket on a worker, plus headroom for sends, handshakes,
+     * files; or as many as the application asked for. */
+    size_t workers = o->worker_threads ? o->worker_threads
+                                       : o->max_connections + o->max_connections / 8 + 16;
+    snprintf(threads, sizeof threads, "%zu", workers);
     /* When every client reconnects at once (a restart, a network blip) civetweb's one
      * accepting thread falls behind; with its default backlog of 200 the kernel drops the
      * SYNs beyond it and those clients wait a full second to retry. The kernel caps this at
