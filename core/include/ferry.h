@@ -80,8 +80,8 @@ extern "C" {
  * and the pkg-config version from these lines. */
 #define FERRY_VERSION_MAJOR 0
 #define FERRY_VERSION_MINOR 2
-#define FERRY_VERSION_PATCH 2
-#define FERRY_VERSION_STRING "0.2.2"
+#define FERRY_VERSION_PATCH 3
+#define FERRY_VERSION_STRING "0.2.3"
 /* One number, 0xMMmmpp, that compares in version order. */
 #define FERRY_VERSION_NUMBER \
     ((FERRY_VERSION_MAJOR << 16) | (FERRY_VERSION_MINOR << 8) | FERRY_VERSION_PATCH)
