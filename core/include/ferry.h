@@ -7,8 +7,9 @@
  * to sessions; a session outlives its connection for the resume window.
  *
  * Threads. Every function here may be called from any thread unless its comment says
- * otherwise. Callbacks run only inside a transport's calls (on its worker threads), in
- * ferry_hub_tick and in ferry_hub_free; never inside send, publish, subscribe or close, so
+ * otherwise. Callbacks run only inside a transport's calls (on its threads: with civetweb, a
+ * worker, or for a WebSocket on an event loop a loop thread that serves many connections,
+ * so a callback that blocks delays all of them), in ferry_hub_tick and in ferry_hub_free; never inside send, publish, subscribe or close, so
  * the application may hold its own locks across those. They never run with a ferry lock
  * held, so a callback may call any ferry function except ferry_hub_free. A session that ends
  * inside an application call (ferry_session_close, an overflow on send) gets its on_close

@@ -74,10 +74,14 @@ typedef struct ferry_mount_options {
     /* WebSockets are served by this many event-loop threads (at most 64), not by a civetweb
      * worker thread each. After civetweb's handshake the connection's socket is taken off
      * the worker, which returns to civetweb's pool, and read and written by ferry's own
-     * RFC 6455 reader and writer; what the client sees is the same. TLS connections stay on
-     * the workers (terminate TLS in front, at nginx or HAProxy). 0: every WebSocket on a
-     * worker, as civetweb serves them. max_connections still bounds them.
-     * docs/TRANSPORTS.md has the costs and limits. (2) */
+     * RFC 6455 reader and writer (which, unlike civetweb's, closes unmasked client frames
+     * with 1002 and refuses an over-cap frame at its header). The application's callbacks
+     * for those connections (on_auth, on_open, on_message, ...) run on a loop thread: one
+     * that blocks delays every WebSocket on its loop, so keep them short or hand slow work
+     * to threads of your own (or set 0). TLS connections stay on the workers (terminate TLS
+     * in front, at nginx or HAProxy). 0: every WebSocket on a worker, as civetweb serves
+     * them. max_connections still bounds them. docs/TRANSPORTS.md has the costs and
+     * limits. (2) */
     unsigned event_threads;
 } ferry_mount_options;
 

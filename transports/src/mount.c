@@ -189,6 +189,7 @@ static void *timer_main(void *arg)
 static void mount_free(ferry_mount *m)
 {
     ferry_hub_free(m->hub);
+    fy_loop_free(m);
     pthread_mutex_destroy(&m->wlock);
     pthread_cond_destroy(&m->wcond);
     pthread_cond_destroy(&m->ws_gone);

@@ -7,6 +7,7 @@
  *   ws_conn lock   ->  ferry's locks  ->  m->wlock (ws_wake)
  *   lp_sess rlock  ->  ferry's locks  ->  lp_sess slock (lp_wake, lp_kick)
  *   m->lp_lock     ->  lp_sess slock
+ *   an event loop's lock  ->  ws_conn lock (ws_loop.c, registering a connection)
  *   m->olog_lock, m->tlock: nothing is taken under them. */
 #ifndef FY_MOUNT_H
 #define FY_MOUNT_H
@@ -50,6 +51,8 @@ struct ferry_mount {
     ws_conn *all_ws;             /* every open WebSocket, for unmount (wlock) */
     size_t nws;                  /* (wlock) */
     pthread_cond_t ws_gone;      /* signalled when nws drops (wlock) */
+    atomic_size_t ws_watch;      /* WebSockets the reaper must look at: not yet settled, or
+                                  * closing; none, and it walks nothing */
     struct fy_loop *loops;       /* opt.event_threads event loops (ws_loop.c), or NULL */
     atomic_uint next_loop;       /* round robin over them */
     atomic_size_t on_loops;      /* WebSockets an event loop serves now */
@@ -170,6 +173,7 @@ int fy_ws_start(ferry_mount *m);
 bool fy_ws_stop(ferry_mount *m);
 void fy_ws_close_all(ferry_mount *m, int code, const char *why);
 void fy_ws_reap(ferry_mount *m); /* closes WebSockets past the handshake deadline (timer) */
+void fy_loop_free(ferry_mount *m); /* ws_loop.c: frees the stopped event loops */
 
 /* A client a drain tells to go: a WebSocket or a long-poll session, with a reference. */
 typedef struct fy_client {

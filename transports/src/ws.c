@@ -6,6 +6,7 @@
  * and the reaper for what civetweb leaves behind, are in ws_close.c. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ws.h"
 
@@ -101,6 +102,7 @@ void fy_ws_close_locked(ws_conn *ws, int code, const char *why)
     char *f = frame_header(payload, wl + 2, WS_OP_CLOSE);
     write_frame(ws, f, (size_t)(payload + wl + 2 - f));
     ws->closing = true;
+    atomic_fetch_add(&ws->m->ws_watch, 1);
     ws->closing_at = ferry_hub_now(ws->m->hub);
     /* The read loop goes on, dropping what arrives, until the peer answers the close frame
      * (then civetweb closes the socket with nothing unread) or, after WS_LINGER_MS, the
@@ -113,7 +115,9 @@ void fy_ws_close_locked(ws_conn *ws, int code, const char *why)
  * event loop serves is shut down instead. ws->lock held. */
 void fy_ws_let_go_locked(ws_conn *ws)
 {
-    if (!ws->conn && ws->fd >= 0) {
+    if (ws->fd >= 0) {
+        /* Taken (its loop sees the end; during the handoff civetweb's read loop ends at the
+         * marker, and the loop then does) */
         fy_loop_shut_locked(ws, true);
     } else if (ws->conn && !ws->let_go) {
         ws->let_go = true;
@@ -156,6 +160,7 @@ static void flush(ws_conn *ws, ferry_buf *out)
         char *f = frame_header(out->data + WS_HEADROOM, plen, WS_OP_TEXT);
         if (!write_frame(ws, f, (size_t)(out->data + out->len - f))) {
             ws->closing = true; /* unacked messages stay in the outbox for a resume */
+            atomic_fetch_add(&ws->m->ws_watch, 1);
             ws->closing_at = ferry_hub_now(ws->m->hub);
             fy_ws_let_go_locked(ws);
         }
@@ -251,6 +256,7 @@ static int connect_impl(const struct mg_connection *c, ferry_mount *m)
         m->all_ws->prev = ws;
     m->all_ws = ws;
     m->nws++;
+    atomic_fetch_add(&m->ws_watch, 1); /* until settled */
     pthread_mutex_unlock(&m->wlock);
     return 0;
 }
@@ -293,7 +299,8 @@ static int text_frame(ws_conn *ws, int op, bool fin, char *data, size_t len)
             close_from_reader(ws, WS_CLOSE_INTERNAL, "out of memory");
             return 1;
         }
-        memcpy(ws->msg.data + ws->msg.len, data, len);
+        if (len)
+            memcpy(ws->msg.data + ws->msg.len, data, len);
         ws->msg.len += len;
         ws->in_msg = !fin;
         if (!fin)
@@ -367,13 +374,23 @@ void fy_ws_finish(ws_conn *ws)
     ferry_mount *m = ws->m;
     pthread_mutex_lock(&ws->lock);
     ws->conn = NULL; /* civetweb reuses the connection object: never touch it again */
+    bool was_closing = ws->closing; /* and it cannot start closing any more */
+    /* A socket taken but not yet on a loop (civetweb dropped the connection mid-handoff
+     * without a close handler): nobody else will close it. */
+    int orphan = ws->on_loop ? -1 : ws->fd;
+    if (orphan >= 0)
+        ws->fd = -1;
     pthread_mutex_unlock(&ws->lock);
+    if (orphan >= 0)
+        close(orphan);
     pthread_mutex_lock(&m->wlock);
     if (ws->gone) {
         pthread_mutex_unlock(&m->wlock);
         return;
     }
     ws->gone = true;
+    atomic_fetch_sub(&m->ws_watch, (size_t)was_closing + !ws->settled);
+    ws->settled = true;
     if (ws->prev)
         ws->prev->next = ws->next;
     else if (m->all_ws == ws)

@@ -35,7 +35,8 @@ enum {
 struct ws_conn {
     ferry_mount *m;
     atomic_int refs;
-    pthread_mutex_t lock;         /* conn, closing, out */
+    pthread_mutex_t lock;         /* conn, closing, let_go, forced, and the taken socket's
+                                   * fields below marked so */
     struct mg_connection *conn;   /* NULL once civetweb has closed it */
     ferry_link *link;
     atomic_bool closing;          /* our close frame is out (read by the reaper unlocked) */
@@ -65,6 +66,9 @@ struct ws_conn {
     struct fy_hdrs *hdrs;         /* the upgrade request's headers, copied for on_auth */
     fy_wsr rd;                    /* the frame reader (loop thread) */
     bool rd_done;                 /* stop reading frames: drop the rest (loop thread) */
+    bool on_loop;                 /* registered with its loop, until closed (ws->lock, set
+                                   * under the loop's lock) */
+    bool shut;                    /* the taken socket was shut down (ws->lock) */
     ferry_buf pend;               /* frames the socket has not taken yet, from pend_off */
     size_t pend_off;              /*   (ws->lock) */
     bool shut_when_sent;          /* shut the socket down once pend is out (ws->lock) */
@@ -96,17 +100,34 @@ void fy_ws_finish(ws_conn *ws);
  * answered), else 1. No lock held. */
 int fy_ws_frame(ws_conn *ws, int bits, char *data, size_t len);
 
+/* The marker that ends civetweb's read loop at the handoff (ws_take.c). */
+#define FY_MARKER_LEN 24
+struct fy_take {
+    int standin;                         /* civetweb's descriptor number, now the stand-in */
+    struct fy_loop *loop;                /* the loop it will go to */
+    unsigned char marker[FY_MARKER_LEN];
+};
+
+/* ws_loop.c: the loop the next taken connection goes to. */
+struct fy_loop *fy_loop_pick(ferry_mount *m);
+
+/* ws_loop.c: registers a taken socket with ws->take->loop, at the marker, on the worker;
+ * frees ws->take. */
+void fy_loop_hand_over(ws_conn *ws, struct mg_connection *conn);
+
 /* ws_loop.c: the event loops. fy_loop_start starts opt.event_threads of them (none for 0);
- * fy_loop_stop closes what they still serve and joins them. */
+ * fy_loop_stop closes what they still serve and joins them, after which no connection can
+ * be handed to them; fy_loop_free (mount.h) frees them, once no civetweb callback can
+ * come. */
 int fy_loop_start(ferry_mount *m);
 void fy_loop_stop(ferry_mount *m);
 
-/* ws_loop.c, on civetweb's worker in the ready handler: takes the socket over (a plain TCP
+/* ws_take.c, on civetweb's worker in the ready handler: takes the socket over (a plain TCP
  * connection only) and returns true, or leaves it to civetweb and returns false. Either way
  * it tells the link the peer's address and headers. ws->conn set, no lock held. */
 bool fy_loop_take(ws_conn *ws, struct mg_connection *conn);
 
-/* ws_loop.c, on civetweb's worker for each frame of a taken connection that civetweb still
+/* ws_take.c, on civetweb's worker for each frame of a taken connection that civetweb still
  * reads (what it had buffered past the handshake, then the marker that ends its read loop).
  * Returns what civetweb's data handler returns. */
 int fy_loop_handoff_frame(ws_conn *ws, struct mg_connection *conn, int bits, char *data,

@@ -103,46 +103,59 @@ static bool reap_abandoned(ferry_mount *m, ws_conn *ws)
 
 void fy_ws_reap(ferry_mount *m)
 {
+    if (atomic_load(&m->ws_watch) == 0)
+        return; /* every WebSocket settled and open: nothing to walk */
     pthread_mutex_lock(&m->wlock);
     size_t n = 0;
-    ws_conn **late = m->nws ? malloc(m->nws * sizeof *late) : NULL;
+    /* Every one not yet settled (settled as soon as it has a session, so that an idle node
+     * walks nothing), and those due a decision: past the handshake deadline, not ready
+     * 200 ms after connecting, or closing. */
+    struct {
+        ws_conn *ws;
+        bool due;
+    } *late = m->nws ? malloc(m->nws * sizeof *late) : NULL;
     for (ws_conn *ws = m->all_ws; ws && late; ws = ws->next) {
         uint64_t age = ferry_hub_since(m->hub, ws->opened_ms);
-        if ((!ws->settled && age >= m->opt.handshake_timeout_ms) || (!ws->ready && age >= 200) ||
-            atomic_load(&ws->closing)) {
+        bool due = (!ws->settled && age >= m->opt.handshake_timeout_ms) ||
+                   (!ws->ready && age >= 200) || atomic_load(&ws->closing);
+        if (due || !ws->settled) {
             fy_ref(&ws->refs);
-            late[n++] = ws;
+            late[n].ws = ws;
+            late[n++].due = due;
         }
     }
     pthread_mutex_unlock(&m->wlock);
     /* Outside wlock: asking the link takes its lock, which comes before wlock. */
     for (size_t i = 0; i < n; i++) {
-        if (reap_abandoned(m, late[i])) {
-            fy_ws_finish(late[i]);
-            fy_ws_unref(late[i]);
+        ws_conn *ws = late[i].ws;
+        if (late[i].due && reap_abandoned(m, ws)) {
+            fy_ws_finish(ws);
+            fy_ws_unref(ws);
             continue;
         }
-        pthread_mutex_lock(&late[i]->lock);
-        bool orphan = reap_closing_locked(late[i]);
-        bool closing = late[i]->closing;
-        pthread_mutex_unlock(&late[i]->lock);
+        pthread_mutex_lock(&ws->lock);
+        bool orphan = reap_closing_locked(ws);
+        bool closing = ws->closing;
+        pthread_mutex_unlock(&ws->lock);
         if (orphan)
-            fy_ws_finish(late[i]);
+            fy_ws_finish(ws);
         if (closing) {
-            fy_ws_unref(late[i]);
+            fy_ws_unref(ws);
             continue;
         }
-        if (ferry_link_session_id(late[i]->link)) {
+        if (ferry_link_session_id(ws->link)) {
             pthread_mutex_lock(&m->wlock);
-            late[i]->settled = true;
+            if (!ws->settled && !ws->gone)
+                atomic_fetch_sub(&m->ws_watch, 1);
+            ws->settled = true;
             pthread_mutex_unlock(&m->wlock);
-        } else if (!ferry_link_done(late[i]->link)) {
+        } else if (late[i].due && !ferry_link_done(ws->link)) {
             ferry_hub_count_limit(m->hub, FERRY_LIMIT_HANDSHAKE_TIME);
-            pthread_mutex_lock(&late[i]->lock);
-            fy_ws_close_locked(late[i], WS_CLOSE_POLICY, "no handshake");
-            pthread_mutex_unlock(&late[i]->lock);
+            pthread_mutex_lock(&ws->lock);
+            fy_ws_close_locked(ws, WS_CLOSE_POLICY, "no handshake");
+            pthread_mutex_unlock(&ws->lock);
         }
-        fy_ws_unref(late[i]);
+        fy_ws_unref(ws);
     }
     free(late);
 }

@@ -114,7 +114,8 @@ static int take_payload(fy_wsr *r, char **data, size_t *len, fy_wsr_frame_fn fn,
     if (r->part.len == 0 && n == r->left) {
         unmask(payload, n, mask, 0); /* the whole payload is here: unmask it where it lies */
     } else {
-        if (r->part.len == 0 && ferry_buf_reserve(&r->part, (size_t)r->left)) {
+        /* Grown as bytes come: a client that trickles a frame holds only what it sent. */
+        if (ferry_buf_reserve(&r->part, n)) {
             *why = "out of memory";
             return FY_WSR_NOMEM;
         }
