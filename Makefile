@@ -228,7 +228,7 @@ test-failmalloc: $(BUILD)/asan/failmalloc
 
 # The transport suites run on event loops (the default), and those about WebSockets again
 # on civetweb's workers (event_threads 0), the path TLS connections take.
-WORKER_SUITES := websocket protocol mixed drain
+WORKER_SUITES := websocket protocol drain
 
 test-core: $(BUILD)/test/core_tests $(BUILD)/test/transport_tests
 	$(BUILD)/test/core_tests
