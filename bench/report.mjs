@@ -257,9 +257,10 @@ p('![p99 latency against delivered load](bench-latency.png)');
 p();
 p('![server memory against connections](bench-memory.png)');
 p();
-p('Each point of the memory plot is its own server, started with capacity for that N (ferry and ' +
-  'civetweb start a thread per connection of capacity); the point at 0 is the N = 1,000 ' +
-  'server before any client connected.');
+p('Each point of the memory plot is its own server, started with capacity for that N (civetweb, ' +
+  'and ferry with WebSockets on its workers, start a thread per connection of capacity; ferry on ' +
+  'event loops starts 256 workers whatever N); the point at 0 is the N = 1,000 server before any ' +
+  'client connected.');
 
 // ---- plots ----
 function plots() {

@@ -1,6 +1,7 @@
 /* WebSockets served by event loops (event_threads): the handoff from civetweb's worker, and
- * what ferry's own frame reader refuses. The websocket, protocol, mixed and drain suites
- * also run on event loops (FERRY_TEST_EVENT_THREADS). */
+ * what ferry's own frame reader refuses. Every suite runs on event loops, the default; the
+ * Makefile runs the websocket, protocol and drain suites again on civetweb's workers
+ * (FERRY_TEST_EVENT_THREADS=0). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
