@@ -66,6 +66,7 @@ struct ws_conn {
     struct fy_hdrs *hdrs;         /* the upgrade request's headers, copied for on_auth */
     fy_wsr rd;                    /* the frame reader (loop thread) */
     bool rd_done;                 /* stop reading frames: drop the rest (loop thread) */
+    bool deferred;                /* has input left for its loop's next turn (loop thread) */
     bool on_loop;                 /* registered with its loop, until closed (ws->lock, set
                                    * under the loop's lock) */
     bool shut;                    /* the taken socket was shut down (ws->lock) */
@@ -108,7 +109,7 @@ struct fy_take {
     unsigned char marker[FY_MARKER_LEN];
 };
 
-/* ws_loop.c: the loop the next taken connection goes to. */
+/* ws_loop.c: the loop the next taken connection goes to; NULL if every loop has stopped. */
 struct fy_loop *fy_loop_pick(ferry_mount *m);
 
 /* ws_loop.c: registers a taken socket with ws->take->loop, at the marker, on the worker;

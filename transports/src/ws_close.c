@@ -95,10 +95,16 @@ static bool reap_closing_locked(ws_conn *ws)
  * object. The connection object stays valid memory while the server runs. */
 static bool reap_abandoned(ferry_mount *m, ws_conn *ws)
 {
+    /* civetweb's user data first, under the lock the handoff clears it under: the handoff
+     * comes after the ready handler, so if it was the handoff, ready reads true below. */
+    pthread_mutex_lock(&ws->lock);
+    bool ours = mg_get_user_connection_data(ws->upgrading) == ws;
+    bool taken = ws->fd >= 0;
+    pthread_mutex_unlock(&ws->lock);
     pthread_mutex_lock(&m->wlock);
     bool ready = ws->ready;
     pthread_mutex_unlock(&m->wlock);
-    return !ready && mg_get_user_connection_data(ws->upgrading) != ws;
+    return !ready && !ours && !taken;
 }
 
 void fy_ws_reap(ferry_mount *m)

@@ -83,7 +83,15 @@ void fy_loop_abandon(ws_conn *ws)
 
 struct fy_loop *fy_loop_pick(ferry_mount *m)
 {
-    return &m->loops[atomic_fetch_add(&m->next_loop, 1) % m->opt.event_threads];
+    for (unsigned i = 0; i < m->opt.event_threads; i++) {
+        struct fy_loop *lp = &m->loops[atomic_fetch_add(&m->next_loop, 1) % m->opt.event_threads];
+        pthread_mutex_lock(&lp->lock);
+        bool stopped = lp->stopped;
+        pthread_mutex_unlock(&lp->lock);
+        if (!stopped)
+            return lp;
+    }
+    return NULL; /* every loop has stopped (or failed) */
 }
 
 void fy_loop_hand_over(ws_conn *ws, struct mg_connection *conn)
@@ -102,17 +110,20 @@ void fy_loop_hand_over(ws_conn *ws, struct mg_connection *conn)
     int fd = ws->fd;
     pthread_mutex_unlock(&ws->lock);
     fy_ref(&ws->refs); /* the loop's, until it closes the socket */
+    /* Registered and marked in one step, under the loop's lock (its last sweep, close_all,
+     * sees on_loop set) and the connection's (the loop serves an event only after taking
+     * it, so it cannot close the socket before it is marked). */
     pthread_mutex_lock(&lp->lock);
+    pthread_mutex_lock(&ws->lock);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = ws};
-    bool added = !lp->stopped && epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) == 0;
+    bool added = !lp->stopped && ws->fd == fd && fd >= 0 &&
+                 epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) == 0;
     if (added) {
-        /* Under the loop's lock: the loop's last sweep (close_all) sees it set. */
-        pthread_mutex_lock(&ws->lock);
         ws->on_loop = true;
-        pthread_mutex_unlock(&ws->lock);
         atomic_fetch_add(&lp->m->on_loops, 1);
         atomic_fetch_add(&lp->m->handoffs[0], 1);
     }
+    pthread_mutex_unlock(&ws->lock);
     pthread_mutex_unlock(&lp->lock);
     if (!added) {
         close_taken(ws, NULL);
@@ -303,13 +314,19 @@ static void *loop_main(void *arg)
         uint32_t more_ev[LOOP_EVENTS];
         int nmore = 0;
         /* The new events first: a socket they close may be waiting in `again` too, which
-         * holds a reference, so it is found closed there rather than freed. */
+         * holds a reference, so it is found closed there rather than freed. A socket
+         * already waiting there is served there, once, with the new events added. */
         for (int i = 0; i < n; i++) {
             ws_conn *ws = ev[i].data.ptr;
             if (ev[i].data.ptr == lp) {
                 stop = true;
+            } else if (ws->deferred) {
+                for (int k = 0; k < nagain; k++)
+                    if (again[k] == ws)
+                        again_ev[k] |= ev[i].events;
             } else if (serve(lp, ws, ev[i].events, lp->buf, nmore < LOOP_EVENTS / 2)) {
                 fy_ref(&ws->refs);
+                ws->deferred = true;
                 more[nmore] = ws;
                 more_ev[nmore++] = ev[i].events & ~EPOLLOUT;
             }
@@ -317,8 +334,9 @@ static void *loop_main(void *arg)
         for (int i = 0; i < nagain; i++) {
             if (serve(lp, again[i], again_ev[i], lp->buf, nmore < LOOP_EVENTS)) {
                 more[nmore] = again[i];
-                more_ev[nmore++] = again_ev[i];
+                more_ev[nmore++] = again_ev[i] & ~EPOLLOUT;
             } else {
+                again[i]->deferred = false;
                 fy_ws_unref(again[i]);
             }
         }
@@ -326,8 +344,10 @@ static void *loop_main(void *arg)
         memcpy(again_ev, more_ev, (size_t)nmore * sizeof *more_ev);
         nagain = nmore;
     }
-    for (int i = 0; i < nagain; i++)
+    for (int i = 0; i < nagain; i++) {
+        again[i]->deferred = false;
         fy_ws_unref(again[i]);
+    }
     pthread_mutex_lock(&lp->lock);
     lp->stopped = true; /* also when the loop failed: nothing may be added any more */
     pthread_mutex_unlock(&lp->lock);

@@ -130,6 +130,11 @@ bool fy_loop_take(ws_conn *ws, struct mg_connection *conn)
     ferry_mount *m = ws->m;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     int fd = ri->is_ssl ? -1 : find_fd(ri);
+    struct fy_loop *lp = fd >= 0 ? fy_loop_pick(m) : NULL;
+    if (fd >= 0 && !lp) {
+        atomic_fetch_add(&m->handoffs[1], 1); /* every loop has failed */
+        return false;
+    }
     if (fd < 0) {
         /* A client already gone has no peer address either: only a run of misses before
          * the first success says the layout is not recognised. */
@@ -155,8 +160,6 @@ bool fy_loop_take(ws_conn *ws, struct mg_connection *conn)
         goto fail;
     close(sv[1]);
     sv[1] = -1;
-    /* Only ferry's descriptor will refer to the socket, so the flag is ferry's alone. */
-    fcntl(real, F_SETFL, fcntl(real, F_GETFL) | O_NONBLOCK);
     /* Under the lock, so that no writer is inside mg_write across the swap and every write
      * after it goes to ferry's descriptor. One atomic step: civetweb's number now names the
      * stand-in. The raw system call, not libc's dup3: sanitizers that model descriptors
@@ -168,10 +171,12 @@ bool fy_loop_take(ws_conn *ws, struct mg_connection *conn)
         goto fail;
     }
     ws->fd = real;
+    /* Only ferry's descriptor refers to the socket now, so the flag is ferry's alone. */
+    fcntl(real, F_SETFL, fcntl(real, F_GETFL) | O_NONBLOCK);
     pthread_mutex_unlock(&ws->lock);
     close(sv[0]);
     t->standin = fd;
-    t->loop = fy_loop_pick(m);
+    t->loop = lp;
     ws->take = t;
     ws->hdrs = hs;
     ferry_link_set_peer(ws->link, hs->peer, hdrs_get, hs);
