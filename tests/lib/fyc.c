@@ -239,6 +239,16 @@ int fyc_ws_raw(fyc_ws *ws, const void *p, size_t len)
     return write_all(ws->fd, p, len);
 }
 
+int fyc_ws_text_unmasked(fyc_ws *ws, const char *text)
+{
+    size_t n = strlen(text);
+    unsigned char frame[2 + 125] = {0x81, (unsigned char)n};
+    if (n > 125)
+        return -1;
+    memcpy(frame + 2, text, n);
+    return write_all(ws->fd, frame, 2 + n);
+}
+
 static size_t put_header(unsigned char *h, int opcode, bool fin, unsigned long long len)
 {
     size_t n = 2;

@@ -41,6 +41,8 @@ int fyc_ws_open_pipelined(fyc_ws *ws, int port, const char *path, const void *af
                           size_t len, int *status);
 /* A masked frame into `out` (room for len + 14 bytes); returns its size. */
 size_t fyc_ws_frame(unsigned char *out, int opcode, bool fin, const void *data, size_t len);
+/* Sends `text` as one unmasked text frame (under 126 bytes), which a client must not. */
+int fyc_ws_text_unmasked(fyc_ws *ws, const char *text);
 /* Writes raw bytes to the connection. Returns 0 or -1. */
 int fyc_ws_raw(fyc_ws *ws, const void *p, size_t len);
 /* Sends one masked frame. Returns 0 or -1. */

@@ -146,10 +146,7 @@ START_TEST(an_unmasked_client_frame_is_closed_with_1002)
     tc c;
     tc_init(&c, s, TC_WS);
     ck_assert_int_eq(tc_connect(&c), 0);
-    const char *msg = "{\"t\":\"msg\",\"seq\":1,\"data\":{\"c\":1}}";
-    unsigned char frame[128] = {0x81, (unsigned char)strlen(msg)};
-    memcpy(frame + 2, msg, strlen(msg));
-    ck_assert_int_eq(fyc_ws_raw(&c.ws, frame, 2 + strlen(msg)), 0);
+    ck_assert_int_eq(fyc_ws_text_unmasked(&c.ws, "{\"t\":\"msg\",\"seq\":1,\"data\":{\"c\":1}}"), 0);
     ck_assert_int_eq(close_code(&c.ws), 1002);
     ck_assert_uint_eq(ts_received(s), 0);
     tc_free(&c);

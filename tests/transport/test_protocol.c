@@ -283,10 +283,8 @@ START_TEST(invalid_utf8_text_is_closed_with_1007_and_unmasked_frames_are_read_on
         tc c;
         tc_init(&c, s, TC_WS);
         ck_assert_int_eq(tc_connect(&c), 0);
-        const char *msg = "{\"t\":\"msg\",\"seq\":1,\"data\":{\"c\":1,\"echo\":true}}";
-        unsigned char frame[128] = {0x81, (unsigned char)strlen(msg)};
-        memcpy(frame + 2, msg, strlen(msg));
-        ck_assert_int_eq(write(c.ws.fd, frame, 2 + strlen(msg)), (ssize_t)(2 + strlen(msg)));
+        ck_assert_int_eq(
+            fyc_ws_text_unmasked(&c.ws, "{\"t\":\"msg\",\"seq\":1,\"data\":{\"c\":1,\"echo\":true}}"), 0);
         ck_assert(tc_wait_msgs(&c, 1, 5000));
         ts_expect_received_c(s, 1);
         tc_free(&c);
