@@ -479,6 +479,34 @@ START_TEST(ws_connections_claiming_huge_frames_are_cut_off_and_starve_no_one)
 }
 END_TEST
 
+/* RFC 6455 section 7.4: the close code a client sends is echoed if a peer may send it; a
+ * payload of one byte or a code no peer may send gets 1002, a reason not in UTF-8 1007. */
+START_TEST(ws_a_client_close_is_echoed_or_refused_by_its_code)
+{
+    tserver *s = ts_start(NULL);
+    struct {
+        const char *payload;
+        size_t len;
+        int expect;
+    } cases[] = {
+        {"\x0f\xa0" "bye", 5, 4000}, {"", 0, 1000},       {"\x03", 1, 1002},
+        {"\x03\xed", 2, 1002},          {"\x03\xe7", 2, 1002}, {"\x07\xd0", 2, 1002},
+        {"\x03\xe8\xc3\x28", 4, 1007},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tc c;
+        tc_init(&c, s, TC_WS);
+        ck_assert_int_eq(tc_connect(&c), 0);
+        ck_assert_int_eq(fyc_ws_send(&c.ws, 8, true, cases[i].payload, cases[i].len), 0);
+        int code = fyc_ws_wait_close(&c.ws, 5000);
+        ck_assert_msg(code == cases[i].expect, "case %zu: close %d, expected %d", i, code,
+                      cases[i].expect);
+        tc_free(&c);
+    }
+    ts_stop(s);
+}
+END_TEST
+
 Suite *ws_suite(void)
 {
     Suite *s = suite_create("websocket");
@@ -497,6 +525,7 @@ Suite *ws_suite(void)
     tcase_add_test(tcs, ws_control_frame_flood_and_missing_handshake_close_with_1008);
     tcase_add_test(tcs, ws_handshake_deadline_runs_on_the_hubs_clock);
     tcase_add_test(tcs, ws_connections_claiming_huge_frames_are_cut_off_and_starve_no_one);
+    tcase_add_test(tcs, ws_a_client_close_is_echoed_or_refused_by_its_code);
     suite_add_tcase(s, tcs);
     return s;
 }

@@ -320,6 +320,14 @@ static int text_frame(ws_conn *ws, int op, bool fin, char *data, size_t len)
     return 1;
 }
 
+/* A close code a peer may send (RFC 6455 section 7.4): 1000-1003, 1007-1014 (those after
+ * 1011 registered since), or 3000-4999 for libraries and applications. */
+static bool close_code_ok(int code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
 int fy_ws_frame(ws_conn *ws, int bits, char *data, size_t len)
 {
     ferry_mount *m = ws->m;
@@ -355,12 +363,18 @@ int fy_ws_frame(ws_conn *ws, int bits, char *data, size_t len)
             return 1;
         }
         return 1;
-    case WS_OP_CLOSE:
-        /* Answer with the same code, as RFC 6455 asks; civetweb then ends the loop. */
-        close_from_reader(ws, len >= 2 ? ((unsigned char)data[0] << 8) | (unsigned char)data[1]
-                                       : WS_CLOSE_NORMAL,
-                          "");
+    case WS_OP_CLOSE: {
+        /* Answer with the same code, as RFC 6455 asks (1002 for a code a peer may not send,
+         * 1007 for a reason that is not UTF-8); then the connection ends. */
+        int code = len >= 2 ? ((unsigned char)data[0] << 8) | (unsigned char)data[1] : 0;
+        if (len == 1 || (len >= 2 && !close_code_ok(code)))
+            close_from_reader(ws, WS_CLOSE_PROTOCOL, "bad close frame");
+        else if (len > 2 && !fy_utf8_valid(data + 2, len - 2))
+            close_from_reader(ws, WS_CLOSE_INVALID_DATA, "close reason is not UTF-8");
+        else
+            close_from_reader(ws, len >= 2 ? code : WS_CLOSE_NORMAL, "");
         return 0;
+    }
     default:
         close_from_reader(ws, WS_CLOSE_UNSUPPORTED, "only text messages are used");
         return 1;
