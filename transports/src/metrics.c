@@ -63,22 +63,26 @@ static int put_operations(ferry_mount *m, ferry_buf *out, const ferry_stats *st)
 }
 
 /* The event loops' series (event_threads). */
-static void put_event_loops(ferry_buf *out, ferry_mount *m, int *rc)
+static int put_event_loops(ferry_mount *m, ferry_buf *out)
 {
+    int rc = 0;
     header(out, "ferry_websockets_on_event_loops", "gauge",
-           "WebSockets served by the event loops (event_threads) now.", rc);
+           "WebSockets served by the event loops (event_threads) now.", &rc);
     header(out, "ferry_websocket_handoffs_total", "counter",
-           "WebSockets offered to the event loops, by outcome: taken; stayed (TLS, or an "
-           "unknown civetweb layout: served by a worker); lost (closed 1011: a frame split "
-           "across the handoff).", rc);
-    if (!*rc)
-        *rc = ferry_buf_printf(out,
-                               "ferry_websockets_on_event_loops %zu\n"
-                               "ferry_websocket_handoffs_total{outcome=\"taken\"} %llu\n"
-                               "ferry_websocket_handoffs_total{outcome=\"stayed\"} %llu\n"
-                               "ferry_websocket_handoffs_total{outcome=\"lost\"} %llu\n",
-                               atomic_load(&m->on_loops), atomic_load(&m->handoffs[0]),
-                               atomic_load(&m->handoffs[1]), atomic_load(&m->handoffs[2]));
+           "WebSockets offered to the event loops, by outcome: taken; stayed (TLS, a client "
+           "already gone, or an unknown civetweb layout: served by a worker); lost (closed "
+           "1011: a frame split across the handoff).", &rc);
+    if (rc)
+        return rc;
+    return ferry_buf_printf(out,
+                            "ferry_websockets_on_event_loops %zu\n"
+                            "ferry_websocket_handoffs_total{outcome=\"taken\"} %llu\n"
+                            "ferry_websocket_handoffs_total{outcome=\"stayed\"} %llu\n"
+                            "ferry_websocket_handoffs_total{outcome=\"lost\"} %llu\n",
+                            atomic_load(&m->on_loops),
+                            atomic_load(&m->handoffs[FY_HANDOFF_TAKEN]),
+                            atomic_load(&m->handoffs[FY_HANDOFF_STAYED]),
+                            atomic_load(&m->handoffs[FY_HANDOFF_LOST]));
 }
 
 int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)
@@ -106,8 +110,7 @@ int ferry_mount_metrics(ferry_mount *m, ferry_buf *out)
     PUT("ferry_connections{transport=\"websocket\"} %zu\nferry_connections{transport=\"longpoll\"} %zu\n"
         "ferry_held_polls %zu\n",
         nws, held, held);
-    put_event_loops(out, m, &rc);
-    if (rc)
+    if (put_event_loops(m, out))
         goto fail;
     header(out, "ferry_messages_total", "counter", "Messages: in, delivered to the application; out, sent to clients (replays included).", &rc);
     header(out, "ferry_bytes_total", "counter", "Frame bytes received and sent.", &rc);

@@ -20,6 +20,11 @@
 #include "ferry_transport.h"
 
 typedef struct ws_conn ws_conn;
+
+/* What became of a WebSocket offered to the event loops (ferry_websocket_handoffs_total):
+ * taken; stayed on its worker (TLS, a layout not recognised, a client already gone); lost
+ * (closed 1011: a frame split across the handoff). */
+enum { FY_HANDOFF_TAKEN, FY_HANDOFF_STAYED, FY_HANDOFF_LOST };
 typedef struct lp_sess lp_sess;
 
 struct ferry_mount {
@@ -56,7 +61,7 @@ struct ferry_mount {
     struct fy_loop *loops;       /* opt.event_threads event loops (ws_loop.c), or NULL */
     atomic_uint next_loop;       /* round robin over them */
     atomic_size_t on_loops;      /* WebSockets an event loop serves now */
-    atomic_ullong handoffs[3];   /* taken, stayed on a worker, lost in the handoff */
+    atomic_ullong handoffs[3];   /* by outcome: FY_HANDOFF_TAKEN, _STAYED, _LOST */
 
     /* Long-poll sessions by session ID: a tree (tsearch) and a list of the same entries. */
     pthread_mutex_t lp_lock;

@@ -88,6 +88,15 @@ static char *frame_header(char *payload, size_t len, int opcode)
     return (char *)h;
 }
 
+/* The connection is closing from now: the reaper watches it (linger, let go). ws->lock held,
+ * and it was not closing. */
+static void mark_closing_locked(ws_conn *ws)
+{
+    ws->closing = true;
+    atomic_fetch_add(&ws->m->ws_watch, 1);
+    ws->closing_at = ferry_hub_now(ws->m->hub);
+}
+
 /* Sends a close frame and tells civetweb to end the connection. ws->lock held. */
 void fy_ws_close_locked(ws_conn *ws, int code, const char *why)
 {
@@ -101,9 +110,7 @@ void fy_ws_close_locked(ws_conn *ws, int code, const char *why)
     memcpy(payload + 2, why, wl);
     char *f = frame_header(payload, wl + 2, WS_OP_CLOSE);
     write_frame(ws, f, (size_t)(payload + wl + 2 - f));
-    ws->closing = true;
-    atomic_fetch_add(&ws->m->ws_watch, 1);
-    ws->closing_at = ferry_hub_now(ws->m->hub);
+    mark_closing_locked(ws);
     /* The read loop goes on, dropping what arrives, until the peer answers the close frame
      * (then civetweb closes the socket with nothing unread) or, after WS_LINGER_MS, the
      * reaper lets it go. Ending it now would close a socket with unread input: the kernel
@@ -159,9 +166,7 @@ static void flush(ws_conn *ws, ferry_buf *out)
         size_t plen = out->len - WS_HEADROOM;
         char *f = frame_header(out->data + WS_HEADROOM, plen, WS_OP_TEXT);
         if (!write_frame(ws, f, (size_t)(out->data + out->len - f))) {
-            ws->closing = true; /* unacked messages stay in the outbox for a resume */
-            atomic_fetch_add(&ws->m->ws_watch, 1);
-            ws->closing_at = ferry_hub_now(ws->m->hub);
+            mark_closing_locked(ws); /* unacked messages stay in the outbox for a resume */
             fy_ws_let_go_locked(ws);
         }
     }

@@ -123,6 +123,10 @@ void fy_loop_hand_over(ws_conn *ws, struct mg_connection *conn);
 int fy_loop_start(ferry_mount *m);
 void fy_loop_stop(ferry_mount *m);
 
+/* ws_take.c: true if `fd` is a TCP socket (IPv4 or IPv6) whose peer address and port and
+ * local port are this request's. */
+bool fy_same_tuple(int fd, const struct mg_request_info *ri);
+
 /* ws_take.c, on civetweb's worker in the ready handler: takes the socket over (a plain TCP
  * connection only) and returns true, or leaves it to civetweb and returns false. Either way
  * it tells the link the peer's address and headers. ws->conn set, no lock held. */

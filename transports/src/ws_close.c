@@ -1,8 +1,6 @@
 /* Closing WebSockets: all of them (drop, unmount), the reaper that ends connections past
  * their deadlines or that civetweb left behind, and stopping the transport. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -47,16 +45,7 @@ static bool find_socket_locked(ws_conn *ws, bool shut)
     int maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1u << 20 ? (int)rl.rlim_cur : 65536;
     for (int fd = 0; fd < maxfd; fd++) {
         struct stat st;
-        struct sockaddr_in peer, local;
-        socklen_t pl = sizeof peer, ll = sizeof local;
-        char addr[INET_ADDRSTRLEN];
-        if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-            getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 || peer.sin_family != AF_INET ||
-            ntohs(peer.sin_port) != ri->remote_port ||
-            getsockname(fd, (struct sockaddr *)&local, &ll) != 0 ||
-            ntohs(local.sin_port) != ri->server_port ||
-            !inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr) ||
-            strcmp(addr, ri->remote_addr) != 0)
+        if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || !fy_same_tuple(fd, ri))
             continue;
         if (shut) {
             shutdown(fd, SHUT_RDWR);

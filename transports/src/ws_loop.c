@@ -8,21 +8,13 @@
  * is closed only by its loop, after clearing ws->fd under ws->lock, so nothing writes to a
  * descriptor number that was closed and reused; one never registered is closed where it
  * failed. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
-
-#include <sodium.h>
 
 #include "ws.h"
 
@@ -75,7 +67,7 @@ void fy_loop_abandon(ws_conn *ws)
     fy_ws_close_locked(ws, WS_CLOSE_INTERNAL, "connection lost on the server; resume");
     pthread_mutex_unlock(&ws->lock);
     if (lost)
-        atomic_fetch_add(&ws->m->handoffs[2], 1);
+        atomic_fetch_add(&ws->m->handoffs[FY_HANDOFF_LOST], 1);
     free(ws->take);
     ws->take = NULL;
     close_taken(ws, NULL);
@@ -121,7 +113,7 @@ void fy_loop_hand_over(ws_conn *ws, struct mg_connection *conn)
     if (added) {
         ws->on_loop = true;
         atomic_fetch_add(&lp->m->on_loops, 1);
-        atomic_fetch_add(&lp->m->handoffs[0], 1);
+        atomic_fetch_add(&lp->m->handoffs[FY_HANDOFF_TAKEN], 1);
     }
     pthread_mutex_unlock(&ws->lock);
     pthread_mutex_unlock(&lp->lock);
@@ -131,22 +123,31 @@ void fy_loop_hand_over(ws_conn *ws, struct mg_connection *conn)
     }
 }
 
+/* Sends what the socket takes now: the bytes sent (0 when it has no room), or -1 when the
+ * connection failed. */
+static ssize_t send_some(int fd, const char *p, size_t len)
+{
+    for (;;) {
+        ssize_t w = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w >= 0)
+            return w;
+        if (errno != EINTR)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    }
+}
+
 /* Writes what is queued; then, if asked, shuts the socket down. ws->lock held. */
 static void send_queued_locked(ws_conn *ws)
 {
     while (ws->pend_off < ws->pend.len) {
-        ssize_t w = send(ws->fd, ws->pend.data + ws->pend_off, ws->pend.len - ws->pend_off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (w > 0) {
-            ws->pend_off += (size_t)w;
-        } else if (w < 0 && errno == EINTR) {
-            continue;
-        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        ssize_t w = send_some(ws->fd, ws->pend.data + ws->pend_off, ws->pend.len - ws->pend_off);
+        if (w == 0)
             return;
-        } else {
+        if (w < 0) {
             fy_loop_shut_locked(ws, true);
             return;
         }
+        ws->pend_off += (size_t)w;
     }
     ferry_buf_release(&ws->pend);
     ws->pend_off = 0;
@@ -160,18 +161,10 @@ bool fy_loop_write_locked(ws_conn *ws, const char *p, size_t len)
         return false;
     size_t done = 0;
     if (ws->pend_off == ws->pend.len) {
-        for (;;) {
-            ssize_t w = send(ws->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w >= 0) {
-                done = (size_t)w;
-                break;
-            }
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return false;
-            break;
-        }
+        ssize_t w = send_some(ws->fd, p, len);
+        if (w < 0)
+            return false;
+        done = (size_t)w;
         if (done == len)
             return true;
     }

@@ -69,8 +69,7 @@ static struct fy_hdrs *hdrs_copy(const ferry_mount *m, const struct mg_connectio
     return hs;
 }
 
-/* True if `fd` is a TCP socket with this request's peer and local port. */
-static bool same_tuple(int fd, const struct mg_request_info *ri)
+bool fy_same_tuple(int fd, const struct mg_request_info *ri)
 {
     struct sockaddr_storage peer, self;
     socklen_t pl = sizeof peer, sl = sizeof self;
@@ -109,7 +108,7 @@ static int find_fd(const struct mg_request_info *ri)
     int fd;
     if (off >= 0) {
         memcpy(&fd, base + off, sizeof fd);
-        return fd > 2 && same_tuple(fd, ri) ? fd : -1;
+        return fd > 2 && fy_same_tuple(fd, ri) ? fd : -1;
     }
     for (off = 0; off < 2048; off += (long)sizeof fd) {
         struct sockaddr_storage self;
@@ -117,7 +116,7 @@ static int find_fd(const struct mg_request_info *ri)
         memcpy(&fd, base + off, sizeof fd);
         if (fd <= 2 || getsockname(fd, (struct sockaddr *)&self, &sl) != 0 ||
             sl > sizeof self || memcmp(base + off + sizeof fd, &self, sl) != 0 ||
-            !same_tuple(fd, ri))
+            !fy_same_tuple(fd, ri))
             continue;
         atomic_store(&fd_offset, off);
         return fd;
@@ -132,7 +131,7 @@ bool fy_loop_take(ws_conn *ws, struct mg_connection *conn)
     int fd = ri->is_ssl ? -1 : find_fd(ri);
     struct fy_loop *lp = fd >= 0 ? fy_loop_pick(m) : NULL;
     if (fd >= 0 && !lp) {
-        atomic_fetch_add(&m->handoffs[1], 1); /* every loop has failed */
+        atomic_fetch_add(&m->handoffs[FY_HANDOFF_STAYED], 1); /* every loop has failed */
         return false;
     }
     if (fd < 0) {
@@ -142,7 +141,7 @@ bool fy_loop_take(ws_conn *ws, struct mg_connection *conn)
         if (!ri->is_ssl && atomic_load(&fd_offset) < 0 && atomic_fetch_add(&misses, 1) == 15)
             ferry_log(FERRY_LOG_WARN, "event_threads: this civetweb build's connection layout "
                                       "is not recognised; WebSockets stay on its workers");
-        atomic_fetch_add(&m->handoffs[1], 1);
+        atomic_fetch_add(&m->handoffs[FY_HANDOFF_STAYED], 1);
         return false;
     }
     struct fy_hdrs *hs = hdrs_copy(m, conn);
@@ -190,7 +189,7 @@ fail:
         close(sv[1]);
     free(t);
     free(hs);
-    atomic_fetch_add(&m->handoffs[1], 1);
+    atomic_fetch_add(&m->handoffs[FY_HANDOFF_STAYED], 1);
     return false;
 }
 
