@@ -179,14 +179,19 @@ static int decode_one(json_t *obj, size_t idx, fy_frame *f, fy_err *err)
     return rc;
 }
 
+bool fy_json_out_of_memory(const json_error_t *jerr)
+{
+    return jerr->text[0] == '\0' || json_error_code(jerr) == json_error_out_of_memory;
+}
+
 /* Maps a jansson failure to a wire error. Well-formed JSON that jansson cannot hold (an
  * integer outside int64, a number beyond a double, \u0000 in a key) is a value out of
  * range, bad_field, not bad_json (docs/PROTOCOL.md, Encoding). */
 static int parse_error(const json_error_t *jerr, fy_err *err)
 {
-    switch (json_error_code(jerr)) {
-    case json_error_out_of_memory:
+    if (fy_json_out_of_memory(jerr))
         return fail(err, FERRY_ENOMEM, "out of memory");
+    switch (json_error_code(jerr)) {
     case json_error_duplicate_key:
         return fail(err, FERRY_EDUPKEY, "%s at byte %d", jerr->text, jerr->position);
     case json_error_numeric_overflow:

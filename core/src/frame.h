@@ -60,6 +60,11 @@ typedef struct fy_err {
  * JSON and harmless for the rest (jansson rejects it later). */
 int fy_json_scan(const char *buf, size_t len, size_t max_depth, size_t max_elements);
 
+/* True if a json_loadb that returned NULL failed for memory. jansson's loader returns NULL
+ * without setting `jerr` (text empty, its code byte left as it was) when one of its own
+ * allocations fails, so the code alone cannot be trusted. */
+bool fy_json_out_of_memory(const json_error_t *jerr);
+
 /* Decodes one frame object or a non-empty array of them. On success returns 0, stores the
  * tree in *root (the caller json_decrefs it) and a malloc'd array of *n frames in *frames
  * (the caller frees it). On failure returns the error, fills *err and owns nothing. */

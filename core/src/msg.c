@@ -24,7 +24,7 @@ int fy_msg_new(fy_msg **out, const char *topic, const char *json, size_t len, si
         return rc;
     json_t *v = json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (!v)
-        return json_error_code(&jerr) == json_error_out_of_memory ? FERRY_ENOMEM : FERRY_EJSON;
+        return fy_json_out_of_memory(&jerr) ? FERRY_ENOMEM : FERRY_EJSON;
     json_decref(v);
 
     fy_msg *m = malloc(sizeof *m + body);
