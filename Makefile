@@ -176,42 +176,59 @@ $(BUILD)/test/cluster_tests: $(CLUSTER_TEST_DEPS) $(BUILD)/libferry-cluster.a $(
 	@mkdir -p $(@D)
 	$(CC) $(CLUSTER_TEST_CFLAGS) $(CLUSTER_TEST_SRC) $(BUILD)/libferry-cluster.a $(BUILD)/libferry-core.a -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/asan/cluster_tests: $(CLUSTER_TEST_DEPS) $(CLUSTER_SRC) $(CLUSTER_HDR) $(CORE_SRC) $(CORE_HDR)
-	@mkdir -p $(@D)
-	$(CC) $(CLUSTER_TEST_CFLAGS) $(ASAN) $(CLUSTER_TEST_SRC) $(CLUSTER_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
+$(BUILD)/asan/cluster_tests: $(CLUSTER_TEST_DEPS) $(BUILD)/asan/libferry-cluster.a $(BUILD)/asan/libferry-core.a
+	$(CC) $(CLUSTER_TEST_CFLAGS) $(ASAN) $(CLUSTER_TEST_SRC) $(filter %.a,$^) -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/tsan/cluster_tests: $(CLUSTER_TEST_DEPS) $(CLUSTER_SRC) $(CLUSTER_HDR) $(CORE_SRC) $(CORE_HDR)
-	@mkdir -p $(@D)
-	$(CC) $(CLUSTER_TEST_CFLAGS) $(TSAN) $(CLUSTER_TEST_SRC) $(CLUSTER_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
+$(BUILD)/tsan/cluster_tests: $(CLUSTER_TEST_DEPS) $(BUILD)/tsan/libferry-cluster.a $(BUILD)/tsan/libferry-core.a
+	$(CC) $(CLUSTER_TEST_CFLAGS) $(TSAN) $(CLUSTER_TEST_SRC) $(filter %.a,$^) -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
 
 # The cluster layer against real redis-servers the tests start on free loopback ports.
 test-cluster: $(BUILD)/test/cluster_tests
 	$(BUILD)/test/cluster_tests
 
-# Sanitizer builds compile the library sources into each test program.
-$(BUILD)/asan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
-	@mkdir -p $(@D)
-	$(CC) $(CORE_CFLAGS) $(ASAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CHECK_LIBS) $(TEST_WRAP)
+# Sanitizer builds: the library's sources compiled once per sanitizer (SAN_FLAGS_asan,
+# SAN_FLAGS_tsan) into archives under build/asan and build/tsan that each test program links.
+SAN_FLAGS_asan := $(ASAN)
+SAN_FLAGS_tsan := $(TSAN)
+SAN_CORE_OBJ    = $(CORE_SRC:%.c=$(BUILD)/$(1)/obj/%.o)
+SAN_LIB_OBJ     = $(call SAN_CORE_OBJ,$(1)) $(TR_SRC:%.c=$(BUILD)/$(1)/obj/%.o)
+SAN_CLUSTER_OBJ = $(CLUSTER_SRC:%.c=$(BUILD)/$(1)/obj/%.o)
 
-$(BUILD)/asan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Itests/lib $(ASAN) $(CHECK_CFLAGS) $(TR_TEST_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+define SAN_RULES
+$(BUILD)/$(1)/obj/core/%.o: core/%.c $(CORE_HDR)
+	@mkdir -p $$(@D)
+	$(CC) $(CORE_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
 
-$(BUILD)/asan/stress: $(STRESS_SRC) $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ASAN) $(STRESS_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS)
+$(BUILD)/$(1)/obj/transports/%.o: transports/%.c $(LIB_HDR)
+	@mkdir -p $$(@D)
+	$(CC) $(TR_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
 
-$(BUILD)/tsan/stress: $(STRESS_SRC) $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(TSAN) $(STRESS_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS)
+$(BUILD)/$(1)/obj/cluster/%.o: cluster/%.c $(CORE_HDR) $(CLUSTER_HDR)
+	@mkdir -p $$(@D)
+	$(CC) $(CLUSTER_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
 
-$(BUILD)/tsan/core_tests: $(TEST_SRC) tests/core/*.h $(CORE_SRC) $(CORE_HDR)
-	@mkdir -p $(@D)
-	$(CC) $(CORE_CFLAGS) $(TSAN) $(CHECK_CFLAGS) $(TEST_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CHECK_LIBS) $(TEST_WRAP)
+$(BUILD)/$(1)/libferry-core.a: $(call SAN_CORE_OBJ,$(1))
+	rm -f $$@
+	ar rcs $$@ $$^
 
-$(BUILD)/tsan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(LIB_SRC) $(LIB_HDR) $(JS_OBJ)
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Itests/lib $(TSAN) $(CHECK_CFLAGS) $(TR_TEST_SRC) $(LIB_SRC) $(JS_OBJ) -o $@ $(DEP_LIBS) $(CHECK_LIBS)
+$(BUILD)/$(1)/libferry.a: $(call SAN_LIB_OBJ,$(1)) $(JS_OBJ)
+	rm -f $$@
+	ar rcs $$@ $$^
+
+$(BUILD)/$(1)/libferry-cluster.a: $(call SAN_CLUSTER_OBJ,$(1))
+	rm -f $$@
+	ar rcs $$@ $$^
+
+$(BUILD)/$(1)/core_tests: $(TEST_SRC) tests/core/*.h $(BUILD)/$(1)/libferry-core.a
+	$(CC) $(CORE_CFLAGS) $(SAN_FLAGS_$(1)) $(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/$(1)/libferry-core.a -o $$@ $(CORE_LIBS) $(CHECK_LIBS) $(TEST_WRAP)
+
+$(BUILD)/$(1)/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(BUILD)/$(1)/libferry.a
+	$(CC) $(ALL_CFLAGS) -Itests/lib $(SAN_FLAGS_$(1)) $(CHECK_CFLAGS) $(TR_TEST_SRC) $(BUILD)/$(1)/libferry.a -o $$@ $(DEP_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/$(1)/stress: $(STRESS_SRC) $(BUILD)/$(1)/libferry.a
+	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS_$(1)) $(STRESS_SRC) $(BUILD)/$(1)/libferry.a -o $$@ $(DEP_LIBS)
+endef
+$(foreach san,asan tsan,$(eval $(call SAN_RULES,$(san))))
 
 # The allocation-failure sweep (tests/failmalloc): core calls with their 1st, 2nd, ...
 # allocation failing, through link-time wrapping (the library is built unchanged), under
@@ -219,9 +236,8 @@ $(BUILD)/tsan/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h 
 FM_SRC  := $(wildcard tests/failmalloc/*.c) tests/core/helpers.c
 FM_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=free
 
-$(BUILD)/asan/failmalloc: $(FM_SRC) tests/failmalloc/*.h tests/core/helpers.h $(CORE_SRC) $(CORE_HDR)
-	@mkdir -p $(@D)
-	$(CC) $(CORE_CFLAGS) $(ASAN) $(CHECK_CFLAGS) -Itests/core $(FM_SRC) $(CORE_SRC) -o $@ $(CORE_LIBS) $(CHECK_LIBS) $(FM_WRAP)
+$(BUILD)/asan/failmalloc: $(FM_SRC) tests/failmalloc/*.h tests/core/helpers.h $(BUILD)/asan/libferry-core.a
+	$(CC) $(CORE_CFLAGS) $(ASAN) $(CHECK_CFLAGS) -Itests/core $(FM_SRC) $(BUILD)/asan/libferry-core.a -o $@ $(CORE_LIBS) $(CHECK_LIBS) $(FM_WRAP)
 
 test-failmalloc: $(BUILD)/asan/failmalloc
 	$(ASAN_ENV) $(BUILD)/asan/failmalloc
