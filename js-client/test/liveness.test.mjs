@@ -84,10 +84,13 @@ describe('through a proxy that can blackhole the connection', () => {
     hole.blackhole();
     const t0 = Date.now();
     await own.control('publish', 'n=5&from=6');
-    await waitFor(() => c.state !== 'open', 5000, 'the dead poll noticed');
+    await waitFor(() => c.state !== 'open', 8000, 'the dead poll noticed');
     const took = Date.now() - t0;
-    // The welcome's timeout (1.5 s) after the poll began, checked at the next ping (0.2 s).
-    assert.ok(took >= 1000 && took <= 1500 + 200 + 1300, `abandoned after ${took} ms`);
+    // The welcome's timeout (1.5 s) after the poll began, checked at the client's next
+    // liveness check (at most 0.7 s later here). The upper bound leaves room for timers
+    // delayed on a loaded machine (3.4 s was seen with the browser tests running beside it);
+    // it still tells this from the default timeout of 60 s.
+    assert.ok(took >= 1000 && took <= 3 * 1500, `abandoned after ${took} ms`);
     hole.heal();
     assert.equal((await once(c, 'open')).resumed, true);
     await waitFor(() => got.length >= 10, 5000, 'all 10');
