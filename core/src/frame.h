@@ -62,7 +62,8 @@ int fy_json_scan(const char *buf, size_t len, size_t max_depth, size_t max_eleme
 
 /* True if a json_loadb that returned NULL failed for memory. jansson's loader returns NULL
  * without setting `jerr` (text empty, its code byte left as it was) when one of its own
- * allocations fails, so the code alone cannot be trusted. */
+ * allocations fails, so the code alone cannot be trusted. Not every such failure shows:
+ * when the lexer cannot allocate a string, jansson reports a syntax error instead. */
 bool fy_json_out_of_memory(const json_error_t *jerr);
 
 /* Decodes one frame object or a non-empty array of them. On success returns 0, stores the

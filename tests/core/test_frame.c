@@ -156,6 +156,25 @@ START_TEST(every_wire_error_has_a_code_and_text)
 }
 END_TEST
 
+/* jansson leaves json_error_t unset when one of its allocations fails: an empty text is
+ * that, whatever its code byte holds; a set error is what it says, even numeric overflow. */
+START_TEST(a_jansson_error_without_text_is_out_of_memory)
+{
+    json_error_t e;
+    memset(&e, json_error_numeric_overflow, sizeof e);
+    e.text[0] = '\0';
+    ck_assert(fy_json_out_of_memory(&e));
+
+    const char *texts[] = {"{", "[1e999]", "", "{\"a\":1,\"a\":2}"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        memset(&e, 0, sizeof e);
+        json_t *v = json_loadb(texts[i], strlen(texts[i]), JSON_REJECT_DUPLICATES, &e);
+        ck_assert_ptr_null(v);
+        ck_assert_msg(!fy_json_out_of_memory(&e), "%s", texts[i]);
+    }
+}
+END_TEST
+
 START_TEST(message_bodies_are_encoded_once_with_topic)
 {
     fy_msg *m;
@@ -190,6 +209,7 @@ Suite *frame_suite(void)
     tcase_add_test(tc, error_frames_escape_peer_text);
     tcase_add_test(tc, every_wire_error_has_a_code_and_text);
     tcase_add_test(tc, message_bodies_are_encoded_once_with_topic);
+    tcase_add_test(tc, a_jansson_error_without_text_is_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }
