@@ -197,15 +197,15 @@ SAN_CLUSTER_OBJ = $(CLUSTER_SRC:%.c=$(BUILD)/$(1)/obj/%.o)
 define SAN_RULES
 $(BUILD)/$(1)/obj/core/%.o: core/%.c $(CORE_HDR)
 	@mkdir -p $$(@D)
-	$(CC) $(CORE_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
+	$(CC) $$(CORE_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
 
 $(BUILD)/$(1)/obj/transports/%.o: transports/%.c $(LIB_HDR)
 	@mkdir -p $$(@D)
-	$(CC) $(TR_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
+	$(CC) $$(TR_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
 
 $(BUILD)/$(1)/obj/cluster/%.o: cluster/%.c $(CORE_HDR) $(CLUSTER_HDR)
 	@mkdir -p $$(@D)
-	$(CC) $(CLUSTER_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
+	$(CC) $$(CLUSTER_CFLAGS) $(SAN_FLAGS_$(1)) -c $$< -o $$@
 
 $(BUILD)/$(1)/libferry-core.a: $(call SAN_CORE_OBJ,$(1))
 	rm -f $$@
@@ -220,13 +220,13 @@ $(BUILD)/$(1)/libferry-cluster.a: $(call SAN_CLUSTER_OBJ,$(1))
 	ar rcs $$@ $$^
 
 $(BUILD)/$(1)/core_tests: $(TEST_SRC) tests/core/*.h $(BUILD)/$(1)/libferry-core.a
-	$(CC) $(CORE_CFLAGS) $(SAN_FLAGS_$(1)) $(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/$(1)/libferry-core.a -o $$@ $(CORE_LIBS) $(CHECK_LIBS) $(TEST_WRAP)
+	$(CC) $$(CORE_CFLAGS) $(SAN_FLAGS_$(1)) $$(CHECK_CFLAGS) $(TEST_SRC) $(BUILD)/$(1)/libferry-core.a -o $$@ $$(CORE_LIBS) $$(CHECK_LIBS) $(TEST_WRAP)
 
 $(BUILD)/$(1)/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h $(BUILD)/$(1)/libferry.a
-	$(CC) $(ALL_CFLAGS) -Itests/lib $(SAN_FLAGS_$(1)) $(CHECK_CFLAGS) $(TR_TEST_SRC) $(BUILD)/$(1)/libferry.a -o $$@ $(DEP_LIBS) $(CHECK_LIBS)
+	$(CC) $$(ALL_CFLAGS) -Itests/lib $(SAN_FLAGS_$(1)) $$(CHECK_CFLAGS) $(TR_TEST_SRC) $(BUILD)/$(1)/libferry.a -o $$@ $$(DEP_LIBS) $$(CHECK_LIBS)
 
 $(BUILD)/$(1)/stress: $(STRESS_SRC) $(BUILD)/$(1)/libferry.a
-	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS_$(1)) $(STRESS_SRC) $(BUILD)/$(1)/libferry.a -o $$@ $(DEP_LIBS)
+	$(CC) $$(ALL_CFLAGS) $(SAN_FLAGS_$(1)) $(STRESS_SRC) $(BUILD)/$(1)/libferry.a -o $$@ $$(DEP_LIBS)
 endef
 $(foreach san,asan tsan,$(eval $(call SAN_RULES,$(san))))
 
@@ -259,7 +259,7 @@ ASAN_BIN := $(BUILD)/asan/core_tests $(BUILD)/asan/stress $(BUILD)/asan/transpor
 TSAN_BIN := $(BUILD)/tsan/stress $(BUILD)/tsan/transport_tests $(BUILD)/tsan/core_tests \
             $(BUILD)/tsan/cluster_tests
 
-# Each sanitizer build compiles the whole library into each program: two at a time.
+# The sanitizer programs are built two at a time.
 test-asan:
 	@$(MAKE) --no-print-directory -j2 $(ASAN_BIN)
 	$(ASAN_ENV) $(BUILD)/asan/core_tests
