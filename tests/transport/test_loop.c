@@ -187,6 +187,13 @@ START_TEST(reserved_bits_opcodes_and_bad_control_frames_are_closed_with_1002)
         ck_assert_msg(ends(&c[i].ws, 5000), "frame %zu", i);
         tc_free(&c[i]);
     }
+    /* and the loops serve the next one. */
+    tc ok;
+    tc_init(&ok, s, TC_WS);
+    ck_assert_int_eq(tc_connect(&ok), 0);
+    tc_send(&ok, "{\"echo\":true}");
+    ck_assert(tc_wait_msgs(&ok, 1, 5000));
+    tc_free(&ok);
     ts_stop(s);
 }
 END_TEST
