@@ -176,12 +176,6 @@ $(BUILD)/test/cluster_tests: $(CLUSTER_TEST_DEPS) $(BUILD)/libferry-cluster.a $(
 	@mkdir -p $(@D)
 	$(CC) $(CLUSTER_TEST_CFLAGS) $(CLUSTER_TEST_SRC) $(BUILD)/libferry-cluster.a $(BUILD)/libferry-core.a -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/asan/cluster_tests: $(CLUSTER_TEST_DEPS) $(BUILD)/asan/libferry-cluster.a $(BUILD)/asan/libferry-core.a
-	$(CC) $(CLUSTER_TEST_CFLAGS) $(ASAN) $(CLUSTER_TEST_SRC) $(filter %.a,$^) -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
-
-$(BUILD)/tsan/cluster_tests: $(CLUSTER_TEST_DEPS) $(BUILD)/tsan/libferry-cluster.a $(BUILD)/tsan/libferry-core.a
-	$(CC) $(CLUSTER_TEST_CFLAGS) $(TSAN) $(CLUSTER_TEST_SRC) $(filter %.a,$^) -o $@ $(CORE_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
-
 # The cluster layer against real redis-servers the tests start on free loopback ports.
 test-cluster: $(BUILD)/test/cluster_tests
 	$(BUILD)/test/cluster_tests
@@ -227,6 +221,9 @@ $(BUILD)/$(1)/transport_tests: $(TR_TEST_SRC) tests/transport/*.h tests/lib/*.h 
 
 $(BUILD)/$(1)/stress: $(STRESS_SRC) $(BUILD)/$(1)/libferry.a
 	$(CC) $$(ALL_CFLAGS) $(SAN_FLAGS_$(1)) $(STRESS_SRC) $(BUILD)/$(1)/libferry.a -o $$@ $$(DEP_LIBS)
+
+$(BUILD)/$(1)/cluster_tests: $(CLUSTER_TEST_DEPS) $(BUILD)/$(1)/libferry-cluster.a $(BUILD)/$(1)/libferry-core.a
+	$(CC) $$(CLUSTER_TEST_CFLAGS) $(SAN_FLAGS_$(1)) $(CLUSTER_TEST_SRC) $(BUILD)/$(1)/libferry-cluster.a $(BUILD)/$(1)/libferry-core.a -o $$@ $$(CORE_LIBS) $$(CLUSTER_LIBS) $$(CHECK_LIBS)
 endef
 $(foreach san,asan tsan,$(eval $(call SAN_RULES,$(san))))
 
